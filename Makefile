@@ -1,0 +1,37 @@
+# Quick start: `make run` (set up and open the studio), `make test` (set up and run every test).
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The torch build to install first; override for CUDA, e.g. TORCH_SPEC="torch==2.14.1".
+TORCH_SPEC ?= torch==2.13.0
+STAMP := $(VENV)/.installed
+TEST_ARGS ?=
+
+.PHONY: run test setup system-deps lint bench clean
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q -e ".[test]"
+	# Only for the CLIP vocabulary file it ships; --no-deps keeps torchvision out.
+	$(BIN)/python -m pip install -q --no-deps "open-clip-torch>=2.20"
+	touch $(STAMP)
+
+setup: $(STAMP) system-deps
+
+system-deps:
+	@bash tools/system-deps.sh
+
+run: setup
+	$(BIN)/studio run
+
+test: setup
+	$(BIN)/lint-imports
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest $(TEST_ARGS)
+
+bench: setup
+	$(BIN)/studio bench overhead --json
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info

@@ -1,0 +1,57 @@
+"""The `studio` command. Each sub-command lives in its own module with a `register(subparsers)`.
+
+`studio` with no sub-command opens the window.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from studio import __version__
+from studio.core.errors import StudioError
+
+# Modules that add sub-commands; each has register(subparsers) and sets args.func.
+COMMAND_MODULES = (
+    "studio.cli.generate",
+    "studio.cli.dev",
+    "studio.cli.bench",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="studio", description="Local image-generation studio.")
+    parser.add_argument("--version", action="version", version=f"studio {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    run = sub.add_parser("run", help="open the studio window (the default)")
+    run.set_defaults(func=_run_window)
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def _run_window(args: argparse.Namespace) -> int:
+    from studio.qt.app import run_app
+
+    return run_app(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func = getattr(args, "func", None) or _run_window
+    try:
+        return int(func(args) or 0)
+    except StudioError as exc:
+        print(f"studio: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("studio: interrupted", file=sys.stderr)
+        return 130

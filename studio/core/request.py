@@ -1,0 +1,185 @@
+"""`GenerationRequest`: the recipe and the provenance of an image at once.
+
+The same frozen object is what the engine runs, what is written into the image file and stored in
+the gallery, and what is loaded back to reproduce the image bit-for-bit on the same device. It holds
+everything one generation needs and nothing else (no device, no cache, no UI state).
+"""
+
+from __future__ import annotations
+
+import json
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from studio.core.errors import InvalidRequest
+
+SCHEMA_VERSION = 1
+MAX_SEED = 2**32 - 1
+
+# Common names (as A1111 / ComfyUI users know them) -> documented in studio.engine.schedulers.
+SCHEDULER_NAMES = (
+    "Euler",
+    "Euler a",
+    "DPM++ 2M",
+    "DPM++ 2M Karras",
+    "DDIM",
+    "UniPC",
+    "LCM",
+)
+
+
+class PreviewMode(str, Enum):
+    LATENT2RGB = "latent2rgb"
+    X0 = "x0"
+    TAESD = "taesd"
+    VAE = "vae"
+    NONE = "none"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ImageRef(_Frozen):
+    """An input image by path, with its SHA-256 so the recipe names exactly which pixels went in."""
+
+    path: str
+    sha256: str = ""
+
+
+class LoraRef(_Frozen):
+    name: str
+    path: str = ""
+    weight: float = Field(1.0, ge=-2.0, le=2.0)
+    sha256: str = ""
+
+
+class ControlNetRef(_Frozen):
+    model: str
+    image: ImageRef
+    preprocessor: str = "none"
+    weight: float = Field(1.0, ge=0.0, le=2.0)
+    start: float = Field(0.0, ge=0.0, le=1.0)
+    end: float = Field(1.0, ge=0.0, le=1.0)
+
+
+class BranchRef(_Frozen):
+    """Continue a kept run from one of its steps: the new run does only the remaining steps."""
+
+    parent_id: str
+    step: int = Field(ge=0)
+
+
+class GenerationRequest(_Frozen):
+    """Everything one generation needs. Frozen and validated; JSON round-trips losslessly."""
+
+    schema_version: int = SCHEMA_VERSION
+    model: str = "demo"
+    prompt: str = ""
+    negative_prompt: str = ""
+    steps: int = Field(20, ge=1, le=500)
+    guidance_scale: float = Field(7.0, ge=0.0, le=30.0)
+    guidance_rescale: float = Field(0.0, ge=0.0, le=1.0)
+    seed: int = Field(0, ge=0, le=MAX_SEED)
+    width: int = Field(512, ge=8, le=8192)
+    height: int = Field(512, ge=8, le=8192)
+    scheduler: str = "Euler a"
+    batch_size: int = Field(1, ge=1, le=64)
+    clip_skip: int = Field(0, ge=0, le=12)
+    preview: PreviewMode = PreviewMode.LATENT2RGB
+    preview_every: int = Field(1, ge=1, le=500)
+    # Filled by later features; part of the recipe already so old files stay readable.
+    init_image: ImageRef | None = None
+    mask: ImageRef | None = None
+    strength: float = Field(1.0, ge=0.0, le=1.0)
+    loras: tuple[LoraRef, ...] = ()
+    controlnets: tuple[ControlNetRef, ...] = ()
+    branch: BranchRef | None = None
+    plugins: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @field_validator("width", "height")
+    @classmethod
+    def _multiple_of_8(cls, v: int) -> int:
+        if v % 8:
+            raise ValueError(f"{v} is not a multiple of 8")
+        return v
+
+    @field_validator("scheduler")
+    @classmethod
+    def _known_scheduler(cls, v: str) -> str:
+        for name in SCHEDULER_NAMES:
+            if v.strip().lower() == name.lower():
+                return name
+        raise ValueError(f"unknown scheduler {v!r}; choose one of: {', '.join(SCHEDULER_NAMES)}")
+
+    @field_validator("model")
+    @classmethod
+    def _model_named(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("no model given")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> GenerationRequest:
+        if self.mask is not None and self.init_image is None:
+            raise ValueError("a mask needs an init image")
+        return self
+
+    # -- construction that reports errors the studio's way ---------------------------------------
+    @classmethod
+    def create(cls, **fields: Any) -> GenerationRequest:
+        """Build a request, turning validation problems into one `InvalidRequest`."""
+        from pydantic import ValidationError
+
+        try:
+            return cls(**fields)
+        except ValidationError as exc:
+            raise InvalidRequest(_explain(exc)) from None
+
+    def replace(self, **changes: Any) -> GenerationRequest:
+        """A validated copy with some fields changed."""
+        data = self.model_dump()
+        data.update(changes)
+        return type(self).create(**data)
+
+    # -- serialisation ----------------------------------------------------------------------------
+    def to_json(self) -> str:
+        return self.model_dump_json()
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> GenerationRequest:
+        try:
+            data = json.loads(text)
+        except (ValueError, TypeError) as exc:
+            raise InvalidRequest(f"the recipe is not valid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise InvalidRequest("the recipe is not a JSON object")
+        return cls.from_dict(data)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GenerationRequest:
+        version = data.get("schema_version", SCHEMA_VERSION)
+        if not isinstance(version, int) or version > SCHEMA_VERSION:
+            raise InvalidRequest(
+                f"the recipe was written by a newer studio (schema {version}); update the studio"
+            )
+        return cls.create(**data)
+
+    @property
+    def is_txt2img(self) -> bool:
+        return self.init_image is None and self.branch is None
+
+
+def _explain(exc: Any) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err.get("loc", ())) or "request"
+        msg = err.get("msg", "invalid")
+        msg = msg.removeprefix("Value error, ")
+        parts.append(f"{where}: {msg}")
+    return "Invalid generation settings — " + "; ".join(parts)
