@@ -1,0 +1,159 @@
+"""Tiny randomly initialised Stable Diffusion pipelines, for tests and for trying the studio offline.
+
+They use the real block topology of each architecture (SD 1.x: four levels, two layers per block,
+cross-attention at the first three; SDXL: three levels, two text encoders, added time embeddings)
+with tiny widths, and the real 49,408-token CLIP vocabulary, so every loader path, the single-file
+key mapping included, runs on them exactly as on a full checkpoint. Nothing is downloaded.
+
+`save_tiny_model(out, arch=..., fmt="diffusers" | "single-file")` writes one; `fmt="single-file"`
+writes one `.safetensors` in the original LDM (A1111 / Civitai) key layout via `studio.engine.ldm`.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+ARCHS = ("sd15", "sd15-inpaint", "sd2", "sdxl")
+NATIVE_SIZE = 64  # pixels: 8×8 latents
+
+# Shapes follow the rules of resources/model_defaults.json (heads, norm groups) so that a
+# single-file checkpoint of them is fully described by its tensor shapes plus those defaults.
+_SD_UNET: dict[str, Any] = dict(
+    sample_size=NATIVE_SIZE // 8,
+    in_channels=4,
+    out_channels=4,
+    block_out_channels=(32, 64, 64, 64),
+    layers_per_block=2,
+    down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+    up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+    cross_attention_dim=64,
+    attention_head_dim=8,
+    norm_num_groups=32,
+)
+_VAE: dict[str, Any] = dict(
+    sample_size=NATIVE_SIZE,
+    in_channels=3,
+    out_channels=3,
+    latent_channels=4,
+    block_out_channels=(32, 32, 64, 64),
+    layers_per_block=1,
+    down_block_types=("DownEncoderBlock2D",) * 4,
+    up_block_types=("UpDecoderBlock2D",) * 4,
+    norm_num_groups=32,
+)
+_CLIP: dict[str, Any] = dict(
+    vocab_size=49408,
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=1,
+    max_position_embeddings=77,
+    hidden_act="quick_gelu",
+    projection_dim=64,
+    bos_token_id=49406,
+    eos_token_id=49407,
+    pad_token_id=49407,
+)
+
+
+def tiny_components(arch: str = "sd15", seed: int = 0) -> dict[str, Any]:
+    """The components of a tiny pipeline (not yet wrapped in a pipeline object)."""
+    import torch
+    from diffusers import AutoencoderKL, EulerDiscreteScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    from studio.engine.clip_vocab import build_clip_tokenizer
+
+    if arch not in ARCHS:
+        raise ValueError(f"unknown arch {arch!r}; choose from {ARCHS}")
+    unet_cfg = copy.deepcopy(_SD_UNET)
+    clip_cfg = copy.deepcopy(_CLIP)
+    sched_kw: dict[str, Any] = dict(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000,
+        steps_offset=1, timestep_spacing="leading",
+    )
+    vae_cfg = copy.deepcopy(_VAE)
+    if arch == "sd15-inpaint":
+        unet_cfg["in_channels"] = 9
+    if arch == "sd2":
+        unet_cfg.update(attention_head_dim=(1, 1, 1, 1), use_linear_projection=True)
+        clip_cfg.update(hidden_act="gelu")
+        sched_kw.update(prediction_type="v_prediction")
+    if arch == "sdxl":
+        unet_cfg.update(
+            block_out_channels=(32, 64, 64),
+            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+            transformer_layers_per_block=(1, 1, 2),
+            attention_head_dim=(1, 1, 1),
+            use_linear_projection=True,
+            cross_attention_dim=64 + 128,  # both text encoders' widths, concatenated
+            addition_embed_type="text_time",
+            addition_time_embed_dim=8,
+            projection_class_embeddings_input_dim=8 * 6 + 128,
+        )
+        sched_kw.update(timestep_spacing="leading")
+        vae_cfg["scaling_factor"] = 0.13025
+
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(**unet_cfg)
+    torch.manual_seed(seed + 1)
+    vae = AutoencoderKL(**vae_cfg)
+    torch.manual_seed(seed + 2)
+    components: dict[str, Any] = dict(
+        unet=unet,
+        vae=vae,
+        scheduler=EulerDiscreteScheduler(**sched_kw),
+        tokenizer=build_clip_tokenizer(),
+    )
+    if arch == "sdxl":
+        components["text_encoder"] = CLIPTextModel(CLIPTextConfig(**clip_cfg))
+        torch.manual_seed(seed + 3)
+        # Wider than the first encoder, as in SDXL (768 vs 1280): the widths tell them apart.
+        cfg2 = dict(clip_cfg, hidden_act="gelu", pad_token_id=0, hidden_size=128,
+                    intermediate_size=256, num_attention_heads=2, projection_dim=128)
+        components["text_encoder_2"] = CLIPTextModelWithProjection(CLIPTextConfig(**cfg2))
+        components["tokenizer_2"] = build_clip_tokenizer(pad_token="!")
+    else:
+        if arch == "sd2":
+            clip_cfg["pad_token_id"] = 0
+            components["tokenizer"] = build_clip_tokenizer(pad_token="!")
+        components["text_encoder"] = CLIPTextModel(CLIPTextConfig(**clip_cfg))
+    for m in (components["unet"], components["vae"], components["text_encoder"]):
+        m.eval()
+    return components
+
+
+def tiny_pipeline(arch: str = "sd15", seed: int = 0):
+    """A tiny diffusers pipeline object (SD or SDXL, inpainting for `sd15-inpaint`)."""
+    from diffusers import (
+        StableDiffusionInpaintPipeline,
+        StableDiffusionPipeline,
+        StableDiffusionXLPipeline,
+    )
+
+    comps = tiny_components(arch, seed)
+    if arch == "sdxl":
+        return StableDiffusionXLPipeline(**comps)
+    cls = StableDiffusionInpaintPipeline if arch == "sd15-inpaint" else StableDiffusionPipeline
+    return cls(**comps, safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+
+
+def save_tiny_model(out: str | Path, arch: str = "sd15", fmt: str = "diffusers", seed: int = 0) -> Path:
+    """Write a tiny model as a diffusers folder or as one LDM-layout `.safetensors` file."""
+    out = Path(out)
+    pipe = tiny_pipeline(arch, seed)
+    if fmt == "diffusers":
+        pipe.save_pretrained(out, safe_serialization=True)
+        return out
+    if fmt == "single-file":
+        from studio.engine.ldm import save_ldm_checkpoint
+
+        if out.suffix != ".safetensors":
+            out = out / f"tiny-{arch}.safetensors"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        save_ldm_checkpoint(pipe, out)
+        return out
+    raise ValueError(f"unknown format {fmt!r}")
