@@ -1,0 +1,96 @@
+"""Device and dtype choice: CUDA > MPS > CPU unless the user says otherwise; fp16 on GPUs, fp32 on CPU.
+
+Overrides: arguments, or STUDIO_DEVICE / STUDIO_DTYPE in the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+
+from studio.core.errors import InvalidRequest
+
+DTYPES = {"float16": torch.float16, "fp16": torch.float16, "bfloat16": torch.bfloat16,
+          "bf16": torch.bfloat16, "float32": torch.float32, "fp32": torch.float32}
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    device: str  # "cuda", "cuda:1", "mps", "cpu"
+    dtype: str  # "float16" | "bfloat16" | "float32"
+    name: str  # human-readable
+
+    @property
+    def torch_device(self) -> torch.device:
+        return torch.device(self.device)
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return DTYPES[self.dtype]
+
+
+def _mps_available() -> bool:
+    return bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+
+
+def choose_device(device: str | None = None, dtype: str | None = None) -> DeviceInfo:
+    device = (device or os.environ.get("STUDIO_DEVICE") or "auto").lower()
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "mps" if _mps_available() else "cpu"
+    kind = device.split(":")[0]
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise InvalidRequest("CUDA was asked for but no CUDA GPU is available.", "Use --device cpu.")
+    if kind == "mps" and not _mps_available():
+        raise InvalidRequest("MPS was asked for but is not available on this machine.", "Use --device cpu.")
+    if kind not in ("cuda", "mps", "cpu"):
+        raise InvalidRequest(f"Unknown device {device!r}; use auto, cuda, mps or cpu.")
+    dtype = (dtype or os.environ.get("STUDIO_DTYPE") or "auto").lower()
+    if dtype == "auto":
+        dtype = "float32" if kind == "cpu" else "float16"
+    if dtype not in DTYPES:
+        raise InvalidRequest(f"Unknown dtype {dtype!r}; use float16, bfloat16 or float32.")
+    dtype = str(DTYPES[dtype]).removeprefix("torch.")
+    if kind == "cuda":
+        name = torch.cuda.get_device_name(torch.device(device))
+    elif kind == "mps":
+        name = "Apple GPU (MPS)"
+    else:
+        name = f"CPU ({torch.get_num_threads()} threads)"
+    return DeviceInfo(device, dtype, name)
+
+
+def memory_info(info: DeviceInfo) -> dict[str, float | None]:
+    """Memory in use and peak on the device, in MiB (process RSS on CPU)."""
+    mib = 1024 * 1024
+    if info.device.startswith("cuda"):
+        dev = info.torch_device
+        return {
+            "allocated_mb": torch.cuda.memory_allocated(dev) / mib,
+            "peak_mb": torch.cuda.max_memory_allocated(dev) / mib,
+            "total_mb": torch.cuda.get_device_properties(dev).total_memory / mib,
+        }
+    if info.device == "mps":
+        return {"allocated_mb": torch.mps.current_allocated_memory() / mib, "peak_mb": None,
+                "total_mb": torch.mps.recommended_max_memory() / mib}
+    try:
+        import psutil
+
+        rss = psutil.Process().memory_info().rss / mib
+    except ImportError:  # pragma: no cover
+        rss = None
+    return {"allocated_mb": rss, "peak_mb": None, "total_mb": None}
+
+
+def empty_cache(info: DeviceInfo) -> None:
+    if info.device.startswith("cuda"):
+        torch.cuda.empty_cache()
+    elif info.device == "mps":
+        torch.mps.empty_cache()
+
+
+def is_oom(exc: BaseException) -> bool:
+    if isinstance(exc, torch.OutOfMemoryError):
+        return True
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()

@@ -1,0 +1,304 @@
+"""The engine: runs one `GenerationRequest` through a real diffusers pipeline, step by step.
+
+Every step yields a `StepPreview` (plain numpy data) through `callback_on_step_end`; a cancel flag
+is checked at every step; the same request on the same device gives bit-identical pixels (noise
+comes from per-image CPU generators seeded `seed + i`, as A1111 does).
+
+Latents handed out in previews are variance-preserving (x = √ᾱ·x₀ + √(1−ᾱ)·ε) whatever the
+scheduler's own convention, so a kept step can be resumed ("branched") with another scheduler.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from studio.core.errors import InvalidRequest, OutOfMemory, PromptTooLong, StudioError, UnsupportedModel
+from studio.core.request import GenerationRequest, PreviewMode
+from studio.core.results import GenerationResult, LoadProgress, StepPreview
+from studio.engine.devices import DeviceInfo, choose_device, empty_cache, is_oom, memory_info
+from studio.engine.loader import LoadedModel, ModelCache
+from studio.engine.previews import decode_preview, latent_rgb_factors, latent_to_rgb
+from studio.engine.schedulers import is_sigma_space, make_scheduler
+
+StepFn = Callable[[StepPreview], None] | None
+ProgressFn = Callable[[LoadProgress], None] | None
+
+
+class _Cancelled(Exception):
+    pass
+
+
+class Engine:
+    """Owns the loaded pipelines. Use it from one thread at a time (the window's engine thread)."""
+
+    def __init__(
+        self,
+        device: str | None = None,
+        dtype: str | None = None,
+        *,
+        allow_pickle: bool = False,
+        cache_size: int = 2,
+        taesd: dict[str, str | Path] | None = None,
+    ) -> None:
+        self.device_info: DeviceInfo = choose_device(device, dtype)
+        self.allow_pickle = allow_pickle
+        self.cache = ModelCache(cache_size)
+        self.taesd_dirs = {k: Path(v) for k, v in (taesd or {}).items()}  # arch -> AutoencoderTiny folder
+        self._taesd: dict[str, Any] = {}
+
+    # -- models -----------------------------------------------------------------------------------
+    def load(self, model: str, on_progress: ProgressFn = None) -> LoadedModel:
+        try:
+            return self.cache.get(model, self.device_info, on_progress, self.allow_pickle)
+        except StudioError:
+            raise
+        except Exception as exc:
+            if is_oom(exc):
+                empty_cache(self.device_info)
+                raise OutOfMemory("Not enough memory to load the model.", "Close other programs or use a smaller model.") from None
+            raise
+
+    def memory_info(self) -> dict[str, float | None]:
+        return memory_info(self.device_info)
+
+    def _tiny_vae(self, arch: str):
+        if arch not in self._taesd:
+            from diffusers import AutoencoderTiny
+
+            folder = self.taesd_dirs.get(arch) or self.taesd_dirs.get(arch.split("-")[0])
+            if folder is None:
+                raise InvalidRequest(
+                    "The tiny-autoencoder preview needs a TAESD model for this architecture.",
+                    "Set one in the model settings, or choose the latent→RGB preview.",
+                )
+            vae = AutoencoderTiny.from_pretrained(folder, local_files_only=True, torch_dtype=self.device_info.torch_dtype)
+            self._taesd[arch] = vae.to(self.device_info.torch_device).eval()
+        return self._taesd[arch]
+
+    # -- generation -------------------------------------------------------------------------------
+    def generate(
+        self,
+        request: GenerationRequest,
+        on_step: StepFn = None,
+        cancel: threading.Event | None = None,
+        on_progress: ProgressFn = None,
+        branch_latent: np.ndarray | None = None,
+    ) -> GenerationResult:
+        t0 = time.perf_counter()
+        lm = self.load(request.model, on_progress)
+        t_loaded = time.perf_counter()
+        try:
+            return self._generate(lm, request, on_step, cancel, branch_latent, t0, t_loaded)
+        except StudioError:
+            raise
+        except Exception as exc:
+            if is_oom(exc):
+                empty_cache(self.device_info)
+                raise OutOfMemory(
+                    f"Out of memory at {request.width}×{request.height}, batch {request.batch_size}.",
+                    "Lower the size or batch, or choose a lower-memory preset. Nothing made so far is lost.",
+                ) from None
+            raise
+
+    def _check_prompt(self, pipe, request: GenerationRequest) -> None:
+        tok = pipe.tokenizer if getattr(pipe, "tokenizer", None) is not None else pipe.tokenizer_2
+        limit = tok.model_max_length
+        for label, text in (("prompt", request.prompt), ("negative prompt", request.negative_prompt)):
+            n = len(tok(text).input_ids)
+            if n > limit:
+                raise PromptTooLong(
+                    f"The {label} is {n - 2} tokens long; this model reads at most {limit - 2}.",
+                    "Shorten it (the token counter shows the length).",
+                )
+
+    def _generate(self, lm, request, on_step, cancel, branch_latent, t0, t_loaded) -> GenerationResult:
+        pipe = lm.pipe
+        if request.init_image is not None or request.mask is not None:
+            raise UnsupportedModel("Image-to-image and inpainting are not available in this version yet.")
+        self._check_prompt(pipe, request)
+        scheduler = make_scheduler(request.scheduler, lm.base_scheduler_config)
+        pipe.scheduler = scheduler
+        steps = request.steps
+        seeds = [(request.seed + i) % 2**32 for i in range(request.batch_size)]
+        generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
+        h, w = request.height // 8, request.width // 8
+        start = 0
+        latents_in = None
+        if request.branch is not None:
+            start, latents_in = self._branch_start(lm, request, branch_latent, (request.batch_size, pipe.unet.config.out_channels, h, w))
+        self._wrap_scheduler(scheduler, start)
+
+        mode = PreviewMode(request.preview)
+        factors, bias = latent_rgb_factors(_latent_space(lm), lm.path if lm.path.is_dir() else None)
+        preview_vae = None
+        if mode is PreviewMode.TAESD:
+            preview_vae = self._tiny_vae(lm.arch)
+        elif mode is PreviewMode.VAE:
+            preview_vae = pipe.vae
+        state: dict[str, Any] = {"done": start, "last_decode": None}
+        t_sample = time.perf_counter()
+
+        def callback(p, i, t, kwargs):
+            if cancel is not None and cancel.is_set():
+                raise _Cancelled
+            step = start + i + 1
+            state["done"] = step
+            if on_step is None:
+                return kwargs
+            lat = kwargs["latents"]
+            vp = _to_vp(scheduler, lat)
+            x0 = getattr(scheduler, "_studio_x0", None)
+            image = None
+            if mode is PreviewMode.LATENT2RGB:
+                image = latent_to_rgb(vp, factors, bias)
+            elif mode is PreviewMode.X0:
+                image = latent_to_rgb(x0 if x0 is not None else vp, factors, bias)
+            elif mode in (PreviewMode.TAESD, PreviewMode.VAE):
+                every = request.preview_every if mode is PreviewMode.VAE else 1
+                if step % every == 0 or step == steps or state["last_decode"] is None:
+                    state["last_decode"] = decode_preview(preview_vae, x0 if x0 is not None else vp)
+                image = state["last_decode"]
+            on_step(
+                StepPreview(
+                    step=step,
+                    total=steps,
+                    timestep=float(t),
+                    image=image,
+                    latent=vp.detach().to("cpu", torch.float32).numpy(),
+                    mode=mode.value,
+                    elapsed_s=time.perf_counter() - t_sample,
+                )
+            )
+            if cancel is not None and cancel.is_set():
+                raise _Cancelled
+            return kwargs
+
+        kwargs: dict[str, Any] = dict(
+            prompt=request.prompt,
+            negative_prompt=request.negative_prompt or None,
+            num_inference_steps=steps,
+            guidance_scale=request.guidance_scale,
+            guidance_rescale=request.guidance_rescale,
+            height=request.height,
+            width=request.width,
+            num_images_per_prompt=request.batch_size,
+            generator=generators,
+            latents=latents_in,
+            output_type="np",
+            callback_on_step_end=callback,
+        )
+        if request.clip_skip:
+            kwargs["clip_skip"] = request.clip_skip
+        if lm.inpaint:  # an inpainting checkpoint asked for a plain image: blank image, everything masked
+            kwargs.update(
+                image=torch.zeros(1, 3, request.height, request.width),
+                mask_image=torch.ones(1, 1, request.height, request.width),
+                strength=1.0,
+            )
+        status = "done"
+        images: list[np.ndarray] = []
+        try:
+            with torch.inference_mode():
+                out = pipe(**kwargs)
+            images = [(np.asarray(im) * 255).round().clip(0, 255).astype(np.uint8) for im in out.images]
+        except _Cancelled:
+            status = "cancelled"
+        finally:
+            _unwrap_scheduler(scheduler)
+        t_end = time.perf_counter()
+        return GenerationResult(
+            request=request,
+            images=images,
+            seeds=seeds,
+            status=status,
+            steps_done=state["done"],
+            total_steps=steps,
+            device=self.device_info.device,
+            dtype=self.device_info.dtype,
+            model_name=lm.name,
+            timings={"load_s": t_loaded - t0, "sample_s": t_end - t_sample, "total_s": t_end - t0},
+            extra={"arch": lm.arch, "model_path": str(lm.path), "branch_start": start},
+        )
+
+    # -- scheduler plumbing -------------------------------------------------------------------------
+    def _branch_start(self, lm: LoadedModel, request, latent, shape) -> tuple[int, torch.Tensor]:
+        k = request.branch.step
+        if latent is None:
+            raise InvalidRequest("Branching needs the latent of the step to branch from; that step is no longer kept.")
+        if not 0 < k < request.steps:
+            raise InvalidRequest(f"Cannot branch from step {k} of a {request.steps}-step run.")
+        lat = torch.as_tensor(np.asarray(latent, dtype=np.float32))
+        if tuple(lat.shape) != tuple(shape):
+            raise InvalidRequest(
+                f"The kept step has shape {tuple(lat.shape)} but the new run needs {tuple(shape)}.",
+                "Keep the size and batch of the parent run when branching.",
+            )
+        probe = make_scheduler(request.scheduler, lm.base_scheduler_config)
+        probe.set_timesteps(request.steps)
+        scale = 1.0
+        if is_sigma_space(probe):
+            sigma = float(probe.sigmas[k * probe.order])
+            scale = math.sqrt(sigma**2 + 1.0) / float(probe.init_noise_sigma)
+        else:
+            scale = 1.0 / float(probe.init_noise_sigma)
+        return k, (lat * scale).to(self.device_info.torch_device, self.device_info.torch_dtype)
+
+    @staticmethod
+    def _wrap_scheduler(scheduler, start: int) -> None:
+        """Record each step's predicted clean latent, and skip the first `start` steps when branching."""
+        orig_step, orig_set = scheduler.step, scheduler.set_timesteps
+
+        @functools.wraps(orig_step)  # keeps the signature: pipelines look for `generator`/`eta` in it
+        def step(model_output, timestep, sample, *args, **kwargs):
+            out = orig_step(model_output, timestep, sample, *args, **kwargs)
+            x0 = None
+            if isinstance(out, tuple) and len(out) > 1:
+                x0 = out[1]
+            elif not isinstance(out, tuple):
+                x0 = getattr(out, "pred_original_sample", None)
+                if x0 is None:
+                    x0 = getattr(out, "denoised", None)
+            if x0 is None and getattr(scheduler, "model_outputs", None):
+                if getattr(scheduler.config, "algorithm_type", "") == "dpmsolver++" or getattr(scheduler, "predict_x0", False):
+                    x0 = scheduler.model_outputs[-1]
+            scheduler._studio_x0 = x0
+            return out
+
+        @functools.wraps(orig_set)
+        def set_timesteps(*args, **kwargs):
+            orig_set(*args, **kwargs)
+            if start:
+                k = start * scheduler.order
+                scheduler.timesteps = scheduler.timesteps[k:]
+                if hasattr(scheduler, "set_begin_index"):
+                    scheduler.set_begin_index(k)
+
+        scheduler.step = step
+        scheduler.set_timesteps = set_timesteps
+        scheduler._studio_x0 = None
+
+
+def _unwrap_scheduler(scheduler) -> None:
+    for name in ("step", "set_timesteps", "_studio_x0"):
+        scheduler.__dict__.pop(name, None)
+
+
+def _to_vp(scheduler, latents: torch.Tensor) -> torch.Tensor:
+    """The scheduler's current latents in variance-preserving form."""
+    if is_sigma_space(scheduler) and scheduler.step_index is not None:
+        sigma = float(scheduler.sigmas[min(scheduler.step_index, len(scheduler.sigmas) - 1)])
+        return latents / math.sqrt(sigma**2 + 1.0)
+    return latents
+
+
+def _latent_space(lm: LoadedModel) -> str:
+    return "sdxl" if lm.is_xl else "sd1"

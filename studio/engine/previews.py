@@ -1,0 +1,64 @@
+"""Step previews: cheap linear latent→RGB every step, or a tiny/full VAE decode when asked."""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from studio.core.paths import resources_dir
+
+
+@functools.lru_cache(maxsize=8)
+def _factors_file(path: str) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+def latent_rgb_factors(space: str, model_dir: Path | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(4×3 factors, 3 bias) for a latent space; a model folder's own latent_rgb.json wins."""
+    if model_dir is not None and (model_dir / "latent_rgb.json").is_file():
+        entry = _factors_file(str(model_dir / "latent_rgb.json"))
+        entry = entry.get(space, entry) if "factors" not in entry else entry
+    else:
+        entry = _factors_file(str(resources_dir() / "latent_rgb.json"))[space]
+    return torch.tensor(entry["factors"], dtype=torch.float32), torch.tensor(entry["bias"], dtype=torch.float32)
+
+
+def grid(images: torch.Tensor) -> torch.Tensor:
+    """(B, H, W, 3) -> one (H', W', 3) grid, roughly square."""
+    b, h, w, c = images.shape
+    if b == 1:
+        return images[0]
+    cols = math.ceil(math.sqrt(b))
+    rows = math.ceil(b / cols)
+    out = images.new_zeros(rows * h, cols * w, c)
+    for i in range(b):
+        r, q = divmod(i, cols)
+        out[r * h : (r + 1) * h, q * w : (q + 1) * w] = images[i]
+    return out
+
+
+def to_uint8(rgb: torch.Tensor) -> np.ndarray:
+    """(…, 3) in [-1, 1] -> uint8 numpy."""
+    return ((rgb.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu().numpy()
+
+
+def latent_to_rgb(latents: torch.Tensor, factors: torch.Tensor, bias: torch.Tensor) -> np.ndarray:
+    """(B, 4, h, w) latents -> (h, w·…, 3) uint8 preview grid at latent resolution."""
+    lat = latents.detach().to("cpu", torch.float32)
+    rgb = torch.einsum("bchw,cr->bhwr", lat, factors) + bias
+    return to_uint8(grid(rgb))
+
+
+@torch.no_grad()
+def decode_preview(vae, latents: torch.Tensor) -> np.ndarray:
+    """Decode scaled latents with a VAE or AutoencoderTiny -> uint8 grid at full resolution."""
+    scale = getattr(vae.config, "scaling_factor", 1.0) or 1.0
+    shift = getattr(vae.config, "shift_factor", None) or 0.0
+    lat = latents.to(vae.device, vae.dtype) / scale + shift
+    img = vae.decode(lat).sample
+    return to_uint8(grid(img.permute(0, 2, 3, 1)))
