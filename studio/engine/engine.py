@@ -259,6 +259,9 @@ class Engine:
 
         @functools.wraps(orig_step)  # keeps the signature: pipelines look for `generator`/`eta` in it
         def step(model_output, timestep, sample, *args, **kwargs):
+            full = scheduler.__dict__.pop("_studio_full_timesteps", None)
+            if full is not None:  # the loop has its shortened copy; multistep solvers need the whole list
+                scheduler.timesteps = full
             out = orig_step(model_output, timestep, sample, *args, **kwargs)
             x0 = None
             if isinstance(out, tuple) and len(out) > 1:
@@ -277,10 +280,13 @@ class Engine:
         def set_timesteps(*args, **kwargs):
             orig_set(*args, **kwargs)
             if start:
+                # The pipeline loops over what set_timesteps leaves in .timesteps: hand it the remaining
+                # steps, start the scheduler's own index at the branch step, and restore the full list
+                # at the first step (solvers count steps left from it).
                 k = start * scheduler.order
+                scheduler._studio_full_timesteps = scheduler.timesteps
                 scheduler.timesteps = scheduler.timesteps[k:]
-                if hasattr(scheduler, "set_begin_index"):
-                    scheduler.set_begin_index(k)
+                scheduler.set_begin_index(k)
 
         scheduler.step = step
         scheduler.set_timesteps = set_timesteps
@@ -288,7 +294,7 @@ class Engine:
 
 
 def _unwrap_scheduler(scheduler) -> None:
-    for name in ("step", "set_timesteps", "_studio_x0"):
+    for name in ("step", "set_timesteps", "_studio_x0", "_studio_full_timesteps"):
         scheduler.__dict__.pop(name, None)
 
 
