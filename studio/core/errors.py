@@ -55,3 +55,25 @@ class PromptTooLong(StudioError):
 
 class GenerationFailed(StudioError):
     code = "generation-failed"
+
+
+class MetadataError(StudioError):
+    """An image file's metadata could not be read or written (corrupt, hostile or unsupported)."""
+
+    code = "metadata-error"
+
+
+class ProvenanceError(StudioError):
+    """Signing or verifying a C2PA manifest failed (key, certificate or file problem)."""
+
+    code = "provenance-error"
+
+
+class GalleryError(StudioError):
+    """The gallery library or its database could not be used."""
+
+    code = "gallery-error"
+
+
+class GalleryItemNotFound(GalleryError):
+    code = "gallery-item-not-found"

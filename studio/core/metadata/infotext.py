@@ -1,0 +1,124 @@
+"""The AUTOMATIC1111 "infotext" (`parameters` PNG text chunk / JPEG UserComment).
+
+Layout, as A1111 writes it::
+
+    <prompt, may span lines>
+    Negative prompt: <negative prompt, may span lines>
+    Steps: 20, Sampler: Euler a, Schedule type: Automatic, CFG scale: 7, Seed: 1, Size: 512x512, ...
+
+The last line is `Key: value` pairs joined by ", ". A value that contains a comma, a colon or a
+newline is written as a JSON string (double quotes, backslash escapes); other values are written
+bare. Pairs whose value is None are left out. The whole text is stripped of leading/trailing
+whitespace. The prompt itself is never quoted, so a prompt line that starts with
+"Negative prompt:" cannot be told apart from the real negative prompt (an A1111 limitation; this
+studio's own JSON chunk carries the exact prompt regardless).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+NEGATIVE_PREFIX = "Negative prompt:"
+
+# One `Key: value` pair on the parameters line: the key starts with a word character and may hold
+# spaces, dashes and slashes; the value is a JSON-quoted string or anything up to the next comma.
+_PARAM = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
+_SIZE = re.compile(r"^(\d+)x(\d+)$")
+
+# Our scheduler names → (A1111 "Sampler", A1111 "Schedule type").
+A1111_SAMPLER = {
+    "Euler": ("Euler", "Automatic"),
+    "Euler a": ("Euler a", "Automatic"),
+    "DPM++ 2M": ("DPM++ 2M", "Automatic"),
+    "DPM++ 2M Karras": ("DPM++ 2M", "Karras"),
+    "DDIM": ("DDIM", "Automatic"),
+    "UniPC": ("UniPC", "Automatic"),
+    "LCM": ("LCM", "Automatic"),
+}
+
+
+def quote(value: Any) -> str:
+    """Quote a value the way A1111 does: JSON-quote it only if it holds `,`, `:` or a newline.
+
+    (One addition: a value that itself starts with a double quote is quoted too, so that reading
+    it back does not mistake it for a quoted string.)
+    """
+    text = str(value)
+    if "," not in text and "\n" not in text and ":" not in text and not text.startswith('"'):
+        return text
+    return json.dumps(text, ensure_ascii=False)
+
+
+def unquote(text: str) -> str:
+    if len(text) < 2 or text[0] != '"' or text[-1] != '"':
+        return text
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+    return value if isinstance(value, str) else text
+
+
+def format_number(value: float | int) -> str:
+    """7.0 → "7", 7.5 → "7.5" (A1111 prints the float it was given; whole numbers read better)."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def build(prompt: str, negative_prompt: str, params: Mapping[str, Any]) -> str:
+    """Assemble infotext from a prompt, a negative prompt and ordered `Key: value` pairs."""
+    pairs = ", ".join(
+        key if key == value else f"{key}: {quote(value)}"
+        for key, value in params.items()
+        if value is not None
+    )
+    negative = f"\n{NEGATIVE_PREFIX} {negative_prompt}" if negative_prompt else ""
+    return f"{prompt}{negative}\n{pairs}".strip()
+
+
+def parse(text: str) -> tuple[str, str, dict[str, str]]:
+    """Split infotext into (prompt, negative prompt, {key: value}) — values unquoted strings.
+
+    `Size: WxH` is kept as is (see `size()`); unknown keys are kept too.
+    """
+    text = text.strip()
+    if not text:
+        return "", "", {}
+    *lines, last = text.split("\n")
+    if len(_PARAM.findall(last)) < 3:
+        lines.append(last)
+        last = ""
+    prompt_lines: list[str] = []
+    negative_lines: list[str] = []
+    in_negative = False
+    for line in lines:
+        if not in_negative and line.startswith(NEGATIVE_PREFIX):
+            in_negative = True
+            line = line[len(NEGATIVE_PREFIX) :]
+            line = line[1:] if line.startswith(" ") else line
+        (negative_lines if in_negative else prompt_lines).append(line)
+    params: dict[str, str] = {}
+    for key, value in _PARAM.findall(last):
+        value = value.strip()
+        if value.startswith('"') and value.endswith('"'):
+            value = unquote(value)
+        params[key.strip()] = value
+    return "\n".join(prompt_lines), "\n".join(negative_lines), params
+
+
+def size(params: Mapping[str, str]) -> tuple[int, int] | None:
+    m = _SIZE.match(params.get("Size", "").strip())
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def parse_hash_list(value: str) -> dict[str, str]:
+    """"name: hash, other: hash" (A1111 "Lora hashes") → {name: hash} (names may hold commas)."""
+    return {
+        name.strip(): digest
+        for name, digest in re.findall(r"\s*(.+?):\s*([0-9a-fA-F]+)\s*(?:,|$)", value)
+        if name.strip()
+    }

@@ -1,0 +1,166 @@
+"""From a `GenerationRequest` (+ what the engine knew) to the words written into files.
+
+`info` is a plain dict the engine or the gallery passes along; the keys read here:
+
+- `model_sha256` (or `model_hash`): the checkpoint's SHA-256 (full, or at least 10 hex digits);
+  when absent and `request.model` is a file, it is computed through the hash cache;
+- `model_name`: what "Model:" says (default: the model's file/folder name without extension);
+- `lora_hashes`: {lora name: sha256} (default: each LoraRef's sha256, else hashed from its path);
+- `kind`: txt2img / img2img / inpaint / outpaint / branch (default: derived from the request);
+- `created`: a timezone-aware datetime (default: now);
+- `sign`: False to skip the C2PA manifest (default True);
+- `software_version`: default the studio's version.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from studio import __version__
+from studio.core import hashing
+from studio.core.errors import StudioError
+from studio.core.metadata import infotext
+from studio.core.metadata.xmp import COMPOSITE, TRAINED
+from studio.core.request import GenerationRequest
+
+SOFTWARE = "studio"
+KINDS = ("txt2img", "img2img", "inpaint", "outpaint", "branch")
+
+
+def kind_of(request: GenerationRequest, info: dict[str, Any] | None = None) -> str:
+    kind = (info or {}).get("kind")
+    if kind in KINDS:
+        return str(kind)
+    if request.branch is not None:
+        return "branch"
+    if request.init_image is not None:
+        if "outpaint" in request.plugins:
+            return "outpaint"
+        return "inpaint" if request.mask is not None else "img2img"
+    return "txt2img"
+
+
+def source_type_of(request: GenerationRequest) -> str:
+    """IPTC digital source type: composite when a user's image went in, else trained media."""
+    return COMPOSITE if request.init_image is not None else TRAINED
+
+
+def model_display_name(request: GenerationRequest, info: dict[str, Any] | None = None) -> str:
+    name = (info or {}).get("model_name") or ""
+    if name:
+        return str(name)
+    model = request.model.rstrip("/\\")
+    p = Path(model)
+    if p.suffix.lower() in (".safetensors", ".ckpt", ".pt", ".bin", ".gguf"):
+        return p.stem
+    return p.name or model
+
+
+def model_sha256(request: GenerationRequest, info: dict[str, Any] | None = None) -> str:
+    info = info or {}
+    sha = str(info.get("model_sha256") or info.get("model_hash") or "")
+    if sha:
+        return sha.lower()
+    p = Path(request.model)
+    if p.is_file():
+        try:
+            return hashing.file_sha256(p)
+        except StudioError:
+            return ""
+    return ""
+
+
+def lora_hashes(request: GenerationRequest, info: dict[str, Any] | None = None) -> dict[str, str]:
+    given = dict((info or {}).get("lora_hashes") or {})
+    out: dict[str, str] = {}
+    for lora in request.loras:
+        sha = given.get(lora.name) or lora.sha256
+        if not sha and lora.path and Path(lora.path).is_file():
+            try:
+                sha = hashing.file_sha256(lora.path)
+            except StudioError:
+                sha = ""
+        out[lora.name] = sha
+    return out
+
+
+def a1111_params(
+    request: GenerationRequest, info: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The ordered `Key: value` pairs of the A1111 parameters line."""
+    info = info or {}
+    sampler, schedule = infotext.A1111_SAMPLER[request.scheduler]
+    sha = model_sha256(request, info)
+    params: dict[str, Any] = {
+        "Steps": request.steps,
+        "Sampler": sampler,
+        "Schedule type": schedule,
+        "CFG scale": infotext.format_number(request.guidance_scale),
+        "Seed": request.seed,
+        "Size": f"{request.width}x{request.height}",
+        "Model hash": hashing.a1111_model_hash(sha) if sha else None,
+        "Model": model_display_name(request, info),
+        "Denoising strength": (
+            infotext.format_number(request.strength) if request.init_image is not None else None
+        ),
+        "Clip skip": request.clip_skip + 1 if request.clip_skip else None,
+    }
+    if request.guidance_rescale:
+        params["CFG Rescale phi"] = infotext.format_number(request.guidance_rescale)
+    loras = lora_hashes(request, info)
+    if loras:
+        params["Lora hashes"] = ", ".join(
+            f"{name}: {hashing.a1111_lora_hash(sha) if sha else '0' * 12}"
+            for name, sha in loras.items()
+        )
+    params["Version"] = f"{SOFTWARE} {info.get('software_version') or __version__}"
+    return params
+
+
+def a1111_infotext(request: GenerationRequest, info: dict[str, Any] | None = None) -> str:
+    return infotext.build(request.prompt, request.negative_prompt, a1111_params(request, info))
+
+
+def created_at(info: dict[str, Any] | None = None) -> datetime:
+    created = (info or {}).get("created")
+    if isinstance(created, datetime):
+        return created if created.tzinfo else created.replace(tzinfo=timezone.utc)
+    return datetime.now(timezone.utc)
+
+
+def describe(request: GenerationRequest) -> str:
+    """The recipe in words, for the details pane and `gallery show`."""
+    kind = kind_of(request)
+    words = {
+        "txt2img": "Generated from a prompt",
+        "img2img": "Re-imagined from an input image",
+        "inpaint": "Inpainted into an input image",
+        "outpaint": "Outpainted around an input image",
+        "branch": "Branched from an earlier run",
+    }[kind]
+    parts = [
+        f"{words} with {request.model}: {request.steps} steps of {request.scheduler}, "
+        f"guidance {infotext.format_number(request.guidance_scale)}, seed {request.seed}, "
+        f"{request.width}×{request.height}."
+    ]
+    if request.prompt:
+        parts.append(f"Prompt: “{request.prompt}”.")
+    if request.negative_prompt:
+        parts.append(f"Avoiding: “{request.negative_prompt}”.")
+    if request.init_image is not None:
+        parts.append(
+            f"Input image {request.init_image.path} at strength "
+            f"{infotext.format_number(request.strength)}"
+            + (" with a mask." if request.mask is not None else ".")
+        )
+    if request.branch is not None:
+        parts.append(f"Continued from run {request.branch.parent_id} at step {request.branch.step}.")
+    for lora in request.loras:
+        parts.append(f"LoRA {lora.name} at {infotext.format_number(lora.weight)}.")
+    for cn in request.controlnets:
+        parts.append(f"ControlNet {cn.model} at {infotext.format_number(cn.weight)}.")
+    if request.clip_skip:
+        parts.append(f"CLIP skip {request.clip_skip}.")
+    return " ".join(parts)

@@ -1,0 +1,345 @@
+"""Provenance written into image files, and read back by this studio and from other tools."""
+
+from __future__ import annotations
+
+import io
+import json
+import zlib
+
+import numpy as np
+import pytest
+from PIL import ExifTags, Image
+
+from studio.core import hashing
+from studio.core.metadata import export_image, read_metadata, read_metadata_bytes, verify, write_png
+from studio.core.metadata import infotext, recipe
+from studio.core.metadata.png import PARAMETERS_KEY, REQUEST_KEY, XMP_KEY, encode_png
+from studio.core.metadata.readers import map_sampler
+from studio.core.metadata.xmp import read_source_type
+from studio.core.request import BranchRef, GenerationRequest, ImageRef, LoraRef
+
+
+@pytest.fixture(autouse=True)
+def _home(tmp_path, monkeypatch):
+    monkeypatch.setenv("STUDIO_HOME", str(tmp_path / "home"))
+    for var in ("STUDIO_LIBRARY", "STUDIO_C2PA_CERT", "STUDIO_C2PA_KEY", "STUDIO_C2PA_ALG"):
+        monkeypatch.delenv(var, raising=False)
+
+
+def pixels(seed: int = 0, size: int = 32) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
+
+
+TRICKY_PROMPTS = [
+    "a castle, at dawn, highly detailed",
+    "portrait: a woman, style: oil painting",
+    'a sign that says "hello, world" and \'hi\'',
+    "line one\nline two, with comma\nline three: colon",
+    "(masterpiece:1.2), [bad:good:0.5], <lora:detail:0.7>",
+    "unicode — café 東京 🚀",
+]
+
+
+def full_request(prompt: str, tmp_path) -> GenerationRequest:
+    init = tmp_path / "input.png"
+    Image.fromarray(pixels(9)).save(init)
+    return GenerationRequest.create(
+        model="my, model: v2.safetensors",
+        prompt=prompt,
+        negative_prompt='blurry, "bad" hands:\nsecond negative line',
+        steps=31,
+        guidance_scale=7.5,
+        guidance_rescale=0.25,
+        seed=4_000_000_001,
+        width=640,
+        height=384,
+        scheduler="DPM++ 2M Karras",
+        batch_size=1,
+        clip_skip=1,
+        init_image=ImageRef(path=str(init), sha256="11" * 32),
+        strength=0.55,
+        loras=(
+            LoraRef(name="detail", path="", weight=0.7, sha256="ab" * 32),
+            LoraRef(name="style, ink", weight=-0.5, sha256="cd" * 32),
+        ),
+        plugins={"example": {"x": [1, 2]}},
+    )
+
+
+@pytest.mark.parametrize("prompt", TRICKY_PROMPTS)
+def test_every_field_round_trips_through_the_png(prompt, tmp_path):
+    req = full_request(prompt, tmp_path)
+    path = write_png(tmp_path / "out.png", pixels(), req, {"model_sha256": "0123456789abcdef" * 4})
+    meta = read_metadata(path)
+    assert meta.source == "studio"
+    assert meta.request == req  # the full recipe, losslessly
+    # The A1111 text parses back to exactly what was written.
+    written = recipe.a1111_params(req, {"model_sha256": "0123456789abcdef" * 4})
+    text = meta.raw[PARAMETERS_KEY]
+    p, n, params = infotext.parse(text)
+    assert p == req.prompt
+    assert n == req.negative_prompt
+    assert params == {k: str(v) for k, v in written.items() if v is not None}
+    assert params["Model hash"] == "0123456789"
+    assert params["Sampler"] == "DPM++ 2M" and params["Schedule type"] == "Karras"
+    assert params["Size"] == "640x384" and params["Seed"] == "4000000001"
+    assert params["Denoising strength"] == "0.55" and params["CFG scale"] == "7.5"
+    assert infotext.parse_hash_list(params["Lora hashes"]) == {
+        "detail": "ab" * 6,
+        "style, ink": "cd" * 6,
+    }
+    # And the A1111 reader (without our JSON chunk) recovers the same generation settings.
+    texts = {k: v for k, v in meta.raw.items() if k != REQUEST_KEY and k != XMP_KEY}
+    from studio.core.metadata.readers import interpret
+
+    a1111 = interpret(texts)
+    assert a1111.source == "a1111"
+    norm = a1111.normalised
+    assert (norm["prompt"], norm["negative_prompt"]) == (req.prompt, req.negative_prompt)
+    assert (norm["steps"], norm["sampler"], norm["cfg_scale"], norm["seed"]) == (31, "DPM++ 2M Karras", 7.5, req.seed)
+    assert (norm["width"], norm["height"], norm["model"]) == (640, 384, "my, model: v2")
+
+
+def test_infotext_layout_and_quoting_match_a1111():
+    text = infotext.build(
+        "a, b", "", {"Steps": 20, "Sampler": "Euler a", "Model": "x, y", "Note": 'say "hi": now', "Skip": None}
+    )
+    assert text == 'a, b\nSteps: 20, Sampler: Euler a, Model: "x, y", Note: "say \\"hi\\": now"'
+    assert infotext.parse(text)[2] == {"Steps": "20", "Sampler": "Euler a", "Model": "x, y", "Note": 'say "hi": now'}
+    # Written by A1111 itself (pre-1.9 combined sampler name, extra keys we do not use).
+    a1111 = (
+        "masterpiece, 1girl <lora:ink:0.8>\nNegative prompt: lowres\n"
+        "Steps: 28, Sampler: DPM++ 2M Karras, CFG scale: 6.5, Seed: 123, Size: 512x768, "
+        'Model hash: 6ce0161689, Model: v1-5-pruned, Lora hashes: "ink: 1a2b3c4d5e6f", '
+        "Hires upscale: 2, Version: v1.10.1"
+    )
+    meta = read_metadata_bytes(_png_with_texts({"parameters": a1111}))
+    norm = meta.normalised
+    assert norm["sampler"] == "DPM++ 2M Karras" and norm["height"] == 768
+    assert norm["loras"] == [{"name": "ink", "weight": 0.8, "hash": "1a2b3c4d5e6f"}]
+    assert any("Hires upscale" in note for note in meta.unmapped)
+    assert meta.request is not None and meta.request.seed == 123
+
+
+def test_sampler_mapping_reports_what_it_cannot_map():
+    assert map_sampler("DPM++ 2M", "Karras") == ("DPM++ 2M Karras", [])
+    assert map_sampler("dpmpp_2m", "karras")[0] == "DPM++ 2M Karras"
+    assert map_sampler("euler_ancestral", "normal") == ("Euler a", [])
+    assert map_sampler("euler_a")[0] == "Euler a"
+    ours, notes = map_sampler("DPM++ SDE", "Karras")
+    assert ours is None and "no equivalent" in notes[0]
+    ours, notes = map_sampler("euler", "exponential")
+    assert ours == "Euler" and "exponential" in notes[0]
+
+
+def _xmp_source(path) -> str | None:
+    return read_source_type(read_metadata(path).raw.get(XMP_KEY))
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [
+        ("txt2img", "trainedAlgorithmicMedia"),
+        ("img2img", "compositeWithTrainedAlgorithmicMedia"),
+        ("inpaint", "compositeWithTrainedAlgorithmicMedia"),
+        ("outpaint", "compositeWithTrainedAlgorithmicMedia"),
+        ("branch", "trainedAlgorithmicMedia"),
+    ],
+)
+def test_digital_source_type_per_kind(kind, expected, tmp_path):
+    init = tmp_path / "in.png"
+    Image.fromarray(pixels(3)).save(init)
+    ref = ImageRef(path=str(init))
+    fields = {
+        "txt2img": {},
+        "img2img": {"init_image": ref, "strength": 0.6},
+        "inpaint": {"init_image": ref, "mask": ImageRef(path=str(init))},
+        "outpaint": {"init_image": ref, "mask": ImageRef(path=str(init)), "plugins": {"outpaint": {"left": 64}}},
+        "branch": {"branch": BranchRef(parent_id="run1", step=5)},
+    }[kind]
+    req = GenerationRequest.create(prompt="x", **fields)
+    assert recipe.kind_of(req) == kind
+    path = write_png(tmp_path / f"{kind}.png", pixels(), req, {})
+    assert _xmp_source(path) == expected
+    status = verify(path)
+    assert status.state == "valid"
+    assert status.digital_source_type == expected
+    assert status.action == ("c2pa.edited" if expected.startswith("composite") else "c2pa.created")
+
+
+def test_c2pa_manifest_validates_and_tampering_is_caught(tmp_path):
+    req = GenerationRequest.create(prompt="provenance", seed=7)
+    path = write_png(tmp_path / "signed.png", pixels(), req, {"model_sha256": "ee" * 32})
+    status = verify(path)
+    assert status.state == "valid", status.detail
+    assert status.generation["request"]["prompt"] == "provenance"
+    assert status.generation["model_sha256"] == "ee" * 32
+    assert status.software.startswith("studio")
+    # The key was made on first use under config_dir().
+    assert (tmp_path / "home" / "config" / "provenance" / "signer.key").exists()
+
+    data = bytearray(path.read_bytes())
+    idat = data.find(b"IDAT")
+    data[idat + 8] ^= 0x01  # one pixel byte (CRC left stale as an editor that skips CRCs would)
+    tampered = tmp_path / "tampered.png"
+    tampered.write_bytes(bytes(data))
+    bad = verify(tampered)
+    assert bad.state == "invalid"
+    assert any("dataHash" in f for f in bad.failures)
+
+    # A metadata edit (prompt rewritten) is caught too: the text chunks are covered by the hash.
+    text = path.read_bytes().replace(b"provenance", b"provenanCE")
+    edited = tmp_path / "edited.png"
+    edited.write_bytes(text)
+    assert verify(edited).state == "invalid"
+
+    plain = tmp_path / "plain.png"
+    Image.fromarray(pixels()).save(plain)
+    assert verify(plain).state == "missing"
+
+
+def test_unsigned_png_still_carries_text_provenance(tmp_path):
+    req = GenerationRequest.create(prompt="unsigned")
+    path = write_png(tmp_path / "u.png", pixels(), req, {"sign": False})
+    assert read_metadata(path).request == req
+    assert verify(path).state == "missing"
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".webp"])
+def test_export_keeps_infotext_in_user_comment_and_xmp(suffix, tmp_path):
+    req = GenerationRequest.create(prompt="export me, please: now", negative_prompt="ugly", seed=99)
+    src = write_png(tmp_path / "src.png", pixels(), req, {})
+    out = export_image(src, tmp_path / f"out{suffix}")
+    with Image.open(out) as im:
+        comment = im.getexif().get_ifd(ExifTags.IFD.Exif)[ExifTags.Base.UserComment]
+        xmp = im.info.get("xmp")
+    assert comment[:8] == b"UNICODE\0"
+    assert comment[8:].decode("utf-16-be") == read_metadata(src).raw[PARAMETERS_KEY]
+    assert read_source_type(xmp) == "trainedAlgorithmicMedia"
+    meta = read_metadata(out)
+    assert meta.request == req
+    assert meta.normalised["prompt"] == req.prompt
+    assert verify(out).state == "valid"
+
+
+def _png_with_texts(texts: dict[str, str]) -> bytes:
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    for k, v in texts.items():
+        info.add_text(k, v)
+    buf = io.BytesIO()
+    Image.fromarray(pixels(size=8)).save(buf, "PNG", pnginfo=info)
+    return buf.getvalue()
+
+
+def test_reads_comfyui_prompt_graph():
+    graph = {
+        "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sd15.safetensors"}},
+        "10": {"class_type": "LoraLoader", "inputs": {"lora_name": "ink.safetensors", "strength_model": 0.6, "model": ["4", 0]}},
+        "5": {"class_type": "EmptyLatentImage", "inputs": {"width": 512, "height": 640, "batch_size": 1}},
+        "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a fox, in snow", "clip": ["4", 1]}},
+        "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "blurry", "clip": ["4", 1]}},
+        "3": {"class_type": "KSampler", "inputs": {
+            "seed": 8566257, "steps": 20, "cfg": 8.0, "sampler_name": "dpmpp_2m", "scheduler": "karras",
+            "denoise": 1.0, "model": ["10", 0], "positive": ["6", 0], "negative": ["7", 0], "latent_image": ["5", 0]}},
+    }  # fmt: skip
+    meta = read_metadata_bytes(_png_with_texts({"prompt": json.dumps(graph), "workflow": "{}"}))
+    n = meta.normalised
+    assert n["source"] == "comfyui"
+    assert (n["prompt"], n["negative_prompt"], n["seed"], n["steps"]) == ("a fox, in snow", "blurry", 8566257, 20)
+    assert (n["sampler"], n["cfg_scale"], n["width"], n["height"]) == ("DPM++ 2M Karras", 8.0, 512, 640)
+    assert n["model"] == "sd15.safetensors" and n["loras"][0]["name"] == "ink"
+    assert meta.request.scheduler == "DPM++ 2M Karras"
+
+
+def test_reads_comfyui_workflow_only():
+    wf = {
+        "nodes": [
+            {"id": 1, "type": "KSampler", "widgets_values": [42, "fixed", 25, 6.0, "uni_pc", "normal", 1.0],
+             "inputs": [{"name": "positive", "link": 11}, {"name": "negative", "link": 12}]},
+            {"id": 2, "type": "CLIPTextEncode", "widgets_values": ["a lighthouse"]},
+            {"id": 3, "type": "CLIPTextEncode", "widgets_values": ["fog"]},
+            {"id": 4, "type": "CheckpointLoaderSimple", "widgets_values": ["dream.safetensors"]},
+        ],
+        "links": [[11, 2, 0, 1, 1, "CONDITIONING"], [12, 3, 0, 1, 2, "CONDITIONING"]],
+    }  # fmt: skip
+    n = read_metadata_bytes(_png_with_texts({"workflow": json.dumps(wf)})).normalised
+    assert (n["prompt"], n["negative_prompt"], n["seed"], n["sampler"]) == ("a lighthouse", "fog", 42, "UniPC")
+
+
+def test_reads_invokeai_metadata():
+    meta = {
+        "positive_prompt": "a robot", "negative_prompt": "rust", "steps": 30, "cfg_scale": 7.5,
+        "seed": 77, "width": 768, "height": 768, "scheduler": "dpmpp_2m_k",
+        "model": {"name": "juggernaut", "hash": "blake3:abc", "base": "sdxl"},
+        "loras": [{"model": {"name": "chrome"}, "weight": 0.5}], "app_version": "4.2.0",
+    }  # fmt: skip
+    n = read_metadata_bytes(_png_with_texts({"invokeai_metadata": json.dumps(meta)})).normalised
+    assert n["source"] == "invokeai"
+    assert (n["prompt"], n["sampler"], n["model"], n["model_hash"]) == ("a robot", "DPM++ 2M Karras", "juggernaut", "blake3:abc")
+    assert n["loras"] == [{"name": "chrome", "weight": 0.5, "hash": None}]
+
+
+def test_reads_fooocus_json_scheme():
+    params = {
+        "prompt": "a cat", "negative_prompt": "", "steps": 30, "sampler": "dpmpp_2m_sde_gpu",
+        "scheduler": "karras", "guidance_scale": 4.0, "seed": "12345", "resolution": "(1152, 896)",
+        "base_model": "juggernautXL_v8", "base_model_hash": "aeb7e9e689", "styles": "['Fooocus V2']",
+        "loras": [["sd_xl_offset_example-lora_1.0", 0.1, "4852686128"]], "version": "Fooocus v2.5.0",
+    }  # fmt: skip
+    meta = read_metadata_bytes(_png_with_texts({"parameters": json.dumps(params), "fooocus_scheme": "fooocus"}))
+    n = meta.normalised
+    assert n["source"] == "fooocus"
+    assert (n["prompt"], n["seed"], n["width"], n["height"], n["cfg_scale"]) == ("a cat", 12345, 1152, 896, 4.0)
+    assert n["sampler"] is None
+    assert any("dpmpp_2m_sde_gpu" in note for note in meta.unmapped)
+    assert meta.request is not None and meta.request.width == 1152
+
+
+def test_a1111_jpeg_user_comment_is_read():
+    text = "a boat\nNegative prompt: waves\nSteps: 12, Sampler: Euler, CFG scale: 5, Seed: 3, Size: 512x512"
+    exif = Image.Exif()
+    exif.get_ifd(ExifTags.IFD.Exif)[ExifTags.Base.UserComment] = b"UNICODE\0" + text.encode("utf-16-be")
+    buf = io.BytesIO()
+    Image.fromarray(pixels(size=16)).save(buf, "JPEG", exif=exif.tobytes())
+    n = read_metadata_bytes(buf.getvalue()).normalised
+    assert (n["prompt"], n["negative_prompt"], n["steps"], n["sampler"]) == ("a boat", "waves", 12, "Euler")
+
+
+def test_hash_cache_by_path_size_mtime(tmp_path, monkeypatch):
+    f = tmp_path / "model.safetensors"
+    f.write_bytes(b"x" * 1000)
+    calls = []
+    real = hashing.sha256_file
+    monkeypatch.setattr(hashing, "sha256_file", lambda p: calls.append(p) or real(p))
+    first = hashing.file_sha256(f)
+    assert hashing.file_sha256(f) == first and len(calls) == 1
+    fresh = hashing.HashCache()  # a new process reads the cache file
+    assert fresh.lookup(f) == first
+    f.write_bytes(b"y" * 1001)
+    assert hashing.file_sha256(f) != first and len(calls) == 2
+    future = hashing.hash_in_background([f, tmp_path / "missing.bin"])
+    assert future.result(timeout=10) == {str(f): real(f)}
+
+
+def test_model_hash_computed_from_model_file(tmp_path):
+    model = tmp_path / "tiny.safetensors"
+    model.write_bytes(b"weights")
+    req = GenerationRequest.create(model=str(model), prompt="m")
+    path = write_png(tmp_path / "m.png", pixels(), req, {"sign": False})
+    params = infotext.parse(read_metadata(path).raw[PARAMETERS_KEY])[2]
+    assert params["Model hash"] == hashing.sha256_file(model)[:10]
+    assert params["Model"] == "tiny"
+
+
+def test_encode_png_rejects_wrong_arrays():
+    from studio.core.errors import MetadataError
+
+    with pytest.raises(MetadataError):
+        encode_png(np.zeros((8, 8), np.float32), GenerationRequest.create(), {"sign": False})
+
+
+def test_zlib_helper_sanity():
+    # Guard for the hostile-input tests: a bomb really is tiny compressed.
+    assert len(zlib.compress(b"\0" * (64 << 20), 9)) < 200_000
