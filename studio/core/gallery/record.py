@@ -1,0 +1,76 @@
+"""`record_result`: the one call the generator and the window make after a generation finishes."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+from studio.core.gallery.store import Gallery, GalleryItem
+from studio.core.results import GenerationResult
+
+
+def result_info(result: GenerationResult, index: int = 0) -> dict[str, Any]:
+    """What the metadata writers need from a result besides its request."""
+    info: dict[str, Any] = {}
+    if result.model_hash:
+        info["model_sha256"] = result.model_hash
+    if result.model_name:
+        info["model_name"] = result.model_name
+    for key in ("kind", "lora_hashes", "sign", "created", "ingredient_path"):
+        if key in result.extra:
+            info[key] = result.extra[key]
+    return info
+
+
+def image_request(result: GenerationResult, index: int):  # noqa: ANN201 - GenerationRequest
+    """The recipe of image `index` alone: its own seed, batch size 1.
+
+    Assumes the engine seeds image i of a batch with `seeds[i]` so that this single-image recipe
+    reproduces it; a batch of one keeps the request exactly as run.
+    """
+    req = result.request
+    if len(result.images) == 1 and (not result.seeds or result.seeds[0] == req.seed):
+        return req
+    seed = result.seeds[index] if index < len(result.seeds) else req.seed + index
+    return req.replace(seed=seed, batch_size=1)
+
+
+def out_path_for(out_path: Path, index: int, count: int) -> Path:
+    if count == 1 or index == 0:
+        return out_path
+    return out_path.with_name(f"{out_path.stem}-{index}{out_path.suffix}")
+
+
+def record_result(
+    result: GenerationResult,
+    *,
+    library: Path | None = None,
+    out_path: Path | None = None,
+    parent_id: str | None = None,
+) -> list[GalleryItem]:
+    """Save every image of `result` once, with all provenance, into the gallery.
+
+    - `library`: the library folder (default: `paths.library_dir()`);
+    - `out_path`: also write the same file there (image i > 0 of a batch gets "-i" before the
+      suffix; a .jpg/.webp suffix exports with the same infotext, XMP and C2PA);
+    - `parent_id`: the gallery item the input image came from (found from the init image's
+      hash or path when not given).
+    Cancelled results with no images record nothing.
+    """
+    items: list[GalleryItem] = []
+    run_id = str(result.extra.get("run_id") or uuid.uuid4().hex)
+    with Gallery(library) as gallery:
+        for i, image in enumerate(result.images):
+            items.append(
+                gallery.add_image(
+                    image,
+                    image_request(result, i),
+                    info=result_info(result, i),
+                    parent_id=parent_id,
+                    run_id=run_id,
+                    batch_index=i,
+                    out_path=out_path_for(Path(out_path), i, len(result.images)) if out_path else None,
+                )
+            )
+    return items

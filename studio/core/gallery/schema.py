@@ -1,0 +1,120 @@
+"""The gallery database: one SQLite file in the library folder, versioned with `PRAGMA user_version`.
+
+Each migration takes the database from version N-1 to N inside one transaction; opening a
+database newer than this code knows is refused rather than risked.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from studio.core.errors import GalleryError
+
+DB_NAME = "gallery.sqlite3"
+
+KINDS = ("txt2img", "img2img", "inpaint", "outpaint", "branch")
+
+_V1 = f"""
+CREATE TABLE items (
+    seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+    id              TEXT NOT NULL UNIQUE,
+    rel_path        TEXT NOT NULL UNIQUE,
+    created_at      REAL NOT NULL,
+    kind            TEXT NOT NULL CHECK (kind IN ({", ".join(repr(k) for k in KINDS)})),
+    model           TEXT NOT NULL DEFAULT '',
+    model_hash      TEXT NOT NULL DEFAULT '',
+    prompt          TEXT NOT NULL DEFAULT '',
+    negative_prompt TEXT NOT NULL DEFAULT '',
+    loras           TEXT NOT NULL DEFAULT '',
+    seed            INTEGER,
+    width           INTEGER,
+    height          INTEGER,
+    request_json    TEXT NOT NULL,
+    sha256          TEXT NOT NULL,
+    size_bytes      INTEGER NOT NULL DEFAULT 0,
+    source_type     TEXT NOT NULL DEFAULT 'trainedAlgorithmicMedia',
+    signed          INTEGER NOT NULL DEFAULT 0,
+    favourite       INTEGER NOT NULL DEFAULT 0,
+    trashed_at      REAL,
+    parent_id       TEXT REFERENCES items(id) ON DELETE SET NULL,
+    branch_run      TEXT,
+    branch_step     INTEGER,
+    run_id          TEXT NOT NULL DEFAULT '',
+    batch_index     INTEGER NOT NULL DEFAULT 0,
+    state           TEXT NOT NULL DEFAULT 'ok' CHECK (state IN ('pending', 'ok')),
+    writer_pid      INTEGER
+);
+CREATE INDEX items_created ON items (created_at);
+CREATE INDEX items_model ON items (model);
+CREATE INDEX items_run ON items (run_id);
+CREATE INDEX items_parent ON items (parent_id);
+CREATE INDEX items_sha ON items (sha256);
+CREATE TABLE tags (
+    item_id TEXT NOT NULL REFERENCES items(id) ON DELETE CASCADE,
+    tag     TEXT NOT NULL,
+    PRIMARY KEY (item_id, tag)
+) WITHOUT ROWID;
+CREATE VIRTUAL TABLE items_fts USING fts5 (
+    prompt, negative_prompt, model, loras, tags,
+    tokenize = 'unicode61 remove_diacritics 2'
+);
+"""
+
+# (version, SQL script). Append new migrations; never edit a released one.
+MIGRATIONS: list[tuple[int, str]] = [(1, _V1)]
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+
+def connect(path: str) -> sqlite3.Connection:
+    try:
+        conn = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("PRAGMA busy_timeout = 30000")
+    except sqlite3.DatabaseError as exc:
+        raise GalleryError(
+            f"cannot open the gallery database {path}: {exc}",
+            "If the file is damaged, move it aside; `studio gallery check --repair` rebuilds "
+            "the rows from the images' own metadata.",
+        ) from None
+    migrate(conn)
+    return conn
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the database to SCHEMA_VERSION; returns the version it had."""
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        (version,) = conn.execute("PRAGMA user_version").fetchone()
+        if version > SCHEMA_VERSION:
+            conn.execute("ROLLBACK")
+            raise GalleryError(
+                f"the gallery database has schema {version}, newer than this studio knows "
+                f"({SCHEMA_VERSION})",
+                "Update the studio to open this library.",
+            )
+        for target, script in MIGRATIONS:
+            if target > version:
+                for statement in _statements(script):
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {int(target)}")
+        conn.execute("COMMIT")
+        return int(version)
+    except sqlite3.DatabaseError as exc:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise GalleryError(f"the gallery database could not be prepared: {exc}") from None
+
+
+def _statements(script: str) -> list[str]:
+    out, buf = [], ""
+    for line in script.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            out.append(buf.strip())
+            buf = ""
+    if buf.strip():
+        out.append(buf.strip())
+    return out
