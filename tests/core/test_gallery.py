@@ -12,7 +12,7 @@ import pytest
 from studio.core.errors import GalleryError, GalleryItemNotFound
 from studio.core.gallery import SCHEMA_VERSION, Gallery, fts_query, record_result
 from studio.core.gallery.schema import DB_NAME, connect
-from studio.core.metadata import read_metadata, verify
+from studio.core.metadata import export_image, read_metadata, verify
 from studio.core.request import BranchRef, GenerationRequest, ImageRef, LoraRef
 from studio.core.results import GenerationResult
 
@@ -50,7 +50,12 @@ def test_record_result_writes_each_image_once_with_provenance(tmp_path):
     assert out.read_bytes() == items[0].path.read_bytes()
     assert (tmp_path / "out-1.png").read_bytes() == items[1].path.read_bytes()
     meta = read_metadata(items[1].path)
-    assert meta.request == req.replace(seed=11, batch_size=1)
+    assert meta.request == req  # the request exactly as run: re-running it reproduces the batch
+    assert (meta.batch_index, meta.normalised["seed"]) == (1, 11)
+    assert "Seed: 11, Size: 512x512" in meta.raw["parameters"]
+    assert "Batch size: 2, Batch pos: 1" in meta.raw["parameters"]
+    jpg = export_image(items[1].path, tmp_path / "b.jpg")
+    assert read_metadata(jpg).batch_index == 1
     assert meta.normalised["model_hash"] == "abababab" + "ab"
     assert verify(items[0].path).state == "valid"
     assert items[0].run_id == items[1].run_id and items[0].signed

@@ -11,8 +11,14 @@ from studio.core.results import GenerationResult
 
 
 def result_info(result: GenerationResult, index: int = 0) -> dict[str, Any]:
-    """What the metadata writers need from a result besides its request."""
-    info: dict[str, Any] = {}
+    """What the metadata writers need from a result besides its request.
+
+    Image `index` of a batch is recorded with the request exactly as run (so re-running it
+    reproduces the whole batch bit for bit) plus its batch position and its own seed.
+    """
+    info: dict[str, Any] = {"batch_index": index}
+    if index < len(result.seeds):
+        info["image_seed"] = int(result.seeds[index])
     if result.model_hash:
         info["model_sha256"] = result.model_hash
     if result.model_name:
@@ -21,19 +27,6 @@ def result_info(result: GenerationResult, index: int = 0) -> dict[str, Any]:
         if key in result.extra:
             info[key] = result.extra[key]
     return info
-
-
-def image_request(result: GenerationResult, index: int):  # noqa: ANN201 - GenerationRequest
-    """The recipe of image `index` alone: its own seed, batch size 1.
-
-    Assumes the engine seeds image i of a batch with `seeds[i]` so that this single-image recipe
-    reproduces it; a batch of one keeps the request exactly as run.
-    """
-    req = result.request
-    if len(result.images) == 1 and (not result.seeds or result.seeds[0] == req.seed):
-        return req
-    seed = result.seeds[index] if index < len(result.seeds) else req.seed + index
-    return req.replace(seed=seed, batch_size=1)
 
 
 def out_path_for(out_path: Path, index: int, count: int) -> Path:
@@ -65,7 +58,7 @@ def record_result(
             items.append(
                 gallery.add_image(
                     image,
-                    image_request(result, i),
+                    result.request,
                     info=result_info(result, i),
                     parent_id=parent_id,
                     run_id=run_id,

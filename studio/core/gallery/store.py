@@ -292,10 +292,12 @@ class Gallery:
         info = dict(info or {})
         created = recipe.created_at(info)
         info["created"] = created
+        info.setdefault("batch_index", batch_index)
         item_id = uuid.uuid4().hex
         kind = recipe.kind_of(request, info)
         stamp = created.astimezone()
-        rel_path = f"{stamp:%Y-%m}/{stamp:%Y%m%d-%H%M%S}-{request.seed}-{item_id[:8]}.png"
+        seed = recipe.image_seed(request, info)
+        rel_path = f"{stamp:%Y-%m}/{stamp:%Y%m%d-%H%M%S}-{seed}-{item_id[:8]}.png"
         data = encode_png(image, request, info, title=Path(rel_path).name)
         sha = sha256_bytes(data)
         model_sha = recipe.model_sha256(request, info)
@@ -304,13 +306,13 @@ class Gallery:
             "id": item_id, "rel_path": rel_path, "created_at": created.timestamp(), "kind": kind,
             "model": recipe.model_display_name(request, info), "model_hash": model_sha,
             "prompt": request.prompt, "negative_prompt": request.negative_prompt,
-            "loras": "\n".join(lo.name for lo in request.loras), "seed": request.seed,
+            "loras": "\n".join(lo.name for lo in request.loras), "seed": seed,
             "width": request.width, "height": request.height, "request_json": request.to_json(),
             "sha256": sha, "size_bytes": len(data), "source_type": recipe.source_type_of(request),
             "signed": int(bool(info.get("sign", True))), "parent_id": parent,
             "branch_run": request.branch.parent_id if request.branch else None,
             "branch_step": request.branch.step if request.branch else None,
-            "run_id": run_id, "batch_index": batch_index, "state": "pending",
+            "run_id": run_id, "batch_index": int(info["batch_index"]), "state": "pending",
             "writer_pid": os.getpid(),
         }  # fmt: skip
         cols = ", ".join(values)
@@ -350,16 +352,18 @@ class Gallery:
             conn.execute(
                 "INSERT INTO items (id, rel_path, created_at, kind, model, model_hash, prompt, "
                 "negative_prompt, loras, seed, width, height, request_json, sha256, size_bytes, "
-                "source_type, signed, trashed_at, branch_run, branch_step) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "source_type, signed, trashed_at, branch_run, branch_step, batch_index) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     item_id, rel, st.st_mtime, recipe.kind_of(req), recipe.model_display_name(req),
                     meta.normalised.get("model_hash") or "", req.prompt, req.negative_prompt,
-                    "\n".join(lo.name for lo in req.loras), req.seed, req.width, req.height,
+                    "\n".join(lo.name for lo in req.loras), meta.normalised.get("seed", req.seed),
+                    req.width, req.height,
                     req.to_json(), sha, st.st_size, recipe.source_type_of(req), int(meta.has_c2pa),
                     time.time() if trashed else None,
                     req.branch.parent_id if req.branch else None,
                     req.branch.step if req.branch else None,
+                    meta.batch_index,
                 ),
             )  # fmt: skip
             seq = conn.execute("SELECT seq FROM items WHERE id = ?", (item_id,)).fetchone()[0]

@@ -2,7 +2,8 @@
 
 A PNG written here carries, in this order before the pixels:
 - `parameters` — A1111 infotext (tEXt, or iTXt when the text is not Latin-1);
-- `studio-request` — the full `GenerationRequest` JSON (iTXt, UTF-8);
+- `studio-request` — the full `GenerationRequest` JSON as run (iTXt, UTF-8);
+- `studio-image` — which image of that request's batch this is, and its seed (tEXt JSON);
 - `XML:com.adobe.xmp` — XMP with the IPTC digital source type (iTXt);
 - `caBX` — the signed C2PA manifest (added last; it covers all of the above).
 
@@ -15,6 +16,7 @@ compressed-bomb text chunk, bad UTF-8, a bad checksum or a truncated file all en
 from __future__ import annotations
 
 import io
+import json
 import os
 import struct
 import tempfile
@@ -34,6 +36,7 @@ from studio.core.request import GenerationRequest
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 REQUEST_KEY = "studio-request"
+IMAGE_KEY = "studio-image"  # {"batch_index": i, "seed": s}: which image of the request's batch
 PARAMETERS_KEY = "parameters"
 XMP_KEY = "XML:com.adobe.xmp"
 
@@ -58,9 +61,13 @@ def provenance_chunks(
 ) -> dict[str, str]:
     """The text payloads (infotext, recipe JSON, XMP) a file made from `request` carries."""
     info = info or {}
+    image_json = json.dumps(
+        {"batch_index": int(info.get("batch_index", 0)), "seed": recipe.image_seed(request, info)}
+    )
     return {
         PARAMETERS_KEY: recipe.a1111_infotext(request, info),
         REQUEST_KEY: request.to_json(),
+        IMAGE_KEY: image_json,
         XMP_KEY: build_xmp(
             recipe.source_type_of(request),
             software=recipe.SOFTWARE,
@@ -69,12 +76,18 @@ def provenance_chunks(
             prompt=request.prompt,
             created=recipe.created_at(info),
             recipe_json=request.to_json(),
+            image_json=image_json,
         ),
     }
 
 
 def c2pa_generation(request: GenerationRequest, info: dict[str, Any]) -> dict[str, Any]:
-    return {"kind": recipe.kind_of(request, info), "request": request.to_dict()}
+    return {
+        "kind": recipe.kind_of(request, info),
+        "request": request.to_dict(),
+        "batch_index": int(info.get("batch_index", 0)),
+        "seed": recipe.image_seed(request, info),
+    }
 
 
 def _ingredient(request: GenerationRequest, info: dict[str, Any]) -> tuple[bytes, str, str] | None:
@@ -122,6 +135,7 @@ def encode_png(
     pnginfo = PngImagePlugin.PngInfo()
     pnginfo.add_text(PARAMETERS_KEY, chunks[PARAMETERS_KEY])
     pnginfo.add_itxt(REQUEST_KEY, chunks[REQUEST_KEY])
+    pnginfo.add_text(IMAGE_KEY, chunks[IMAGE_KEY])
     pnginfo.add_itxt(XMP_KEY, chunks[XMP_KEY])
     buf = io.BytesIO()
     img.save(buf, "PNG", pnginfo=pnginfo, compress_level=4)

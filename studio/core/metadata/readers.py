@@ -28,6 +28,7 @@ from studio.core.metadata.png import (
     MAX_FILE_BYTES,
     MAX_PIXELS,
     MAX_TEXT_BYTES,
+    IMAGE_KEY,
     PARAMETERS_KEY,
     REQUEST_KEY,
     XMP_KEY,
@@ -122,6 +123,7 @@ class ReadResult:
     digital_source_type: str | None = None
     has_c2pa: bool = False
     mime: str = ""
+    batch_index: int = 0  # which image of the request's batch (this studio's files)
 
     @property
     def source(self) -> str:
@@ -133,6 +135,7 @@ class ReadResult:
             "unmapped": list(self.unmapped),
             "digital_source_type": self.digital_source_type,
             "c2pa_manifest": self.has_c2pa,
+            "batch_index": self.batch_index,
             "request": self.request.to_dict() if self.request else None,
         }
 
@@ -180,7 +183,7 @@ def from_a1111(text: str, source: str = "a1111") -> tuple[dict[str, Any], list[s
     if "Clip skip" in params:
         out["clip_skip"] = _num(params["Clip skip"], int)
     known = {
-        "Steps", "Sampler", "Schedule type", "CFG scale", "Seed", "Size", "Model hash", "Model",
+        "Batch size", "Batch pos", "Steps", "Sampler", "Schedule type", "CFG scale", "Seed", "Size", "Model hash", "Model",
         "Denoising strength", "Lora hashes", "Version", "Clip skip", "CFG Rescale phi",
     }  # fmt: skip
     for key in params:
@@ -481,6 +484,14 @@ def interpret(texts: dict[str, str], *, mime: str = "", has_c2pa: bool = False) 
             if PARAMETERS_KEY in texts:
                 model_hash = infotext.parse(texts[PARAMETERS_KEY])[2].get("Model hash")
             result.normalised, result.request = from_request(req, model_hash or ""), req
+            try:
+                image = json.loads(
+                    texts.get(IMAGE_KEY) or read_recipe(texts.get(XMP_KEY), "Image") or "{}"
+                )
+                result.batch_index = int(image.get("batch_index", 0))
+                result.normalised["seed"] = int(image.get("seed", req.seed))
+            except (ValueError, TypeError, AttributeError):
+                result.unmapped.append("the image's batch position is unreadable")
             return result
         params = texts.get(PARAMETERS_KEY)
         scheme = texts.get("fooocus_scheme")

@@ -9,6 +9,8 @@
 - `kind`: txt2img / img2img / inpaint / outpaint / branch (default: derived from the request);
 - `created`: a timezone-aware datetime (default: now);
 - `sign`: False to skip the C2PA manifest (default True);
+- `batch_index` / `image_seed`: which image of a batch this is and its own seed (A1111 writes the
+  image's seed plus "Batch size" and "Batch pos"; the recipe JSON keeps the request as run);
 - `software_version`: default the studio's version.
 """
 
@@ -98,7 +100,7 @@ def a1111_params(
         "Sampler": sampler,
         "Schedule type": schedule,
         "CFG scale": infotext.format_number(request.guidance_scale),
-        "Seed": request.seed,
+        "Seed": image_seed(request, info),
         "Size": f"{request.width}x{request.height}",
         "Model hash": hashing.a1111_model_hash(sha) if sha else None,
         "Model": model_display_name(request, info),
@@ -107,6 +109,9 @@ def a1111_params(
         ),
         "Clip skip": request.clip_skip + 1 if request.clip_skip else None,
     }
+    if request.batch_size > 1:
+        params["Batch size"] = request.batch_size
+        params["Batch pos"] = int(info.get("batch_index", 0))
     if request.guidance_rescale:
         params["CFG Rescale phi"] = infotext.format_number(request.guidance_rescale)
     loras = lora_hashes(request, info)
@@ -117,6 +122,15 @@ def a1111_params(
         )
     params["Version"] = f"{SOFTWARE} {info.get('software_version') or __version__}"
     return params
+
+
+def image_seed(request: GenerationRequest, info: dict[str, Any] | None = None) -> int:
+    """The seed of this one image: `info["image_seed"]`, else the request's seed + batch index."""
+    info = info or {}
+    seed = info.get("image_seed")
+    if isinstance(seed, int):
+        return seed
+    return request.seed + int(info.get("batch_index", 0))
 
 
 def a1111_infotext(request: GenerationRequest, info: dict[str, Any] | None = None) -> str:

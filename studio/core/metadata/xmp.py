@@ -52,6 +52,7 @@ def build_xmp(
     prompt: str = "",
     created: datetime | None = None,
     recipe_json: str = "",
+    image_json: str = "",
 ) -> str:
     """An XMP packet (UTF-8 text, with the `<?xpacket?>` wrapper) for an AI-made image."""
     created = created or datetime.now(timezone.utc)
@@ -74,6 +75,8 @@ def build_xmp(
     ET.SubElement(desc, _q("xmp", "CreateDate")).text = created.isoformat(timespec="seconds")
     if recipe_json:
         ET.SubElement(desc, _q("studio", "Recipe")).text = _XML_ILLEGAL.sub("", recipe_json)
+    if image_json:
+        ET.SubElement(desc, _q("studio", "Image")).text = image_json
     body = ET.tostring(meta, encoding="unicode")
     return (
         '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>\n'
@@ -82,14 +85,11 @@ def build_xmp(
     )
 
 
-_RECIPE_RE = re.compile(r"<studio:Recipe>([^<]*)</studio:Recipe>")
-
-
-def read_recipe(xmp: str | None) -> str | None:
-    """This studio's recipe JSON, if the packet carries it (JPEG/WebP exports do)."""
+def read_recipe(xmp: str | None, element: str = "Recipe") -> str | None:
+    """This studio's recipe JSON (or, with element="Image", the batch position) if present."""
     if not xmp:
         return None
-    m = _RECIPE_RE.search(xmp[:MAX_XMP_BYTES])
+    m = re.search(f"<studio:{element}>([^<]*)</studio:{element}>", xmp[:MAX_XMP_BYTES])
     return html.unescape(m.group(1)) if m else None
 
 
