@@ -17,6 +17,8 @@ COMMAND_MODULES = (
     "studio.cli.generate",
     "studio.cli.dev",
     "studio.cli.bench",
+    "studio.cli.gallery",
+    "studio.cli.metadata",
 )
 
 
