@@ -286,7 +286,8 @@ class Engine:
                 k = start * scheduler.order
                 scheduler._studio_full_timesteps = scheduler.timesteps
                 scheduler.timesteps = scheduler.timesteps[k:]
-                scheduler.set_begin_index(k)
+                if hasattr(scheduler, "set_begin_index"):  # DDIM derives its position from t alone
+                    scheduler.set_begin_index(k)
 
         scheduler.step = step
         scheduler.set_timesteps = set_timesteps
