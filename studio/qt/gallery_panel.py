@@ -1,0 +1,610 @@
+"""The Gallery panel: a lazily filled thumbnail grid of the library, search, filters and details.
+
+Smooth at 10,000 images because nothing is loaded up front except the list of ids for the current
+search: item rows are fetched from the database a page at a time when the view first asks for
+them, and thumbnails are made/read on a small thread pool only for the cells being painted
+(QListView in batched, uniform-size icon mode asks only for visible rows).
+
+Signals for the main window:
+- `recreateRequested(object)` — a `GenerationRequest` to load into the Prompt panel;
+- `useAsInputRequested(str)` — a file path to put on the canvas as the input image.
+
+`read_dropped_file(path)` reads any supported image's metadata for a drop anywhere on the window.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import (
+    QAbstractListModel,
+    QModelIndex,
+    QObject,
+    QPersistentModelIndex,
+    QRect,
+    QRunnable,
+    QSize,
+    Qt,
+    QThreadPool,
+    QTimer,
+    QUrl,
+    Signal,
+)
+from PySide6.QtGui import QColor, QDesktopServices, QFont, QGuiApplication, QImage, QPainter, QPen
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListView,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QSplitter,
+    QStyle,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from studio.core.errors import StudioError
+from studio.core.gallery import KINDS, Gallery, GalleryItem
+from studio.core.gallery.store import THUMBS_DIR, make_thumbnail
+from studio.core.metadata import export_image, read_metadata, verify
+from studio.core.metadata.png import PARAMETERS_KEY
+from studio.core.request import GenerationRequest
+
+THUMB = 160
+PAGE = 256
+ItemRole = Qt.ItemDataRole.UserRole + 1
+IdRole = Qt.ItemDataRole.UserRole + 2
+BadgeRole = Qt.ItemDataRole.UserRole + 3
+
+
+def read_dropped_file(path: str | os.PathLike[str]) -> tuple[GenerationRequest | None, dict[str, Any], list[str]]:
+    """Metadata of a dropped PNG/JPEG/WebP: (request to load or None, normalised fields, notes).
+
+    Reads this studio's own recipe, A1111/Forge `parameters`, ComfyUI `prompt`/`workflow`,
+    InvokeAI `invokeai_metadata` and Fooocus. The notes list what could not be mapped onto this
+    studio's settings. A corrupt or hostile file raises a `StudioError` (MetadataError) with a
+    sentence to show the user.
+    """
+    result = read_metadata(path)
+    notes = list(result.unmapped)
+    if result.source == "none":
+        notes.append("the file carries no generation settings this studio can read")
+    return result.request, dict(result.normalised), notes
+
+
+# -- thumbnails ------------------------------------------------------------------------------------------
+
+
+class _ThumbSignals(QObject):
+    done = Signal(str, QImage)
+    failed = Signal(str)
+
+
+class _ThumbJob(QRunnable):
+    def __init__(self, item_id: str, src: Path, dest: Path, signals: _ThumbSignals) -> None:
+        super().__init__()
+        self.item_id, self.src, self.dest, self.signals = item_id, src, dest, signals
+
+    def run(self) -> None:
+        try:
+            if not self.dest.exists():
+                make_thumbnail(self.src, self.dest, THUMB * 2)
+            image = QImage(str(self.dest))
+            if image.isNull():
+                raise StudioError("unreadable thumbnail")
+            self.signals.done.emit(self.item_id, image)
+        except Exception:  # noqa: BLE001 - a missing/corrupt file only leaves the placeholder
+            self.signals.failed.emit(self.item_id)
+
+
+# -- model -------------------------------------------------------------------------------------------------
+
+
+class GalleryModel(QAbstractListModel):
+    """Rows = ids of the current search; items and thumbnails are loaded when first shown."""
+
+    def __init__(self, gallery: Gallery, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.gallery = gallery
+        self._ids: list[str] = []
+        self._row_of: dict[str, int] = {}
+        self._items: OrderedDict[str, GalleryItem] = OrderedDict()
+        self._thumbs: OrderedDict[str, QImage] = OrderedDict()
+        self._pending: set[str] = set()
+        self._failed: set[str] = set()
+        self.max_cached_items = 4096
+        self.max_cached_thumbs = 1024
+        self.pool = QThreadPool(self)
+        self.pool.setMaxThreadCount(2)
+        self._signals = _ThumbSignals()
+        self._signals.done.connect(self._thumb_ready)
+        self._signals.failed.connect(self._thumb_failed)
+        self.thumb_requests = 0  # for tests and diagnostics
+        self.filters: dict[str, Any] = {}
+        self.text = ""
+
+    # filtering
+    def set_query(self, text: str = "", **filters: Any) -> None:
+        self.text, self.filters = text, {k: v for k, v in filters.items() if v not in (None, "", False)}
+        self.refresh()
+
+    def refresh(self) -> None:
+        self.beginResetModel()
+        try:
+            self._ids = self.gallery.ids(self.text or None, **self.filters)
+        except StudioError:
+            self._ids = []
+        self._row_of = {i: n for n, i in enumerate(self._ids)}
+        self._items.clear()
+        self.endResetModel()
+
+    # Qt model API
+    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self._ids)
+
+    def item(self, row: int) -> GalleryItem | None:
+        if not 0 <= row < len(self._ids):
+            return None
+        item_id = self._ids[row]
+        item = self._items.get(item_id)
+        if item is None:
+            start = (row // PAGE) * PAGE
+            page = self._ids[start : start + PAGE]
+            try:
+                self._items.update(self.gallery.get_many(page))
+            except StudioError:
+                return None
+            while len(self._items) > self.max_cached_items:
+                self._items.popitem(last=False)
+            item = self._items.get(item_id)
+        return item
+
+    def row_of(self, item_id: str) -> int:
+        return self._row_of.get(item_id, -1)
+
+    def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid():
+            return None
+        item = self.item(index.row())
+        if item is None:
+            return None
+        if role == Qt.ItemDataRole.DisplayRole:
+            return item.prompt.splitlines()[0][:40] if item.prompt else "(no prompt)"
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return item.prompt
+        if role == Qt.ItemDataRole.DecorationRole:
+            return self.thumbnail(item)
+        if role == ItemRole:
+            return item
+        if role == IdRole:
+            return item.id
+        if role == BadgeRole:
+            return "AI · edited" if item.is_composite else "AI"
+        return None
+
+    def thumbnail(self, item: GalleryItem) -> QImage | None:
+        image = self._thumbs.get(item.id)
+        if image is not None:
+            self._thumbs.move_to_end(item.id)
+            return image
+        if item.id not in self._pending and item.id not in self._failed:
+            self._pending.add(item.id)
+            self.thumb_requests += 1
+            dest = self.gallery.root / THUMBS_DIR / f"{item.id}.jpg"
+            self.pool.start(_ThumbJob(item.id, item.path, dest, self._signals))
+        return None
+
+    def _thumb_ready(self, item_id: str, image: QImage) -> None:
+        self._pending.discard(item_id)
+        self._thumbs[item_id] = image
+        while len(self._thumbs) > self.max_cached_thumbs:
+            self._thumbs.popitem(last=False)
+        row = self._row_of.get(item_id, -1)
+        if row >= 0:
+            idx = self.index(row)
+            self.dataChanged.emit(idx, idx, [Qt.ItemDataRole.DecorationRole])
+
+    def _thumb_failed(self, item_id: str) -> None:
+        self._pending.discard(item_id)
+        self._failed.add(item_id)
+
+    def forget(self, item_id: str) -> None:
+        self._items.pop(item_id, None)
+        self._thumbs.pop(item_id, None)
+        self._failed.discard(item_id)
+
+    def shutdown(self) -> None:
+        self.pool.clear()
+        self.pool.waitForDone(5000)
+        self.beginResetModel()
+        self._ids, self._row_of = [], {}
+        self._items.clear()
+        self.endResetModel()
+
+
+# -- delegate --------------------------------------------------------------------------------------------
+
+
+class GalleryDelegate(QStyledItemDelegate):
+    """A thumbnail cell with the provenance badge ("AI", or "AI · edited") and a favourite star."""
+
+    def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex) -> QSize:
+        return QSize(THUMB + 8, THUMB + 8)
+
+    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex) -> None:
+        painter.save()
+        try:
+            self._paint(painter, option, index)
+        finally:
+            painter.restore()
+
+    def _paint(self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex) -> None:
+        rect = option.rect.adjusted(4, 4, -4, -4)
+        selected = bool(option.state & QStyle.StateFlag.State_Selected)
+        painter.fillRect(rect, QColor(45, 45, 48))
+        image = index.data(Qt.ItemDataRole.DecorationRole)
+        if isinstance(image, QImage) and not image.isNull():
+            scaled = image.scaled(rect.size(), Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation)
+            x = rect.x() + (rect.width() - scaled.width()) // 2
+            y = rect.y() + (rect.height() - scaled.height()) // 2
+            painter.drawImage(x, y, scaled)
+        else:
+            painter.setPen(QColor(150, 150, 150))
+            painter.drawText(rect, Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, str(index.data() or ""))
+        badge = str(index.data(BadgeRole) or "")
+        if badge:
+            font = QFont(painter.font())
+            font.setBold(True)
+            font.setPointSizeF(max(7.0, font.pointSizeF() * 0.85))
+            painter.setFont(font)
+            width = painter.fontMetrics().horizontalAdvance(badge) + 10
+            box = QRect(rect.left() + 4, rect.bottom() - 20, width, 16)
+            painter.fillRect(box, QColor(200, 120, 20) if "edited" in badge else QColor(30, 110, 200))
+            painter.setPen(QColor(255, 255, 255))
+            painter.drawText(box, Qt.AlignmentFlag.AlignCenter, badge)
+        item = index.data(ItemRole)
+        if item is not None and item.favourite:
+            painter.setPen(QColor(255, 210, 0))
+            painter.drawText(QRect(rect.right() - 20, rect.top() + 2, 18, 18), Qt.AlignmentFlag.AlignCenter, "★")
+        if selected:
+            painter.setPen(QPen(option.palette.highlight().color(), 3))
+            painter.drawRect(rect)
+
+
+# -- panel --------------------------------------------------------------------------------------------------
+
+
+class GalleryPanel(QWidget):
+    """Thumbnail grid + search + filters + details pane with actions."""
+
+    recreateRequested = Signal(object)  # GenerationRequest
+    useAsInputRequested = Signal(str)  # path
+    statusMessage = Signal(str)
+
+    def __init__(self, library: str | os.PathLike[str] | None = None, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("GalleryPanel")
+        self.gallery = Gallery(library)
+        self.model = GalleryModel(self.gallery, self)
+        self._current: GalleryItem | None = None
+        self._dropped: GenerationRequest | None = None
+
+        # search and filters
+        self.search = QLineEdit(placeholderText="Search prompts, models, LoRAs, tags…")
+        self.search.setClearButtonEnabled(True)
+        self.model_filter = QComboBox()
+        self.kind_filter = QComboBox()
+        self.kind_filter.addItem("All kinds", None)
+        for kind in KINDS:
+            self.kind_filter.addItem(kind, kind)
+        self.favourites_only = QCheckBox("★ only")
+        self.show_trash = QCheckBox("Trash")
+        self._debounce = QTimer(self, singleShot=True, interval=150)
+        self._debounce.timeout.connect(self.apply_filters)
+        self.search.textChanged.connect(self._debounce.start)
+        for combo in (self.model_filter, self.kind_filter):
+            combo.currentIndexChanged.connect(self.apply_filters)
+        for box in (self.favourites_only, self.show_trash):
+            box.toggled.connect(self.apply_filters)
+        bar = QHBoxLayout()
+        bar.addWidget(self.search, 1)
+        for w in (self.model_filter, self.kind_filter, self.favourites_only, self.show_trash):
+            bar.addWidget(w)
+
+        # grid
+        self.view = QListView()
+        self.view.setViewMode(QListView.ViewMode.IconMode)
+        self.view.setResizeMode(QListView.ResizeMode.Adjust)
+        self.view.setMovement(QListView.Movement.Static)
+        self.view.setUniformItemSizes(True)
+        self.view.setLayoutMode(QListView.LayoutMode.Batched)
+        self.view.setBatchSize(200)
+        self.view.setSpacing(2)
+        self.view.setSelectionMode(QListView.SelectionMode.SingleSelection)
+        self.view.setItemDelegate(GalleryDelegate(self.view))
+        self.view.setModel(self.model)
+        self.view.selectionModel().currentChanged.connect(self._on_current)
+        self.view.doubleClicked.connect(lambda _i: self.recreate())
+
+        # drop bar (shown after an image is dropped on the panel)
+        self.drop_bar = QFrame()
+        self.drop_bar.setFrameShape(QFrame.Shape.StyledPanel)
+        self.drop_label = QLabel(wordWrap=True)
+        self.drop_load = QPushButton("Load into Prompt panel")
+        self.drop_load.clicked.connect(self._load_dropped)
+        drop_close = QPushButton("Dismiss")
+        drop_close.clicked.connect(self.drop_bar.hide)
+        dl = QHBoxLayout(self.drop_bar)
+        dl.addWidget(self.drop_label, 1)
+        dl.addWidget(self.drop_load)
+        dl.addWidget(drop_close)
+        self.drop_bar.hide()
+
+        # details
+        self.details = QLabel(wordWrap=True, textInteractionFlags=Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.details.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+        self.provenance = QLabel(wordWrap=True)
+        self.path_label = QLabel(wordWrap=True, textInteractionFlags=Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.lineage = QListWidget()
+        self.lineage.setMaximumHeight(110)
+        self.lineage.itemActivated.connect(self._jump_to_lineage)
+        self.lineage.itemClicked.connect(self._jump_to_lineage)
+        self.buttons: dict[str, QPushButton] = {}
+        actions = QHBoxLayout()
+        for key, label, slot in (
+            ("recreate", "Recreate", self.recreate),
+            ("use", "Use as input", self.use_as_input),
+            ("folder", "Open folder", self.open_folder),
+            ("export", "Export…", self.export_dialog),
+            ("copy", "Copy parameters", self.copy_parameters),
+            ("favourite", "★", self.toggle_favourite),
+            ("trash", "Trash", self.toggle_trash),
+        ):
+            btn = QPushButton(label)
+            btn.clicked.connect(slot)
+            btn.setEnabled(False)
+            actions.addWidget(btn)
+            self.buttons[key] = btn
+        side = QWidget()
+        sl = QVBoxLayout(side)
+        sl.addWidget(self.details, 1)
+        sl.addWidget(QLabel("Lineage"))
+        sl.addWidget(self.lineage)
+        sl.addWidget(self.provenance)
+        sl.addWidget(self.path_label)
+        sl.addLayout(actions)
+
+        split = QSplitter(Qt.Orientation.Vertical)
+        split.addWidget(self.view)
+        split.addWidget(side)
+        split.setStretchFactor(0, 3)
+        split.setStretchFactor(1, 1)
+        layout = QVBoxLayout(self)
+        layout.addLayout(bar)
+        layout.addWidget(self.drop_bar)
+        layout.addWidget(split, 1)
+        self.setAcceptDrops(True)
+        self._fill_models()
+        self.apply_filters()
+
+    # -- filtering ------------------------------------------------------------------------------------
+    def _fill_models(self) -> None:
+        current = self.model_filter.currentData()
+        self.model_filter.blockSignals(True)
+        self.model_filter.clear()
+        self.model_filter.addItem("All models", None)
+        for name in self.gallery.models():
+            self.model_filter.addItem(name, name)
+        i = self.model_filter.findData(current)
+        self.model_filter.setCurrentIndex(max(i, 0))
+        self.model_filter.blockSignals(False)
+
+    def apply_filters(self) -> None:
+        keep = self._current.id if self._current else None
+        self.model.set_query(
+            self.search.text().strip(),
+            model=self.model_filter.currentData(),
+            kind=self.kind_filter.currentData(),
+            favourite=True if self.favourites_only.isChecked() else None,
+            trashed=self.show_trash.isChecked(),
+        )
+        self.select(keep) if keep and self.model.row_of(keep) >= 0 else self._show(None)
+
+    def refresh(self) -> None:
+        """Re-read the library (call after new images were recorded)."""
+        self._fill_models()
+        self.apply_filters()
+
+    def items_added(self, items: list[GalleryItem]) -> None:
+        self.refresh()
+        if items:
+            self.select(items[0].id)
+
+    def select(self, item_id: str) -> bool:
+        row = self.model.row_of(item_id)
+        if row < 0:
+            return False
+        idx = self.model.index(row)
+        self.view.setCurrentIndex(idx)
+        self.view.scrollTo(idx)
+        return True
+
+    # -- details ---------------------------------------------------------------------------------------
+    def current_item(self) -> GalleryItem | None:
+        return self._current
+
+    def _on_current(self, current: QModelIndex, _previous: QModelIndex) -> None:
+        self._show(self.model.item(current.row()) if current.isValid() else None)
+
+    def _show(self, item: GalleryItem | None) -> None:
+        self._current = item
+        for btn in self.buttons.values():
+            btn.setEnabled(item is not None)
+        self.lineage.clear()
+        if item is None:
+            self.details.setText("Select an image to see its recipe.")
+            self.provenance.clear()
+            self.path_label.clear()
+            return
+        label = "AI-generated, edited from an input image" if item.is_composite else "AI-generated"
+        tags = f"\nTags: {', '.join(item.tags)}" if item.tags else ""
+        self.details.setText(f"{label} · {item.created.astimezone():%Y-%m-%d %H:%M}\n\n{item.describe()}{tags}")
+        self.path_label.setText(str(item.path))
+        for ancestor in self.gallery.lineage(item.id)[1:]:
+            entry = QListWidgetItem(f"↑ {ancestor.kind}: {ancestor.prompt[:60] or '(no prompt)'}")
+            entry.setData(IdRole, ancestor.id)
+            self.lineage.addItem(entry)
+        for child in self.gallery.children(item.id):
+            entry = QListWidgetItem(f"↓ {child.kind}: {child.prompt[:60] or '(no prompt)'}")
+            entry.setData(IdRole, child.id)
+            self.lineage.addItem(entry)
+        self.provenance.setText(self.provenance_text(item))
+        self.buttons["favourite"].setText("★ Unfavourite" if item.favourite else "☆ Favourite")
+        self.buttons["trash"].setText("Restore" if item.trashed else "Trash")
+
+    def provenance_text(self, item: GalleryItem) -> str:
+        if not item.path.exists():
+            return "Content credentials: file missing"
+        try:
+            status = verify(item.path)
+        except StudioError as exc:
+            return f"Content credentials: cannot check ({exc})"
+        return f"Content credentials (C2PA): {status.state} — {status.detail}"
+
+    def _jump_to_lineage(self, entry: QListWidgetItem) -> None:
+        item_id = entry.data(IdRole)
+        if item_id and not self.select(item_id):
+            # Not in the current filter: show it anyway.
+            try:
+                self._show(self.gallery.get(item_id))
+            except StudioError as exc:
+                self.statusMessage.emit(str(exc))
+
+    # -- actions ---------------------------------------------------------------------------------------
+    def recreate(self) -> None:
+        item = self._current
+        if item is None:
+            return
+        try:
+            self.recreateRequested.emit(item.request)
+        except StudioError as exc:
+            self.statusMessage.emit(str(exc))
+
+    def use_as_input(self) -> None:
+        if self._current is not None:
+            self.useAsInputRequested.emit(str(self._current.path))
+
+    def open_folder(self) -> None:
+        if self._current is not None:
+            QDesktopServices.openUrl(QUrl.fromLocalFile(str(self._current.path.parent)))
+
+    def export_to(self, dest: str | os.PathLike[str]) -> Path | None:
+        if self._current is None:
+            return None
+        try:
+            out = export_image(self._current.path, dest)
+        except StudioError as exc:
+            self.statusMessage.emit(str(exc))
+            return None
+        self.statusMessage.emit(f"Exported {out.name} with its provenance")
+        return out
+
+    def export_dialog(self) -> None:
+        if self._current is None:
+            return
+        suggested = str(self._current.path.with_suffix(".jpg").name)
+        dest, _ = QFileDialog.getSaveFileName(self, "Export image", suggested, "JPEG (*.jpg);;WebP (*.webp);;PNG (*.png)")
+        if dest:
+            self.export_to(dest)
+
+    def parameters_text(self) -> str:
+        if self._current is None:
+            return ""
+        try:
+            return read_metadata(self._current.path).raw.get(PARAMETERS_KEY, "")
+        except StudioError:
+            from studio.core.metadata.recipe import a1111_infotext
+
+            return a1111_infotext(self._current.request, {"model_sha256": self._current.model_hash})
+
+    def copy_parameters(self) -> None:
+        text = self.parameters_text()
+        if text:
+            QGuiApplication.clipboard().setText(text)
+            self.statusMessage.emit("Parameters copied")
+
+    def toggle_favourite(self) -> None:
+        item = self._current
+        if item is None:
+            return
+        self.gallery.set_favourite(item.id, not item.favourite)
+        self.model.forget(item.id)
+        self.apply_filters()
+
+    def toggle_trash(self) -> None:
+        item = self._current
+        if item is None:
+            return
+        (self.gallery.restore if item.trashed else self.gallery.trash)(item.id)
+        self.model.forget(item.id)
+        self._current = None
+        self.apply_filters()
+
+    # -- drops -----------------------------------------------------------------------------------------
+    def dragEnterEvent(self, event: Any) -> None:  # noqa: N802
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: Any) -> None:  # noqa: N802
+        urls = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
+        if urls:
+            self.show_dropped(urls[0])
+            event.acceptProposedAction()
+
+    def show_dropped(self, path: str | os.PathLike[str]) -> None:
+        """Read a dropped file's metadata and offer to load it into the Prompt panel."""
+        try:
+            request, norm, notes = read_dropped_file(path)
+        except StudioError as exc:
+            self._dropped = None
+            self.drop_label.setText(f"{Path(path).name}: {exc}")
+            self.drop_load.setEnabled(False)
+            self.drop_bar.show()
+            return
+        self._dropped = request
+        source = {"studio": "this studio", "a1111": "A1111/Forge", "comfyui": "ComfyUI",
+                  "invokeai": "InvokeAI", "fooocus": "Fooocus"}.get(norm.get("source", ""), "no tool")  # fmt: skip
+        text = f"{Path(path).name}: settings from {source}"
+        if norm.get("prompt"):
+            text += f" — “{str(norm['prompt'])[:80]}”"
+        if notes:
+            text += "\nNot carried over: " + "; ".join(notes)
+        self.drop_label.setText(text)
+        self.drop_load.setEnabled(request is not None)
+        self.drop_bar.show()
+
+    def _load_dropped(self) -> None:
+        if self._dropped is not None:
+            self.recreateRequested.emit(self._dropped)
+            self.drop_bar.hide()
+
+    # -- lifetime --------------------------------------------------------------------------------------
+    def shutdown(self) -> None:
+        """Stop thumbnail workers and close the database (the window calls this on close)."""
+        self.model.shutdown()
+        self.gallery.close()
+
+    def closeEvent(self, event: Any) -> None:  # noqa: N802
+        self.model.shutdown()
+        super().closeEvent(event)
