@@ -256,3 +256,15 @@ def test_items_describe_their_recipe(gallery):
     assert "a cat" in words and "12 steps" in words and "seed 3" in words
     d = item.to_dict()
     assert d["request"]["prompt"] == "a cat" and d["id"] == item.id
+
+
+def test_signing_failure_never_loses_the_image(tmp_path, monkeypatch):
+    bogus = tmp_path / "bogus.pem"
+    bogus.write_text("not a certificate")
+    monkeypatch.setenv("STUDIO_C2PA_CERT", str(bogus))
+    monkeypatch.setenv("STUDIO_C2PA_KEY", str(bogus))
+    result = GenerationResult(request=GenerationRequest.create(prompt="keep me anyway"), images=[img(1)])
+    (item,) = record_result(result, library=tmp_path / "lib")
+    assert not item.signed
+    assert read_metadata(item.path).request.prompt == "keep me anyway"
+    assert verify(item.path).state == "missing"

@@ -343,3 +343,23 @@ def test_encode_png_rejects_wrong_arrays():
 def test_zlib_helper_sanity():
     # Guard for the hostile-input tests: a bomb really is tiny compressed.
     assert len(zlib.compress(b"\0" * (64 << 20), 9)) < 200_000
+
+
+def test_bring_your_own_certificate_from_environment(tmp_path, monkeypatch):
+    from studio.core.metadata.provenance import _make_identity
+
+    own = tmp_path / "own"
+    own.mkdir()
+    _make_identity(own)  # stands in for a certificate from another CA
+    monkeypatch.setenv("STUDIO_C2PA_CERT", str(own / "signer.pem"))
+    monkeypatch.setenv("STUDIO_C2PA_KEY", str(own / "signer.key"))
+    monkeypatch.setenv("STUDIO_C2PA_ALG", "es256")
+    path = write_png(tmp_path / "own.png", pixels(), GenerationRequest.create(prompt="mine"), {})
+    status = verify(path)
+    assert status.state == "valid"
+    assert not (tmp_path / "home" / "config" / "provenance").exists()  # no studio key was made
+    monkeypatch.setenv("STUDIO_C2PA_KEY", str(tmp_path / "own" / "ca.pem"))  # not a key
+    from studio.core.errors import ProvenanceError
+
+    with pytest.raises(ProvenanceError):
+        write_png(tmp_path / "bad.png", pixels(), GenerationRequest.create(prompt="x"), {})

@@ -17,6 +17,7 @@ using the file hashes.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import sqlite3
@@ -33,13 +34,14 @@ from typing import Any
 import numpy as np
 
 from studio.core import paths
-from studio.core.errors import GalleryError, GalleryItemNotFound, StudioError
+from studio.core.errors import GalleryError, GalleryItemNotFound, ProvenanceError, StudioError
 from studio.core.gallery.schema import DB_NAME, KINDS, connect
 from studio.core.hashing import sha256_bytes, sha256_file
 from studio.core.metadata import recipe
 from studio.core.metadata.png import TEMP_SUFFIX, atomic_write, encode_png, fsync_dir
 from studio.core.request import GenerationRequest
 
+log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 TRASH_DIR = ".trash"
 THUMBS_DIR = ".thumbs"
@@ -298,7 +300,14 @@ class Gallery:
         stamp = created.astimezone()
         seed = recipe.image_seed(request, info)
         rel_path = f"{stamp:%Y-%m}/{stamp:%Y%m%d-%H%M%S}-{seed}-{item_id[:8]}.png"
-        data = encode_png(image, request, info, title=Path(rel_path).name)
+        try:
+            data = encode_png(image, request, info, title=Path(rel_path).name)
+        except ProvenanceError as exc:
+            # Never lose the image over a signing problem: save it without the C2PA manifest
+            # (the text provenance and XMP label are still written) and say so.
+            log.warning("saving without content credentials: %s", exc)
+            info["sign"] = False
+            data = encode_png(image, request, info, title=Path(rel_path).name)
         sha = sha256_bytes(data)
         model_sha = recipe.model_sha256(request, info)
         parent = self._resolve_parent(request, parent_id)
