@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -308,18 +309,21 @@ class GalleryPanel(QWidget):
         self.kind_filter.addItem("All kinds", None)
         for kind in KINDS:
             self.kind_filter.addItem(kind, kind)
+        self.date_filter = QComboBox()
+        for label, days in (("Any time", None), ("Today", 0), ("Last 7 days", 7), ("Last 30 days", 30)):
+            self.date_filter.addItem(label, days)
         self.favourites_only = QCheckBox("★ only")
         self.show_trash = QCheckBox("Trash")
         self._debounce = QTimer(self, singleShot=True, interval=150)
         self._debounce.timeout.connect(self.apply_filters)
         self.search.textChanged.connect(self._debounce.start)
-        for combo in (self.model_filter, self.kind_filter):
+        for combo in (self.model_filter, self.kind_filter, self.date_filter):
             combo.currentIndexChanged.connect(self.apply_filters)
         for box in (self.favourites_only, self.show_trash):
             box.toggled.connect(self.apply_filters)
         bar = QHBoxLayout()
         bar.addWidget(self.search, 1)
-        for w in (self.model_filter, self.kind_filter, self.favourites_only, self.show_trash):
+        for w in (self.model_filter, self.kind_filter, self.date_filter, self.favourites_only, self.show_trash):
             bar.addWidget(w)
 
         # grid
@@ -376,9 +380,12 @@ class GalleryPanel(QWidget):
             btn.setEnabled(False)
             actions.addWidget(btn)
             self.buttons[key] = btn
+        self.tag_edit = QLineEdit(placeholderText="Add tags (comma-separated), Enter to save")
+        self.tag_edit.returnPressed.connect(self.add_tags_from_edit)
         side = QWidget()
         sl = QVBoxLayout(side)
         sl.addWidget(self.details, 1)
+        sl.addWidget(self.tag_edit)
         sl.addWidget(QLabel("Lineage"))
         sl.addWidget(self.lineage)
         sl.addWidget(self.provenance)
@@ -418,8 +425,16 @@ class GalleryPanel(QWidget):
             kind=self.kind_filter.currentData(),
             favourite=True if self.favourites_only.isChecked() else None,
             trashed=self.show_trash.isChecked(),
+            since=self._since(),
         )
         self.select(keep) if keep and self.model.row_of(keep) >= 0 else self._show(None)
+
+    def _since(self) -> float | None:
+        days = self.date_filter.currentData()
+        if days is None:
+            return None
+        start = datetime.now().astimezone().replace(hour=0, minute=0, second=0, microsecond=0)
+        return (start - timedelta(days=days)).timestamp()
 
     def refresh(self) -> None:
         """Re-read the library (call after new images were recorded)."""
@@ -543,6 +558,16 @@ class GalleryPanel(QWidget):
         if text:
             QGuiApplication.clipboard().setText(text)
             self.statusMessage.emit("Parameters copied")
+
+    def add_tags_from_edit(self) -> None:
+        item = self._current
+        tags = [t.strip() for t in self.tag_edit.text().split(",") if t.strip()]
+        if item is None or not tags:
+            return
+        self.gallery.add_tags(item.id, *tags)
+        self.tag_edit.clear()
+        self.model.forget(item.id)
+        self._show(self.gallery.get(item.id))
 
     def toggle_favourite(self) -> None:
         item = self._current

@@ -268,3 +268,19 @@ def test_signing_failure_never_loses_the_image(tmp_path, monkeypatch):
     assert not item.signed
     assert read_metadata(item.path).request.prompt == "keep me anyway"
     assert verify(item.path).state == "missing"
+
+
+def test_gallery_and_metadata_stay_plain_python():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, studio.core.gallery, studio.core.metadata, studio.core.hashing, "
+        "studio.core.gallery.bench, studio.cli.gallery, studio.cli.metadata\n"
+        "studio.core.metadata.provenance.ensure_identity\n"
+        "bad = [m for m in ('PySide6', 'torch', 'diffusers', 'studio.qt', 'studio.engine') if m in sys.modules]\n"
+        "print(','.join(bad))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == ""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime, timezone
 
 import numpy as np
 import pytest
@@ -91,6 +92,16 @@ def test_search_and_filters(panel, qtbot):
     qtbot.waitUntil(lambda: panel.model.rowCount() == 3, timeout=2000)
     panel.model_filter.setCurrentIndex(panel.model_filter.findData("dreamshaper"))
     assert panel.model.rowCount() == 1
+    panel.model_filter.setCurrentIndex(0)
+    panel.date_filter.setCurrentIndex(panel.date_filter.findData(0))  # today
+    assert panel.model.rowCount() == 3
+    with Gallery(panel.gallery.root) as g:  # an old image, recorded by another process
+        g.add_image(img(9), GenerationRequest.create(prompt="an old photo"),
+                    info={"sign": False, "created": datetime(2020, 1, 1, tzinfo=timezone.utc)})
+    panel.refresh()
+    assert panel.model.rowCount() == 3
+    panel.date_filter.setCurrentIndex(0)
+    assert panel.model.rowCount() == 4
 
 
 def _select_prompt(panel, prompt):
@@ -125,6 +136,14 @@ def test_actions_emit_and_copy(panel, qtbot, tmp_path):
     assert clip.startswith("a desert caravan\nSteps: 20") and "Model: dreamshaper" in clip
     out = panel.export_to(tmp_path / "caravan.webp")
     assert read_metadata(out).request == item.request
+    panel.tag_edit.setText("desert, sand")
+    panel.tag_edit.returnPressed.emit()
+    assert panel.gallery.get(item.id).tags == ["desert", "sand"] and "Tags: desert, sand" in panel.details.text()
+    panel.search.setText("sand")
+    qtbot.waitUntil(lambda: panel.model.rowCount() == 1, timeout=2000)
+    panel.search.setText("")
+    qtbot.waitUntil(lambda: panel.model.rowCount() == 3, timeout=2000)
+    _select_prompt(panel, "a desert caravan")
     panel.buttons["favourite"].click()
     assert panel.gallery.get(item.id).favourite
     panel.favourites_only.setChecked(True)
