@@ -47,8 +47,15 @@ def test_record_result_writes_each_image_once_with_provenance(tmp_path):
     items = record_result(result, library=tmp_path / "lib", out_path=out)
     assert [i.seed for i in items] == [10, 11]
     assert len(list((tmp_path / "lib").rglob("*.png"))) == 2
-    assert out.read_bytes() == items[0].path.read_bytes()
-    assert (tmp_path / "out-1.png").read_bytes() == items[1].path.read_bytes()
+    assert not out.exists()
+    assert (tmp_path / "out-1.png").read_bytes() == items[0].path.read_bytes()
+    assert (tmp_path / "out-2.png").read_bytes() == items[1].path.read_bytes()
+    single = record_result(
+        GenerationResult(request=GenerationRequest.create(prompt="one"), images=[img(3)]),
+        library=tmp_path / "lib", out_path=tmp_path / "one.jpg",
+    )  # fmt: skip
+    assert read_metadata(tmp_path / "one.jpg").request == single[0].request
+    assert verify(tmp_path / "one.jpg").state == "valid"
     meta = read_metadata(items[1].path)
     assert meta.request == req  # the request exactly as run: re-running it reproduces the batch
     assert (meta.batch_index, meta.normalised["seed"]) == (1, 11)

@@ -30,9 +30,11 @@ def result_info(result: GenerationResult, index: int = 0) -> dict[str, Any]:
 
 
 def out_path_for(out_path: Path, index: int, count: int) -> Path:
-    if count == 1 or index == 0:
-        return out_path
-    return out_path.with_name(f"{out_path.stem}-{index}{out_path.suffix}")
+    """`studio generate --out` naming: the path itself for one image, else name-1, name-2, …"""
+    suffix = out_path.suffix or ".png"
+    if count == 1:
+        return out_path.with_suffix(suffix)
+    return out_path.with_name(f"{out_path.stem}-{index + 1}{suffix}")
 
 
 def record_result(
@@ -45,8 +47,8 @@ def record_result(
     """Save every image of `result` once, with all provenance, into the gallery.
 
     - `library`: the library folder (default: `paths.library_dir()`);
-    - `out_path`: also write the same file there (image i > 0 of a batch gets "-i" before the
-      suffix; a .jpg/.webp suffix exports with the same infotext, XMP and C2PA);
+    - `out_path`: also write the same file there (a batch writes name-1, name-2, … as
+      `studio generate` does; a .jpg/.webp suffix exports with the same infotext, XMP and C2PA);
     - `parent_id`: the gallery item the input image came from (found from the init image's
       hash or path when not given).
     Cancelled results with no images record nothing.
