@@ -291,3 +291,13 @@ def test_gallery_and_metadata_stay_plain_python():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == ""
+
+
+def test_unwritable_out_path_is_a_clean_error_and_keeps_the_gallery_copy(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    result = GenerationResult(request=GenerationRequest.create(prompt="kept"), images=[img(1)])
+    with pytest.raises(GalleryError, match="could not write"):
+        record_result(result, library=tmp_path / "lib", out_path=blocker / "sub" / "out.png")
+    with Gallery(tmp_path / "lib") as g:
+        assert [i.prompt for i in g.query()] == ["kept"] and g.check().clean

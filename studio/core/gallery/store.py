@@ -786,16 +786,22 @@ def write_copy(
     target = Path(out_path)
     suffix = target.suffix.lower()
     if suffix in ("", ".png"):
-        return atomic_write(target if suffix else target.with_suffix(".png"), png_bytes)
-    from studio.core.metadata.export import FORMATS, encode_export
+        data = png_bytes
+        target = target if suffix else target.with_suffix(".png")
+    else:
+        from studio.core.metadata.export import FORMATS, encode_export
 
-    fmt = FORMATS.get(suffix)
-    if fmt is None:
-        raise GalleryError(f"cannot write {target.name}: use .png, .jpg or .webp")
-    return atomic_write(
-        target,
-        encode_export(png_bytes, fmt[0], sign=bool(info.get("sign", True)), title=target.name),
-    )
+        fmt = FORMATS.get(suffix)
+        if fmt is None:
+            raise GalleryError(f"cannot write {target.name}: use .png, .jpg or .webp")
+        data = encode_export(png_bytes, fmt[0], sign=bool(info.get("sign", True)), title=target.name)
+    try:
+        return atomic_write(target, data)
+    except OSError as exc:
+        raise GalleryError(
+            f"could not write {target}: {exc.strerror or exc}",
+            "The image is saved in the gallery; choose another output path.",
+        ) from None
 
 
 def item_json(item: GalleryItem) -> str:
