@@ -301,3 +301,26 @@ def test_unwritable_out_path_is_a_clean_error_and_keeps_the_gallery_copy(tmp_pat
         record_result(result, library=tmp_path / "lib", out_path=blocker / "sub" / "out.png")
     with Gallery(tmp_path / "lib") as g:
         assert [i.prompt for i in g.query()] == ["kept"] and g.check().clean
+
+
+def test_migrations_upgrade_an_existing_library(tmp_path, monkeypatch):
+    from studio.core.gallery import schema
+
+    lib = tmp_path / "lib"
+    with Gallery(lib) as g:
+        item = add(g, "made under schema 1")
+    v2 = "ALTER TABLE items ADD COLUMN rating INTEGER NOT NULL DEFAULT 0;\nCREATE INDEX items_rating ON items (rating);"
+    monkeypatch.setattr(schema, "MIGRATIONS", [*schema.MIGRATIONS, (2, v2)])
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", 2)
+    with Gallery(lib) as g:
+        assert g.conn.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert g.conn.execute("SELECT rating FROM items WHERE id = ?", (item.id,)).fetchone()[0] == 0
+        assert g.search("schema")[0].id == item.id
+    # A migration that fails leaves the library as it was.
+    monkeypatch.setattr(schema, "MIGRATIONS", [*schema.MIGRATIONS, (3, "ALTER TABLE nope ADD COLUMN x;")])
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", 3)
+    with pytest.raises(GalleryError):
+        Gallery(lib)
+    raw = sqlite3.connect(lib / DB_NAME)
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == 2
+    raw.close()

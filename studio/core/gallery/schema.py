@@ -79,7 +79,11 @@ def connect(path: str) -> sqlite3.Connection:
             "If the file is damaged, move it aside; `studio gallery check --repair` rebuilds "
             "the rows from the images' own metadata.",
         ) from None
-    migrate(conn)
+    try:
+        migrate(conn)
+    except BaseException:
+        conn.close()
+        raise
     return conn
 
 
