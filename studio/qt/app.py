@@ -1,0 +1,36 @@
+"""`studio run`: create the application, theme it, open the window on the default model."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from PySide6.QtWidgets import QApplication
+
+from studio.qt.theme import apply_dark_theme
+
+
+def ensure_app(argv: list[str] | None = None) -> QApplication:
+    app = QApplication.instance()
+    if app is None:
+        app = QApplication(argv if argv is not None else sys.argv[:1])
+        app.setApplicationName("Studio")
+        app.setOrganizationName("studio")
+        app.setApplicationDisplayName("Studio")
+    apply_dark_theme(app)  # type: ignore[arg-type]
+    return app  # type: ignore[return-value]
+
+
+def run_app(args: argparse.Namespace | None = None) -> int:
+    """Open the window and run the event loop; returns the exit status."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    app = ensure_app()
+    from studio.qt.main_window import MainWindow
+
+    model = getattr(args, "model", None) if args is not None else None
+    window = MainWindow(model=model)
+    window.show()
+    code = app.exec()
+    window.shutdown()
+    return int(code)

@@ -1,0 +1,262 @@
+"""The studio window: docks (Prompt, Queue, Gallery), the canvas with its Steps strip, menus,
+shortcuts, the status bar, and settings that survive a restart."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QSize, Qt
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtWidgets import QDockWidget, QMainWindow, QMenu, QSplitter, QVBoxLayout, QWidget
+
+from studio.core.paths import demo_model_dir
+from studio.core.request import GenerationRequest
+from studio.qt.canvas import CanvasView
+from studio.qt.controller import RunController
+from studio.qt.engine_worker import EngineBridge
+from studio.qt.history import DEFAULT_BUDGET_MB, StepHistory
+from studio.qt.prompt_panel import PromptPanel
+from studio.qt.queue_panel import QueuePanel
+from studio.qt.settings import StudioSettings
+from studio.qt.steps_strip import StepsStrip
+from studio.qt.widgets import MessageBar, ProgressGroup
+
+log = logging.getLogger(__name__)
+GALLERY_MODULE = "studio.qt.gallery_panel"
+
+
+def demo_model_present() -> bool:
+    d = demo_model_dir()
+    return (d / "model_index.json").is_file() or any(d.glob("*.safetensors")) if d.is_dir() else False
+
+
+class MainWindow(QMainWindow):
+    def __init__(
+        self,
+        engine_factory: Callable[[], Any] | None = None,
+        *,
+        record_to_gallery: bool = True,
+        with_gallery: bool = True,
+        history_budget_mb: float = DEFAULT_BUDGET_MB,
+        model: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.setObjectName("StudioWindow")
+        self.setWindowTitle("Studio")
+        self.settings = StudioSettings()
+        self.history = StepHistory(history_budget_mb)
+        self.bridge = EngineBridge(engine_factory, record_to_gallery, self)
+
+        # central: message bar, canvas, steps strip ---------------------------------------------------
+        self.messages = MessageBar()
+        self.canvas = CanvasView()
+        self.strip = StepsStrip(self.history)
+        split = QSplitter(Qt.Orientation.Vertical, objectName="CentralSplit")
+        split.addWidget(self.canvas)
+        split.addWidget(self.strip)
+        split.setStretchFactor(0, 1)
+        split.setCollapsible(0, False)
+        central = QWidget(objectName="Central")
+        lay = QVBoxLayout(central)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(0)
+        lay.addWidget(self.messages)
+        lay.addWidget(split, 1)
+        self.setCentralWidget(central)
+
+        # docks -----------------------------------------------------------------------------------------
+        self.prompt = PromptPanel()
+        self.queue = QueuePanel(self.bridge)
+        self.prompt_dock = self._dock("Prompt", self.prompt, Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.queue_dock = self._dock("Queue", self.queue, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.gallery = self._make_gallery() if with_gallery else None
+        self.gallery_dock = None
+        if self.gallery is not None:
+            self.gallery_dock = self._dock("Gallery", self.gallery, Qt.DockWidgetArea.RightDockWidgetArea)
+            self.splitDockWidget(self.gallery_dock, self.queue_dock, Qt.Orientation.Vertical)
+            self.resizeDocks([self.gallery_dock, self.queue_dock], [560, 220], Qt.Orientation.Vertical)
+        right = [d for d in (self.gallery_dock, self.queue_dock) if d is not None]
+        self.resizeDocks([self.prompt_dock, *right], [360] + [400] * len(right), Qt.Orientation.Horizontal)
+        self.setDockOptions(QMainWindow.DockOption.AnimatedDocks | QMainWindow.DockOption.AllowTabbedDocks)
+
+        # status bar ------------------------------------------------------------------------------------
+        self.progress = ProgressGroup()
+        self.statusBar().addPermanentWidget(self.progress)
+        self.statusBar().setSizeGripEnabled(False)
+
+        self.controller = RunController(
+            self.bridge, self.history, self.prompt, self.canvas, self.strip, self.queue, self.progress, self.messages, self
+        )
+        self.controller.gallery = self.gallery
+        self.controller.on_request_queued.append(self._remember_request)
+        self.messages.actionTriggered.connect(self._message_action)
+        self.prompt.modelChosen.connect(self._model_chosen)
+        self._build_menus()
+        self.restore_settings(model)
+        self._check_demo_model()
+
+    # -- construction -------------------------------------------------------------------------------------
+    def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(f"{title}Dock")
+        dock.setWidget(widget)
+        dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable | QDockWidget.DockWidgetFeature.DockWidgetFloatable
+                         | QDockWidget.DockWidgetFeature.DockWidgetClosable)
+        self.addDockWidget(area, dock)
+        return dock
+
+    def _make_gallery(self) -> QWidget | None:
+        try:
+            module = importlib.import_module(GALLERY_MODULE)
+            panel = module.GalleryPanel()
+        except ModuleNotFoundError as exc:
+            if exc.name != GALLERY_MODULE:
+                log.warning("gallery panel unavailable: %s", exc)
+            return None
+        except Exception as exc:  # a panel that fails to start must not stop the window
+            log.warning("gallery panel failed to start: %s", exc)
+            return None
+        panel.recreateRequested.connect(self._recreate)
+        panel.useAsInputRequested.connect(self._use_as_input)
+        if hasattr(panel, "statusMessage"):
+            panel.statusMessage.connect(lambda m: self.statusBar().showMessage(m, 5000))
+        return panel
+
+    def _build_menus(self) -> None:
+        bar = self.menuBar()
+        file_menu = bar.addMenu("&File")
+        self.open_folder_action = self._action(file_menu, "Open model folder…", self.prompt.choose_model_folder, "Ctrl+O",
+                                               "Use a diffusers model folder (with model_index.json).")
+        self._action(file_menu, "Open model file…", self.prompt.choose_model_file, "Ctrl+Shift+O",
+                     "Use a single-file .safetensors checkpoint.")
+        file_menu.addSeparator()
+        self._action(file_menu, "Quit", self.close, QKeySequence.StandardKey.Quit)
+
+        gen = bar.addMenu("&Generate")
+        self.generate_action = self._action(gen, "Generate", self.controller.generate, "Ctrl+Return",
+                                            "Queue the Prompt panel's request.")
+        self.generate_action.setShortcuts([QKeySequence("Ctrl+Return"), QKeySequence("Ctrl+Enter")])
+        self.cancel_action = self._action(gen, "Cancel", self.controller.cancel_current, "Esc",
+                                          "Stop the running request within one step.")
+        self._action(gen, "Cancel all", self.controller.cancel_all, "Shift+Esc", "Stop the running request and empty the queue.")
+        gen.addSeparator()
+        self._action(gen, "Branch from selected step", self.strip._branch, "Ctrl+B",
+                     "Continue the selected step of a finished run with the current prompt and settings.")
+        self._action(gen, "Previous step", lambda: self._nudge_step(-1), "Alt+Left")
+        self._action(gen, "Next step", lambda: self._nudge_step(+1), "Alt+Right")
+        for a in (self.generate_action, self.cancel_action):
+            a.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+
+        view = bar.addMenu("&View")
+        for dock in (self.prompt_dock, self.queue_dock, self.gallery_dock):
+            if dock is not None:
+                view.addAction(dock.toggleViewAction())
+
+    def _action(self, menu: QMenu, text: str, slot, shortcut=None, tip: str = "") -> QAction:
+        act = QAction(text, self)
+        if shortcut is not None:
+            act.setShortcut(QKeySequence(shortcut))
+        if tip:
+            act.setToolTip(tip)
+            act.setStatusTip(tip)
+        act.triggered.connect(lambda _checked=False: slot())
+        menu.addAction(act)
+        self.addAction(act)
+        return act
+
+    def _nudge_step(self, delta: int) -> None:
+        self.strip.slider.setValue(self.strip.slider.value() + delta)
+
+    # -- models and messages ------------------------------------------------------------------------------
+    def _check_demo_model(self) -> None:
+        if self.prompt.model_name() == "demo" and not demo_model_present():
+            self.messages.show_message(
+                "The bundled demo model is not installed yet.",
+                f"It belongs in {demo_model_dir()}. Meanwhile choose a model folder or a .safetensors file.",
+                kind="warning", action="Choose model…", action_key="choose-model",
+            )
+
+    def _message_action(self, key: str) -> None:
+        if key == "choose-model":
+            self.prompt.choose_model_folder()
+
+    def _model_chosen(self, model: str) -> None:
+        self.prompt.set_recent_models(self.settings.add_recent_model(model))
+        self.prompt.set_model(model)
+        if self.messages.isVisible() and "model" in self.messages.message.lower():
+            self.messages.dismiss()
+
+    def _recreate(self, request: GenerationRequest) -> None:
+        self.prompt.set_request(request.replace(branch=None))
+        self.prompt.seed_lock.setChecked(True)
+        self.statusBar().showMessage("Recipe loaded into the Prompt panel (seed locked). Ctrl+Enter recreates it.", 6000)
+
+    def _use_as_input(self, path: str) -> None:
+        self.messages.show_message(
+            "Image-to-image is not available in this version yet.",
+            f"{Path(path).name} stays in the gallery; the canvas will take inputs once image tools land.", kind="info",
+        )
+
+    # -- settings -----------------------------------------------------------------------------------------
+    def _remember_request(self, request: GenerationRequest) -> None:
+        self.settings.save_request(request)
+        if request.model != "demo":
+            self.prompt.set_recent_models(self.settings.add_recent_model(request.model))
+
+    def restore_settings(self, model: str | None = None) -> None:
+        s = self.settings
+        geometry, state = s.geometry(), s.state()
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        else:
+            self.resize(self._default_size())
+        if state is not None:
+            self.restoreState(state)
+        self.prompt.set_recent_models(s.recent_models())
+        last = s.last_request()
+        if last is not None:
+            self.prompt.set_request(last)
+        self.prompt.seed_lock.setChecked(s.value("prompt/seed_locked", False, bool))
+        self.prompt.batch.setValue(s.value("prompt/batch_count", 1, int) or 1)
+        if model:
+            self.prompt.set_model(model)
+
+    def _default_size(self) -> QSize:
+        screen = self.screen().availableGeometry() if self.screen() is not None else None
+        want = QSize(1600, 960)
+        if screen is None or screen.width() < 200:
+            return want
+        return QSize(min(want.width(), int(screen.width() * 0.95)), min(want.height(), int(screen.height() * 0.92)))
+
+    def save_settings(self) -> None:
+        s = self.settings
+        s.save_layout(self.saveGeometry(), self.saveState())
+        try:
+            s.save_request(GenerationRequest.create(**self.prompt.fields()))
+        except Exception:  # an invalid half-typed request is simply not saved
+            pass
+        s.set_value("prompt/seed_locked", self.prompt.seed_lock.isChecked())
+        s.set_value("prompt/batch_count", self.prompt.batch.value())
+        s.sync()
+
+    # -- lifetime -----------------------------------------------------------------------------------------
+    def shutdown(self) -> None:
+        """Save settings, stop the engine thread and the gallery's workers. Safe to call twice."""
+        if getattr(self, "_shut", False):
+            return
+        self._shut = True
+        self.save_settings()
+        self.bridge.shutdown()
+        if self.gallery is not None and hasattr(self.gallery, "shutdown"):
+            try:
+                self.gallery.shutdown()
+            except Exception as exc:
+                log.warning("gallery shutdown: %s", exc)
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
+        self.shutdown()
+        super().closeEvent(event)

@@ -1,0 +1,242 @@
+"""The Steps strip under the canvas: one thumbnail per step of the chosen run, a slider to scrub
+through them (during the run too), and "Branch from here"."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtGui import QIcon, QImage, QPixmap
+from PySide6.QtWidgets import (
+    QComboBox,
+    QHBoxLayout,
+    QLabel,
+    QListView,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QSlider,
+    QVBoxLayout,
+    QWidget,
+)
+
+from studio.qt.history import KeptStep, RunRecord, StepHistory, resolve_step
+from studio.qt.images import to_qimage
+
+THUMB = 52
+STATUS_TEXT = {"queued": "queued", "loading": "loading", "running": "running", "done": "done",
+               "cancelled": "cancelled", "failed": "failed"}
+
+
+def run_label(rec: RunRecord) -> str:
+    prompt = rec.request.prompt or "(no prompt)"
+    if len(prompt) > 38:
+        prompt = prompt[:37] + "…"
+    label = f"#{rec.number}  {prompt}  ·  {STATUS_TEXT.get(rec.status, rec.status)}"
+    if rec.branch_step is not None:
+        label += f"  ·  branch @ {rec.branch_step}"
+    return label
+
+
+class StepsStrip(QWidget):
+    stepSelected = Signal(str, int)  # run id, step
+    branchRequested = Signal(str, int)
+    useSettingsRequested = Signal(str)
+
+    def __init__(self, history: StepHistory, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("StepsStrip")
+        self.history = history
+        self.run_id: str | None = None
+        self.following = True  # the slider follows the newest step until the user scrubs back
+
+        top = QHBoxLayout()
+        top.setSpacing(8)
+        title = QLabel("STEPS", objectName="Section")
+        top.addWidget(title)
+        self.runs = QComboBox(objectName="RunPicker")
+        self.runs.setToolTip("Every run of this session is kept: pick one to scrub through its steps.")
+        self.runs.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.runs.setMinimumContentsLength(24)
+        self.runs.activated.connect(lambda i: self.show_run(self.runs.itemData(i), follow=False))
+        top.addWidget(self.runs, 1)
+        self.step_label = QLabel("", objectName="StepLabel")
+        self.step_label.setMinimumWidth(90)
+        self.step_label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        top.addWidget(self.step_label)
+        self.use_settings = QPushButton("Use settings", objectName="UseSettings")
+        self.use_settings.setToolTip("Load this run's prompt and settings into the Prompt panel.")
+        self.use_settings.clicked.connect(lambda: self.run_id and self.useSettingsRequested.emit(self.run_id))
+        top.addWidget(self.use_settings)
+        self.branch = QPushButton("Branch from here", objectName="Branch")
+        self.branch.setToolTip(
+            "Start a new run from this step's latent with the Prompt panel's current prompt, guidance, scheduler "
+            "and seed: only the remaining steps are made. Size, steps and model stay the parent's."
+        )
+        self.branch.clicked.connect(self._branch)
+        top.addWidget(self.branch)
+
+        self.slider = QSlider(Qt.Orientation.Horizontal, objectName="StepSlider")
+        self.slider.setToolTip("Scrub through the steps (←/→ step by step). Works while the run goes on.")
+        self.slider.setRange(1, 1)
+        self.slider.setPageStep(5)
+        self.slider.valueChanged.connect(self._slider_moved)
+
+        self.thumbs = QListWidget(objectName="StepThumbs")
+        self.thumbs.setViewMode(QListView.ViewMode.IconMode)
+        self.thumbs.setFlow(QListView.Flow.LeftToRight)
+        self.thumbs.setWrapping(False)
+        self.thumbs.setMovement(QListView.Movement.Static)
+        self.thumbs.setUniformItemSizes(True)
+        self.thumbs.setIconSize(QSize(THUMB, THUMB))
+        self.thumbs.setGridSize(QSize(THUMB + 10, THUMB + 22))
+        self.thumbs.setFixedHeight(THUMB + 36)
+        self.thumbs.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
+        self.thumbs.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.thumbs.currentRowChanged.connect(self._thumb_clicked)
+        self.thumbs.setToolTip("Every step of the chosen run. Click one to see it on the canvas.")
+
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(12, 8, 12, 8)
+        lay.setSpacing(6)
+        lay.addLayout(top)
+        lay.addWidget(self.thumbs)
+        lay.addWidget(self.slider)
+        self._update_buttons()
+
+    # -- runs -----------------------------------------------------------------------------------------
+    def refresh_runs(self) -> None:
+        self.runs.blockSignals(True)
+        self.runs.clear()
+        for rec in reversed(self.history.runs.values()):
+            self.runs.addItem(run_label(rec), rec.run_id)
+        idx = self.runs.findData(self.run_id)
+        if idx >= 0:
+            self.runs.setCurrentIndex(idx)
+        self.runs.blockSignals(False)
+        self._update_buttons()
+
+    def show_run(self, run_id: str | None, follow: bool = True) -> None:
+        self.run_id = run_id
+        self.following = follow
+        self.thumbs.blockSignals(True)
+        self.thumbs.clear()
+        rec = self.history.get(run_id)
+        if rec is not None:
+            for step in self._steps_of(rec):
+                kept = resolve_step(self.history, rec.run_id, step)
+                self._add_thumb(step, kept, inherited=rec.branch_step is not None and step <= rec.branch_step)
+        self.thumbs.blockSignals(False)
+        self.refresh_runs()
+        self._sync_slider(select_last=True)
+
+    def _steps_of(self, rec: RunRecord) -> list[int]:
+        own = rec.kept_steps()
+        if rec.branch_step is None:
+            return own
+        inherited = [s for s in range(1, rec.branch_step + 1) if resolve_step(self.history, rec.run_id, s) is not None]
+        return inherited + own
+
+    def add_steps(self, run_id: str, kept: list[KeptStep]) -> None:
+        """New steps of `run_id` arrived (a batch; only the newest is selected)."""
+        if run_id != self.run_id:
+            return
+        self.thumbs.blockSignals(True)
+        for k in kept:
+            self._add_thumb(k.step, k)
+        self.thumbs.blockSignals(False)
+        self._sync_slider(select_last=self.following)
+
+    def _add_thumb(self, step: int, kept: KeptStep | None, inherited: bool = False) -> None:
+        item = QListWidgetItem(str(step))
+        item.setData(Qt.ItemDataRole.UserRole, step)
+        img = to_qimage(kept.image) if kept is not None else None
+        if img is not None:
+            pm = QPixmap.fromImage(img.scaled(THUMB, THUMB, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation))
+            item.setIcon(QIcon(pm))
+        tip = f"Step {step}"
+        if inherited:
+            tip += " (from the parent run)"
+            item.setForeground(Qt.GlobalColor.gray)
+        item.setToolTip(tip)
+        self.thumbs.addItem(item)
+
+    # -- selection ------------------------------------------------------------------------------------
+    def kept_steps(self) -> list[int]:
+        return [self.thumbs.item(i).data(Qt.ItemDataRole.UserRole) for i in range(self.thumbs.count())]
+
+    def selected_step(self) -> int | None:
+        item = self.thumbs.currentItem()
+        return item.data(Qt.ItemDataRole.UserRole) if item is not None else None
+
+    def select_step(self, step: int) -> bool:
+        """Scrub to `step` (as the user would); False when that step is not kept."""
+        steps = self.kept_steps()
+        if step not in steps:
+            return False
+        self.following = step == steps[-1]
+        self.slider.setValue(steps.index(step) + 1)
+        return True
+
+    def _sync_slider(self, select_last: bool) -> None:
+        n = self.thumbs.count()
+        self.slider.blockSignals(True)
+        self.slider.setRange(1, max(1, n))
+        self.slider.setEnabled(n > 0)
+        if select_last and n:
+            self.slider.setValue(n)
+        self.slider.blockSignals(False)
+        if select_last and n:
+            self._select_row(n - 1)
+        self._update_label()
+
+    def _slider_moved(self, value: int) -> None:
+        n = self.thumbs.count()
+        self.following = value >= n
+        self._select_row(value - 1)
+
+    def _thumb_clicked(self, row: int) -> None:
+        if row < 0:
+            return
+        self.slider.blockSignals(True)
+        self.slider.setValue(row + 1)
+        self.slider.blockSignals(False)
+        self.following = row == self.thumbs.count() - 1
+        self._emit_selected(row)
+
+    def _select_row(self, row: int) -> None:
+        if not 0 <= row < self.thumbs.count():
+            return
+        self.thumbs.blockSignals(True)
+        self.thumbs.setCurrentRow(row)
+        self.thumbs.blockSignals(False)
+        self.thumbs.scrollToItem(self.thumbs.item(row))
+        self._emit_selected(row)
+
+    def _emit_selected(self, row: int) -> None:
+        self._update_label()
+        self._update_buttons()
+        step = self.thumbs.item(row).data(Qt.ItemDataRole.UserRole)
+        if self.run_id:
+            self.stepSelected.emit(self.run_id, step)
+
+    def _update_label(self) -> None:
+        rec = self.history.get(self.run_id)
+        step = self.selected_step()
+        self.step_label.setText(f"Step {step} / {rec.total}" if rec and step else "")
+
+    def _update_buttons(self) -> None:
+        rec = self.history.get(self.run_id)
+        step = self.selected_step()
+        can = bool(rec and rec.status in ("done", "cancelled") and step and step < rec.total
+                   and resolve_step(self.history, rec.run_id, step) is not None
+                   and resolve_step(self.history, rec.run_id, step).latent is not None)
+        self.branch.setEnabled(can)
+        self.use_settings.setEnabled(rec is not None)
+
+    def _branch(self) -> None:
+        step = self.selected_step()
+        if self.run_id and step:
+            self.branchRequested.emit(self.run_id, step)
+
+    def image_for(self, run_id: str, step: int) -> QImage | None:
+        kept = resolve_step(self.history, run_id, step)
+        return to_qimage(kept.image) if kept is not None else None

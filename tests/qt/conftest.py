@@ -1,0 +1,99 @@
+"""Qt fixtures: a themed app, the real window on the tiny model, and a guard that fails any test
+which leaves a QThread running (the idea of napari's conftest, written for this project)."""
+
+from __future__ import annotations
+
+import gc
+
+import pytest
+
+pytest.importorskip("PySide6")
+pytest.importorskip("pytestqt")
+
+from PySide6.QtCore import QThread  # noqa: E402
+
+RUN_TIMEOUT_MS = 90_000
+
+
+@pytest.fixture(autouse=True)
+def _no_thread_left_running(monkeypatch, request):
+    """Fail the test if a QThread it started is still running when it ends."""
+    started: list[QThread] = []
+    orig = QThread.start
+
+    def start(self, *args, **kwargs):
+        started.append(self)
+        return orig(self, *args, **kwargs)
+
+    monkeypatch.setattr(QThread, "start", start)
+    yield started
+    running = []
+    for t in started:
+        try:
+            if t.isRunning():
+                running.append(t.objectName() or repr(t))
+        except RuntimeError:  # already deleted on the C++ side: not running
+            pass
+    for t in started:  # don't leak into the next test either way
+        try:
+            if t.isRunning():
+                t.quit()
+                t.wait(10_000)
+        except RuntimeError:
+            pass
+    gc.collect()
+    if running:
+        pytest.fail(f"test left QThread(s) running: {running}", pytrace=False)
+
+
+@pytest.fixture
+def studio_home(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    monkeypatch.setenv("STUDIO_HOME", str(home))
+    return home
+
+
+@pytest.fixture
+def themed_app(qapp):
+    from studio.qt.app import ensure_app
+
+    return ensure_app()
+
+
+def cpu_engine():
+    from studio.engine.engine import Engine
+
+    return Engine(device="cpu")
+
+
+@pytest.fixture
+def make_window(qtbot, themed_app, studio_home):
+    """make_window(**kw) -> a shown MainWindow driving a CPU engine; closed (thread stopped) after."""
+    from studio.qt.main_window import MainWindow
+
+    made = []
+
+    def make(**kw):
+        kw.setdefault("engine_factory", cpu_engine)
+        kw.setdefault("record_to_gallery", False)
+        kw.setdefault("with_gallery", False)
+        w = MainWindow(**kw)
+        qtbot.addWidget(w)
+        w.show()
+        made.append(w)
+        return w
+
+    yield make
+    for w in made:
+        w.shutdown()
+
+
+def set_request(window, model, prompt="a red circle on a blue background", steps=4, size=64, seed=7, scheduler="Euler"):
+    p = window.prompt
+    p.set_model(str(model))
+    p.prompt.setPlainText(prompt)
+    p.steps.setValue(steps)
+    p.set_size(size, size)
+    p.seed.setValue(seed)
+    p.seed_lock.setChecked(True)
+    p.scheduler.setCurrentText(scheduler)
