@@ -1,0 +1,608 @@
+"""Train the bundled demo model from scratch on procedural scenes (see studio.dev.scenes).
+
+    python -m studio.dev.train_demo --work .cache/demo-train --export resources/demo-model
+
+Stages, each resumable from its checkpoint in --work:
+  1. vae     AutoencoderKL (8×, 4 latent channels, one GroupNorm group) on 64² crops, then full 128².
+  2. latents Posterior *means* of a fixed set of training scenes; scaling_factor = 1 / their std.
+  3. unet    UNet2DConditionModel + CLIPTextModel (real 49,408-token vocabulary) jointly on the latents:
+             epsilon prediction, offset noise, min-SNR-5 weighting, warm-up + cosine LR, EMA weights.
+  +  decoder (optional, may run beside the unet stage) the decoder alone fine-tuned at 128²
+             with the encoder frozen, so the latents stay valid.
+  4. export  A standard diffusers StableDiffusionPipeline folder with fp16 safetensors.
+
+Every random draw is seeded from (--seed, step), so a run resumed from a checkpoint continues with
+the same batches it would have seen. `--stop-at HH:MM` checkpoints and stops at a wall-clock time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import math
+import os
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+
+from studio.dev import scenes
+
+IMAGE_SIZE = scenes.SIZE
+LATENT_SIZE = IMAGE_SIZE // 8
+TEXT_WIDTH = 128
+MAX_TOKENS = 77
+OFFSET_NOISE = 0.1
+MIN_SNR_GAMMA = 5.0
+
+# Seeds of the scene streams, kept apart so that stages never share samples by accident.
+VAE_SEED_BASE = 1_000_000_000
+LATENT_SEED_BASE = 2_000_000_000
+
+
+# ---------------------------------------------------------------------------------------------
+# Models
+
+
+def build_vae():
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        block_out_channels=(16, 32, 64, 64),
+        layers_per_block=1,
+        latent_channels=4,
+        norm_num_groups=1,  # one group: per-channel groups erase the colour of flat images
+        sample_size=IMAGE_SIZE,
+    )
+
+
+def build_unet():
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel(
+        sample_size=LATENT_SIZE,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(32, 64, 128, 128),
+        down_block_types=(
+            "CrossAttnDownBlock2D",
+            "CrossAttnDownBlock2D",
+            "CrossAttnDownBlock2D",
+            "DownBlock2D",
+        ),
+        up_block_types=(
+            "UpBlock2D",
+            "CrossAttnUpBlock2D",
+            "CrossAttnUpBlock2D",
+            "CrossAttnUpBlock2D",
+        ),
+        layers_per_block=1,
+        cross_attention_dim=TEXT_WIDTH,
+        attention_head_dim=4,
+        norm_num_groups=8,
+    )
+
+
+def build_text_encoder():
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    cfg = CLIPTextConfig(
+        vocab_size=49408,
+        hidden_size=TEXT_WIDTH,
+        intermediate_size=TEXT_WIDTH * 4,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        max_position_embeddings=MAX_TOKENS,
+        hidden_act="quick_gelu",
+        bos_token_id=49406,
+        eos_token_id=49407,
+        pad_token_id=49407,
+    )
+    return CLIPTextModel(cfg)
+
+
+def build_tokenizer():
+    from studio.engine.clip_vocab import build_clip_tokenizer
+
+    tok = build_clip_tokenizer()
+    tok.model_max_length = MAX_TOKENS
+    return tok
+
+
+def noise_scheduler_config() -> dict:
+    """The SD-1.x noise schedule (scaled-linear betas 0.00085 → 0.012 over 1000 steps)."""
+    return dict(
+        num_train_timesteps=1000,
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        prediction_type="epsilon",
+        steps_offset=1,
+        clip_sample=False,
+        set_alpha_to_one=False,
+        timestep_spacing="leading",
+    )
+
+
+def _make_scheduler(cls):
+    """An instance of the scheduler class with the keys of noise_scheduler_config() it takes."""
+    import inspect
+
+    keys = inspect.signature(cls.__init__).parameters
+    return cls(**{k: v for k, v in noise_scheduler_config().items() if k in keys})
+
+
+def count_params(*models) -> int:
+    return sum(p.numel() for m in models for p in m.parameters())
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers
+
+
+def _torch_setup(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+
+
+def _image_tensor(images):
+    import torch
+
+    arr = np.stack([np.asarray(im, np.float32) for im in images]) / 127.5 - 1.0
+    return torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous()
+
+
+def _save_atomic(obj, path: Path) -> None:
+    import torch
+
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _load(path: Path):
+    import torch
+
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def _past(stop_at: _dt.datetime | None) -> bool:
+    return stop_at is not None and _dt.datetime.now() >= stop_at
+
+
+def _cosine(step: int, total: int, warmup: int, floor: float = 0.05) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    p = min(1.0, (step - warmup) / max(1, total - warmup))
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * p))
+
+
+def _log(work: Path, record: dict) -> None:
+    with open(work / "metrics.jsonl", "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+# ---------------------------------------------------------------------------------------------
+# Stage 1: the autoencoder
+
+
+def palette_kept(vae, n: int = 32, seed: int = 7) -> tuple[float, float]:
+    """(mean L1, fraction of pixels whose nearest palette colour survives a round trip)."""
+    import torch
+
+    samples = [scenes.make_sample(seed * 100_003 + i) for i in range(n)]
+    x = _image_tensor([s.image for s in samples])
+    with torch.no_grad():
+        y = vae.decode(vae.encode(x).latent_dist.mean).sample.clamp(-1, 1)
+    l1 = float((y - x).abs().mean())
+    a = ((x.permute(0, 2, 3, 1).numpy() + 1) * 127.5).reshape(-1, IMAGE_SIZE, 3)
+    b = ((y.permute(0, 2, 3, 1).numpy() + 1) * 127.5).reshape(-1, IMAGE_SIZE, 3)
+    kept = float((scenes.classify_pixels(a) == scenes.classify_pixels(b)).mean())
+    return l1, kept
+
+
+def train_vae(args, work: Path, stop_at) -> bool:
+    import torch
+    from tqdm import tqdm
+
+    ckpt = work / "vae.pt"
+    vae = build_vae()
+    opt = torch.optim.AdamW(vae.parameters(), lr=args.vae_lr, weight_decay=0.0)
+    total = args.vae_steps_64 + args.vae_steps_128
+    step = 0
+    if ckpt.exists():
+        state = _load(ckpt)
+        vae.load_state_dict(state["vae"])
+        opt.load_state_dict(state["opt"])
+        step = state["step"]
+    if step >= total:
+        return True
+    print(f"vae: {count_params(vae) / 1e6:.2f} M params, step {step}/{total}", flush=True)
+    vae.train()
+    bar = tqdm(total=total, initial=step, desc="vae", dynamic_ncols=True, mininterval=5)
+    ema_loss = None
+    t0 = time.time()
+    while step < total:
+        full = step >= args.vae_steps_64
+        bs = args.vae_batch_128 if full else args.vae_batch_64
+        rng = random.Random(args.seed * 7919 + step)
+        ims = [scenes.make_sample(VAE_SEED_BASE + step * 64 + i).image for i in range(bs)]
+        if not full:  # 64² crops keep the scale of the shapes and cost a quarter
+            crops = []
+            for im in ims:
+                ox, oy = rng.randrange(0, IMAGE_SIZE - 63), rng.randrange(0, IMAGE_SIZE - 63)
+                crops.append(im.crop((ox, oy, ox + 64, oy + 64)))
+            ims = crops
+        x = _image_tensor(ims)
+        lr = args.vae_lr * _cosine(step, total, 50, floor=0.1)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        gen = torch.Generator().manual_seed(args.seed * 31 + step)
+        post = vae.encode(x).latent_dist
+        z = post.mean + post.std * torch.randn(post.mean.shape, generator=gen)
+        y = vae.decode(z).sample
+        rec = (y - x).abs().mean()
+        kl = 0.5 * (post.mean.pow(2) + post.var - 1.0 - post.logvar).mean()
+        loss = rec + args.vae_kl * kl
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        opt.step()
+        step += 1
+        ema_loss = float(rec) if ema_loss is None else 0.95 * ema_loss + 0.05 * float(rec)
+        bar.update(1)
+        bar.set_postfix(l1=f"{ema_loss:.4f}", kl=f"{float(kl):.2f}", lr=f"{lr:.1e}")
+        last = step == total
+        if step % args.ckpt_every == 0 or last or _past(stop_at):
+            _save_atomic({"vae": vae.state_dict(), "opt": opt.state_dict(), "step": step}, ckpt)
+            _log(work, {"stage": "vae", "step": step, "l1": ema_loss, "s": time.time() - t0})
+            if _past(stop_at) and not last:
+                bar.close()
+                print("vae: stopped at the deadline", flush=True)
+                return False
+    bar.close()
+    vae.eval()
+    l1, kept = palette_kept(vae)
+    print(f"vae: done, round-trip L1 {l1:.4f}, palette kept {kept * 100:.1f} %", flush=True)
+    _log(work, {"stage": "vae-eval", "l1": l1, "palette_kept": kept})
+    return True
+
+
+def load_vae(work: Path, decoder: bool = False):
+    """The trained autoencoder; with decoder=True, with the fine-tuned decoder if there is one."""
+    vae = build_vae()
+    vae.load_state_dict(_load(work / "vae.pt")["vae"])
+    if decoder and (work / "decoder.pt").exists():
+        vae.load_state_dict(_load(work / "decoder.pt")["vae"])
+    vae.eval()
+    return vae
+
+
+def train_decoder(args, work: Path, stop_at) -> bool:
+    """Fine-tune the decoder alone at 128² with the encoder frozen.
+
+    The latents the UNet learns from stay valid, so this can run beside the UNet stage.
+    """
+    import torch
+    from tqdm import tqdm
+
+    ckpt = work / "decoder.pt"
+    vae = load_vae(work)
+    for p in vae.encoder.parameters():
+        p.requires_grad_(False)
+    for p in vae.quant_conv.parameters():
+        p.requires_grad_(False)
+    params = [p for p in vae.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=args.decoder_lr, weight_decay=0.0)
+    step, total = 0, args.decoder_steps
+    if ckpt.exists():
+        state = _load(ckpt)
+        vae.load_state_dict(state["vae"])
+        opt.load_state_dict(state["opt"])
+        step = state["step"]
+    if step >= total:
+        return True
+    vae.decoder.train()
+    bar = tqdm(total=total, initial=step, desc="decoder", dynamic_ncols=True, mininterval=5)
+    ema_loss = None
+    t0 = time.time()
+    while step < total:
+        bs = args.vae_batch_128
+        x = _image_tensor([scenes.make_sample(VAE_SEED_BASE // 2 + step * 64 + i).image
+                           for i in range(bs)])
+        gen = torch.Generator().manual_seed(args.seed * 17 + step)
+        with torch.no_grad():
+            post = vae.encode(x).latent_dist
+            # a little noise so the decoder forgives a UNet that lands near, not on, a mean
+            z = post.mean + 0.1 * post.mean.std() * torch.randn(post.mean.shape, generator=gen)
+        lr = args.decoder_lr * _cosine(step, total, 20, floor=0.1)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        y = vae.decode(z).sample
+        rec = (y - x).abs().mean()
+        opt.zero_grad(set_to_none=True)
+        rec.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        step += 1
+        ema_loss = float(rec) if ema_loss is None else 0.95 * ema_loss + 0.05 * float(rec)
+        bar.update(1)
+        bar.set_postfix(l1=f"{ema_loss:.4f}", lr=f"{lr:.1e}")
+        last = step == total
+        if step % args.ckpt_every == 0 or last or _past(stop_at):
+            _save_atomic({"vae": vae.state_dict(), "opt": opt.state_dict(), "step": step}, ckpt)
+            _log(work, {"stage": "decoder", "step": step, "l1": ema_loss, "s": time.time() - t0})
+            if _past(stop_at) and not last:
+                break
+    bar.close()
+    vae.eval()
+    l1, kept = palette_kept(vae)
+    print(f"decoder: step {step}, round-trip L1 {l1:.4f}, palette kept {kept * 100:.1f} %",
+          flush=True)
+    _log(work, {"stage": "decoder-eval", "step": step, "l1": l1, "palette_kept": kept})
+    return step >= total
+
+
+# ---------------------------------------------------------------------------------------------
+# Stage 2: latents of the training scenes
+
+
+def encode_latents(args, work: Path) -> None:
+    import torch
+    from tqdm import tqdm
+
+    out = work / "latents.pt"
+    if out.exists() and _load(out)["n"] == args.n_scenes:
+        return
+    vae = load_vae(work)
+    partial = work / "latents.partial.pt"
+    chunks, done = [], 0
+    if partial.exists():
+        state = _load(partial)
+        chunks, done = state["chunks"], state["done"]
+    bs = 64
+    bar = tqdm(total=args.n_scenes, initial=done, desc="latents", dynamic_ncols=True, mininterval=5)
+    with torch.no_grad():
+        while done < args.n_scenes:
+            n = min(bs, args.n_scenes - done)
+            ims = [scenes.make_sample(LATENT_SEED_BASE + done + i).image for i in range(n)]
+            mean = vae.encode(_image_tensor(ims)).latent_dist.mean
+            chunks.append(mean.half())
+            done += n
+            bar.update(n)
+            if len(chunks) % 40 == 0:
+                _save_atomic({"chunks": chunks, "done": done}, partial)
+    bar.close()
+    lat = torch.cat(chunks)
+    std = float(lat.float().std())
+    record = {"n": args.n_scenes, "latents": lat, "std": std, "mean": float(lat.float().mean())}
+    _save_atomic(record, out)
+    partial.unlink(missing_ok=True)
+    print(f"latents: {tuple(lat.shape)}, mean {record['mean']:.3f}, std {std:.3f}, "
+          f"scaling_factor {1 / std:.3f}", flush=True)
+
+
+def scene_of(index: int) -> scenes.Scene:
+    """The training scene behind latent number `index` (same stream as make_sample)."""
+    return scenes.sample_scene(random.Random(LATENT_SEED_BASE + index))
+
+
+# ---------------------------------------------------------------------------------------------
+# Stage 3: UNet + text encoder
+
+
+def _ema_update(ema: list, params: list, decay: float) -> None:
+    import torch
+
+    with torch.no_grad():
+        torch._foreach_mul_(ema, decay)
+        torch._foreach_add_(ema, [p.detach() for p in params], alpha=1 - decay)
+
+
+def train_unet(args, work: Path, stop_at) -> bool:
+    import torch
+    from diffusers import DDPMScheduler
+    from tqdm import tqdm
+
+    data = _load(work / "latents.pt")
+    latents = data["latents"]
+    scale = 1.0 / data["std"]
+    n = latents.shape[0]
+    tok = build_tokenizer()
+    torch.manual_seed(args.seed)
+    unet, te = build_unet(), build_text_encoder()
+    params = [p for m in (unet, te) for p in m.parameters()]
+    ema = [p.detach().clone() for p in params]
+    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01, betas=(0.9, 0.99))
+    sched = _make_scheduler(DDPMScheduler)
+    acp = sched.alphas_cumprod
+    ckpt = work / "unet.pt"
+    step = 0
+    if ckpt.exists():
+        state = _load(ckpt)
+        unet.load_state_dict(state["unet"])
+        te.load_state_dict(state["te"])
+        opt.load_state_dict(state["opt"])
+        for e, s in zip(ema, state["ema"]):
+            e.copy_(s)
+        step = state["step"]
+    total = args.unet_steps
+    if step >= total:
+        return True
+    print(f"unet: {count_params(unet) / 1e6:.2f} M + text encoder {count_params(te) / 1e6:.2f} M "
+          f"params, {n} scenes, scaling_factor {scale:.3f}, step {step}/{total}", flush=True)
+    unet.train()
+    te.train()
+    bar = tqdm(total=total, initial=step, desc="unet", dynamic_ncols=True, mininterval=5)
+    ema_loss = None
+    t0 = time.time()
+    bs = args.batch
+    while step < total:
+        g = torch.Generator().manual_seed(args.seed * 1_000_003 + step)
+        idx = torch.randint(0, n, (bs,), generator=g)
+        crng = random.Random(args.seed * 7_777_777 + step)
+        caps = [scenes.caption(scene_of(int(i)), crng) for i in idx]
+        ids = tok(caps, padding="max_length", max_length=MAX_TOKENS, truncation=True,
+                  return_tensors="pt").input_ids
+        x0 = latents[idx].float() * scale
+        noise = torch.randn(x0.shape, generator=g)
+        noise = noise + OFFSET_NOISE * torch.randn((bs, 4, 1, 1), generator=g)
+        t = torch.randint(0, 1000, (bs,), generator=g)
+        xt = sched.add_noise(x0, noise, t)
+        lr = args.lr * _cosine(step, total, args.warmup)
+        for grp in opt.param_groups:
+            grp["lr"] = lr
+        cond = te(ids)[0]
+        pred = unet(xt, t, cond).sample
+        snr = acp[t] / (1 - acp[t])
+        w = torch.clamp(snr, max=MIN_SNR_GAMMA) / snr
+        loss = (w * (pred - noise).pow(2).mean(dim=(1, 2, 3))).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        step += 1
+        _ema_update(ema, params, min(args.ema, (1 + step) / (10 + step)))
+        ema_loss = float(loss) if ema_loss is None else 0.98 * ema_loss + 0.02 * float(loss)
+        bar.update(1)
+        bar.set_postfix(loss=f"{ema_loss:.4f}", lr=f"{lr:.1e}")
+        last = step == total
+        if step % args.ckpt_every == 0 or last or _past(stop_at):
+            state = {"unet": unet.state_dict(), "te": te.state_dict(), "opt": opt.state_dict(),
+                     "ema": ema, "step": step}
+            _save_atomic(state, ckpt)
+            _log(work, {"stage": "unet", "step": step, "loss": ema_loss,
+                        "s": round(time.time() - t0, 1)})
+            if step % args.export_every == 0 or last or _past(stop_at):
+                export(args, work, work / "export")
+                bar.write(f"unet: step {step}, loss {ema_loss:.4f}, exported to {work / 'export'}")
+            if _past(stop_at) and not last:
+                bar.close()
+                print("unet: stopped at the deadline", flush=True)
+                return False
+    bar.close()
+    return True
+
+
+# ---------------------------------------------------------------------------------------------
+# Stage 4: export
+
+
+def export(args, work: Path, out: Path, scheduler: str = "ddim") -> Path:
+    """Write the EMA weights as a standard diffusers folder with fp16 safetensors."""
+    import shutil
+
+    import torch
+    from diffusers import (
+        DDIMScheduler,
+        DPMSolverMultistepScheduler,
+        EulerDiscreteScheduler,
+        StableDiffusionPipeline,
+    )
+
+    state = _load(work / "unet.pt")
+    data = _load(work / "latents.pt")
+    vae = load_vae(work, decoder=True)
+    vae.register_to_config(scaling_factor=round(1.0 / data["std"], 4))
+    unet, te = build_unet(), build_text_encoder()
+    unet.load_state_dict(state["unet"])
+    te.load_state_dict(state["te"])
+    params = [p for m in (unet, te) for p in m.parameters()]
+    with torch.no_grad():
+        for p, e in zip(params, state["ema"]):
+            p.copy_(e)
+    cls = {"ddim": DDIMScheduler, "dpm": DPMSolverMultistepScheduler,
+           "euler": EulerDiscreteScheduler}[scheduler]
+    pipe = StableDiffusionPipeline(
+        vae=vae.half(),
+        text_encoder=te.half(),
+        tokenizer=build_tokenizer(),
+        unet=unet.half(),
+        scheduler=_make_scheduler(cls),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    pipe.save_pretrained(tmp, safe_serialization=True)
+    (tmp / "training_step.txt").write_text(f"{state['step']}\n")
+    keep = out / "README.md"
+    if keep.exists():
+        shutil.copy2(keep, tmp / "README.md")
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(tmp, out)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--work", default=".cache/demo-train", help="checkpoints and logs")
+    p.add_argument("--export", default=None, help="also write the final pipeline folder here")
+    p.add_argument("--stage", default="all", choices=["all", "vae", "latents", "unet", "decoder", "export"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--stop-at", default=None, help="HH:MM local time: checkpoint and stop then")
+    p.add_argument("--vae-steps-64", type=int, default=700)
+    p.add_argument("--vae-steps-128", type=int, default=120)
+    p.add_argument("--vae-batch-64", type=int, default=16)
+    p.add_argument("--vae-batch-128", type=int, default=8)
+    p.add_argument("--vae-lr", type=float, default=2e-3)
+    p.add_argument("--vae-kl", type=float, default=1e-4)
+    p.add_argument("--decoder-steps", type=int, default=2000)
+    p.add_argument("--decoder-lr", type=float, default=5e-4)
+    p.add_argument("--n-scenes", type=int, default=24_000)
+    p.add_argument("--unet-steps", type=int, default=7000)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--warmup", type=int, default=200)
+    p.add_argument("--ema", type=float, default=0.999)
+    p.add_argument("--ckpt-every", type=int, default=100)
+    p.add_argument("--export-every", type=int, default=500)
+    p.add_argument("--scheduler", default="ddim", choices=["ddim", "dpm", "euler"])
+
+
+def run(args: argparse.Namespace) -> int:
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    _torch_setup(args.threads)
+    stop_at = None
+    if args.stop_at:
+        hh, mm = map(int, args.stop_at.split(":"))
+        stop_at = _dt.datetime.now().replace(hour=hh, minute=mm, second=0, microsecond=0)
+    t0 = time.time()
+    stages = ["vae", "latents", "unet"] if args.stage == "all" else [args.stage]
+    for stage in stages:
+        if stage == "vae" and not train_vae(args, work, stop_at):
+            return 3
+        if stage == "latents":
+            encode_latents(args, work)
+        if stage == "unet" and not train_unet(args, work, stop_at):
+            break
+        if stage == "decoder" and not train_decoder(args, work, stop_at):
+            break
+    if args.export:
+        print(f"exported {export(args, work, Path(args.export), args.scheduler)}", flush=True)
+    print(f"done in {time.time() - t0:.0f} s", flush=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m studio.dev.train_demo", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(p)
+    return run(p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

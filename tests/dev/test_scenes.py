@@ -1,0 +1,95 @@
+"""The procedural scenes: determinism, caption and held-out rules, and the detector."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+from studio.dev import scenes
+
+
+def test_same_seed_same_sample():
+    a, b = scenes.make_sample(123), scenes.make_sample(123)
+    assert a.scene == b.scene
+    assert a.caption == b.caption
+    assert np.array_equal(np.asarray(a.image), np.asarray(b.image))
+    assert a.image.size == (scenes.SIZE, scenes.SIZE) and a.image.mode == "RGB"
+    c = scenes.make_sample(124)
+    assert (c.scene, c.caption) != (a.scene, a.caption)
+
+
+def test_training_scenes_follow_the_rules():
+    rng = random.Random(0)
+    empty = 0
+    n = 2000
+    for _ in range(n):
+        scene = scenes.sample_scene(rng)
+        assert 1 <= len(scene.objects) <= 3
+        positions = [o.position for o in scene.objects]
+        assert len(set(positions)) == len(positions)
+        for obj in scene.objects:
+            assert not scenes.is_held_out(obj), obj
+            assert obj.colour != scene.background
+        cap = scenes.caption(scene, rng)
+        if not cap:
+            empty += 1
+            continue
+        assert scene.background in cap
+        for obj in scene.objects:
+            assert obj.colour in cap and obj.shape in cap and obj.position in cap
+    assert 0.06 < empty / n < 0.14
+
+
+def test_captions_come_in_several_phrasings():
+    rng = random.Random(1)
+    scene = scenes.Scene("blue", "plain", (scenes.Obj("circle", "red", "small", "top left"),))
+    caps = {scenes.caption(scene, rng, empty_rate=0.0) for _ in range(200)}
+    starts = {c.split()[0] for c in caps}
+    assert len(caps) >= 6 and len(starts) >= 3
+
+
+def test_eval_prompts_are_all_held_out():
+    prompts = scenes.eval_prompts()
+    assert len(prompts) == 3 * (len(scenes.HELD_OUT_PAIRS) + len(scenes.HELD_OUT_LAYOUTS))
+    for obj, bg, prompt in prompts:
+        assert scenes.is_held_out(obj)
+        assert bg != obj.colour
+        assert obj.colour in prompt and obj.shape in prompt and bg in prompt
+
+
+def test_detector_reads_rendered_scenes():
+    n_obj = hits_colour = hits_shape = hits_pos = hits_bg = 0
+    n = 120
+    for seed in range(n):
+        s = scenes.make_sample(50_000 + seed, held_out=True)
+        det = scenes.detect(s.image)
+        hits_bg += det.background == s.scene.background
+        for obj in s.scene.objects:
+            n_obj += 1
+            found = [d for d in det.objects if d.colour == obj.colour]
+            if found:
+                hits_colour += 1
+                d = max(found, key=lambda d: d.area)
+                hits_shape += d.shape == obj.shape
+                hits_pos += d.position == obj.position
+    assert hits_bg / n >= 0.98
+    assert hits_colour / n_obj >= 0.97
+    assert hits_shape / n_obj >= 0.95
+    assert hits_pos / n_obj >= 0.97
+
+
+@pytest.mark.parametrize("shape", scenes.SHAPES)
+def test_detector_each_shape(shape):
+    obj = scenes.Obj(shape, "yellow", "large", "center")
+    det = scenes.detect(scenes.render(scenes.Scene("purple", "plain", (obj,))))
+    assert det.background == "purple"
+    assert det.main() is not None
+    assert (det.main().shape, det.main().colour, det.main().position) == (shape, "yellow", "center")
+
+
+def test_detector_sees_nothing_on_an_empty_background():
+    det = scenes.detect(scenes.render(scenes.Scene("green", "striped", ())))
+    assert det.background == "green"
+    assert det.objects == ()
