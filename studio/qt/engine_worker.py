@@ -48,10 +48,13 @@ class Job:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _mailbox: list[StepPreview] = field(default_factory=list, repr=False)
     _notified: bool = False
+    last_posted: int = 0  # the newest step the worker has finished (read by cancel bookkeeping)
+    cancelled_at: int | None = None  # last_posted when cancel was asked for
 
     def post(self, preview: StepPreview) -> bool:
         """Worker side: keep a step; True when the GUI must be told (its mailbox was empty)."""
         with self._lock:
+            self.last_posted = preview.step
             self._mailbox.append(preview)
             if self._notified:
                 return False
@@ -250,7 +253,7 @@ class EngineBridge(QObject):
     def cancel(self, job_id: str) -> None:
         """Cancel the running job (stops within one step) or drop a queued one."""
         if self.current is not None and self.current.job_id == job_id:
-            self.current.cancel.set()
+            self._cancel_running()
             return
         for j in list(self.pending):
             if j.job_id == job_id:
@@ -265,7 +268,14 @@ class EngineBridge(QObject):
         for j in list(self.pending):
             self.cancel(j.job_id)
         if self.current is not None:
-            self.current.cancel.set()
+            self._cancel_running()
+
+    def _cancel_running(self) -> None:
+        job = self.current
+        if job is not None and not job.cancel.is_set():
+            with job._lock:
+                job.cancelled_at = job.last_posted
+            job.cancel.set()
 
     def _pump(self) -> None:
         if self.current is None and self.pending and self._thread.isRunning():
@@ -311,6 +321,8 @@ class EngineBridge(QObject):
         job = self._finish(job_id)
         if job is not None:
             job.state = result.status
+            if job.cancelled_at is not None:
+                result.extra["cancel_requested_at_step"] = job.cancelled_at
         self.jobFinished.emit(job_id, result, items)
         self.queueChanged.emit()
         self._pump()

@@ -55,11 +55,11 @@ class StepsStrip(QWidget):
         self.runs = QComboBox(objectName="RunPicker")
         self.runs.setToolTip("Every run of this session is kept: pick one to scrub through its steps.")
         self.runs.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.runs.setMinimumContentsLength(24)
+        self.runs.setMinimumContentsLength(10)
         self.runs.activated.connect(lambda i: self.show_run(self.runs.itemData(i), follow=False))
         top.addWidget(self.runs, 1)
         self.step_label = QLabel("", objectName="StepLabel")
-        self.step_label.setMinimumWidth(90)
+        self.step_label.setMinimumWidth(80)
         self.step_label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         top.addWidget(self.step_label)
         self.use_settings = QPushButton("Use settings", objectName="UseSettings")
@@ -115,6 +115,7 @@ class StepsStrip(QWidget):
         self._update_buttons()
 
     def show_run(self, run_id: str | None, follow: bool = True) -> None:
+        keep = self.selected_step() if (run_id == self.run_id and not follow) else None
         self.run_id = run_id
         self.following = follow
         self.thumbs.blockSignals(True)
@@ -126,7 +127,11 @@ class StepsStrip(QWidget):
                 self._add_thumb(step, kept, inherited=rec.branch_step is not None and step <= rec.branch_step)
         self.thumbs.blockSignals(False)
         self.refresh_runs()
-        self._sync_slider(select_last=True)
+        if keep is not None and keep in self.kept_steps():
+            self._sync_slider(select_last=False)
+            self.select_step(keep)
+        else:
+            self._sync_slider(select_last=True)
 
     def _steps_of(self, rec: RunRecord) -> list[int]:
         own = rec.kept_steps()
@@ -173,7 +178,10 @@ class StepsStrip(QWidget):
         if step not in steps:
             return False
         self.following = step == steps[-1]
+        self.slider.blockSignals(True)
         self.slider.setValue(steps.index(step) + 1)
+        self.slider.blockSignals(False)
+        self._select_row(steps.index(step))
         return True
 
     def _sync_slider(self, select_last: bool) -> None:

@@ -88,6 +88,12 @@ def make_window(qtbot, themed_app, studio_home):
         w.shutdown()
 
 
+@pytest.fixture
+def fill_request():
+    """fill_request(window, model, prompt=..., steps=..., size=..., seed=..., scheduler=...) sets the Prompt panel."""
+    return set_request
+
+
 def set_request(window, model, prompt="a red circle on a blue background", steps=4, size=64, seed=7, scheduler="Euler"):
     p = window.prompt
     p.set_model(str(model))
