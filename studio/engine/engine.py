@@ -216,6 +216,7 @@ class Engine:
             _unwrap_scheduler(scheduler)
         t_end = time.perf_counter()
         return GenerationResult(
+            model_hash=_model_hash(lm.path),
             request=request,
             images=images,
             seeds=seeds,
@@ -305,6 +306,18 @@ def _to_vp(scheduler, latents: torch.Tensor) -> torch.Tensor:
         sigma = float(scheduler.sigmas[min(scheduler.step_index, len(scheduler.sigmas) - 1)])
         return latents / math.sqrt(sigma**2 + 1.0)
     return latents
+
+
+def _model_hash(path: Path) -> str:
+    """The checkpoint's SHA-256 if already known; otherwise start hashing it in the background."""
+    if not path.is_file():
+        return ""
+    from studio.core.hashing import cached_sha256, hash_in_background
+
+    sha = cached_sha256(path)
+    if sha is None:
+        hash_in_background([path])
+    return sha or ""
 
 
 def _latent_space(lm: LoadedModel) -> str:

@@ -61,6 +61,16 @@ class LoadedModel:
         return self.arch.startswith("sdxl")
 
 
+def quiet_libraries() -> None:
+    """diffusers/transformers progress bars and warnings are noise in the studio: it reports its own."""
+    import diffusers
+    import transformers
+
+    for lib in (diffusers.utils.logging, transformers.utils.logging):
+        lib.set_verbosity_error()
+        lib.disable_progress_bar()
+
+
 def resolve_model(model: str) -> tuple[str, Path]:
     if model.strip().lower() == "demo":
         path = demo_model_dir()
@@ -184,6 +194,7 @@ class ModelCache:
         self._items: OrderedDict[tuple, LoadedModel] = OrderedDict()
         self._lock = threading.Lock()
         self.loads = 0  # how many times weights were read from disk (tests and benchmarks look)
+        quiet_libraries()
 
     def get(self, model: str, info: DeviceInfo, progress: ProgressFn = None, allow_pickle: bool = False) -> LoadedModel:
         name, path = resolve_model(model)

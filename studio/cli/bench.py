@@ -1,0 +1,174 @@
+"""`studio bench …`: benchmarks that print JSON. Targets are checked here, not by timed tests."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import statistics
+import time
+
+# Modules that add more `studio bench` sub-commands through register_bench(subparsers).
+BENCH_MODULES = ("studio.qt.bench",)
+
+FULL_UNETS = {
+    "sd15": dict(
+        sample_size=64, in_channels=4, out_channels=4, layers_per_block=2,
+        block_out_channels=(320, 640, 1280, 1280),
+        down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+        cross_attention_dim=768, attention_head_dim=8,
+    ),
+    "sdxl": dict(
+        sample_size=128, in_channels=4, out_channels=4, layers_per_block=2,
+        block_out_channels=(320, 640, 1280),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+        transformer_layers_per_block=(1, 2, 10), attention_head_dim=(5, 10, 20), use_linear_projection=True,
+        cross_attention_dim=2048, addition_embed_type="text_time", addition_time_embed_dim=256,
+        projection_class_embeddings_input_dim=2816,
+    ),
+}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    bench = sub.add_parser("bench", help="benchmarks (JSON)")
+    bsub = bench.add_subparsers(dest="bench_command", metavar="BENCH", required=True)
+
+    o = bsub.add_parser("overhead", help="studio engine vs a bare pipe() call on the same tiny model")
+    o.add_argument("--runs", type=int, default=7)
+    o.add_argument("--steps", type=int, default=20)
+    o.add_argument("--size", type=int, default=128)
+    o.add_argument("--preview", default="latent2rgb")
+    o.add_argument("--json", action="store_true")
+    o.set_defaults(func=bench_overhead)
+
+    u = bsub.add_parser("unet", help="a full-size randomly initialised UNet: step time and peak memory")
+    u.add_argument("--arch", default="sd15", choices=sorted(FULL_UNETS))
+    u.add_argument("--size", type=int, default=512)
+    u.add_argument("--steps", type=int, default=3)
+    u.add_argument("--device", default=None)
+    u.add_argument("--dtype", default=None)
+    u.add_argument("--json", action="store_true")
+    u.set_defaults(func=bench_unet)
+
+    for name in BENCH_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name and name.startswith(exc.name):
+                continue
+            raise
+        module.register_bench(bsub)
+
+
+def _emit(result: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(result))
+    else:
+        for k, v in result.items():
+            print(f"{k}: {v}")
+
+
+def bench_overhead(args: argparse.Namespace) -> int:
+    import tempfile
+
+    import torch
+
+    from studio.core.request import GenerationRequest
+    from studio.engine.engine import Engine
+    from studio.engine.schedulers import make_scheduler
+    from studio.testing import save_tiny_model
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = save_tiny_model(tmp + "/tiny", "sd15")
+        engine = Engine(device="cpu")
+        request = GenerationRequest.create(
+            model=str(path), prompt="a red circle at the top left on a blue background", steps=args.steps,
+            width=args.size, height=args.size, seed=1, scheduler="Euler", preview=args.preview,
+        )
+        lm = engine.load(str(path))
+        pipe = lm.pipe
+        previews: list = []
+
+        def bare() -> float:
+            pipe.scheduler = make_scheduler("Euler", lm.base_scheduler_config)
+            t = time.perf_counter()
+            with torch.inference_mode():
+                pipe(
+                    prompt=request.prompt, num_inference_steps=request.steps, guidance_scale=request.guidance_scale,
+                    height=request.height, width=request.width, output_type="np",
+                    generator=[torch.Generator("cpu").manual_seed(request.seed)],
+                )
+            return time.perf_counter() - t
+
+        def studio() -> float:
+            previews.clear()
+            t = time.perf_counter()
+            engine.generate(request, on_step=previews.append)
+            return time.perf_counter() - t
+
+        bare(), studio()  # warm-up
+        bare_s, studio_s = [], []
+        for i in range(args.runs):  # interleaved, alternating which goes first
+            pair = (bare, studio) if i % 2 == 0 else (studio, bare)
+            for fn in pair:
+                (bare_s if fn is bare else studio_s).append(fn())
+        b, s = statistics.median(bare_s), statistics.median(studio_s)
+        _emit(
+            {
+                "bare_s": round(b, 4), "studio_s": round(s, 4), "ratio": round(s / b, 4),
+                "preview": args.preview, "previews_per_run": len(previews), "steps": args.steps,
+                "size": args.size, "runs": args.runs, "device": engine.device_info.device,
+            },
+            args.json,
+        )
+    return 0
+
+
+def bench_unet(args: argparse.Namespace) -> int:
+    import torch
+    from diffusers import UNet2DConditionModel
+
+    from studio.engine.devices import choose_device, memory_info
+
+    info = choose_device(args.device, args.dtype)
+    cfg = FULL_UNETS[args.arch]
+    unet = UNet2DConditionModel(**cfg).to(info.torch_device, info.torch_dtype).eval()
+    params = sum(p.numel() for p in unet.parameters()) / 1e6
+    h = args.size // 8
+    x = torch.randn(2, 4, h, h, device=info.torch_device, dtype=info.torch_dtype)  # CFG batch of 2
+    ctx = torch.randn(2, 77, cfg["cross_attention_dim"], device=info.torch_device, dtype=info.torch_dtype)
+    kw = {}
+    if args.arch == "sdxl":
+        kw["added_cond_kwargs"] = {
+            "text_embeds": torch.randn(2, 1280, device=info.torch_device, dtype=info.torch_dtype),
+            "time_ids": torch.zeros(2, 6, device=info.torch_device, dtype=info.torch_dtype),
+        }
+    if info.device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+
+    def sync():
+        if info.device.startswith("cuda"):
+            torch.cuda.synchronize()
+        elif info.device == "mps":
+            torch.mps.synchronize()
+
+    times = []
+    with torch.inference_mode():
+        for i in range(args.steps + 1):
+            sync()
+            t = time.perf_counter()
+            unet(x, 999 - i, encoder_hidden_states=ctx, **kw)
+            sync()
+            times.append(time.perf_counter() - t)
+    mem = memory_info(info)
+    _emit(
+        {
+            "arch": args.arch, "size": args.size, "device": info.device, "dtype": info.dtype,
+            "params_m": round(params, 1), "step_s": round(statistics.median(times[1:]), 4),
+            "first_step_s": round(times[0], 4), "peak_mb": mem["peak_mb"], "allocated_mb": mem["allocated_mb"],
+        },
+        args.json,
+    )
+    return 0

@@ -1,0 +1,159 @@
+"""`studio generate`: one generation from the command line, with a progress bar and a PNG out."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+from pathlib import Path
+
+from studio.core.errors import InvalidRequest
+from studio.core.request import SCHEDULER_NAMES, GenerationRequest, PreviewMode
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("generate", help="generate images headless", description="Generate images without the window.")
+    p.add_argument("--model", default="demo", help='"demo" (bundled), a diffusers folder or a .safetensors checkpoint')
+    p.add_argument("--prompt", required=True)
+    p.add_argument("--negative", default="", help="negative prompt")
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--cfg", type=float, default=7.0, help="guidance scale (0–30)")
+    p.add_argument("--cfg-rescale", type=float, default=0.0, help="guidance rescale (0–1)")
+    p.add_argument("--seed", type=int, default=None, help="seed (random if not given)")
+    p.add_argument("--size", default=None, help="WxH, multiples of 8 (default: the model's native size)")
+    p.add_argument("--scheduler", default="Euler a", help=f"one of: {', '.join(SCHEDULER_NAMES)}")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--clip-skip", type=int, default=0, help="final text-encoder layers to skip (0 = none)")
+    p.add_argument("--preview", default="latent2rgb", choices=[m.value for m in PreviewMode])
+    p.add_argument("--preview-every", type=int, default=1)
+    p.add_argument("--previews-dir", type=Path, default=None, help="write every step's preview PNG here")
+    p.add_argument("--device", default=None, help="auto (default), cuda, mps or cpu")
+    p.add_argument("--dtype", default=None, help="auto (default), float16, bfloat16 or float32")
+    p.add_argument("--allow-pickle", action="store_true", help="allow pickled .ckpt/.bin models (they can run code)")
+    p.add_argument("--out", type=Path, required=True, help="output PNG (batch: name-1.png, name-2.png, …)")
+    p.add_argument("--json", action="store_true", help="print a machine-readable summary")
+    p.add_argument("--no-gallery", action="store_true", help="do not record the images in the gallery")
+    p.add_argument("--library", type=Path, default=None, help="gallery library folder (default: the user's)")
+    p.set_defaults(func=run)
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().replace("×", "x").split("x"))
+    except ValueError:
+        raise InvalidRequest(f"--size must look like 512x512, not {text!r}") from None
+    return w, h
+
+
+def native_size(engine, model: str) -> int:
+    lm = engine.load(model)
+    return int(lm.pipe.unet.config.sample_size) * 8
+
+
+def run(args: argparse.Namespace) -> int:
+    import random
+
+    from PIL import Image
+
+    from studio.engine.engine import Engine
+
+    if args.out.suffix.lower() not in (".png", ""):
+        raise InvalidRequest(f"--out must be a .png file, not {args.out.name}")
+    engine = Engine(device=args.device, dtype=args.dtype, allow_pickle=args.allow_pickle)
+    bar = _Progress(enabled=sys.stderr.isatty() and not args.json)
+    if args.size:
+        width, height = parse_size(args.size)
+    else:
+        width = height = native_size(engine, args.model)
+    request = GenerationRequest.create(
+        model=args.model,
+        prompt=args.prompt,
+        negative_prompt=args.negative,
+        steps=args.steps,
+        guidance_scale=args.cfg,
+        guidance_rescale=args.cfg_rescale,
+        seed=args.seed if args.seed is not None else random.randrange(2**32),
+        width=width,
+        height=height,
+        scheduler=args.scheduler,
+        batch_size=args.batch,
+        clip_skip=args.clip_skip,
+        preview=args.preview,
+        preview_every=args.preview_every,
+    )
+    previews_dir = args.previews_dir
+    if previews_dir:
+        previews_dir.mkdir(parents=True, exist_ok=True)
+
+    def on_step(p) -> None:
+        bar.update(p.step, p.total, p.elapsed_s)
+        if previews_dir and p.image is not None:
+            Image.fromarray(p.image).save(previews_dir / f"step-{p.step:03d}.png")
+
+    cancel = threading.Event()
+    try:
+        result = engine.generate(request, on_step=on_step, cancel=cancel)
+    finally:
+        bar.close()
+    model_path = Path(result.extra.get("model_path", ""))
+    if not result.model_hash and model_path.is_file():
+        from studio.core.hashing import file_sha256
+
+        result.model_hash = file_sha256(model_path)  # cached by path, size and mtime
+    paths = save_outputs(result, args.out.with_suffix(".png"), gallery=not args.no_gallery, library=args.library)
+    summary = {
+        "status": result.status,
+        "files": [str(p) for p in paths],
+        "seeds": result.seeds,
+        "steps": result.steps_done,
+        "device": result.device,
+        "dtype": result.dtype,
+        "model": result.model_name,
+        "timings": {k: round(v, 4) for k, v in result.timings.items()},
+        "request": request.to_dict(),
+    }
+    if args.json:
+        print(json.dumps(summary, indent=1))
+    else:
+        for p in paths:
+            print(p)
+    return 0
+
+
+def save_outputs(result, out: Path, *, gallery: bool, library: Path | None) -> list[Path]:
+    """Write each image with full provenance to `out` (and into the gallery unless told not to)."""
+    from studio.core.gallery import record_result
+    from studio.core.gallery.record import out_path_for, result_info
+    from studio.core.metadata import write_png
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    n = len(result.images)
+    if gallery:
+        record_result(result, library=library, out_path=out)
+    else:
+        for i, image in enumerate(result.images):
+            write_png(out_path_for(out, i, n), image, result.request, result_info(result, i))
+    return [out_path_for(out, i, n) for i in range(n)]
+
+
+class _Progress:
+    """A one-line terminal progress bar with it/s and time left (tqdm), only on a terminal."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self._bar = None
+
+    def update(self, step: int, total: int, elapsed: float) -> None:
+        if not self.enabled:
+            return
+        if self._bar is None:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, unit="step", desc="generating", file=sys.stderr, leave=False)
+        self._bar.n = step
+        self._bar.refresh()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
