@@ -11,7 +11,11 @@ from PySide6.QtWidgets import QApplication
 from studio.qt.theme import apply_dark_theme
 
 
+GIL_SWITCH_INTERVAL_S = 0.002  # the GUI thread gets the GIL back sooner from Python code on the engine thread
+
+
 def ensure_app(argv: list[str] | None = None) -> QApplication:
+    sys.setswitchinterval(min(sys.getswitchinterval(), GIL_SWITCH_INTERVAL_S))
     app = QApplication.instance()
     if app is None:
         app = QApplication(argv if argv is not None else sys.argv[:1])

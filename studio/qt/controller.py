@@ -196,7 +196,7 @@ class RunController(QObject):
             self.history.set_images(job_id, result.images)
         rec.gallery_ids = [getattr(i, "id", "") for i in items or []]
         if self.strip.run_id == job_id:
-            self.strip.show_run(job_id, follow=self.strip.following)
+            self.strip.refresh_current()
         took = result.timings.get("total_s", 0.0)
         if result.cancelled:
             self.progress.idle(f"Cancelled at step {result.steps_done}/{result.total_steps}")

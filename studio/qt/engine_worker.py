@@ -18,6 +18,8 @@ only the newest.
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import threading
 import time
 import traceback
@@ -69,6 +71,21 @@ class Job:
             return out
 
 
+ENGINE_NICE = 4  # how much less CPU priority the engine thread (and torch's threads it starts) gets
+
+
+def lower_thread_priority(nice: int = ENGINE_NICE) -> None:
+    """Let the GUI thread win the CPU when both want it: on Linux a thread's nice value is its own, and
+    the threads it starts (torch's intra-op pool, created on first use by this thread) inherit it."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
+    except OSError:  # not permitted or not supported: the window still works, just less smoothly under load
+        pass
+
+
 class EngineWorker(QObject):
     """Lives on the engine thread. Owns the engine; runs one job at a time."""
 
@@ -91,6 +108,7 @@ class EngineWorker(QObject):
 
     @Slot()
     def init(self) -> None:
+        lower_thread_priority()
         try:
             from studio.engine.clip_vocab import build_clip_tokenizer
 

@@ -133,6 +133,13 @@ class StepsStrip(QWidget):
         else:
             self._sync_slider(select_last=True)
 
+    def refresh_current(self) -> None:
+        """The shown run changed state (finished, cancelled): relabel, re-enable, re-show the selection."""
+        self.refresh_runs()
+        row = self.thumbs.currentRow()
+        if row >= 0:
+            self._emit_selected(row)
+
     def _steps_of(self, rec: RunRecord) -> list[int]:
         own = rec.kept_steps()
         if rec.branch_step is None:

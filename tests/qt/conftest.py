@@ -103,3 +103,51 @@ def set_request(window, model, prompt="a red circle on a blue background", steps
     p.seed.setValue(seed)
     p.seed_lock.setChecked(True)
     p.scheduler.setCurrentText(scheduler)
+
+
+class FakeEngine:
+    """The Engine contract without torch: steps as fast as asked, for queue and throttling tests."""
+
+    def __init__(self, step_s: float = 0.0, n_fail: int = 0) -> None:
+        from types import SimpleNamespace
+
+        self.device_info = SimpleNamespace(device="cpu", dtype="float32", name="Fake CPU")
+        self.step_s = step_s
+        self.runs: list = []
+
+    def memory_info(self):
+        return {"allocated_mb": 1.0, "peak_mb": None, "total_mb": None}
+
+    def generate(self, request, on_step=None, cancel=None, on_progress=None, branch_latent=None):
+        import time
+
+        import numpy as np
+
+        from studio.core.results import GenerationResult, LoadProgress, StepPreview
+
+        self.runs.append(request)
+        if on_progress:
+            on_progress(LoadProgress("loading UNet…", 0.5))
+        start = request.branch.step if request.branch else 0
+        t0 = time.perf_counter()
+        done = start
+        status = "done"
+        for step in range(start + 1, request.steps + 1):
+            if cancel is not None and cancel.is_set():
+                status = "cancelled"
+                break
+            if self.step_s:
+                time.sleep(self.step_s)
+            img = np.full((8, 8, 3), step % 256, np.uint8)
+            lat = np.full((1, 4, 8, 8), float(step), np.float32)
+            done = step
+            if on_step:
+                on_step(StepPreview(step, request.steps, 1000.0 - step, img, lat, "latent2rgb", time.perf_counter() - t0))
+        images = [np.zeros((64, 64, 3), np.uint8)] if status == "done" else []
+        return GenerationResult(request=request, images=images, seeds=[request.seed], status=status,
+                                steps_done=done, total_steps=request.steps, timings={"total_s": time.perf_counter() - t0})
+
+
+@pytest.fixture
+def fake_engine():
+    return FakeEngine

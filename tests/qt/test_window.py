@@ -1,9 +1,11 @@
-"""The real window on the tiny SD1.5 pipeline: generate, previews, scrub, cancel, errors, branch, restart."""
+"""The real window on the tiny SD1.5 pipeline: generate, previews, scrub, cancel, errors, branch, restart.
+
+Runs are kept short (2–4 steps at 64×64) so the whole file stays fast on a 2-core CPU.
+"""
 
 from __future__ import annotations
 
 import numpy as np
-import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication
 
@@ -13,13 +15,12 @@ RUN_TIMEOUT_MS = 90_000
 
 
 def run_and_wait(qtbot, window, trigger=None):
-    """Trigger a generation and wait for its end; returns (run_id, status, steps seen in order)."""
+    """Trigger a generation and wait for its end; returns (run_id, status, steps seen for it, in order)."""
     seen: list[tuple[str, int]] = []
     window.controller.stepReceived.connect(lambda rid, step: seen.append((rid, step)))
     with qtbot.waitSignal(window.controller.runFinished, timeout=RUN_TIMEOUT_MS) as blocker:
-        ids = trigger() if trigger else window.controller.generate()
+        trigger() if trigger else window.controller.generate()
     run_id, status = blocker.args
-    assert not ids or run_id in (ids if isinstance(ids, list) else [ids])
     return run_id, status, [s for rid, s in seen if rid == run_id]
 
 
@@ -27,109 +28,105 @@ def same_pixels(qimage, array) -> bool:
     return qimage is not None and np.array_equal(from_qimage(qimage), from_qimage(to_qimage(array)))
 
 
-def test_type_prompt_generate_previews_in_order(qtbot, make_window, fill_request, tiny_sd15):
+def press_ctrl_enter(qtbot, window):
+    window.activateWindow()
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is window, timeout=5000)
+    qtbot.keyClick(window.prompt.prompt, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
+
+
+def test_type_prompt_generate_previews_in_order_then_scrub(qtbot, make_window, fill_request, tiny_sd15):
     w = make_window()
     fill_request(w, tiny_sd15, prompt="", steps=4)
     w.prompt.prompt.setFocus()
     qtbot.keyClicks(w.prompt.prompt, "a lighthouse at dusk")
-    assert w.prompt.fields()["prompt"] == "a lighthouse at dusk"
 
-    def press_ctrl_enter():
-        w.activateWindow()
-        qtbot.keyClick(w.prompt.prompt, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
-        return None
-
-    if not w.generate_action.shortcuts():
-        pytest.fail("Generate has no shortcut")
-    run_id, status, steps = run_and_wait(qtbot, w, lambda: (w.generate_action.trigger(), None)[1])
+    run_id, status, steps = run_and_wait(qtbot, w, lambda: press_ctrl_enter(qtbot, w))
     assert status == "done"
     assert steps == [1, 2, 3, 4]  # one preview per step, in order
+    assert w.prompt.prompt.toPlainText() == "a lighthouse at dusk"  # Ctrl+Enter generated, typed no newline
     rec = w.history.get(run_id)
     assert rec.request.prompt == "a lighthouse at dusk"
     assert rec.kept_steps() == [1, 2, 3, 4]
     assert all(rec.steps[s].image is not None and rec.steps[s].latent is not None for s in steps)
     assert rec.images and rec.images[0].shape == (64, 64, 3)
     assert same_pixels(w.canvas.image(), rec.images[0])  # the finished image lands on the canvas
-    assert "4/4" in w.progress.bar.format() or "Done" in w.progress.bar.format()
-    assert "float32" in w.progress.device.text()
-    assert "Ctrl+Enter" in w.prompt.prompt.toolTip()
-    # the prompt text box does not swallow Ctrl+Enter: it reaches the window's Generate shortcut
-    assert not w.prompt.prompt.toPlainText().endswith("\n")
-    assert press_ctrl_enter is not None
+    assert w.progress.bar.format().startswith("Done")
+    assert "float32" in w.progress.device.text() and w.progress.memory.text()
 
-
-def test_ctrl_enter_generates_and_esc_cancels(qtbot, make_window, fill_request, tiny_sd15):
-    w = make_window()
-    fill_request(w, tiny_sd15, steps=30)
-    w.activateWindow()
-    qtbot.waitUntil(lambda: QApplication.activeWindow() is w, timeout=5000)
-    started = []
-    w.controller.runStarted.connect(started.append)
-    with qtbot.waitSignal(w.controller.stepReceived, timeout=RUN_TIMEOUT_MS):
-        qtbot.keyClick(w.prompt.prompt, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
-    assert len(started) == 1
-    assert w.prompt.prompt.toPlainText() == "a red circle on a blue background"  # no newline typed
-    with qtbot.waitSignal(w.controller.runFinished, timeout=RUN_TIMEOUT_MS) as blocker:
-        qtbot.keyClick(w.prompt.prompt, Qt.Key.Key_Escape)
-    assert blocker.args[1] == "cancelled"
-
-
-def test_scrub_shows_that_steps_preview(qtbot, make_window, fill_request, tiny_sd15):
-    w = make_window()
-    fill_request(w, tiny_sd15, steps=4)
-    run_id, status, _ = run_and_wait(qtbot, w)
-    assert status == "done"
-    rec = w.history.get(run_id)
+    # scrubbing: the strip, the slider and the canvas agree on step k
     for k in (2, 3, 1):
         assert w.strip.select_step(k)
         assert w.strip.selected_step() == k
         assert same_pixels(w.canvas.image(), rec.steps[k].image), f"canvas does not show step {k}"
         assert f"step {k}/4" in w.canvas.caption
         assert w.strip.step_label.text() == f"Step {k} / 4"
-    w.strip.slider.setValue(3)  # the slider scrubs too
-    assert same_pixels(w.canvas.image(), rec.steps[3].image)
+    w.strip.slider.setValue(3)
+    assert w.strip.selected_step() == 3 and same_pixels(w.canvas.image(), rec.steps[3].image)
     assert not np.array_equal(rec.steps[1].image, rec.steps[3].image)
-    w.strip.slider.setValue(4)  # the last step of a finished run is its final image
+    w.strip.slider.setValue(4)  # the last step of a finished run shows its final image
     assert same_pixels(w.canvas.image(), rec.images[0])
 
 
-def test_scrub_during_run_stays_on_chosen_step(qtbot, make_window, fill_request, tiny_sd15):
+def test_scrub_during_run_then_branch_from_step_k(qtbot, make_window, fill_request, tiny_sd15):
     w = make_window()
-    fill_request(w, tiny_sd15, steps=4)
+    fill_request(w, tiny_sd15, steps=4, seed=3)
     with qtbot.waitSignal(w.controller.stepReceived, timeout=RUN_TIMEOUT_MS, check_params_cb=lambda rid, s: s >= 2):
-        ids = w.controller.generate()
-    assert w.strip.select_step(1)
+        (parent_id,) = w.controller.generate()
+    assert w.strip.select_step(1)  # scrub back while it runs
+    assert not w.strip.branch.isEnabled()  # a running run cannot be branched from yet
     with qtbot.waitSignal(w.controller.runFinished, timeout=RUN_TIMEOUT_MS):
         pass
-    rec = w.history.get(ids[0])
-    assert rec.kept_steps() == [1, 2, 3, 4]
+    parent = w.history.get(parent_id)
+    assert parent.status == "done" and parent.kept_steps() == [1, 2, 3, 4]
     assert w.strip.selected_step() == 1  # new steps did not pull the view away from the user's choice
-    assert same_pixels(w.canvas.image(), rec.steps[1].image)
+    assert same_pixels(w.canvas.image(), parent.steps[1].image)
+
+    assert w.strip.select_step(2)
+    assert w.strip.branch.isEnabled()
+    w.prompt.prompt.setPlainText("a green square on a yellow background")
+    w.prompt.guidance.setValue(4.5)
+    w.prompt.seed.setValue(99)
+    child_id, status, steps = run_and_wait(qtbot, w, lambda: qtbot.mouseClick(w.strip.branch, Qt.MouseButton.LeftButton))
+    assert status == "done"
+    assert steps == [3, 4]  # N − k = 2 steps, numbered on from the branch point
+    child = w.history.get(child_id)
+    assert child.parent_id == parent_id and child.branch_step == 2
+    assert child.request.branch.parent_id == parent_id and child.request.branch.step == 2
+    assert child.request.prompt == "a green square on a yellow background"
+    assert child.request.guidance_scale == 4.5 and child.request.seed == 99
+    assert child.kept_steps() == [3, 4]
+    assert not np.array_equal(child.images[0], parent.images[0])
+    # the strip shows the parent's first k steps (inherited), then the branch's own
+    assert w.strip.run_id == child_id and w.strip.kept_steps() == [1, 2, 3, 4]
+    assert w.strip.select_step(1)
+    assert same_pixels(w.canvas.image(), parent.steps[1].image)
+    assert "branch @ 2" in w.strip.runs.currentText()
 
 
 def test_cancel_stops_within_one_step_and_next_run_works(qtbot, make_window, fill_request, tiny_sd15):
     w = make_window()
     fill_request(w, tiny_sd15, steps=25)
     with qtbot.waitSignal(w.controller.stepReceived, timeout=RUN_TIMEOUT_MS, check_params_cb=lambda rid, s: s >= 2):
-        ids = w.controller.generate()
-    job = w.bridge.current
-    assert job is not None and job.job_id == ids[0]
+        (run_id,) = w.controller.generate()
     finished = []
     w.bridge.jobFinished.connect(lambda jid, result, items: finished.append(result))
+    w.activateWindow()
     with qtbot.waitSignal(w.controller.runFinished, timeout=RUN_TIMEOUT_MS) as blocker:
-        w.cancel_action.trigger()
-    assert blocker.args == [ids[0], "cancelled"]
+        qtbot.keyClick(w.prompt.prompt, Qt.Key.Key_Escape)  # Esc cancels
+    assert blocker.args == [run_id, "cancelled"]
     result = finished[0]
     asked_at = result.extra["cancel_requested_at_step"]
     assert result.steps_done - asked_at <= 1, (asked_at, result.steps_done)
     assert result.steps_done < 25
-    rec = w.history.get(ids[0])
+    rec = w.history.get(run_id)
     assert rec.status == "cancelled" and max(rec.kept_steps()) == result.steps_done
     assert w.messages.isVisible() and w.messages.kind == "info"
+    w.strip.select_step(1)
+    assert w.strip.branch.isEnabled()  # a cancelled run's steps can be branched from
 
-    fill_request(w, tiny_sd15, steps=3)
-    run_id, status, steps = run_and_wait(qtbot, w)
-    assert status == "done" and steps == [1, 2, 3]
+    fill_request(w, tiny_sd15, steps=2)
+    run_id2, status, steps = run_and_wait(qtbot, w)
+    assert status == "done" and steps == [1, 2]
 
 
 def test_engine_error_is_shown_non_modal_and_window_stays_usable(qtbot, make_window, fill_request, tiny_sd15, tmp_path):
@@ -138,75 +135,33 @@ def test_engine_error_is_shown_non_modal_and_window_stays_usable(qtbot, make_win
     run_id, status, steps = run_and_wait(qtbot, w)
     assert status == "failed" and steps == []
     assert w.messages.isVisible() and w.messages.kind == "error"
-    assert w.messages.message  # says what happened …
-    assert w.messages.action.isVisible()  # … and offers what to do
+    assert "no-such-model" in w.messages.message or "not found" in w.messages.message.lower()
+    assert w.messages.action.isVisible()  # offers what to do
     assert QApplication.activeModalWidget() is None
     assert w.history.get(run_id).status == "failed"
+    assert w.prompt.generate_button.isEnabled()
 
-    fill_request(w, tiny_sd15, steps=3)
+    fill_request(w, tiny_sd15, steps=2)
     run_id, status, steps = run_and_wait(qtbot, w)
-    assert status == "done" and steps == [1, 2, 3]
-    assert not w.messages.isVisible() or w.messages.kind != "error"
+    assert status == "done" and steps == [1, 2]
+    assert not w.messages.isVisible()
 
 
-def test_invalid_settings_are_reported_without_queueing(qtbot, make_window, fill_request, tiny_sd15):
-    w = make_window()
-    fill_request(w, tiny_sd15)
-    w.prompt.width_.setValue(100)  # not a multiple of 8: rounded to 96 when read
-    assert w.prompt.fields()["width"] == 96
-    w.prompt.steps.setValue(3)
+def test_batch_count_and_seed_roll(qtbot, make_window, fill_request, fake_engine):
+    w = make_window(engine_factory=lambda: fake_engine(step_s=0.01))
+    fill_request(w, "fake", steps=3)
     w.prompt.seed_lock.setChecked(False)
-    before = w.prompt.seed.value()
-    w.prompt.batch.setValue(2)
-    ids = w.controller.generate()
-    assert len(ids) == 2 and len(w.bridge.jobs()) == 2
-    reqs = [w.history.get(i).request for i in ids]
-    assert reqs[1].seed == (reqs[0].seed + 1) % 2**32
-    assert reqs[0].seed == w.prompt.seed.value() and (w.prompt.seed.value() != before or before == reqs[0].seed)
-    w.bridge.cancel_all()
-    qtbot.waitUntil(lambda: not w.bridge.busy, timeout=RUN_TIMEOUT_MS)
-
-
-def test_branch_from_step_k_runs_remaining_steps_and_records_parent(qtbot, make_window, fill_request, tiny_sd15):
-    w = make_window()
-    fill_request(w, tiny_sd15, steps=4, seed=3)
-    parent_id, status, _ = run_and_wait(qtbot, w)
-    assert status == "done"
-    parent = w.history.get(parent_id)
-    assert w.strip.select_step(2)
-    assert w.strip.branch.isEnabled()
-    w.prompt.prompt.setPlainText("a green square on a yellow background")
-    w.prompt.guidance.setValue(4.5)
-    w.prompt.seed.setValue(99)
-
-    child_id, status, steps = run_and_wait(qtbot, w, lambda: qtbot.mouseClick(w.strip.branch, Qt.MouseButton.LeftButton))
-    assert status == "done"
-    assert steps == [3, 4]  # N - k = 2 steps, numbered on from the branch point
-    child = w.history.get(child_id)
-    assert child.parent_id == parent_id and child.branch_step == 2
-    assert child.request.branch.parent_id == parent_id and child.request.branch.step == 2
-    assert child.request.prompt == "a green square on a yellow background"
-    assert child.request.guidance_scale == 4.5 and child.request.seed == 99
-    assert child.kept_steps() == [3, 4]
-    assert not np.array_equal(child.images[0], parent.images[0])
-    # the strip shows the parent's first k steps (inherited) then the branch's own
-    assert w.strip.run_id == child_id and w.strip.kept_steps() == [1, 2, 3, 4]
-    assert w.strip.select_step(1)
-    assert same_pixels(w.canvas.image(), parent.steps[1].image)
-    assert "branch @ 2" in w.strip.runs.currentText()
-
-
-def test_branch_needs_a_finished_run(qtbot, make_window, fill_request, tiny_sd15):
-    w = make_window()
-    fill_request(w, tiny_sd15, steps=20)
-    with qtbot.waitSignal(w.controller.stepReceived, timeout=RUN_TIMEOUT_MS, check_params_cb=lambda rid, s: s >= 1):
-        w.controller.generate()
-    w.strip.select_step(1)
-    assert not w.strip.branch.isEnabled()  # a running run cannot be branched from yet
+    w.prompt.batch.setValue(3)
     with qtbot.waitSignal(w.controller.runFinished, timeout=RUN_TIMEOUT_MS):
-        w.controller.cancel_current()
-    w.strip.select_step(1)
-    assert w.strip.branch.isEnabled()  # a cancelled one can
+        ids = w.controller.generate()
+    assert len(ids) == 3
+    seeds = [w.history.get(i).request.seed for i in ids]
+    assert seeds[1] == (seeds[0] + 1) % 2**32 and seeds[2] == (seeds[0] + 2) % 2**32
+    assert seeds[0] == w.prompt.seed.value()
+    qtbot.waitUntil(lambda: not w.bridge.busy, timeout=RUN_TIMEOUT_MS)
+    assert [w.history.get(i).status for i in ids] == ["done"] * 3
+    w.prompt.width_.setValue(100)
+    assert w.prompt.fields()["width"] == 96  # sizes are kept to multiples of 8
 
 
 def test_settings_survive_a_restart(qtbot, make_window, fill_request, tiny_sd15):
@@ -234,10 +189,10 @@ def test_settings_survive_a_restart(qtbot, make_window, fill_request, tiny_sd15)
     # the offscreen screen is 800 px wide, narrower than the window's minimum: only the height round-trips exactly
     assert abs(w2.size().height() - before.height()) <= 30
     assert w2.queue_dock.isHidden()
-    assert w2.settings.path.parent == w2.settings.path.parent.parent / "config"
+    assert w2.settings.path.is_file() and w2.settings.path.parent.name == "config"
 
 
-def test_demo_model_missing_is_said_without_a_dialog(qtbot, make_window, fill_request, monkeypatch, tmp_path):
+def test_demo_model_missing_is_said_without_a_dialog(qtbot, make_window, monkeypatch, tmp_path):
     import studio.qt.main_window as mw
 
     monkeypatch.setattr(mw, "demo_model_dir", lambda: tmp_path / "no-demo")
@@ -246,3 +201,4 @@ def test_demo_model_missing_is_said_without_a_dialog(qtbot, make_window, fill_re
     assert w.messages.isVisible() and "demo model" in w.messages.message
     assert w.messages.action.text().startswith("Choose model")
     assert QApplication.activeModalWidget() is None
+    assert w.isVisible() and w.prompt.generate_button.isEnabled()
