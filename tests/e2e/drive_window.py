@@ -1,0 +1,89 @@
+"""Run by test_window_screenshot.py in a subprocess on an Xvfb display (QT_QPA_PLATFORM=xcb):
+open the real studio window, generate on the given model, screenshot the whole X screen.
+
+usage: python drive_window.py MODEL OUT_PNG OUT_JSON
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import numpy as np
+
+
+def main(model: str, out_png: str, out_json: str) -> int:
+    from PySide6.QtCore import QEventLoop, QTimer
+
+    from studio.qt.app import ensure_app
+    from studio.qt.images import from_qimage
+    from studio.qt.main_window import MainWindow
+
+    app = ensure_app()
+
+    def factory():
+        from studio.engine.engine import Engine
+
+        return Engine(device="cpu")
+
+    w = MainWindow(factory, record_to_gallery=True)
+    w.setGeometry(w.screen().availableGeometry())  # no window manager under Xvfb: fill the screen ourselves
+    w.show()
+    w.raise_()
+    p = w.prompt
+    p.set_model(model)
+    p.prompt.setPlainText("a lighthouse on a cliff at dusk, warm light, oil painting")
+    p.negative.setPlainText("blurry, text, watermark")
+    p.steps.setValue(6)
+    p.set_size(64, 64)
+    p.seed.setValue(1234)
+    p.seed_lock.setChecked(True)
+    p.scheduler.setCurrentText("DPM++ 2M Karras")
+    done: dict = {}
+    w.controller.runFinished.connect(lambda rid, status: done.update(run=rid, status=status))
+
+    def wait(pred, seconds: float) -> bool:
+        loop = QEventLoop()
+        t = QTimer()
+        t.timeout.connect(lambda: pred() and loop.quit())
+        t.start(10)
+        QTimer.singleShot(int(seconds * 1000), loop.quit)
+        loop.exec()
+        t.stop()
+        return bool(pred())
+
+    if not wait(lambda: w.bridge.device is not None, 120):
+        print("engine did not start", file=sys.stderr)
+        return 3
+    w.controller.generate()
+    if not wait(lambda: "status" in done, 120):
+        print("generation did not finish", file=sys.stderr)
+        return 4
+    rec = w.history.get(done["run"])
+    w.strip.select_step(rec.total)  # the finished image on the canvas
+    end = time.monotonic() + 1.5  # let the gallery thumbnail and the last paints land
+    wait(lambda: time.monotonic() > end, 3)
+    screen = w.screen()
+    shot = screen.grabWindow(0)  # the real X screen, as a person would see it
+    shot.save(out_png)
+    r = w.canvas.image_rect()
+    top_left = w.canvas.mapToGlobal(r.topLeft().toPoint())
+    ratio = shot.devicePixelRatio()
+    info = {
+        "status": done["status"],
+        "steps": rec.kept_steps(),
+        "canvas_rect": [int(top_left.x() * ratio), int(top_left.y() * ratio), int(r.width() * ratio), int(r.height() * ratio)],
+        "image_mean": float(np.mean(rec.images[0])) if rec.images else None,
+        "platform": app.platformName(),
+        "window": [w.x(), w.y(), w.width(), w.height()],
+        "canvas_pixels": from_qimage(w.canvas.image()).tolist() if w.canvas.image() is not None else None,
+    }
+    with open(out_json, "w") as f:
+        json.dump(info, f)
+    w.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(*sys.argv[1:4]))

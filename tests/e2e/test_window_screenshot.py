@@ -1,0 +1,90 @@
+"""The real window under Xvfb (xcb, not offscreen): generate, screenshot, check the picture.
+
+The screenshot is saved in the test's temp dir and, when STUDIO_SCREENSHOT_DIR is set, copied there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+HERE = Path(__file__).resolve().parent
+SCREEN = (1680, 1050)
+
+
+@pytest.fixture
+def xvfb_display():
+    exe = shutil.which("Xvfb")
+    if exe is None:
+        pytest.skip("Xvfb is not installed (apt-get install xvfb); the real-window screenshot test needs it")
+    r, w = os.pipe()
+    proc = subprocess.Popen(
+        [exe, "-displayfd", str(w), "-screen", "0", f"{SCREEN[0]}x{SCREEN[1]}x24", "-nolisten", "tcp"],
+        pass_fds=(w,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    os.close(w)
+    number = b""
+    deadline = time.monotonic() + 20
+    with os.fdopen(r, "rb") as f:
+        while time.monotonic() < deadline:
+            ch = f.read(1)
+            if not ch or ch == b"\n":
+                break
+            number += ch
+    if not number:
+        proc.kill()
+        proc.wait()
+        pytest.fail("Xvfb did not report a display number")
+    yield f":{int(number)}"
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def test_real_window_generates_and_looks_right(xvfb_display, tiny_sd15, tmp_path):
+    out_png, out_json = tmp_path / "studio-window.png", tmp_path / "studio-window.json"
+    env = dict(os.environ)
+    env.update(DISPLAY=xvfb_display, QT_QPA_PLATFORM="xcb", STUDIO_HOME=str(tmp_path / "home"))
+    env.pop("WAYLAND_DISPLAY", None)
+    proc = subprocess.run(
+        [sys.executable, str(HERE / "drive_window.py"), str(tiny_sd15), str(out_png), str(out_json)],
+        env=env, capture_output=True, text=True, timeout=180,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    dest = os.environ.get("STUDIO_SCREENSHOT_DIR")
+    if dest:
+        Path(dest).mkdir(parents=True, exist_ok=True)
+        shutil.copy2(out_png, Path(dest) / out_png.name)
+    info = json.loads(out_json.read_text())
+    assert info["platform"] == "xcb" and info["status"] == "done" and info["steps"] == [1, 2, 3, 4, 5, 6]
+
+    shot = np.asarray(Image.open(out_png).convert("RGB")).astype(np.float32)
+    assert shot.shape[0] >= 600 and shot.shape[1] >= 1000
+    # not blank: many colours and real contrast across the screen
+    assert shot.std() > 15
+    assert len(np.unique(shot.reshape(-1, 3)[::7], axis=0)) > 200
+
+    # the canvas region shows the generated image: compare it with the image itself, scaled the same way
+    x, y, w, h = info["canvas_rect"]
+    assert w > 200 and h > 200, info["canvas_rect"]
+    region = shot[y + 4 : y + h - 4, x + 4 : x + w - 4]
+    made = np.asarray(info["canvas_pixels"], dtype=np.uint8)
+    ref = np.asarray(Image.fromarray(made).resize((region.shape[1], region.shape[0]), Image.BILINEAR)).astype(np.float32)
+    diff = np.abs(region - ref).mean()
+    assert diff < 20, f"the canvas does not show the generated image (mean abs diff {diff:.1f})"
+    flat = np.abs(region - region.mean(axis=(0, 1))).mean()
+    assert flat > diff + 5, "the canvas region is nearly flat: no image on it"
+    # the surroundings are the dark theme, not the image
+    assert shot[y - 20 if y >= 20 else 0, x + w // 2].mean() < 60
