@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 
+from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 
 from studio.qt.theme import apply_dark_theme
@@ -35,6 +37,19 @@ def run_app(args: argparse.Namespace | None = None) -> int:
     model = getattr(args, "model", None) if args is not None else None
     window = MainWindow(model=model)
     window.show()
+    _quit_on_signals(app)
     code = app.exec()
-    window.shutdown()
+    window.shutdown()  # saves the layout and the last request, stops the engine thread
     return int(code)
+
+
+def _quit_on_signals(app: QApplication) -> None:
+    """Ctrl+C / SIGTERM close the window the normal way (settings saved, engine thread stopped)."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            signal.signal(sig, lambda *_: app.quit())
+        except ValueError:  # not the main thread (embedded use): leave signals alone
+            return
+    tick = QTimer(app)  # Python handles signals only when it runs: wake it now and then
+    tick.timeout.connect(lambda: None)
+    tick.start(250)

@@ -202,3 +202,27 @@ def test_demo_model_missing_is_said_without_a_dialog(qtbot, make_window, monkeyp
     assert w.messages.action.text().startswith("Choose model")
     assert QApplication.activeModalWidget() is None
     assert w.isVisible() and w.prompt.generate_button.isEnabled()
+
+
+def test_run_app_opens_the_window_and_returns(qtbot, themed_app, studio_home, monkeypatch, tmp_path):
+    import argparse
+
+    from PySide6.QtCore import QTimer
+
+    import studio.qt.main_window as mw
+    from studio.qt.app import run_app
+
+    monkeypatch.setattr(mw, "demo_model_dir", lambda: tmp_path / "no-demo")
+    seen = {}
+
+    def look_then_quit():
+        win = next(w for w in QApplication.topLevelWidgets() if isinstance(w, mw.MainWindow) and w.isVisible())
+        seen["title"] = win.windowTitle()
+        seen["message"] = win.messages.message
+        win.close()
+        QApplication.quit()
+
+    QTimer.singleShot(300, look_then_quit)
+    assert run_app(argparse.Namespace()) == 0
+    assert seen["title"] == "Studio" and "demo model" in seen["message"]
+    assert (studio_home / "config" / "window.ini").is_file()
