@@ -51,6 +51,8 @@ class RunController(QObject):
         b.engineFailed.connect(lambda m, h: messages.show_message(m, h))
         b.memory.connect(progress.set_memory)
         b.tokenizerReady.connect(prompt.set_tokenizer)
+        b.modelLoaded.connect(self._model_loaded)
+        b.modelFailed.connect(self._model_failed)
         strip.stepSelected.connect(self.show_step)
         strip.branchRequested.connect(self.branch)
         strip.useSettingsRequested.connect(self.use_settings)
@@ -224,6 +226,18 @@ class RunController(QObject):
         self.messages.show_message(message, hint, action=action, action_key="choose-model")
         self.canvas.clear(placeholder="Nothing to show: the run failed (see the message above).")
         self.runFinished.emit(job_id, "failed")
+
+    def _model_loaded(self, model: str, info: dict) -> None:
+        if self.bridge.current is None:
+            self.progress.idle(f"Model ready: {info.get('name') or model}")
+        if self.messages.kind in ("error", "warning") and "model" in self.messages.message.lower():
+            self.messages.dismiss()
+
+    def _model_failed(self, model: str, message: str, hint: str) -> None:
+        if self.bridge.current is None:
+            self.progress.idle("Model not loaded")
+        self.messages.show_message(message, hint or "Choose another model folder or file.", action="Choose model…",
+                                   action_key="choose-model")
 
     def _removed(self, job_id: str) -> None:
         self.history.remove_run(job_id)

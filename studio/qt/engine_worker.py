@@ -98,6 +98,8 @@ class EngineWorker(QObject):
     finished = Signal(str, object, object)  # job id, GenerationResult, gallery items (list)
     failed = Signal(str, str, str)  # job id, message, hint
     memory = Signal(object)  # dict from Engine.memory_info()
+    modelLoaded = Signal(str, object)  # model, dict(name, arch) — after a preload
+    modelFailed = Signal(str, str, str)  # model, message, hint
 
     def __init__(self, engine_factory: Callable[[], Any] | None = None, record: bool = True) -> None:
         super().__init__()
@@ -142,6 +144,27 @@ class EngineWorker(QObject):
             self.memory.emit(dict(self.engine.memory_info()))
         except Exception:  # memory figures are a nicety
             pass
+
+    @Slot(str)
+    def preload(self, model: str) -> None:
+        """Load a model ahead of the first request, so a bad file is reported at once."""
+        if self.engine is None:
+            return
+
+        def on_progress(p: LoadProgress) -> None:
+            self.loadProgress.emit("", p.stage, float(p.fraction))
+
+        try:
+            lm = self.engine.load(model, on_progress=on_progress)
+        except StudioError as exc:
+            self.modelFailed.emit(model, exc.message, exc.hint)
+            return
+        except Exception as exc:
+            log.error("loading %s failed:\n%s", model, traceback.format_exc())
+            self.modelFailed.emit(model, f"The model could not be loaded: {type(exc).__name__}: {exc}", "See the log for details.")
+            return
+        self.modelLoaded.emit(model, {"name": getattr(lm, "name", model), "arch": getattr(lm, "arch", "")})
+        self._emit_memory(force=True)
 
     @Slot(object)
     def run(self, job: Job) -> None:
@@ -206,7 +229,10 @@ class EngineBridge(QObject):
     jobFailed = Signal(str, str, str)
     jobRemoved = Signal(str)  # a queued job removed or cancelled before it started
     memory = Signal(object)
+    modelLoaded = Signal(str, object)
+    modelFailed = Signal(str, str, str)
     _runJob = Signal(object)
+    _preload = Signal(str)
 
     def __init__(self, engine_factory: Callable[[], Any] | None = None, record: bool = True, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -219,6 +245,7 @@ class EngineBridge(QObject):
         self.worker.moveToThread(self._thread)
         self._thread.started.connect(self.worker.init)
         self._runJob.connect(self.worker.run)
+        self._preload.connect(self.worker.preload)
         w = self.worker
         w.ready.connect(self._on_ready)
         w.initFailed.connect(self.engineFailed)
@@ -229,6 +256,8 @@ class EngineBridge(QObject):
         w.finished.connect(self._on_finished)
         w.failed.connect(self._on_failed)
         w.memory.connect(self.memory)
+        w.modelLoaded.connect(self.modelLoaded)
+        w.modelFailed.connect(self.modelFailed)
         rate = 60.0
         screen = QGuiApplication.primaryScreen()
         if screen is not None and screen.refreshRate() > 1:
@@ -248,6 +277,11 @@ class EngineBridge(QObject):
         self.queueChanged.emit()
         self._pump()
         return job
+
+    def preload(self, model: str) -> None:
+        """Load `model` on the engine thread (after whatever it is doing); reports modelLoaded/modelFailed."""
+        if self._thread.isRunning():
+            self._preload.emit(model)
 
     def jobs(self) -> list[Job]:
         return ([self.current] if self.current else []) + list(self.pending)

@@ -189,6 +189,7 @@ class MainWindow(QMainWindow):
         self.prompt.set_model(model)
         if self.messages.isVisible() and "model" in self.messages.message.lower():
             self.messages.dismiss()
+        self.bridge.preload(model)  # load it now on the engine thread: a bad file is said at once
 
     def _recreate(self, request: GenerationRequest) -> None:
         self.prompt.set_request(request.replace(branch=None))

@@ -226,3 +226,15 @@ def test_run_app_opens_the_window_and_returns(qtbot, themed_app, studio_home, mo
     assert run_app(argparse.Namespace()) == 0
     assert seen["title"] == "Studio" and "demo model" in seen["message"]
     assert (studio_home / "config" / "window.ini").is_file()
+
+
+def test_choosing_a_bad_model_says_so_at_once(qtbot, make_window, tmp_path):
+    w = make_window()
+    bad = tmp_path / "broken.safetensors"
+    bad.write_bytes(b"this is not a checkpoint")
+    qtbot.waitUntil(lambda: w.bridge.device is not None, timeout=RUN_TIMEOUT_MS)
+    with qtbot.waitSignal(w.bridge.modelFailed, timeout=RUN_TIMEOUT_MS):
+        w._model_chosen(str(bad))
+    assert w.messages.isVisible() and w.messages.kind == "error" and w.messages.message
+    assert QApplication.activeModalWidget() is None
+    assert not w.bridge.busy
