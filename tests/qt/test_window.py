@@ -238,3 +238,34 @@ def test_choosing_a_bad_model_says_so_at_once(qtbot, make_window, tmp_path):
     assert w.messages.isVisible() and w.messages.kind == "error" and w.messages.message
     assert QApplication.activeModalWidget() is None
     assert not w.bridge.busy
+
+
+def test_closing_during_a_run_stops_the_engine_thread(qtbot, make_window, fill_request, fake_engine):
+    w = make_window(engine_factory=lambda: fake_engine(step_s=0.05))
+    fill_request(w, "fake", steps=400)
+    with qtbot.waitSignal(w.controller.stepReceived, timeout=RUN_TIMEOUT_MS):
+        w.controller.generate()
+    w.controller.generate()  # and one waiting
+    w.close()
+    assert not w.bridge.engine_thread.isRunning()
+    assert not w.bridge.pending
+
+
+def test_gallery_recreate_loads_the_recipe(qtbot, make_window):
+    from studio.core.request import GenerationRequest
+
+    w = make_window(with_gallery=True)
+    if w.gallery is None:
+        import pytest
+
+        pytest.skip("no gallery panel in this checkout")
+    assert w.gallery_dock is not None and not w.gallery_dock.isHidden()
+    req = GenerationRequest.create(prompt="a red kite over dunes", seed=42, steps=9, scheduler="DDIM", width=768, height=512)
+    w.gallery.recreateRequested.emit(req)
+    f = w.prompt.fields()
+    assert (f["prompt"], f["seed"], f["steps"], f["scheduler"], f["width"], f["height"]) == (
+        "a red kite over dunes", 42, 9, "DDIM", 768, 512)
+    assert w.prompt.seed_lock.isChecked()
+    w.gallery.useAsInputRequested.emit("/tmp/some.png")
+    assert w.messages.isVisible() and w.messages.kind == "info"
+    assert QApplication.activeModalWidget() is None
