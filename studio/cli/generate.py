@@ -31,6 +31,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default=None, help="auto (default), cuda, mps or cpu")
     p.add_argument("--dtype", default=None, help="auto (default), float16, bfloat16 or float32")
     p.add_argument("--allow-pickle", action="store_true", help="allow pickled .ckpt/.bin models (they can run code)")
+    e = p.add_argument_group("image to image, inpainting, outpainting")
+    e.add_argument("--init", type=Path, default=None, help="input image (img2img / inpaint / outpaint)")
+    e.add_argument("--strength", type=float, default=None, help="how much to change (0–1; img2img default 0.75, else 1)")
+    e.add_argument("--mask", type=Path, default=None, help="mask image: white = repaint")
+    e.add_argument("--mask-grow", type=int, default=0, help="grow the mask by PX pixels")
+    e.add_argument("--mask-blur", type=int, default=4, help="feather the mask edge by PX pixels")
+    e.add_argument("--only-masked", action="store_true", help="generate only the masked area (plus padding) at --size")
+    e.add_argument("--padding", type=int, default=32, help="pixels around the mask with --only-masked")
+    e.add_argument("--outpaint", default=None, metavar="L,T,R,B", help="expand the canvas by these pixels and fill them")
+    e.add_argument("--outpaint-fill", default="edge", choices=["edge", "mirror", "noise"])
     p.add_argument("--out", type=Path, required=True, help="output PNG (batch: name-1.png, name-2.png, …)")
     p.add_argument("--json", action="store_true", help="print a machine-readable summary")
     p.add_argument("--no-gallery", action="store_true", help="do not record the images in the gallery")
@@ -44,6 +54,48 @@ def parse_size(text: str) -> tuple[int, int]:
     except ValueError:
         raise InvalidRequest(f"--size must look like 512x512, not {text!r}") from None
     return w, h
+
+
+def edit_fields(args: argparse.Namespace) -> dict:
+    """Request fields for img2img / inpaint / outpaint from the CLI flags (input files hashed)."""
+    from studio.core.hashing import sha256_file
+    from studio.core.request import ImageRef
+
+    if args.init is None:
+        if args.mask is not None or args.outpaint or args.strength is not None:
+            raise InvalidRequest("--mask, --outpaint and --strength need an input image (--init)")
+        return {}
+    for flag, path in (("--init", args.init), ("--mask", args.mask)):
+        if path is not None and not path.is_file():
+            raise InvalidRequest(f"{flag} file not found: {path}")
+    fields: dict = {
+        "init_image": ImageRef(path=str(args.init.resolve()), sha256=sha256_file(args.init)),
+        "strength": args.strength if args.strength is not None else (0.75 if args.mask is None and not args.outpaint else 1.0),
+        "mask_grow": args.mask_grow,
+        "mask_blur": args.mask_blur,
+        "inpaint_area": "only_masked" if args.only_masked else "whole",
+        "inpaint_padding": args.padding,
+        "outpaint_fill": args.outpaint_fill,
+    }
+    if args.mask is not None:
+        fields["mask"] = ImageRef(path=str(args.mask.resolve()), sha256=sha256_file(args.mask))
+    if args.outpaint:
+        try:
+            sides = tuple(int(v) for v in args.outpaint.split(","))
+        except ValueError:
+            sides = ()
+        if len(sides) != 4:
+            raise InvalidRequest(f"--outpaint must be LEFT,TOP,RIGHT,BOTTOM pixels, not {args.outpaint!r}")
+        fields["outpaint"] = sides
+    return fields
+
+
+def image_size8(path: Path, extra_w: int = 0, extra_h: int = 0) -> tuple[int, int]:
+    """The size the canvas is generated at: the (expanded) image snapped up to multiples of 8."""
+    from studio.engine.inpaint import load_rgb, snap8
+
+    h, w = load_rgb(path, "init image").shape[:2]
+    return snap8(w + extra_w), snap8(h + extra_h)
 
 
 def native_size(engine, model: str) -> int:
@@ -62,8 +114,12 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidRequest(f"--out must be a .png file, not {args.out.name}")
     engine = Engine(device=args.device, dtype=args.dtype, allow_pickle=args.allow_pickle)
     bar = _Progress(enabled=sys.stderr.isatty() and not args.json)
+    edit = edit_fields(args)
     if args.size:
         width, height = parse_size(args.size)
+    elif args.init is not None and not args.only_masked:
+        left, top, right, bottom = edit.get("outpaint") or (0, 0, 0, 0)
+        width, height = image_size8(args.init, left + right, top + bottom)
     else:
         width = height = native_size(engine, args.model)
     request = GenerationRequest.create(
@@ -81,6 +137,7 @@ def run(args: argparse.Namespace) -> int:
         clip_skip=args.clip_skip,
         preview=args.preview,
         preview_every=args.preview_every,
+        **edit,
     )
     previews_dir = args.previews_dir
     if previews_dir:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from enum import Enum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -94,6 +94,12 @@ class GenerationRequest(_Frozen):
     init_image: ImageRef | None = None
     mask: ImageRef | None = None
     strength: float = Field(1.0, ge=0.0, le=1.0)
+    mask_grow: int = Field(0, ge=0, le=512)  # px the mask is dilated by
+    mask_blur: int = Field(4, ge=0, le=512)  # px of feather at the mask edge
+    inpaint_area: Literal["whole", "only_masked"] = "whole"
+    inpaint_padding: int = Field(32, ge=0, le=2048)  # px around the mask for "only_masked"
+    outpaint: tuple[int, int, int, int] | None = None  # px added left, top, right, bottom
+    outpaint_fill: Literal["edge", "mirror", "noise"] = "edge"
     loras: tuple[LoraRef, ...] = ()
     controlnets: tuple[ControlNetRef, ...] = ()
     branch: BranchRef | None = None
@@ -125,6 +131,11 @@ class GenerationRequest(_Frozen):
     def _consistent(self) -> GenerationRequest:
         if self.mask is not None and self.init_image is None:
             raise ValueError("a mask needs an init image")
+        if self.outpaint is not None:
+            if self.init_image is None:
+                raise ValueError("outpainting needs an init image")
+            if min(self.outpaint) < 0 or max(self.outpaint) == 0:
+                raise ValueError("outpaint sizes must be ≥ 0 with at least one side > 0")
         return self
 
     # -- construction that reports errors the studio's way ---------------------------------------
@@ -173,6 +184,17 @@ class GenerationRequest(_Frozen):
     @property
     def is_txt2img(self) -> bool:
         return self.init_image is None and self.branch is None
+
+    @property
+    def kind(self) -> str:
+        """txt2img | img2img | inpaint | outpaint | branch."""
+        if self.outpaint is not None:
+            return "outpaint"
+        if self.mask is not None:
+            return "inpaint"
+        if self.init_image is not None:
+            return "img2img"
+        return "branch" if self.branch is not None else "txt2img"
 
 
 def _explain(exc: Any) -> str:

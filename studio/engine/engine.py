@@ -11,6 +11,7 @@ scheduler's own convention, so a kept step can be resumed ("branched") with anot
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 import threading
 import time
@@ -20,10 +21,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 
-from studio.core.errors import InvalidRequest, OutOfMemory, PromptTooLong, StudioError, UnsupportedModel
+from studio.core.errors import InvalidRequest, OutOfMemory, PromptTooLong, StudioError
 from studio.core.request import GenerationRequest, PreviewMode
 from studio.core.results import GenerationResult, LoadProgress, StepPreview
+from studio.engine.edits import plan_edit, steps_run
 from studio.engine.devices import DeviceInfo, choose_device, empty_cache, is_oom, memory_info
 from studio.engine.loader import LoadedModel, ModelCache
 from studio.engine.previews import decode_preview, latent_rgb_factors, latent_to_rgb
@@ -121,13 +124,18 @@ class Engine:
                 )
 
     def _generate(self, lm, request, on_step, cancel, branch_latent, t0, t_loaded) -> GenerationResult:
-        pipe = lm.pipe
-        if request.init_image is not None or request.mask is not None:
-            raise UnsupportedModel("Image-to-image and inpainting are not available in this version yet.")
+        plan = None
+        if request.init_image is not None:
+            if request.branch is not None:
+                raise InvalidRequest("Branching is only available for text-to-image runs so far.")
+            plan = plan_edit(request)
+            if request.strength == 0:  # nothing to denoise: the input through the VAE and back
+                return self._round_trip(lm, request, plan, t0, t_loaded)
+        pipe = _edit_pipeline(lm, plan)
         self._check_prompt(pipe, request)
         scheduler = make_scheduler(request.scheduler, lm.base_scheduler_config)
         pipe.scheduler = scheduler
-        steps = request.steps
+        steps = request.steps if plan is None else steps_run(request)
         seeds = [(request.seed + i) % 2**32 for i in range(request.batch_size)]
         generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
         h, w = request.height // 8, request.width // 8
@@ -158,7 +166,9 @@ class Engine:
             vp = _to_vp(scheduler, lat)
             x0 = getattr(scheduler, "_studio_x0", None)
             image = None
-            if mode is PreviewMode.LATENT2RGB:
+            if mode is PreviewMode.NONE:
+                pass
+            elif mode is PreviewMode.LATENT2RGB:
                 image = latent_to_rgb(vp, factors, bias)
             elif mode is PreviewMode.X0:
                 image = latent_to_rgb(x0 if x0 is not None else vp, factors, bias)
@@ -167,6 +177,8 @@ class Engine:
                 if step % every == 0 or step == steps or state["last_decode"] is None:
                     state["last_decode"] = decode_preview(preview_vae, x0 if x0 is not None else vp)
                 image = state["last_decode"]
+            if plan is not None and image is not None:
+                image = plan.preview(image)
             on_step(
                 StepPreview(
                     step=step,
@@ -185,7 +197,7 @@ class Engine:
         kwargs: dict[str, Any] = dict(
             prompt=request.prompt,
             negative_prompt=request.negative_prompt or None,
-            num_inference_steps=steps,
+            num_inference_steps=request.steps,
             guidance_scale=request.guidance_scale,
             guidance_rescale=request.guidance_rescale,
             height=request.height,
@@ -198,18 +210,28 @@ class Engine:
         )
         if request.clip_skip:
             kwargs["clip_skip"] = request.clip_skip
-        if lm.inpaint:  # an inpainting checkpoint asked for a plain image: blank image, everything masked
+        if plan is not None:
+            kwargs.update(image=plan.region_image(), strength=request.strength)
+            kwargs["width"], kwargs["height"] = plan.gen_size
+            mask = plan.region_mask()
+            if mask is not None or lm.inpaint:
+                kwargs["mask_image"] = mask if mask is not None else Image.new("L", plan.gen_size, 255)
+        elif lm.inpaint:  # an inpainting checkpoint asked for a plain image: blank image, everything masked
             kwargs.update(
                 image=torch.zeros(1, 3, request.height, request.width),
                 mask_image=torch.ones(1, 1, request.height, request.width),
                 strength=1.0,
             )
+        accepted = inspect.signature(pipe.__call__).parameters
+        kwargs = {k: v for k, v in kwargs.items() if k in accepted}
         status = "done"
         images: list[np.ndarray] = []
         try:
             with torch.inference_mode():
                 out = pipe(**kwargs)
             images = [(np.asarray(im) * 255).round().clip(0, 255).astype(np.uint8) for im in out.images]
+            if plan is not None:
+                images = [plan.finish(im) for im in images]
         except _Cancelled:
             status = "cancelled"
         finally:
@@ -227,7 +249,26 @@ class Engine:
             dtype=self.device_info.dtype,
             model_name=lm.name,
             timings={"load_s": t_loaded - t0, "sample_s": t_end - t_sample, "total_s": t_end - t0},
-            extra={"arch": lm.arch, "model_path": str(lm.path), "branch_start": start},
+            extra={"arch": lm.arch, "model_path": str(lm.path), "branch_start": start, "kind": request.kind},
+        )
+
+    @torch.inference_mode()
+    def _round_trip(self, lm, request, plan, t0, t_loaded) -> GenerationResult:
+        """Strength 0: no denoising; the region goes through the VAE and back (what a user sees)."""
+        vae = lm.pipe.vae
+        img = torch.from_numpy(np.asarray(plan.region_image())).permute(2, 0, 1)[None].float() / 127.5 - 1
+        lat = vae.encode(img.to(vae.device, vae.dtype)).latent_dist.mode()
+        out = vae.decode(lat).sample[0].permute(1, 2, 0).float().cpu()
+        region = ((out.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
+        image = plan.finish(region)
+        t_end = time.perf_counter()
+        return GenerationResult(
+            request=request, images=[image] * request.batch_size,
+            seeds=[(request.seed + i) % 2**32 for i in range(request.batch_size)],
+            status="done", steps_done=0, total_steps=0, device=self.device_info.device, dtype=self.device_info.dtype,
+            model_name=lm.name, model_hash=_model_hash(lm.path),
+            timings={"load_s": t_loaded - t0, "sample_s": t_end - t_loaded, "total_s": t_end - t0},
+            extra={"arch": lm.arch, "model_path": str(lm.path), "kind": request.kind},
         )
 
     # -- scheduler plumbing -------------------------------------------------------------------------
@@ -306,6 +347,20 @@ def _to_vp(scheduler, latents: torch.Tensor) -> torch.Tensor:
         sigma = float(scheduler.sigmas[min(scheduler.step_index, len(scheduler.sigmas) - 1)])
         return latents / math.sqrt(sigma**2 + 1.0)
     return latents
+
+
+def _edit_pipeline(lm: LoadedModel, plan):
+    """The loaded pipeline, or an img2img/inpaint view of it sharing the same weights (made once)."""
+    if plan is None or lm.inpaint:
+        return lm.pipe
+    import diffusers
+
+    want = "Img2Img" if plan.kind == "img2img" else "Inpaint"
+    name = f"StableDiffusion{'XL' if lm.is_xl else ''}{want}Pipeline"
+    if name not in lm.extra:
+        lm.extra[name] = getattr(diffusers, name).from_pipe(lm.pipe)
+        lm.extra[name].set_progress_bar_config(disable=True)
+    return lm.extra[name]
 
 
 def _model_hash(path: Path) -> str:
