@@ -41,13 +41,15 @@ class MainWindow(QMainWindow):
         *,
         record_to_gallery: bool = True,
         with_gallery: bool = True,
-        history_budget_mb: float = DEFAULT_BUDGET_MB,
+        history_budget_mb: float | None = None,
         model: str | None = None,
     ) -> None:
         super().__init__()
         self.setObjectName("StudioWindow")
         self.setWindowTitle("Studio")
         self.settings = StudioSettings()
+        if history_budget_mb is None:  # how much memory the session's step history may use (window.ini)
+            history_budget_mb = float(self.settings.value("history/budget_mb", DEFAULT_BUDGET_MB, int) or DEFAULT_BUDGET_MB)
         self.history = StepHistory(history_budget_mb)
         self.bridge = EngineBridge(engine_factory, record_to_gallery, self)
 

@@ -15,6 +15,23 @@ from PySide6.QtCore import QThread  # noqa: E402
 RUN_TIMEOUT_MS = 90_000
 
 
+def still_running(threads: list[QThread]) -> list[str]:
+    """Names of the threads in `threads` that are still running."""
+    running = []
+    for t in threads:
+        try:
+            if t.isRunning():
+                running.append(t.objectName() or repr(t))
+        except RuntimeError:  # already deleted on the C++ side: not running
+            pass
+    return running
+
+
+@pytest.fixture
+def thread_guard():
+    return still_running
+
+
 @pytest.fixture(autouse=True)
 def _no_thread_left_running(monkeypatch, request):
     """Fail the test if a QThread it started is still running when it ends."""
@@ -27,13 +44,7 @@ def _no_thread_left_running(monkeypatch, request):
 
     monkeypatch.setattr(QThread, "start", start)
     yield started
-    running = []
-    for t in started:
-        try:
-            if t.isRunning():
-                running.append(t.objectName() or repr(t))
-        except RuntimeError:  # already deleted on the C++ side: not running
-            pass
+    running = still_running(started)
     for t in started:  # don't leak into the next test either way
         try:
             if t.isRunning():

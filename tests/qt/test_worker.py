@@ -166,3 +166,16 @@ def test_guidance_snaps_to_half_steps_and_size_to_multiples_of_8(qtbot):
     for w in (panel.prompt, panel.steps, panel.guidance, panel.seed, panel.dice, panel.seed_lock, panel.width_,
               panel.scheduler, panel.batch, panel.rescale, panel.preview, panel.model, panel.generate_button):
         assert w.toolTip(), f"{w} has no tooltip"
+
+
+def test_the_thread_guard_sees_a_running_qthread(_no_thread_left_running, thread_guard):
+    from PySide6.QtCore import QThread
+
+    t = QThread()
+    t.setObjectName("left-running")
+    t.start()
+    assert t in _no_thread_left_running  # started threads are tracked …
+    assert thread_guard(_no_thread_left_running) == ["left-running"]  # … and one left running is named
+    t.quit()
+    assert t.wait(5000)
+    assert thread_guard(_no_thread_left_running) == []
