@@ -56,7 +56,7 @@ class QueuePanel(QWidget):
 
         lay = QVBoxLayout(self)
         lay.setContentsMargins(8, 8, 8, 8)
-        lay.addWidget(self.empty)
+        lay.addWidget(self.empty, 1)
         lay.addWidget(self.list, 1)
         lay.addLayout(row)
         bridge.queueChanged.connect(self.refresh)
@@ -77,6 +77,7 @@ class QueuePanel(QWidget):
             if job.job_id == selected:
                 self.list.setCurrentItem(item)
         self.empty.setVisible(self.list.count() == 0)
+        self.list.setVisible(self.list.count() > 0)
         self._update_buttons()
 
     def set_progress(self, text: str) -> None:

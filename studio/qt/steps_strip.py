@@ -13,6 +13,7 @@ from PySide6.QtWidgets import (
     QListWidget,
     QListWidgetItem,
     QPushButton,
+    QSizePolicy,
     QSlider,
     QVBoxLayout,
     QWidget,
@@ -56,6 +57,7 @@ class StepsStrip(QWidget):
         self.runs.setToolTip("Every run of this session is kept: pick one to scrub through its steps.")
         self.runs.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.runs.setMinimumContentsLength(10)
+        self.runs.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.runs.activated.connect(lambda i: self.show_run(self.runs.itemData(i), follow=False))
         top.addWidget(self.runs, 1)
         self.step_label = QLabel("", objectName="StepLabel")
