@@ -40,6 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     o.add_argument("--steps", type=int, default=20)
     o.add_argument("--size", type=int, default=128)
     o.add_argument("--preview", default="latent2rgb")
+    o.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     o.add_argument("--json", action="store_true")
     o.set_defaults(func=bench_overhead)
 
@@ -80,6 +81,8 @@ def bench_overhead(args: argparse.Namespace) -> int:
     from studio.engine.schedulers import make_scheduler
     from studio.testing import save_tiny_model
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         path = save_tiny_model(tmp + "/tiny", "sd15")
         engine = Engine(device="cpu")
@@ -102,11 +105,15 @@ def bench_overhead(args: argparse.Namespace) -> int:
                 )
             return time.perf_counter() - t
 
+        preview_s: list[float] = []
+
         def studio() -> float:
             previews.clear()
             t = time.perf_counter()
-            engine.generate(request, on_step=previews.append)
-            return time.perf_counter() - t
+            res = engine.generate(request, on_step=previews.append)
+            elapsed = time.perf_counter() - t
+            preview_s.append(res.timings["preview_s"])
+            return elapsed
 
         bare(), studio()  # warm-up
         bare_s, studio_s = [], []
@@ -119,7 +126,11 @@ def bench_overhead(args: argparse.Namespace) -> int:
             {
                 "bare_s": round(b, 4), "studio_s": round(s, 4), "ratio": round(s / b, 4),
                 "preview": args.preview, "previews_per_run": len(previews), "steps": args.steps,
+                # time spent making previews inside the loop: the part of the overhead noise cannot fake
+                "preview_s": round(statistics.median(preview_s), 5),
+                "preview_fraction": round(statistics.median(preview_s) / s, 5),
                 "size": args.size, "runs": args.runs, "device": engine.device_info.device,
+                "threads": torch.get_num_threads(),
             },
             args.json,
         )

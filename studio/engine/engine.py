@@ -152,7 +152,7 @@ class Engine:
             preview_vae = self._tiny_vae(lm.arch)
         elif mode is PreviewMode.VAE:
             preview_vae = pipe.vae
-        state: dict[str, Any] = {"done": start, "last_decode": None}
+        state: dict[str, Any] = {"done": start, "last_decode": None, "preview_s": 0.0}
         t_sample = time.perf_counter()
 
         def callback(p, i, t, kwargs):
@@ -162,6 +162,7 @@ class Engine:
             state["done"] = step
             if on_step is None:
                 return kwargs
+            tc = time.perf_counter()
             lat = kwargs["latents"]
             vp = _to_vp(scheduler, lat)
             x0 = getattr(scheduler, "_studio_x0", None)
@@ -190,6 +191,7 @@ class Engine:
                     elapsed_s=time.perf_counter() - t_sample,
                 )
             )
+            state["preview_s"] += time.perf_counter() - tc
             if cancel is not None and cancel.is_set():
                 raise _Cancelled
             return kwargs
@@ -248,7 +250,8 @@ class Engine:
             device=self.device_info.device,
             dtype=self.device_info.dtype,
             model_name=lm.name,
-            timings={"load_s": t_loaded - t0, "sample_s": t_end - t_sample, "total_s": t_end - t0},
+            timings={"load_s": t_loaded - t0, "sample_s": t_end - t_sample, "total_s": t_end - t0,
+                     "preview_s": state["preview_s"]},
             extra={"arch": lm.arch, "model_path": str(lm.path), "branch_start": start, "kind": request.kind},
         )
 
