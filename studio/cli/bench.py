@@ -142,7 +142,9 @@ def bench_unet(args: argparse.Namespace) -> int:
     from diffusers import UNet2DConditionModel
 
     from studio.engine.devices import choose_device, memory_info
+    from studio.engine.loader import quiet_libraries
 
+    quiet_libraries()
     info = choose_device(args.device, args.dtype)
     cfg = FULL_UNETS[args.arch]
     unet = UNet2DConditionModel(**cfg).to(info.torch_device, info.torch_dtype).eval()

@@ -28,6 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--preview", default="latent2rgb", choices=[m.value for m in PreviewMode])
     p.add_argument("--preview-every", type=int, default=1)
     p.add_argument("--previews-dir", type=Path, default=None, help="write every step's preview PNG here")
+    p.add_argument("--taesd", type=Path, default=None, help="tiny autoencoder (AutoencoderTiny folder) for --preview taesd")
     p.add_argument("--device", default=None, help="auto (default), cuda, mps or cpu")
     p.add_argument("--dtype", default=None, help="auto (default), float16, bfloat16 or float32")
     p.add_argument("--allow-pickle", action="store_true", help="allow pickled .ckpt/.bin models (they can run code)")
@@ -112,7 +113,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.out.suffix.lower() not in (".png", ""):
         raise InvalidRequest(f"--out must be a .png file, not {args.out.name}")
-    engine = Engine(device=args.device, dtype=args.dtype, allow_pickle=args.allow_pickle)
+    taesd = {arch: args.taesd for arch in ("sd1", "sd2", "sdxl")} if args.taesd else None
+    engine = Engine(device=args.device, dtype=args.dtype, allow_pickle=args.allow_pickle, taesd=taesd)
     bar = _Progress(enabled=sys.stderr.isatty() and not args.json)
     edit = edit_fields(args)
     if args.size:
