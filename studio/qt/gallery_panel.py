@@ -40,6 +40,7 @@ from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
     QFrame,
+    QGridLayout,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -365,8 +366,8 @@ class GalleryPanel(QWidget):
         self.lineage.itemActivated.connect(self._jump_to_lineage)
         self.lineage.itemClicked.connect(self._jump_to_lineage)
         self.buttons: dict[str, QPushButton] = {}
-        actions = QHBoxLayout()
-        for key, label, slot in (
+        actions = QGridLayout()  # two rows, so the labels stay whole in a narrow dock
+        for n, (key, label, slot) in enumerate((
             ("recreate", "Recreate", self.recreate),
             ("use", "Use as input", self.use_as_input),
             ("folder", "Open folder", self.open_folder),
@@ -374,11 +375,11 @@ class GalleryPanel(QWidget):
             ("copy", "Copy parameters", self.copy_parameters),
             ("favourite", "★", self.toggle_favourite),
             ("trash", "Trash", self.toggle_trash),
-        ):
+        )):
             btn = QPushButton(label)
             btn.clicked.connect(slot)
             btn.setEnabled(False)
-            actions.addWidget(btn)
+            actions.addWidget(btn, n // 4, n % 4)
             self.buttons[key] = btn
         self.tag_edit = QLineEdit(placeholderText="Add tags (comma-separated), Enter to save")
         self.tag_edit.returnPressed.connect(self.add_tags_from_edit)
