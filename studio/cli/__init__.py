@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "studio.cli.generate",
     "studio.cli.dev",
     "studio.cli.bench",
+    "studio.cli.models",
     "studio.cli.gallery",
     "studio.cli.metadata",
 )

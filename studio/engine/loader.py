@@ -2,7 +2,7 @@
 
 Accepted: "demo" (the bundled demo model), a diffusers folder (model_index.json), or one
 `.safetensors` checkpoint (SD 1.x / 2.x / XL and inpainting variants, LDM or diffusers layout is
-detected by `studio.engine.checkpoint`). Pickled checkpoints (`.ckpt`, `.bin`, `.pt`, `.pth`) can
+detected by `studio.core.checkpoint`). Pickled checkpoints (`.ckpt`, `.bin`, `.pt`, `.pth`) can
 run code when loaded and are refused unless `allow_pickle` is set.
 """
 
@@ -159,7 +159,8 @@ def load_diffusers_folder(folder: Path, info: DeviceInfo, progress: ProgressFn, 
 def load_single_file(path: Path, info: DeviceInfo, progress: ProgressFn, allow_pickle: bool):
     import diffusers
 
-    from studio.engine.checkpoint import identify, write_config_folder
+    from studio.core.checkpoint import identify
+    from studio.engine.single_file import write_config_folder
 
     if path.suffix.lower() in PICKLE_SUFFIXES:
         if not allow_pickle:

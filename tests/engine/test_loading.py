@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from studio.core.request import GenerationRequest
-from studio.engine.checkpoint import identify, read_header
+from studio.core.checkpoint import identify, read_header
 from studio.engine.engine import Engine
 
 CASES = [

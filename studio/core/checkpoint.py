@@ -4,14 +4,13 @@ Only the header (tensor names, dtypes, shapes) is read — never the weights. Th
 from tensor names; channel widths, layers per block, transformer depths, attention/context widths,
 in-channels, vocabulary and text widths come from shapes; what shapes cannot tell (head counts,
 norm groups, VAE scaling factor, prediction type) comes from `resources/model_defaults.json`.
-`write_config_folder` turns the result into a local diffusers config folder, which diffusers'
-`from_single_file(path, config=folder)` uses instead of asking the hub.
+Plain Python (no torch): the model catalogue uses it to scan folders. The engine turns the result
+into a local diffusers config folder (`studio.engine.single_file`) for `from_single_file`.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import math
 import re
@@ -295,55 +294,3 @@ def openclip_config(t: dict[str, TensorInfo], prefix: str, d: dict[str, Any]) ->
         eos_token_id=49407,
         pad_token_id=0,
     )
-
-
-def write_config_folder(info: CheckpointInfo, root: Path) -> Path:
-    """A local diffusers config folder for `info` (content-addressed, so reused across loads)."""
-    from diffusers import EulerDiscreteScheduler
-    from transformers import CLIPTextConfig
-
-    from studio.engine.clip_vocab import build_clip_tokenizer
-
-    payload = json.dumps([info.arch, info.inpaint, info.prediction_type, info.configs], sort_keys=True)
-    folder = root / hashlib.sha256(payload.encode()).hexdigest()[:16]
-    if (folder / "model_index.json").is_file():
-        return folder
-    tmp = folder.with_name(folder.name + ".tmp")
-    tmp.mkdir(parents=True, exist_ok=True)
-    d = defaults()[info.arch]
-    index: dict[str, Any] = {"_class_name": info.pipeline_class, "_diffusers_version": "0.30.0"}
-    for name in ("unet", "vae"):
-        (tmp / name).mkdir(exist_ok=True)
-        (tmp / name / "config.json").write_text(json.dumps(info.configs[name], indent=1))
-    index["unet"] = ["diffusers", "UNet2DConditionModel"]
-    index["vae"] = ["diffusers", "AutoencoderKL"]
-    for te, tok in (("text_encoder", "tokenizer"), ("text_encoder_2", "tokenizer_2")):
-        cfg = info.configs.get(te)
-        if cfg is None:
-            if info.arch.startswith("sdxl"):
-                index[te], index[tok] = [None, None], [None, None]
-            continue
-        cls = cfg["architectures"][0]
-        CLIPTextConfig(**{k: v for k, v in cfg.items() if k != "architectures"}).save_pretrained(tmp / te)
-        conf = json.loads((tmp / te / "config.json").read_text())
-        conf["architectures"] = [cls]
-        (tmp / te / "config.json").write_text(json.dumps(conf, indent=1))
-        pad = d[te]["pad_token"]
-        build_clip_tokenizer(cfg["max_position_embeddings"], pad_token=pad).save_pretrained(tmp / tok)
-        index[te] = ["transformers", cls]
-        index[tok] = ["transformers", "CLIPTokenizer"]
-    sched = dict(defaults()["scheduler_common"], prediction_type=info.prediction_type)
-    EulerDiscreteScheduler(**sched).save_config(tmp / "scheduler")
-    index["scheduler"] = ["diffusers", "EulerDiscreteScheduler"]
-    if not info.arch.startswith("sdxl"):
-        index.update(safety_checker=[None, None], feature_extractor=[None, None], requires_safety_checker=False)
-    else:
-        index.update(force_zeros_for_empty_prompt=True)
-    (tmp / "model_index.json").write_text(json.dumps(index, indent=1))
-    try:
-        tmp.rename(folder)
-    except OSError:  # another process wrote it first
-        import shutil
-
-        shutil.rmtree(tmp, ignore_errors=True)
-    return folder

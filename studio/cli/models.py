@@ -1,0 +1,67 @@
+"""`studio models list|scan|info`: what models are on disk, from headers and configs only."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    models = sub.add_parser("models", help="find and identify model files")
+    msub = models.add_subparsers(dest="models_command", metavar="MODELS_COMMAND", required=True)
+    ls = msub.add_parser("list", help="the bundled demo model and the models library")
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(func=_list)
+    sc = msub.add_parser("scan", help="identify every model under a folder (A1111, ComfyUI, HF cache …)")
+    sc.add_argument("folder", type=Path)
+    sc.add_argument("--json", action="store_true")
+    sc.set_defaults(func=_scan)
+    info = msub.add_parser("info", help="identify one model file or folder")
+    info.add_argument("path", type=Path)
+    info.add_argument("--json", action="store_true")
+    info.set_defaults(func=_scan_one)
+
+
+def _print(entries, as_json: bool) -> int:
+    if as_json:
+        print(json.dumps([e.to_dict() for e in entries], indent=1))
+        return 0
+    for e in entries:
+        mb = e.size_bytes / 2**20
+        what = " ".join(x for x in (e.kind, e.arch, e.variant and f"({e.variant})", e.precision) if x)
+        note = f"  — {e.reason}" if e.reason else ""
+        print(f"{'  ' if e.usable else '✗ '}{what:<40} {mb:9.1f} MB  {e.path}{note}")
+    if not entries:
+        print("no models found")
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    from studio.core.catalogue import scan
+    from studio.core.paths import demo_model_dir, models_dir
+
+    entries = []
+    for folder in (demo_model_dir(), models_dir()):
+        if folder.exists():
+            entries += scan(folder)
+    return _print(entries, args.json)
+
+
+def _scan(args: argparse.Namespace) -> int:
+    from studio.core.catalogue import scan
+
+    return _print(scan(args.folder), args.json)
+
+
+def _scan_one(args: argparse.Namespace) -> int:
+    from studio.core.catalogue import identify_file, identify_folder
+    from studio.core.errors import ModelNotFound, NotADiffusionModel
+
+    p = args.path
+    if not p.exists():
+        raise ModelNotFound(f"Not found: {p}")
+    entry = identify_file(p) if p.is_file() else identify_folder(p)
+    if entry is None:
+        raise NotADiffusionModel(f"{p} is not a model folder (no model_index.json or config.json).")
+    return _print([entry], args.json)
