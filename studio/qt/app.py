@@ -38,6 +38,7 @@ def run_app(args: argparse.Namespace | None = None) -> int:
     window = MainWindow(model=model)
     window.show()
     _quit_on_signals(app)
+    logging.getLogger(__name__).info("window open")
     code = app.exec()
     window.shutdown()  # saves the layout and the last request, stops the engine thread
     return int(code)

@@ -204,28 +204,38 @@ def test_demo_model_missing_is_said_without_a_dialog(qtbot, make_window, monkeyp
     assert w.isVisible() and w.prompt.generate_button.isEnabled()
 
 
-def test_run_app_opens_the_window_and_returns(qtbot, themed_app, studio_home, monkeypatch, tmp_path):
-    import argparse
+def test_studio_run_opens_the_window_and_quits_cleanly_on_ctrl_c(tmp_path):
+    """`studio run` in its own process (run_app owns the event loop there): opens, then Ctrl+C saves and exits 0."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import threading
+    import time
 
-    from PySide6.QtCore import QTimer
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", STUDIO_HOME=str(tmp_path / "home"))
+    proc = subprocess.Popen([sys.executable, "-m", "studio", "run"], env=env, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    opened = threading.Event()
 
-    import studio.qt.main_window as mw
-    from studio.qt.app import run_app
+    def read():
+        for line in proc.stderr:
+            lines.append(line)
+            if "window open" in line:
+                opened.set()
 
-    monkeypatch.setattr(mw, "demo_model_dir", lambda: tmp_path / "no-demo")
-    seen = {}
-
-    def look_then_quit():
-        win = next(w for w in QApplication.topLevelWidgets() if isinstance(w, mw.MainWindow) and w.isVisible())
-        seen["title"] = win.windowTitle()
-        seen["message"] = win.messages.message
-        win.close()
-        QApplication.quit()
-
-    QTimer.singleShot(300, look_then_quit)
-    assert run_app(argparse.Namespace()) == 0
-    assert seen["title"] == "Studio" and "demo model" in seen["message"]
-    assert (studio_home / "config" / "window.ini").is_file()
+    threading.Thread(target=read, daemon=True).start()
+    try:
+        assert opened.wait(90), "".join(lines)[-3000:]
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(60) == 0, "".join(lines)[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert (tmp_path / "home" / "config" / "window.ini").is_file()  # settings saved on the way out
+    assert not any("Traceback" in line for line in lines), "".join(lines)[-3000:]
 
 
 def test_choosing_a_bad_model_says_so_at_once(qtbot, make_window, tmp_path):
