@@ -31,6 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--taesd", type=Path, default=None, help="tiny autoencoder (AutoencoderTiny folder) for --preview taesd")
     p.add_argument("--device", default=None, help="auto (default), cuda, mps or cpu")
     p.add_argument("--dtype", default=None, help="auto (default), float16, bfloat16 or float32")
+    p.add_argument("--memory", default=None, choices=["fast", "balanced", "low memory"],
+                   help="memory preset (default: chosen from the device's memory)")
+    p.add_argument("--oom-fallback", action="store_true", help="on out-of-memory, retry once with the next lower preset")
     p.add_argument("--allow-pickle", action="store_true", help="allow pickled .ckpt/.bin models (they can run code)")
     e = p.add_argument_group("image to image, inpainting, outpainting")
     e.add_argument("--init", type=Path, default=None, help="input image (img2img / inpaint / outpaint)")
@@ -114,7 +117,8 @@ def run(args: argparse.Namespace) -> int:
     if args.out.suffix.lower() not in (".png", ""):
         raise InvalidRequest(f"--out must be a .png file, not {args.out.name}")
     taesd = {arch: args.taesd for arch in ("sd1", "sd2", "sdxl")} if args.taesd else None
-    engine = Engine(device=args.device, dtype=args.dtype, allow_pickle=args.allow_pickle, taesd=taesd)
+    engine = Engine(device=args.device, dtype=args.dtype, allow_pickle=args.allow_pickle, taesd=taesd,
+                    preset=args.memory, auto_fallback=args.oom_fallback)
     bar = _Progress(enabled=sys.stderr.isatty() and not args.json)
     edit = edit_fields(args)
     if args.size:
@@ -170,6 +174,8 @@ def run(args: argparse.Namespace) -> int:
         "dtype": result.dtype,
         "model": result.model_name,
         "timings": {k: round(v, 4) for k, v in result.timings.items()},
+        "memory_preset": result.extra.get("preset"),
+        "notice": result.extra.get("notice", ""),
         "request": request.to_dict(),
     }
     if args.json:

@@ -29,6 +29,8 @@ from studio.core.results import GenerationResult, LoadProgress, StepPreview
 from studio.engine.edits import plan_edit, steps_run
 from studio.engine.devices import DeviceInfo, choose_device, empty_cache, is_oom, memory_info
 from studio.engine.loader import LoadedModel, ModelCache
+from studio.engine.memory import apply as apply_memory
+from studio.engine.memory import auto_preset, lower, options_for
 from studio.engine.previews import decode_preview, latent_rgb_factors, latent_to_rgb
 from studio.engine.schedulers import is_sigma_space, make_scheduler
 
@@ -51,8 +53,13 @@ class Engine:
         allow_pickle: bool = False,
         cache_size: int = 2,
         taesd: dict[str, str | Path] | None = None,
+        preset: str | None = None,
+        auto_fallback: bool = False,
     ) -> None:
         self.device_info: DeviceInfo = choose_device(device, dtype)
+        self.preset = preset or auto_preset(self.device_info, memory_info(self.device_info)["total_mb"])
+        options_for(self.preset)  # validates the name
+        self.auto_fallback = auto_fallback  # on out-of-memory, retry once with the next lower preset
         self.allow_pickle = allow_pickle
         self.cache = ModelCache(cache_size)
         self.taesd_dirs = {k: Path(v) for k, v in (taesd or {}).items()}  # arch -> AutoencoderTiny folder
@@ -99,18 +106,41 @@ class Engine:
         t0 = time.perf_counter()
         lm = self.load(request.model, on_progress)
         t_loaded = time.perf_counter()
-        try:
-            return self._generate(lm, request, on_step, cancel, branch_latent, t0, t_loaded)
-        except StudioError:
-            raise
-        except Exception as exc:
-            if is_oom(exc):
+        notice = ""
+        for attempt in (1, 2):
+            self._apply_preset(lm)
+            try:
+                result = self._generate(lm, request, on_step, cancel, branch_latent, t0, t_loaded)
+                if notice:
+                    result.extra["notice"] = notice
+                result.extra["preset"] = self.preset
+                return result
+            except StudioError:
+                raise
+            except Exception as exc:
+                if not is_oom(exc):
+                    raise
                 empty_cache(self.device_info)
+                nxt = lower(self.preset)
+                if attempt == 1 and nxt and self.auto_fallback:
+                    notice = f"Out of memory with the “{self.preset}” preset; switched to “{nxt}” and ran again."
+                    self.preset = nxt
+                    continue
+                hint = f"Choose the “{nxt}” memory preset, or lower" if nxt else "Lower"
                 raise OutOfMemory(
-                    f"Out of memory at {request.width}×{request.height}, batch {request.batch_size}.",
-                    "Lower the size or batch, or choose a lower-memory preset. Nothing made so far is lost.",
+                    f"Out of memory at {request.width}×{request.height}, batch {request.batch_size} (preset “{self.preset}”).",
+                    f"{hint} the size or batch. Nothing made so far is lost.",
                 ) from None
-            raise
+        raise AssertionError("unreachable")
+
+    def set_preset(self, preset: str) -> None:
+        options_for(preset)
+        self.preset = preset
+
+    def _apply_preset(self, lm: LoadedModel) -> None:
+        if lm.extra.get("preset") != self.preset:
+            apply_memory(lm.pipe, options_for(self.preset), self.device_info)
+            lm.extra["preset"] = self.preset
 
     def _check_prompt(self, pipe, request: GenerationRequest) -> None:
         tok = pipe.tokenizer if getattr(pipe, "tokenizer", None) is not None else pipe.tokenizer_2

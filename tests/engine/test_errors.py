@@ -115,3 +115,55 @@ def test_taesd_preview_without_a_model_is_explained(eng, tiny_sd15):
 def test_all_errors_are_studio_errors():
     for cls in (CorruptModel, ModelNotFound, NotADiffusionModel, OutOfMemory, PickleRefused, PromptTooLong):
         assert issubclass(cls, StudioError)
+
+
+def test_out_of_memory_falls_back_to_a_lower_preset_when_allowed(tiny_sd15, monkeypatch):
+    eng = Engine(device="cpu", preset="fast", auto_fallback=True)
+    lm = eng.load(str(tiny_sd15))
+    real_forward = lm.pipe.unet.forward
+    calls = {"n": 0}
+
+    def once(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        return real_forward(*a, **k)
+
+    monkeypatch.setattr(lm.pipe.unet, "forward", once)
+    res = eng.generate(_req(tiny_sd15))
+    assert res.status == "done" and eng.preset == "balanced"
+    assert "switched to “balanced”" in res.extra["notice"]
+    assert lm.pipe.vae.use_slicing and lm.pipe.vae.use_tiling
+
+
+def test_out_of_memory_names_the_next_preset_when_not_allowed(tiny_sd15, monkeypatch):
+    eng = Engine(device="cpu", preset="balanced")
+    lm = eng.load(str(tiny_sd15))
+    monkeypatch.setattr(lm.pipe.unet, "forward", lambda *a, **k: (_ for _ in ()).throw(torch.OutOfMemoryError("oom")))
+    with pytest.raises(OutOfMemory) as err:
+        eng.generate(_req(tiny_sd15))
+    assert "low memory" in err.value.hint and eng.preset == "balanced"
+
+
+@pytest.mark.parametrize(
+    "preset, slicing, vae_slicing, tiling",
+    [("fast", False, False, False), ("balanced", False, True, True), ("low memory", True, True, True)],
+)
+def test_presets_map_to_pipeline_options(tiny_sd15, preset, slicing, vae_slicing, tiling):
+    eng = Engine(device="cpu", preset=preset)
+    assert eng.generate(_req(tiny_sd15)).extra["preset"] == preset
+    pipe = eng.load(str(tiny_sd15)).pipe
+    procs = {type(p).__name__ for p in pipe.unet.attn_processors.values()}
+    assert ("SlicedAttnProcessor" in procs) == slicing
+    assert pipe.vae.use_slicing == vae_slicing and pipe.vae.use_tiling == tiling
+
+
+def test_auto_preset_from_device_memory():
+    from studio.engine.devices import DeviceInfo
+    from studio.engine.memory import auto_preset
+
+    gpu = DeviceInfo("cuda", "float16", "GPU")
+    assert auto_preset(gpu, 24 * 1024) == "fast"
+    assert auto_preset(gpu, 8 * 1024) == "balanced"
+    assert auto_preset(gpu, 4 * 1024) == "low memory"
+    assert auto_preset(DeviceInfo("cpu", "float32", "CPU"), None) == "fast"
