@@ -71,6 +71,8 @@ class MaskCanvas(CanvasViewMixin, QWidget):
         self._pan_from = QPointF()
         self._preview: QImage | None = None
         self._expansion = [0, 0, 0, 0]
+        self._pending, self._sides, self._press = [0, 0, 0, 0], [False] * 4, QPointF()
+        self._subtract, self._stroke, self._base = False, None, None
         w, h = size
         self._set_layers(np.full((h, w, 3), 255, np.uint8), np.zeros((h, w), np.uint8))
 
@@ -259,7 +261,11 @@ class MaskCanvas(CanvasViewMixin, QWidget):
         if not any(sides):
             return False
         img, mask = expand_arrays(self._img, self._mask, sides)
+        keep = self.map_from_image(QPointF(0, 0))
         self._replace("Expand", img, mask, [a + b for a, b in zip(self._expansion, sides)])
+        if not self._fit_mode:  # the old pixels stay where they were on screen
+            self._offset = keep - QPointF(sides[0], sides[1]) * self._zoom
+            self.update()
         return True
 
     def undo(self) -> bool:

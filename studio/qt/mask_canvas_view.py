@@ -11,12 +11,16 @@ from studio.qt.images import from_qimage
 from studio.qt.mask_canvas_history import Entry, diff_patch
 from studio.qt.mask_canvas_ops import apply_stroke, brush_segment
 
-TOOLS = ("brush", "eraser", "rect", "lasso")
+TOOLS = ("brush", "eraser", "rect", "lasso", "expand")
+HANDLE = 14  # px around an image edge where the expand tool grabs it
+SNAP = 8  # outpaint amounts snap to multiples of 8 (the latent grid)
 MIN_ZOOM, MAX_ZOOM = 1 / 32, 32.0
 
 
 class CanvasViewMixin:
     """View transform (widget = image · zoom + offset), painting, mouse, keys, drag and drop."""
+
+    TOOLS = TOOLS
     # -- view --------------------------------------------------------------------------------------
 
     def zoom(self) -> float:
@@ -96,6 +100,8 @@ class CanvasViewMixin:
         elif self._drag == "lasso" and len(self._points) > 1:
             p.setPen(pen)
             p.drawPolygon(QPolygonF([self.map_from_image(q) for q in self._points]))
+        if self._tool == "expand":
+            self._paint_expand(p, r)
         if self._hover is not None and self._tool in ("brush", "eraser") and self._drag != "pan":
             rad = self._size / 2 * self._zoom
             for color, width in ((QColor(0, 0, 0, 160), 3), (QColor(255, 255, 255, 230), 1)):
@@ -103,18 +109,49 @@ class CanvasViewMixin:
                 p.drawEllipse(self._hover, rad, rad)
         p.end()
 
+    def _paint_expand(self, p: QPainter, r: QRectF) -> None:
+        """Handles on the image edges and, while dragging, the outline and size of the grown canvas."""
+        p.setPen(QPen(QColor(0, 0, 0, 180), 1))
+        p.setBrush(QColor(255, 255, 255, 230))
+        for fx, fy in ((0, 0.5), (1, 0.5), (0.5, 0), (0.5, 1), (0, 0), (1, 0), (0, 1), (1, 1)):
+            c = QPointF(r.left() + fx * r.width(), r.top() + fy * r.height())
+            p.drawRect(QRectF(c.x() - 4, c.y() - 4, 8, 8))
+        p.setBrush(Qt.BrushStyle.NoBrush)
+        if self._drag == "expand" and any(self._pending):
+            left, top, right, bottom = (v * self._zoom for v in self._pending)
+            grown = r.adjusted(-left, -top, right, bottom)
+            p.setPen(QPen(QColor(255, 255, 255, 230), 1, Qt.PenStyle.DashLine))
+            p.drawRect(grown)
+            w, h = self.image_size()
+            text = f"{w + self._pending[0] + self._pending[2]} × {h + self._pending[1] + self._pending[3]}"
+            p.drawText(grown.adjusted(6, 4, -6, -4), Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop, text)
+
+    def _expand_amounts(self, pos: QPointF) -> list[int]:
+        d = (pos - self._press) / self._zoom
+        left, top, right, bottom = self._sides
+        amounts = [-d.x() if left else 0, -d.y() if top else 0, d.x() if right else 0, d.y() if bottom else 0]
+        return [int(round(max(0.0, a) / SNAP)) * SNAP for a in amounts]
+
     # -- mouse and keys -------------------------------------------------------------------------------
 
     def mousePressEvent(self, event) -> None:  # noqa: N802
         pos = event.position()
         button = event.button()
+        if self._drag is not None:  # a second button during a drag: ignore it
+            event.accept()
+            return
         if button == Qt.MouseButton.MiddleButton or (button == Qt.MouseButton.LeftButton and self._space):
             self._drag, self._pan_from = "pan", pos
             self.setCursor(Qt.CursorShape.ClosedHandCursor)
         elif button == Qt.MouseButton.LeftButton:
             at = self.map_to_image(pos)
             self._points = [at]
-            if self._tool in ("brush", "eraser"):
+            if self._tool == "expand":
+                r = self.image_rect().adjusted(HANDLE, HANDLE, -HANDLE, -HANDLE)
+                self._sides = [pos.x() <= r.left(), pos.y() <= r.top(), pos.x() >= r.right(), pos.y() >= r.bottom()]
+                if any(self._sides):  # pressed on (or beyond) an edge: that edge follows the drag
+                    self._drag, self._press, self._pending = "expand", pos, [0, 0, 0, 0]
+            elif self._tool in ("brush", "eraser"):
                 self._drag = "paint"
                 self._stroke = np.zeros(self._mask.shape, np.float32)
                 self._base = self._mask.copy()
@@ -143,6 +180,8 @@ class CanvasViewMixin:
             self._points[1] = self.map_to_image(pos)
         elif self._drag == "lasso":
             self._points.append(self.map_to_image(pos))
+        elif self._drag == "expand":
+            self._pending = self._expand_amounts(pos)
         self.update()
 
     def mouseReleaseEvent(self, event) -> None:  # noqa: N802
@@ -153,6 +192,8 @@ class CanvasViewMixin:
             self._points[1] = self.map_to_image(event.position())
         elif self._drag == "lasso":
             self._points.append(self.map_to_image(event.position()))
+        elif self._drag == "expand":
+            self._pending = self._expand_amounts(event.position())
         self._end_drag(commit=True)
         event.accept()
 
@@ -185,6 +226,8 @@ class CanvasViewMixin:
             self.mask_rect(r.x(), r.y(), r.width(), r.height(), subtract=self._subtract)
         elif drag == "lasso" and commit and len(pts) >= 3:
             self.mask_polygon([(q.x(), q.y()) for q in pts], subtract=self._subtract)
+        elif drag == "expand" and commit and any(self._pending):
+            self.expand(*self._pending)
         self.update()
 
     def _shortcut(self, event) -> str | None:
@@ -203,7 +246,7 @@ class CanvasViewMixin:
         if mods == ctrl and event.key() == Qt.Key.Key_1:
             return "actual"
         keys = {Qt.Key.Key_BracketLeft: "smaller", Qt.Key.Key_BracketRight: "bigger", Qt.Key.Key_B: "brush",
-                Qt.Key.Key_E: "eraser", Qt.Key.Key_R: "rect", Qt.Key.Key_L: "lasso"}
+                Qt.Key.Key_E: "eraser", Qt.Key.Key_R: "rect", Qt.Key.Key_L: "lasso", Qt.Key.Key_X: "expand"}
         if not mods or mods == Qt.KeyboardModifier.ShiftModifier and event.key() in (Qt.Key.Key_BracketLeft, Qt.Key.Key_BracketRight):
             return keys.get(Qt.Key(event.key()))
         return None

@@ -270,9 +270,12 @@ def test_bad_inputs_report_a_problem_and_keep_the_canvas(qtbot, canvas, tmp_path
 
 def test_unusual_images_are_converted(canvas, tmp_path):
     p16 = tmp_path / "deep.png"
-    Image.fromarray(np.full((20, 30), 65535, np.uint16)).save(p16)
+    deep = np.full((20, 30), 32896, np.uint16)  # 0x8080: mid grey in 16 bits
+    deep[:, :10] = 65535
+    Image.fromarray(deep).save(p16)
     assert canvas.load_image(p16)
-    assert canvas.image().shape == (20, 30, 3) and canvas.image().min() == 255
+    got = canvas.image()
+    assert got.shape == (20, 30, 3) and (got[:, :10] == 255).all() and (got[:, 10:] == 128).all()  # scaled, not clipped
     cmyk = tmp_path / "print.tif"
     Image.new("CMYK", (12, 10), (0, 255, 255, 0)).save(cmyk)  # pure red in CMYK
     assert canvas.load_image(cmyk)
@@ -314,6 +317,53 @@ def test_zoom_pan_fit_and_100(qtbot, canvas):
     canvas.fit()
     r = canvas.image_rect()
     assert r.width() <= canvas.width() and r.height() <= canvas.height() and canvas.zoom() > 2
+
+
+def test_expand_handles_and_numbers(qtbot, canvas):
+    canvas.set_zoom(1.0)
+    qtbot.keyClick(canvas, Qt.Key.Key_X)
+    assert canvas.tool() == "expand"
+    r = canvas.image_rect()
+    right_edge = QPoint(round(r.right()), round(r.center().y()))
+    drag(qtbot, canvas, [right_edge, right_edge + QPoint(20, 0), right_edge + QPoint(43, 5)])  # 43 px → 40 (snap 8)
+    assert canvas.image_size() == (W + 40, H) and canvas.expansion() == (0, 0, 40, 0)
+    assert np.array_equal(canvas.image()[:, :W], test_image())  # the original sits where it was
+    assert (canvas.mask()[:, W:] == 255).all() and canvas.mask()[:, :W].max() == 0
+    assert abs(canvas.image_rect().x() - r.x()) < 1e-6  # and stays put on screen
+    inside = QPoint(round(r.center().x()), round(r.center().y()))
+    drag(qtbot, canvas, [inside, inside + QPoint(60, 60)])  # not on an edge: nothing happens
+    assert canvas.image_size() == (W + 40, H)
+    assert canvas.expand(8, 16, 0, 0) and canvas.image_size() == (W + 48, H + 16)
+    assert canvas.expansion() == (8, 16, 40, 0)
+    assert np.array_equal(canvas.image()[16:, 8 : 8 + W], test_image())
+    canvas.undo()
+    canvas.undo()
+    assert canvas.image_size() == (W, H) and canvas.expansion() == (0, 0, 0, 0)
+
+
+def test_toolbar_drives_the_canvas(qtbot, canvas):
+    from studio.qt.mask_canvas_toolbar import MaskToolBar
+
+    bar = MaskToolBar(canvas)
+    qtbot.addWidget(bar)
+    assert all(a.toolTip() for a in bar.actions() if a.text())
+    bar.tool_actions["lasso"].trigger()
+    assert canvas.tool() == "lasso"
+    canvas.set_tool("eraser")
+    assert bar.tool_actions["eraser"].isChecked()
+    bar.size_box.setValue(77)
+    assert canvas.brush_size() == 77
+    qtbot.keyClick(canvas, Qt.Key.Key_BracketRight)
+    assert bar.size_box.value() == round(77 * 1.25)
+    bar.hardness_box.setValue(25)
+    assert canvas.hardness() == 0.25
+    assert not bar.undo_action.isEnabled()
+    bar.fill_action.trigger()
+    assert canvas.mask().min() == 255 and bar.undo_action.isEnabled() and "Fill" in bar.undo_action.toolTip()
+    bar.undo_action.trigger()
+    assert canvas.mask().max() == 0 and bar.redo_action.isEnabled()
+    bar.overlay_action.trigger()
+    assert not canvas.overlay_visible()
 
 
 def test_paste_drop_export_and_preview(qtbot, canvas, tmp_path):

@@ -1,0 +1,128 @@
+"""A toolbar for the mask canvas: tools, brush settings, mask operations, view and overlay.
+It only calls the canvas's public API and follows its signals, so the window can dock it anywhere."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QAction, QActionGroup, QColor, QIcon, QPixmap
+from PySide6.QtWidgets import QColorDialog, QFileDialog, QLabel, QSpinBox, QToolBar, QWidget
+
+TOOL_TIPS = {
+    "brush": ("Brush", "B", "Paint the mask: white areas are repainted by the generator"),
+    "eraser": ("Eraser", "E", "Erase the mask: keep these pixels as they are"),
+    "rect": ("Rectangle", "R", "Drag a rectangle to mask it (hold Alt to unmask)"),
+    "lasso": ("Lasso", "L", "Draw a free shape to mask it (hold Alt to unmask)"),
+    "expand": ("Expand", "X", "Outpaint: drag an edge of the image outwards to grow the canvas"),
+}
+
+
+class MaskToolBar(QToolBar):
+    """Tools and settings for one `MaskCanvas`."""
+
+    def __init__(self, canvas, parent: QWidget | None = None) -> None:
+        super().__init__("Mask tools", parent)
+        self.setObjectName("MaskToolBar")
+        self.canvas = canvas
+        self.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+
+        self.tools = QActionGroup(self)
+        self.tool_actions: dict[str, QAction] = {}
+        for name, (label, key, tip) in TOOL_TIPS.items():
+            if name not in canvas.TOOLS:
+                continue
+            a = self.addAction(label)
+            a.setCheckable(True)
+            a.setToolTip(f"{tip} ({key})")
+            a.triggered.connect(lambda _=False, n=name: canvas.set_tool(n))
+            self.tools.addAction(a)
+            self.tool_actions[name] = a
+        self.tool_actions[canvas.tool()].setChecked(True)
+        canvas.toolChanged.connect(lambda n: self.tool_actions[n].setChecked(True))
+
+        self.addSeparator()
+        self.size_box = self._spin("Size", 1, 1024, " px", "Brush size in image pixels ([ smaller, ] larger)")
+        self.hardness_box = self._spin("Hardness", 0, 100, " %", "Brush hardness: 100 % is a hard edge, 0 % a soft falloff")
+        self.opacity_box = self._spin("Opacity", 1, 100, " %", "Brush opacity: how strongly one stroke masks")
+        self.size_box.valueChanged.connect(lambda v: canvas.set_brush_size(v))
+        self.hardness_box.valueChanged.connect(lambda v: canvas.set_hardness(v / 100))
+        self.opacity_box.valueChanged.connect(lambda v: canvas.set_opacity(v / 100))
+        canvas.brushChanged.connect(self._sync_brush)
+        self._sync_brush()
+
+        self.addSeparator()
+        self.fill_action = self._action("Fill", "Mask the whole image", canvas.fill_mask)
+        self.invert_action = self._action("Invert", "Swap masked and unmasked areas", canvas.invert_mask)
+        self.clear_action = self._action("Clear", "Remove the whole mask", canvas.clear_mask)
+        self.undo_action = self._action("Undo", "Undo the last edit (Ctrl+Z)", canvas.undo)
+        self.redo_action = self._action("Redo", "Redo the edit just undone (Ctrl+Shift+Z)", canvas.redo)
+        canvas.historyChanged.connect(self._sync_history)
+        self._sync_history()
+
+        self.addSeparator()
+        self.fit_action = self._action("Fit", "Fit the image in the view (Ctrl+0)", canvas.fit)
+        self.actual_action = self._action("100 %", "One image pixel per screen pixel (Ctrl+1)", canvas.actual_size)
+        self.overlay_action = self._action("Overlay", "Show the mask as a coloured overlay", canvas.set_overlay_visible)
+        self.overlay_action.setCheckable(True)
+        self.overlay_action.setChecked(canvas.overlay_visible())
+        self.color_action = self._action("Colour…", "Choose the overlay colour", self.choose_overlay_color)
+        canvas.overlayChanged.connect(self._sync_overlay)
+        self._sync_overlay()
+
+        self.addSeparator()
+        self.open_action = self._action("Open…", "Open an image to edit (or drop one on the canvas, or paste with Ctrl+V)", self.open_image)
+        self.mask_action = self._action("Mask…", "Load a mask image of the same size (white = repaint)", self.open_mask_file)
+
+    def _spin(self, label: str, lo: int, hi: int, suffix: str, tip: str) -> QSpinBox:
+        lab = QLabel(f" {label} ")
+        lab.setToolTip(tip)
+        box = QSpinBox()
+        box.setRange(lo, hi)
+        box.setSuffix(suffix)
+        box.setToolTip(tip)
+        box.setKeyboardTracking(False)
+        self.addWidget(lab)
+        self.addWidget(box)
+        return box
+
+    def _action(self, label: str, tip: str, slot) -> QAction:
+        a = self.addAction(label)
+        a.setToolTip(tip)
+        a.triggered.connect(slot)
+        return a
+
+    def _sync_brush(self) -> None:
+        c = self.canvas
+        for box, value in ((self.size_box, round(c.brush_size())), (self.hardness_box, round(c.hardness() * 100)),
+                           (self.opacity_box, round(c.opacity() * 100))):
+            if box.value() != value:
+                box.blockSignals(True)
+                box.setValue(value)
+                box.blockSignals(False)
+
+    def _sync_history(self) -> None:
+        h = self.canvas.history
+        self.undo_action.setEnabled(h.can_undo())
+        self.redo_action.setEnabled(h.can_redo())
+        self.undo_action.setToolTip(f"Undo {h.entries[h.index - 1].label} (Ctrl+Z)" if h.can_undo() else "Nothing to undo")
+        self.redo_action.setToolTip(f"Redo {h.entries[h.index].label} (Ctrl+Shift+Z)" if h.can_redo() else "Nothing to redo")
+
+    def _sync_overlay(self) -> None:
+        self.overlay_action.setChecked(self.canvas.overlay_visible())
+        swatch = QPixmap(14, 14)
+        swatch.fill(self.canvas.overlay_color())
+        self.color_action.setIcon(QIcon(swatch))
+
+    def choose_overlay_color(self) -> None:
+        c = QColorDialog.getColor(self.canvas.overlay_color(), self, "Mask overlay colour")
+        if c.isValid():
+            self.canvas.set_overlay_color(QColor(c))
+
+    def open_image(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open image", "", "Images (*.png *.jpg *.jpeg *.webp *.bmp *.tif *.tiff);;All files (*)")
+        if path:
+            self.canvas.load_image(path)
+
+    def open_mask_file(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Load mask", "", "Images (*.png *.jpg *.jpeg *.webp *.bmp *.tif *.tiff);;All files (*)")
+        if path:
+            self.canvas.load_mask(path)
