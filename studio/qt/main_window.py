@@ -217,6 +217,7 @@ class MainWindow(QMainWindow):
             self.restoreGeometry(geometry)
         else:
             self.resize(self._default_size())
+        self._fresh_layout = state is None
         if state is not None:
             self.restoreState(state)
         self.prompt.set_recent_models(s.recent_models())
@@ -245,6 +246,14 @@ class MainWindow(QMainWindow):
         s.set_value("prompt/seed_locked", self.prompt.seed_lock.isChecked())
         s.set_value("prompt/batch_count", self.prompt.batch.value())
         s.sync()
+
+    def showEvent(self, event) -> None:  # noqa: N802
+        super().showEvent(event)
+        if not getattr(self, "_laid_out", False):
+            self._laid_out = True
+            if self._fresh_layout and self.gallery_dock is not None:  # first start: most of the column to the gallery
+                h = max(400, self.height() - 120)
+                self.resizeDocks([self.gallery_dock, self.queue_dock], [int(h * 0.76), int(h * 0.24)], Qt.Orientation.Vertical)
 
     # -- lifetime -----------------------------------------------------------------------------------------
     def shutdown(self) -> None:
