@@ -157,3 +157,36 @@ def save_tiny_model(out: str | Path, arch: str = "sd15", fmt: str = "diffusers",
         save_ldm_checkpoint(pipe, out)
         return out
     raise ValueError(f"unknown format {fmt!r}")
+
+
+def save_tiny_lora(out: str | Path, arch: str = "sd15", fmt: str = "peft", seed: int = 0, rank: int = 4) -> Path:
+    """A tiny random LoRA for the tiny `arch` pipeline's UNet attention layers.
+
+    `fmt="peft"` writes diffusers' format (`unet.….lora_A.weight`); `fmt="kohya"` writes kohya's
+    (`lora_unet_…​.lora_down.weight` + `.alpha`).
+    """
+    import torch
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+    from safetensors.torch import save_file
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    unet = tiny_components(arch, seed=0)["unet"]
+    torch.manual_seed(seed)
+    unet.add_adapter(LoraConfig(r=rank, lora_alpha=rank, target_modules=["to_q", "to_k", "to_v", "to_out.0"],
+                                init_lora_weights=False))
+    state = {k: v.detach().clone() * (0.5 if ".lora_B." in k else 1.0) for k, v in get_peft_model_state_dict(unet).items()}
+    if fmt == "peft":
+        tensors = {f"unet.{k}": v.contiguous() for k, v in state.items()}
+    elif fmt == "kohya":
+        tensors = {}
+        for k, v in state.items():
+            module, kind = k.rsplit(".lora_", 1)
+            base = "lora_unet_" + module.replace(".", "_")
+            tensors[f"{base}.lora_{'down' if kind.startswith('A') else 'up'}.weight"] = v.contiguous()
+            tensors[f"{base}.alpha"] = torch.tensor(float(rank))
+    else:
+        raise ValueError(f"unknown LoRA format {fmt!r}")
+    save_file(tensors, str(out), metadata={"ss_tag_frequency": '{"1_style": {"striped": 12, "outlined": 3}}'})
+    return out

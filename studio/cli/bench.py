@@ -53,6 +53,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     u.add_argument("--json", action="store_true")
     u.set_defaults(func=bench_unet)
 
+    ls = bsub.add_parser("lora-swap", help="time to switch LoRA sets vs a cold model load (tiny model)")
+    ls.add_argument("--runs", type=int, default=5)
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(func=bench_lora_swap)
+
     for name in BENCH_MODULES:
         try:
             module = importlib.import_module(name)
@@ -184,4 +189,43 @@ def bench_unet(args: argparse.Namespace) -> int:
         },
         args.json,
     )
+    return 0
+
+
+def bench_lora_swap(args: argparse.Namespace) -> int:
+    """Switch between two LoRA sets on a loaded pipeline vs loading the model cold (single file)."""
+    import tempfile
+    from pathlib import Path
+
+    from studio.core.request import LoraRef
+    from studio.engine.engine import Engine
+    from studio.engine.loader import ModelCache
+    from studio.plugin_api import PipelineContext
+    from studio.testing import save_tiny_lora, save_tiny_model
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model = save_tiny_model(Path(tmp) / "m" / "tiny.safetensors", "sd15", "single-file")
+        a = save_tiny_lora(Path(tmp) / "a.safetensors", "sd15", "peft", seed=1)
+        b = save_tiny_lora(Path(tmp) / "b.safetensors", "sd15", "kohya", seed=2)
+        engine = Engine(device="cpu")
+        lora = engine.plugins.get("lora")
+        from studio.core.request import GenerationRequest
+
+        sets = [(LoraRef(name="a", path=str(a), weight=0.8),), (LoraRef(name="b", path=str(b), weight=0.6),
+                                                                 LoraRef(name="a", path=str(a), weight=0.3))]
+        lm = engine.load(str(model))
+        swap_s, cold_s = [], []
+        for i in range(args.runs + 1):
+            req = GenerationRequest.create(model=str(model), prompt="x", loras=sets[i % 2])
+            ctx = PipelineContext(pipe=lm.pipe, request=req, arch=lm.arch, device="cpu", prompt="x", negative_prompt="")
+            t = time.perf_counter()
+            lora.prepare(ctx)
+            swap_s.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            ModelCache().get(str(model), engine.device_info)
+            cold_s.append(time.perf_counter() - t)
+        swap = statistics.median(swap_s[2:] or swap_s)  # after each file's first (one-time) adapter load
+        cold = statistics.median(cold_s)
+        _emit({"swap_s": round(swap, 4), "first_load_s": round(max(swap_s[:2]), 4), "cold_load_s": round(cold, 4),
+               "ratio": round(swap / cold, 4), "runs": args.runs}, args.json)
     return 0

@@ -25,6 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--scheduler", default="Euler a", help=f"one of: {', '.join(SCHEDULER_NAMES)}")
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--clip-skip", type=int, default=0, help="final text-encoder layers to skip (0 = none)")
+    p.add_argument("--lora", action="append", default=[], metavar="PATH_OR_NAME:WEIGHT",
+                   help="apply a LoRA (repeatable); <lora:name:0.8> in the prompt works too")
     p.add_argument("--preview", default="latent2rgb", choices=[m.value for m in PreviewMode])
     p.add_argument("--preview-every", type=int, default=1)
     p.add_argument("--previews-dir", type=Path, default=None, help="write every step's preview PNG here")
@@ -94,6 +96,26 @@ def edit_fields(args: argparse.Namespace) -> dict:
     return fields
 
 
+def parse_lora(text: str):
+    from studio.core.request import LoraRef
+
+    ref, _, weight = text.rpartition(":")
+    try:
+        w = float(weight)
+    except ValueError:
+        ref, w = text, 1.0
+    if not ref:
+        raise InvalidRequest(f"--lora needs PATH_OR_NAME[:WEIGHT], not {text!r}")
+    is_path = ref.endswith(".safetensors") or "/" in ref
+    name = Path(ref).stem if is_path else ref
+    from pydantic import ValidationError
+
+    try:
+        return LoraRef(name=name, path=str(Path(ref).expanduser().resolve()) if is_path else "", weight=w)
+    except ValidationError:
+        raise InvalidRequest(f"--lora weight must be between -2 and 2, not {w}") from None
+
+
 def image_size8(path: Path, extra_w: int = 0, extra_h: int = 0) -> tuple[int, int]:
     """The size the canvas is generated at: the (expanded) image snapped up to multiples of 8."""
     from studio.engine.inpaint import load_rgb, snap8
@@ -143,6 +165,7 @@ def run(args: argparse.Namespace) -> int:
         clip_skip=args.clip_skip,
         preview=args.preview,
         preview_every=args.preview_every,
+        loras=tuple(parse_lora(text) for text in args.lora),
         **edit,
     )
     previews_dir = args.previews_dir

@@ -30,6 +30,8 @@ from studio.engine.edits import plan_edit, steps_run
 from studio.engine.devices import DeviceInfo, choose_device, empty_cache, is_oom, memory_info
 from studio.engine.loader import LoadedModel, ModelCache
 from studio.engine.memory import apply as apply_memory
+from studio.engine.plugins import PluginHost
+from studio.plugin_api import PipelineContext
 from studio.engine.memory import auto_preset, lower, options_for
 from studio.engine.previews import decode_preview, latent_rgb_factors, latent_to_rgb
 from studio.engine.schedulers import is_sigma_space, make_scheduler
@@ -55,11 +57,16 @@ class Engine:
         taesd: dict[str, str | Path] | None = None,
         preset: str | None = None,
         auto_fallback: bool = False,
+        plugins: PluginHost | None = None,
     ) -> None:
         self.device_info: DeviceInfo = choose_device(device, dtype)
         self.preset = preset or auto_preset(self.device_info, memory_info(self.device_info)["total_mb"])
         options_for(self.preset)  # validates the name
         self.auto_fallback = auto_fallback  # on out-of-memory, retry once with the next lower preset
+        if plugins is None:
+            plugins = PluginHost()
+            plugins.discover()
+        self.plugins = plugins
         self.allow_pickle = allow_pickle
         self.cache = ModelCache(cache_size)
         self.taesd_dirs = {k: Path(v) for k, v in (taesd or {}).items()}  # arch -> AutoencoderTiny folder
@@ -142,10 +149,10 @@ class Engine:
             apply_memory(lm.pipe, options_for(self.preset), self.device_info)
             lm.extra["preset"] = self.preset
 
-    def _check_prompt(self, pipe, request: GenerationRequest) -> None:
+    def _check_prompt(self, pipe, prompt: str, negative_prompt: str) -> None:
         tok = pipe.tokenizer if getattr(pipe, "tokenizer", None) is not None else pipe.tokenizer_2
         limit = tok.model_max_length
-        for label, text in (("prompt", request.prompt), ("negative prompt", request.negative_prompt)):
+        for label, text in (("prompt", prompt), ("negative prompt", negative_prompt)):
             n = len(tok(text).input_ids)
             if n > limit:
                 raise PromptTooLong(
@@ -162,7 +169,10 @@ class Engine:
             if request.strength == 0:  # nothing to denoise: the input through the VAE and back
                 return self._round_trip(lm, request, plan, t0, t_loaded)
         pipe = _edit_pipeline(lm, plan)
-        self._check_prompt(pipe, request)
+        ctx = PipelineContext(pipe=pipe, request=request, arch=lm.arch, device=self.device_info.device,
+                              prompt=request.prompt, negative_prompt=request.negative_prompt)
+        self.plugins.prepare(ctx)
+        self._check_prompt(pipe, ctx.prompt, ctx.negative_prompt)
         scheduler = make_scheduler(request.scheduler, lm.base_scheduler_config)
         pipe.scheduler = scheduler
         steps = request.steps if plan is None else steps_run(request)
@@ -227,8 +237,8 @@ class Engine:
             return kwargs
 
         kwargs: dict[str, Any] = dict(
-            prompt=request.prompt,
-            negative_prompt=request.negative_prompt or None,
+            prompt=ctx.prompt,
+            negative_prompt=ctx.negative_prompt or None,
             num_inference_steps=request.steps,
             guidance_scale=request.guidance_scale,
             guidance_rescale=request.guidance_rescale,
@@ -254,6 +264,7 @@ class Engine:
                 mask_image=torch.ones(1, 1, request.height, request.width),
                 strength=1.0,
             )
+        kwargs.update(ctx.call_kwargs)
         accepted = inspect.signature(pipe.__call__).parameters
         kwargs = {k: v for k, v in kwargs.items() if k in accepted}
         status = "done"
@@ -282,7 +293,8 @@ class Engine:
             model_name=lm.name,
             timings={"load_s": t_loaded - t0, "sample_s": t_end - t_sample, "total_s": t_end - t0,
                      "preview_s": state["preview_s"]},
-            extra={"arch": lm.arch, "model_path": str(lm.path), "branch_start": start, "kind": request.kind},
+            extra={"arch": lm.arch, "model_path": str(lm.path), "branch_start": start, "kind": request.kind,
+                   **ctx.metadata, **({"notes": ctx.notes} if ctx.notes else {})},
         )
 
     @torch.inference_mode()
