@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QPointF, Qt, Signal
+from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QGuiApplication, QImage, QPixmap
 from PySide6.QtWidgets import QWidget
 
@@ -72,7 +72,7 @@ class MaskCanvas(CanvasViewMixin, QWidget):
         self._preview: QImage | None = None
         self._expansion = [0, 0, 0, 0]
         self._pending, self._sides, self._press = [0, 0, 0, 0], [False] * 4, QPointF()
-        self._subtract, self._stroke, self._base = False, None, None
+        self._subtract, self._stroke, self._base, self._stroke_box = False, None, None, None
         w, h = size
         self._set_layers(np.full((h, w, 3), 255, np.uint8), np.zeros((h, w), np.uint8))
 
@@ -103,7 +103,12 @@ class MaskCanvas(CanvasViewMixin, QWidget):
 
     def _refresh_overlay(self, box=None) -> None:
         paint_overlay(self._ov, self._mask, self._ov_rgb, self._ov_opacity, box)
-        self.update()
+        if box is None:
+            self.update()
+        else:  # repaint only the changed pixels' screen area (big canvases stay fluid)
+            y0, y1, x0, x1 = box
+            tl, br = self.map_from_image(QPointF(x0, y0)), self.map_from_image(QPointF(x1, y1))
+            self.update(QRectF(tl, br).toAlignedRect().adjusted(-2, -2, 2, 2))
 
     def set_image(self, array: np.ndarray, *, keep_mask: bool = False) -> bool:
         """Replace the image ("use as input"); undoable. The mask is cleared unless `keep_mask` and
@@ -293,7 +298,8 @@ class MaskCanvas(CanvasViewMixin, QWidget):
                 self.fit()
             self.imageChanged.emit()
         else:
-            self._refresh_overlay()
+            for p in entry.patches:
+                self._refresh_overlay((p.y, p.y + p.after.shape[0], p.x, p.x + p.after.shape[1]))
         self.maskChanged.emit()
         self.historyChanged.emit()
         return True

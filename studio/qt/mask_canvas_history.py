@@ -42,8 +42,15 @@ class Entry:
         return sum(p.nbytes for p in self.patches)
 
 
-def diff_patch(layer: str, before: np.ndarray, after: np.ndarray) -> Patch | None:
-    """The smallest rectangle where two same-sized layers differ, or None if they are equal."""
+def diff_patch(layer: str, before: np.ndarray, after: np.ndarray, box=None) -> Patch | None:
+    """The smallest rectangle where two same-sized layers differ, or None if they are equal.
+    `box` (y0, y1, x0, x1) limits the search to where the edit can have changed anything."""
+    if box is not None:
+        by, bx = box[0], box[2]
+        p = diff_patch(layer, before[box[0] : box[1], box[2] : box[3]], after[box[0] : box[1], box[2] : box[3]])
+        if p is not None:
+            p.y, p.x = p.y + by, p.x + bx
+        return p
     ne = before != after
     if ne.ndim == 3:
         ne = ne.any(axis=2)

@@ -152,7 +152,7 @@ class CanvasViewMixin:
                 if any(self._sides):  # pressed on (or beyond) an edge: that edge follows the drag
                     self._drag, self._press, self._pending = "expand", pos, [0, 0, 0, 0]
             elif self._tool in ("brush", "eraser"):
-                self._drag = "paint"
+                self._drag, self._stroke_box = "paint", None
                 self._stroke = np.zeros(self._mask.shape, np.float32)
                 self._base = self._mask.copy()
                 self._paint_segment(at, at)
@@ -163,9 +163,24 @@ class CanvasViewMixin:
                     self._points = [at, at]
         event.accept()
 
+    def _cursor_rect(self):
+        if self._hover is None:
+            return QRectF().toAlignedRect()
+        rad = self._size / 2 * self._zoom + 3
+        return QRectF(self._hover.x() - rad, self._hover.y() - rad, 2 * rad, 2 * rad).toAlignedRect()
+
     def mouseMoveEvent(self, event) -> None:  # noqa: N802
         pos = event.position()
+        old_cursor = self._cursor_rect()
         self._hover = pos
+        if self._drag in (None, "paint") and self._tool in ("brush", "eraser"):
+            self.update(old_cursor)  # the brush outline moves: repaint where it was and where it is
+            self.update(self._cursor_rect())
+            if self._drag == "paint":
+                at = self.map_to_image(pos)
+                self._paint_segment(self._points[-1], at)
+                self._points.append(at)
+            return
         if self._drag == "pan":
             d = pos - self._pan_from
             self._pan_from = pos
@@ -182,7 +197,8 @@ class CanvasViewMixin:
             self._points.append(self.map_to_image(pos))
         elif self._drag == "expand":
             self._pending = self._expand_amounts(pos)
-        self.update()
+        if self._drag is not None:
+            self.update()
 
     def mouseReleaseEvent(self, event) -> None:  # noqa: N802
         if self._drag == "paint":
@@ -206,14 +222,16 @@ class CanvasViewMixin:
         if box is not None:
             apply_stroke(self._mask, self._base, self._stroke, box, self._opacity, self._tool == "eraser")
             self._refresh_overlay(box)
+            sb = self._stroke_box or box
+            self._stroke_box = (min(sb[0], box[0]), max(sb[1], box[1]), min(sb[2], box[2]), max(sb[3], box[3]))
 
     def _end_drag(self, commit: bool) -> None:
         drag, pts = self._drag, self._points
         self._drag, self._points = None, []
         self.setCursor(Qt.CursorShape.CrossCursor)
         if drag == "paint":
-            base, self._stroke, self._base = self._base, None, None
-            patch = diff_patch("mask", base, self._mask)
+            base, self._stroke, self._base, box = self._base, None, None, self._stroke_box
+            patch = diff_patch("mask", base, self._mask, box) if box is not None else None
             if patch is not None and commit:
                 self.history.push(Entry("Eraser" if self._tool == "eraser" else "Brush", [patch]))
                 self.maskChanged.emit()
