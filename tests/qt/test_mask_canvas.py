@@ -301,6 +301,56 @@ def test_brackets_change_brush_size_and_keys_pick_tools(qtbot, canvas):
     assert canvas.tool() == "eraser"
 
 
+def test_canvas_keys_win_over_a_window_shortcut(qtbot):
+    from PySide6.QtGui import QAction, QKeySequence
+    from PySide6.QtWidgets import QVBoxLayout, QWidget
+
+    window = QWidget()
+    qtbot.addWidget(window)
+    hits = []
+    act = QAction("Undo send", window)
+    act.setShortcut(QKeySequence("Ctrl+Z"))
+    act.triggered.connect(lambda: hits.append(1))
+    window.addAction(act)
+    c = MaskCanvas(size=(W, H))
+    QVBoxLayout(window).addWidget(c)
+    window.show()
+    window.activateWindow()
+    qtbot.waitUntil(window.isActiveWindow)
+    c.setFocus()
+    c.fill_mask()
+    qtbot.keyClick(c, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert c.mask().max() == 0 and hits == []  # the canvas undid; the window's shortcut did not fire
+    c.clearFocus()
+    qtbot.keyClick(window, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert hits == [1]  # outside the canvas the window's shortcut still works
+
+
+def test_wheel_zooms_around_the_cursor_and_space_drag_pans(qtbot, canvas):
+    from PySide6.QtCore import QPoint as P
+    from PySide6.QtGui import QWheelEvent
+    from PySide6.QtWidgets import QApplication
+
+    at = QPointF(150, 100)
+    under = canvas.map_to_image(at)
+    z0 = canvas.zoom()
+    ev = QWheelEvent(at, canvas.mapToGlobal(at), P(0, 0), P(0, 240), Qt.MouseButton.NoButton,
+                     Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase, False)
+    QApplication.sendEvent(canvas, ev)
+    assert abs(canvas.zoom() - z0 * 1.25**2) < 1e-9
+    again = canvas.map_to_image(at)
+    assert abs(again.x() - under.x()) < 1e-6 and abs(again.y() - under.y()) < 1e-6
+    r0 = canvas.image_rect()
+    qtbot.keyPress(canvas, Qt.Key.Key_Space)
+    drag(qtbot, canvas, [P(100, 100), P(140, 130)])
+    qtbot.keyRelease(canvas, Qt.Key.Key_Space)
+    r1 = canvas.image_rect()
+    assert (r1.x() - r0.x(), r1.y() - r0.y()) == (40, 30)
+    assert canvas.mask().max() == 0  # space-drag pans instead of painting
+    drag(qtbot, canvas, [P(100, 100), P(140, 130)])
+    assert canvas.mask().max() == 255  # space released: the brush paints again
+
+
 def test_zoom_pan_fit_and_100(qtbot, canvas):
     at = QPointF(123, 77)
     before = canvas.map_to_image(at)
@@ -334,6 +384,7 @@ def test_expand_handles_and_numbers(qtbot, canvas):
     drag(qtbot, canvas, [inside, inside + QPoint(60, 60)])  # not on an edge: nothing happens
     assert canvas.image_size() == (W + 40, H)
     assert canvas.expand(8, 16, 0, 0) and canvas.image_size() == (W + 48, H + 16)
+    assert canvas.image_rect().topLeft() == r.topLeft() - QPointF(8, 16)  # the old pixels did not move on screen
     assert canvas.expansion() == (8, 16, 40, 0)
     assert np.array_equal(canvas.image()[16:, 8 : 8 + W], test_image())
     canvas.undo()
