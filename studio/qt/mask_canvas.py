@@ -193,7 +193,13 @@ class MaskCanvas(CanvasViewMixin, QWidget):
 
     # -- edits (all undoable) --------------------------------------------------------------------
 
+    def _finish_drag(self) -> None:
+        """An edit arriving mid-drag (a key, a toolbar button): keep a stroke, drop a half-drawn selection."""
+        if self._drag is not None:
+            self._end_drag(commit=self._drag == "paint")
+
     def _edit_mask(self, label: str, fn) -> bool:
+        self._finish_drag()
         before = self._mask.copy()
         fn(self._mask)
         patch = diff_patch("mask", before, self._mask)
@@ -206,6 +212,7 @@ class MaskCanvas(CanvasViewMixin, QWidget):
         return True
 
     def _replace(self, label: str, img: np.ndarray, mask: np.ndarray, expansion: list[int]) -> None:
+        self._finish_drag()
         patches = [Patch("image", WHOLE, WHOLE, self._img, img), Patch("mask", WHOLE, WHOLE, self._mask, mask)]
         self.history.push(Entry(label, patches, {"expansion": list(self._expansion)}, {"expansion": list(expansion)}))
         self._expansion = list(expansion)
@@ -274,9 +281,14 @@ class MaskCanvas(CanvasViewMixin, QWidget):
         return True
 
     def undo(self) -> bool:
+        if self._drag == "paint":  # Ctrl+Z mid-stroke cancels just that stroke
+            self._end_drag(commit=False)
+            return True
         return self._step(self.history.undo(), forward=False)
 
     def redo(self) -> bool:
+        if self._drag is not None:  # committing a stroke would drop the redo steps: cancel it
+            self._end_drag(commit=False)
         return self._step(self.history.redo(), forward=True)
 
     def _step(self, entry: Entry | None, forward: bool) -> bool:
@@ -313,7 +325,7 @@ class MaskCanvas(CanvasViewMixin, QWidget):
         if name not in TOOLS:
             raise ValueError(f"unknown tool {name!r}; one of {TOOLS}")
         if name != self._tool:
-            self._end_drag(commit=False)
+            self._finish_drag()
             self._tool = name
             self.toolChanged.emit(name)
             self.update()

@@ -190,6 +190,32 @@ def test_undo_redo_restore_exact_pixels(qtbot, canvas):
     assert not canvas.history.can_redo()
 
 
+def test_edits_arriving_mid_stroke(qtbot, canvas):
+    canvas.mask_rect(0, 0, 10, 10)
+    before = canvas.mask()
+    qtbot.mousePress(canvas, Qt.MouseButton.LeftButton, pos=to_widget(canvas, *A))
+    qtbot.mouseMove(canvas, to_widget(canvas, *B))
+    assert canvas.mask()[int(B[1]), int(B[0])] == 255
+    qtbot.keyClick(canvas, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)  # cancels just the stroke
+    assert np.array_equal(canvas.mask(), before) and canvas.history.index == 1
+    qtbot.mouseRelease(canvas, Qt.MouseButton.LeftButton, pos=to_widget(canvas, *B))
+    assert np.array_equal(canvas.mask(), before) and canvas.history.index == 1
+    qtbot.mousePress(canvas, Qt.MouseButton.LeftButton, pos=to_widget(canvas, *A))
+    qtbot.mouseMove(canvas, to_widget(canvas, *B))
+    canvas.invert_mask()  # a toolbar button mid-stroke: the stroke is kept, then inverted
+    assert canvas.history.index == 3 and canvas.mask()[int(B[1]), int(B[0])] == 0
+    qtbot.mouseMove(canvas, to_widget(canvas, 20, 100))  # the rest of the drag no longer paints
+    qtbot.mouseRelease(canvas, Qt.MouseButton.LeftButton, pos=to_widget(canvas, 20, 100))
+    assert canvas.history.index == 3 and canvas.mask()[100, 20] == 255
+    qtbot.mousePress(canvas, Qt.MouseButton.LeftButton, pos=to_widget(canvas, *A))
+    canvas.set_image(np.zeros((50, 60, 3), np.uint8))  # "use as input" arriving mid-stroke
+    qtbot.mouseMove(canvas, to_widget(canvas, 30, 30))
+    qtbot.mouseRelease(canvas, Qt.MouseButton.LeftButton, pos=to_widget(canvas, 30, 30))
+    assert canvas.image_size() == (60, 50) and canvas.mask().max() == 0
+    assert canvas.undo() and canvas.undo()
+    assert np.array_equal(canvas.image(), test_image())
+
+
 def test_history_is_bounded_and_stores_patches(qtbot):
     c = MaskCanvas(size=(W, H), history_steps=5)
     qtbot.addWidget(c)
