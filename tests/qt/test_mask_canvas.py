@@ -254,7 +254,8 @@ def test_autosave_restores_after_a_crash(qtbot, studio_home):
     c.mask_rect(100, 100, 5, 5)  # an edit not yet saved when the "crash" comes
     c.deleteLater()  # the window goes away without session.close()
     qtbot.wait(60)
-    assert not list(s.folder.glob("*.tmp")) and not list(s.folder.glob(".*"))  # atomic: no temp files left
+    files = s.state()["files"]
+    assert sorted(f.name for f in s.folder.iterdir()) == sorted([*files.values(), "state.json"])  # no temp or stale files
 
     c2 = MaskCanvas(size=(32, 32))
     qtbot.addWidget(c2)
@@ -270,6 +271,18 @@ def test_autosave_restores_after_a_crash(qtbot, studio_home):
     assert np.array_equal(c2.image(), test_image()) and c2.mask().max() == 0
     s2.close()
     assert not s2.crashed()
+
+
+def test_autosave_failure_is_reported(qtbot, tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the session folder should be")
+    c = MaskCanvas(size=(W, H))
+    qtbot.addWidget(c)
+    s = CanvasSession(c, blocker, delay_ms=10)
+    with qtbot.waitSignal(s.failed, timeout=3000) as sig:
+        c.fill_mask()
+    assert "Autosave failed" in sig.args[0]
+    assert c.mask().min() == 255 and c.undo()  # the canvas is untouched by the failed save
 
 
 def test_bad_inputs_report_a_problem_and_keep_the_canvas(qtbot, canvas, tmp_path):
