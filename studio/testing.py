@@ -190,3 +190,25 @@ def save_tiny_lora(out: str | Path, arch: str = "sd15", fmt: str = "peft", seed:
         raise ValueError(f"unknown LoRA format {fmt!r}")
     save_file(tensors, str(out), metadata={"ss_tag_frequency": '{"1_style": {"striped": 12, "outlined": 3}}'})
     return out
+
+
+def save_tiny_controlnet(out: str | Path, arch: str = "sd15", fmt: str = "diffusers", seed: int = 0) -> Path:
+    """A tiny ControlNet built from the tiny `arch` UNet, with its zero-initialised output
+    convolutions randomised so that it visibly steers (a fresh ControlNet does nothing)."""
+    import torch
+    from diffusers import ControlNetModel
+    from safetensors.torch import save_file
+
+    out = Path(out)
+    unet = tiny_components(arch, seed=0)["unet"]
+    cn = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(8, 16, 32, 32))
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for mod in [*cn.controlnet_down_blocks, cn.controlnet_mid_block, cn.controlnet_cond_embedding.conv_out]:
+            mod.weight.copy_(torch.randn(mod.weight.shape, generator=g) * 0.05)
+    if fmt == "diffusers":
+        cn.save_pretrained(out, safe_serialization=True)
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in cn.state_dict().items()}, str(out))
+    return out

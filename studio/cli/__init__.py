@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "studio.cli.dev",
     "studio.cli.bench",
     "studio.cli.models",
+    "studio.cli.preprocess",
     "studio.cli.gallery",
     "studio.cli.metadata",
 )

@@ -27,6 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--clip-skip", type=int, default=0, help="final text-encoder layers to skip (0 = none)")
     p.add_argument("--lora", action="append", default=[], metavar="PATH_OR_NAME:WEIGHT",
                    help="apply a LoRA (repeatable); <lora:name:0.8> in the prompt works too")
+    p.add_argument("--controlnet", action="append", default=[], metavar="MODEL:IMAGE:PREPROCESSOR:WEIGHT[:START:END]",
+                   help="a ControlNet unit (repeatable); preprocessors: none, canny, hed, …")
+    p.add_argument("--guess-mode", action="store_true", help="ControlNet guess mode")
     p.add_argument("--preview", default="latent2rgb", choices=[m.value for m in PreviewMode])
     p.add_argument("--preview-every", type=int, default=1)
     p.add_argument("--previews-dir", type=Path, default=None, help="write every step's preview PNG here")
@@ -116,6 +119,28 @@ def parse_lora(text: str):
         raise InvalidRequest(f"--lora weight must be between -2 and 2, not {w}") from None
 
 
+def parse_controlnet(text: str):
+    from pydantic import ValidationError
+
+    from studio.core.hashing import sha256_file
+    from studio.core.request import ControlNetRef, ImageRef
+
+    parts = text.split(":")
+    if len(parts) not in (4, 6):
+        raise InvalidRequest(f"--controlnet needs MODEL:IMAGE:PREPROCESSOR:WEIGHT[:START:END], not {text!r}")
+    model, image, pre = parts[:3]
+    if not Path(image).is_file():
+        raise InvalidRequest(f"--controlnet control image not found: {image}")
+    try:
+        nums = [float(v) for v in parts[3:]]
+        start, end = (nums[1], nums[2]) if len(nums) == 3 else (0.0, 1.0)
+        return ControlNetRef(model=str(Path(model).expanduser().resolve()),
+                             image=ImageRef(path=str(Path(image).resolve()), sha256=sha256_file(image)),
+                             preprocessor=pre, weight=nums[0], start=start, end=end)
+    except (ValueError, ValidationError):
+        raise InvalidRequest(f"--controlnet weight must be 0–2 and start/end 0–1: {text!r}") from None
+
+
 def image_size8(path: Path, extra_w: int = 0, extra_h: int = 0) -> tuple[int, int]:
     """The size the canvas is generated at: the (expanded) image snapped up to multiples of 8."""
     from studio.engine.inpaint import load_rgb, snap8
@@ -166,6 +191,8 @@ def run(args: argparse.Namespace) -> int:
         preview=args.preview,
         preview_every=args.preview_every,
         loras=tuple(parse_lora(text) for text in args.lora),
+        controlnets=tuple(parse_controlnet(text) for text in args.controlnet),
+        plugins={"controlnet": {"guess_mode": True}} if args.guess_mode else {},
         **edit,
     )
     previews_dir = args.previews_dir

@@ -170,8 +170,10 @@ class Engine:
                 return self._round_trip(lm, request, plan, t0, t_loaded)
         pipe = _edit_pipeline(lm, plan)
         ctx = PipelineContext(pipe=pipe, request=request, arch=lm.arch, device=self.device_info.device,
-                              prompt=request.prompt, negative_prompt=request.negative_prompt)
+                              prompt=request.prompt, negative_prompt=request.negative_prompt,
+                              size=plan.gen_size if plan is not None else (request.width, request.height))
         self.plugins.prepare(ctx)
+        pipe = ctx.pipe  # a plugin may view it as another pipeline (ControlNet)
         self._check_prompt(pipe, ctx.prompt, ctx.negative_prompt)
         scheduler = make_scheduler(request.scheduler, lm.base_scheduler_config)
         pipe.scheduler = scheduler
