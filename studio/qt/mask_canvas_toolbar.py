@@ -5,7 +5,19 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QActionGroup, QColor, QIcon, QPixmap
-from PySide6.QtWidgets import QColorDialog, QFileDialog, QLabel, QSpinBox, QToolBar, QWidget
+from PySide6.QtWidgets import (
+    QColorDialog,
+    QFileDialog,
+    QFormLayout,
+    QLabel,
+    QMenu,
+    QPushButton,
+    QSpinBox,
+    QToolBar,
+    QToolButton,
+    QWidget,
+    QWidgetAction,
+)
 
 TOOL_TIPS = {
     "brush": ("Brush", "B", "Paint the mask: white areas are repainted by the generator"),
@@ -65,12 +77,54 @@ class MaskToolBar(QToolBar):
         self.overlay_action.setCheckable(True)
         self.overlay_action.setChecked(canvas.overlay_visible())
         self.color_action = self._action("Colour…", "Choose the overlay colour", self.choose_overlay_color)
+        swatch_button = self.widgetForAction(self.color_action)
+        if isinstance(swatch_button, QToolButton):  # show the current colour beside the label
+            swatch_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
         canvas.overlayChanged.connect(self._sync_overlay)
         self._sync_overlay()
+
+        self._build_outpaint()
 
         self.addSeparator()
         self.open_action = self._action("Open…", "Open an image to edit (or drop one on the canvas, or paste with Ctrl+V)", self.open_image)
         self.mask_action = self._action("Mask…", "Load a mask image of the same size (white = repaint)", self.open_mask_file)
+
+    def _build_outpaint(self) -> None:
+        """A drop-down with pixels to add on each side (the numbers way to outpaint)."""
+        button = QToolButton(self)
+        button.setText("Outpaint…")
+        button.setToolTip("Grow the canvas by a number of pixels on each side; the new area is masked")
+        button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        menu = QMenu(button)
+        form = QWidget(menu)
+        lay = QFormLayout(form)
+        self.outpaint_boxes: dict[str, QSpinBox] = {}
+        for side in ("Left", "Top", "Right", "Bottom"):
+            box = QSpinBox(form)
+            box.setRange(0, 4096)
+            box.setSingleStep(8)
+            box.setSuffix(" px")
+            box.setToolTip(f"Pixels to add on the {side.lower()} (multiples of 8 suit the model)")
+            lay.addRow(side, box)
+            self.outpaint_boxes[side.lower()] = box
+        go = QPushButton("Expand canvas", form)
+        go.clicked.connect(self.apply_outpaint)
+        lay.addRow(go)
+        action = QWidgetAction(menu)
+        action.setDefaultWidget(form)
+        menu.addAction(action)
+        button.setMenu(menu)
+        self.outpaint_menu = menu
+        self.addWidget(button)
+
+    def apply_outpaint(self) -> bool:
+        sides = [self.outpaint_boxes[k].value() for k in ("left", "top", "right", "bottom")]
+        if not self.canvas.expand(*sides):
+            return False
+        for box in self.outpaint_boxes.values():
+            box.setValue(0)
+        self.outpaint_menu.close()
+        return True
 
     def _spin(self, label: str, lo: int, hi: int, suffix: str, tip: str) -> QSpinBox:
         lab = QLabel(f" {label} ")

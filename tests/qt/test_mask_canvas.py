@@ -454,6 +454,11 @@ def test_toolbar_drives_the_canvas(qtbot, canvas):
     assert canvas.mask().max() == 0 and bar.redo_action.isEnabled()
     bar.overlay_action.trigger()
     assert not canvas.overlay_visible()
+    bar.outpaint_boxes["left"].setValue(16)
+    bar.outpaint_boxes["bottom"].setValue(8)
+    assert bar.apply_outpaint()
+    assert canvas.image_size() == (W + 16, H + 8) and canvas.expansion() == (16, 0, 0, 8)
+    assert bar.outpaint_boxes["left"].value() == 0 and not bar.apply_outpaint()  # all zero: nothing to do
 
 
 def test_paste_drop_export_and_preview(qtbot, canvas, tmp_path):
