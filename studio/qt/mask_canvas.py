@@ -1,9 +1,26 @@
 """The editing canvas: an RGB image layer and an 8-bit mask layer (white = repaint) shown as a
-translucent coloured overlay, with brush/eraser/rectangle/lasso tools, zoom and pan, bounded
+translucent coloured overlay, with brush/eraser/rectangle/lasso/expand tools, zoom and pan, bounded
 undo/redo of bounding-box patches, and an autosaved session (`CanvasSession`).
 
 Only plain numpy crosses out: `image()` (H, W, 3) uint8, `mask()` (H, W) uint8, and
-`export_inputs(folder)` writes PNGs for a GenerationRequest's `init_image` / `mask`.
+`export_inputs(folder)` / `export_refs(folder)` write PNGs for a GenerationRequest's
+`init_image` / `mask` (the mask is None when nothing is masked: plain img2img).
+
+Integration, in short::
+
+    canvas = MaskCanvas()                        # signals: imageChanged, maskChanged, historyChanged,
+    toolbar = MaskToolBar(canvas)                #   problem(str), toolChanged(str), brushChanged,
+    session = CanvasSession(canvas)              #   viewChanged, overlayChanged
+    if session.crashed(): session.restore()      # after a crash: image, mask, undo steps and position
+    canvas.problem.connect(message_bar.show)     # bad files, wrong mask size, … (the canvas is kept)
+    canvas.set_image(result.images[0])           # "use as input"
+    canvas.show_preview(step.image)              # live (composited) preview over the canvas; None hides
+    image_ref, mask_ref = canvas.export_refs(folder)
+    ...  # on window close: session.close()
+
+Keys (while the canvas has focus; they win over window shortcuts): B/E/R/L/X tools, [ ] brush size,
+Ctrl+Z / Ctrl+Shift+Z (and the platform's Redo key) undo/redo, Ctrl+V paste, Ctrl+0 fit, Ctrl+1 100 %, space-drag or
+middle-drag pan, wheel zoom around the cursor, Alt with rectangle/lasso subtracts.
 """
 
 from __future__ import annotations
@@ -34,9 +51,10 @@ from studio.qt.mask_canvas_ops import (
 )
 
 from studio.qt.mask_canvas_session import CanvasSession
+from studio.qt.mask_canvas_toolbar import MaskToolBar
 from studio.qt.mask_canvas_view import TOOLS, CanvasViewMixin
 
-__all__ = ["TOOLS", "CanvasSession", "MaskCanvas"]
+__all__ = ["TOOLS", "CanvasSession", "MaskCanvas", "MaskToolBar"]
 
 
 class MaskCanvas(CanvasViewMixin, QWidget):
