@@ -482,7 +482,11 @@ def test_paste_drop_export_and_preview(qtbot, canvas, tmp_path):
     img_ref, mask_ref = canvas.export_refs(tmp_path / "inputs")
     assert np.array_equal(np.asarray(Image.open(mask_ref.path)), canvas.mask()) and len(mask_ref.sha256) == 64
 
+    canvas.set_overlay_color("#00ff00", 1.0)
+    c00 = to_widget(canvas, 4, 4)  # inside the masked 10×10 corner
+    assert tuple(from_qimage(canvas.grab().toImage())[c00.y(), c00.x()]) == (0, 255, 0)
     canvas.set_overlay_visible(False)
+    assert tuple(from_qimage(canvas.grab().toImage())[c00.y(), c00.x()]) == tuple(test_image()[4, 4])
     canvas.show_preview(np.full((H // 2, W // 2, 3), (0, 0, 255), np.uint8))  # any size: scaled to the canvas
     shot = from_qimage(canvas.grab().toImage())
     c = to_widget(canvas, 80, 60)
