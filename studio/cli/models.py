@@ -21,6 +21,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     info.add_argument("path", type=Path)
     info.add_argument("--json", action="store_true")
     info.set_defaults(func=_scan_one)
+    dl = msub.add_parser("download", help="download a model from the Hugging Face Hub into the models library")
+    dl.add_argument("repo_id", nargs="?", help='e.g. "stabilityai/sd-turbo" (see --starters)')
+    dl.add_argument("--file", action="append", default=[], help="only this file (repeatable)")
+    dl.add_argument("--fp16", action="store_true", help="take the fp16 variant when the repo has one")
+    dl.add_argument("--to", type=Path, default=None, help="target folder (default: models library)")
+    dl.add_argument("--starters", action="store_true", help="list the curated starter models")
+    dl.add_argument("--json", action="store_true")
+    dl.set_defaults(func=_download)
 
 
 def _print(entries, as_json: bool) -> int:
@@ -65,3 +73,40 @@ def _scan_one(args: argparse.Namespace) -> int:
     if entry is None:
         raise NotADiffusionModel(f"{p} is not a model folder (no model_index.json or config.json).")
     return _print([entry], args.json)
+
+
+def _download(args: argparse.Namespace) -> int:
+    import sys
+
+    from studio.core.download import STARTERS, download, plan_download
+    from studio.core.errors import InvalidRequest
+
+    if args.starters:
+        for title, repo in STARTERS.items():
+            print(f"{title:<28} {repo}")
+        return 0
+    if not args.repo_id:
+        raise InvalidRequest("give a repository id, e.g. studio models download stabilityai/sd-turbo")
+    plan = plan_download(args.repo_id, args.file or None, fp16=args.fp16)
+    bar = None
+    if sys.stderr.isatty() and not args.json:
+        from tqdm import tqdm
+
+        bar = tqdm(total=plan.total_bytes, unit="B", unit_scale=True, desc=args.repo_id, file=sys.stderr)
+
+    def progress(done: int, total: int, name: str) -> None:
+        if bar is not None:
+            bar.n = done
+            bar.set_postfix_str(name[-30:], refresh=True)
+
+    try:
+        dest = download(plan, args.to, on_progress=progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    if args.json:
+        print(json.dumps({"repo_id": plan.repo_id, "revision": plan.revision, "path": str(dest),
+                          "files": [n for n, _ in plan.files], "bytes": plan.total_bytes}))
+    else:
+        print(dest)
+    return 0
