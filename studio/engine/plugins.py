@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from studio.core.errors import StudioError
-from studio.core.paths import REPO_ROOT, data_dir
+from studio.core.paths import data_dir
 from studio.plugin_api import API_VERSION, PipelineContext, PluginError
 
 log = logging.getLogger(__name__)
@@ -45,9 +45,8 @@ class PluginHost:
 
     # -- discovery --------------------------------------------------------------------------------
     def discover(self, user_dir: Path | None = None, first_party: bool = True) -> list[PluginRecord]:
-        if first_party and (REPO_ROOT / "plugins").is_dir():
-            import plugins as pkg
-
+        pkg = _first_party() if first_party else None
+        if pkg is not None:
             for info in pkgutil.iter_modules(pkg.__path__):
                 self._load(f"plugins.{info.name}", "first-party", lambda n=info.name: importlib.import_module(f"plugins.{n}"))
         user_dir = user_dir if user_dir is not None else data_dir() / "plugins"
@@ -120,6 +119,15 @@ class PluginHost:
                 except Exception as exc:  # noqa: BLE001
                     rec.enabled, rec.error = False, f"raised in parameters(): {exc}"
         return out
+
+
+def _first_party():
+    """The `plugins` package (a folder in a checkout, frozen modules in a packaged build)."""
+    try:
+        import plugins
+    except ImportError:
+        return None
+    return plugins
 
 
 def _import_path(folder: Path):
