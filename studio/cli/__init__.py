@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from pathlib import Path
 
 from studio import __version__
 from studio.core.errors import StudioError
@@ -30,6 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--smoke-test", action="store_true", help="check this installation headless and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     run = sub.add_parser("run", help="open the studio window (the default)")
+    run.add_argument("--model", default=None, help="model to open with (default: the last one, or the demo model)")
+    run.add_argument("--autotest-screenshot", type=Path, default=None, metavar="PNG",
+                     help="generate once with the demo model, save a screenshot, exit")
     run.set_defaults(func=_run_window)
     for name in COMMAND_MODULES:
         try:
@@ -43,6 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run_window(args: argparse.Namespace) -> int:
+    if getattr(args, "autotest_screenshot", None):
+        from studio.qt.autotest import run_autotest
+
+        return run_autotest(args.autotest_screenshot)
     from studio.qt.app import run_app
 
     return run_app(args)

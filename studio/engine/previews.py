@@ -62,3 +62,46 @@ def decode_preview(vae, latents: torch.Tensor) -> np.ndarray:
     lat = latents.to(vae.device, vae.dtype) / scale + shift
     img = vae.decode(lat).sample
     return to_uint8(grid(img.permute(0, 2, 3, 1)))
+
+
+def _sample_images(n: int, size: int, seed: int) -> np.ndarray:
+    """Flat-colour backgrounds with a few coloured blocks and discs: enough to tie latents to colour."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size]
+    out = np.empty((n, size, size, 3), np.float32)
+    for i in range(n):
+        img = np.empty((size, size, 3), np.float32)
+        img[:] = rng.uniform(-1, 1, 3)
+        for _ in range(rng.integers(1, 4)):
+            cx, cy, r = rng.uniform(0, size, 2).tolist() + [rng.uniform(size / 8, size / 3)]
+            inside = (xx - cx) ** 2 + (yy - cy) ** 2 < r**2 if rng.random() < 0.5 else (abs(xx - cx) < r) & (abs(yy - cy) < r)
+            img[inside] = rng.uniform(-1, 1, 3)
+        out[i] = img
+    return out
+
+
+@torch.no_grad()
+def fit_latent_rgb(vae, n: int = 48, size: int = 128, seed: int = 0) -> dict:
+    """Least-squares latent→RGB factors for a VAE (scaled latents → colour at 1/8 resolution)."""
+    imgs = torch.from_numpy(_sample_images(n, size, seed)).permute(0, 3, 1, 2)
+    scale = getattr(vae.config, "scaling_factor", 1.0) or 1.0
+    lats = []
+    for i in range(0, n, 8):
+        batch = imgs[i : i + 8].to(vae.device, vae.dtype)
+        lats.append(vae.encode(batch).latent_dist.mean.float().cpu() * scale)
+    lat = torch.cat(lats)  # (n, 4, h, w)
+    target = torch.nn.functional.avg_pool2d(imgs, 8)  # (n, 3, h, w)
+    x = torch.cat([lat.permute(0, 2, 3, 1).reshape(-1, lat.shape[1]), torch.ones(lat.numel() // lat.shape[1], 1)], 1)
+    y = target.permute(0, 2, 3, 1).reshape(-1, 3)
+    sol = torch.linalg.lstsq(x.double(), y.double()).solution.float()
+    return {"factors": sol[:-1].tolist(), "bias": sol[-1].tolist()}
+
+
+def latent_rgb_error(vae, factors: torch.Tensor, bias: torch.Tensor, n: int = 16, size: int = 128, seed: int = 1) -> float:
+    """Mean absolute colour error of a linear preview against the images (held-out samples)."""
+    imgs = torch.from_numpy(_sample_images(n, size, seed)).permute(0, 3, 1, 2)
+    scale = getattr(vae.config, "scaling_factor", 1.0) or 1.0
+    with torch.no_grad():
+        lat = vae.encode(imgs.to(vae.device, vae.dtype)).latent_dist.mean.float().cpu() * scale
+    rgb = torch.einsum("bchw,cr->brhw", lat, factors) + bias[None, :, None, None]
+    return float((rgb.clamp(-1, 1) - torch.nn.functional.avg_pool2d(imgs, 8)).abs().mean())

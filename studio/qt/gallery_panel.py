@@ -322,10 +322,13 @@ class GalleryPanel(QWidget):
             combo.currentIndexChanged.connect(self.apply_filters)
         for box in (self.favourites_only, self.show_trash):
             box.toggled.connect(self.apply_filters)
-        bar = QHBoxLayout()
-        bar.addWidget(self.search, 1)
+        bar = QVBoxLayout()  # the search box gets a row of its own: it stays readable in a narrow dock
+        bar.addWidget(self.search)
+        filters = QHBoxLayout()
         for w in (self.model_filter, self.kind_filter, self.date_filter, self.favourites_only, self.show_trash):
-            bar.addWidget(w)
+            filters.addWidget(w)
+        filters.addStretch(1)
+        bar.addLayout(filters)
 
         # grid
         self.view = QListView()
@@ -379,6 +382,7 @@ class GalleryPanel(QWidget):
             btn = QPushButton(label)
             btn.clicked.connect(slot)
             btn.setEnabled(False)
+            btn.setMinimumHeight(btn.sizeHint().height())  # never squeezed below its text
             actions.addWidget(btn, n // 4, n % 4)
             self.buttons[key] = btn
         self.tag_edit = QLineEdit(placeholderText="Add tags (comma-separated), Enter to save")
