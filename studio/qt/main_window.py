@@ -29,6 +29,13 @@ log = logging.getLogger(__name__)
 GALLERY_MODULE = "studio.qt.gallery_panel"
 
 
+# What a first start shows: something the bundled demo model (flat shapes, 128 px) draws well.
+STARTER_REQUEST = GenerationRequest(
+    model="demo", prompt="a large red circle in the center on a blue background", steps=20, guidance_scale=7.0,
+    width=128, height=128, scheduler="DPM++ 2M", seed=11,
+)
+
+
 def demo_model_present() -> bool:
     d = demo_model_dir()
     return (d / "model_index.json").is_file() or any(d.glob("*.safetensors")) if d.is_dir() else False
@@ -222,8 +229,7 @@ class MainWindow(QMainWindow):
             self.restoreState(state)
         self.prompt.set_recent_models(s.recent_models())
         last = s.last_request()
-        if last is not None:
-            self.prompt.set_request(last)
+        self.prompt.set_request(last if last is not None else STARTER_REQUEST)
         self.prompt.seed_lock.setChecked(s.value("prompt/seed_locked", False, bool))
         self.prompt.batch.setValue(s.value("prompt/batch_count", 1, int) or 1)
         if model:

@@ -28,6 +28,7 @@ from studio.core.request import MAX_SEED, SCHEDULER_NAMES, GenerationRequest, Pr
 
 TOKEN_LIMIT = 75  # 77-token CLIP window minus start/end tokens
 SIZE_PRESETS: list[tuple[str, int, int]] = [
+    ("Demo 128 (bundled model)", 128, 128),
     ("Square 512", 512, 512),
     ("Square 768", 768, 768),
     ("Square 1024 (SDXL)", 1024, 1024),

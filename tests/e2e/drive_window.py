@@ -1,7 +1,7 @@
 """Run by test_window_screenshot.py in a subprocess on an Xvfb display (QT_QPA_PLATFORM=xcb):
 open the real studio window, generate on the given model, screenshot the whole X screen.
 
-usage: python drive_window.py MODEL OUT_PNG OUT_JSON
+usage: python drive_window.py MODEL OUT_PNG OUT_JSON [SIZE] [STEPS]
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import time
 import numpy as np
 
 
-def main(model: str, out_png: str, out_json: str) -> int:
+def main(model: str, out_png: str, out_json: str, size: str = "64", steps: str = "6") -> int:
     from PySide6.QtCore import QEventLoop, QTimer
 
     from studio.qt.app import ensure_app
@@ -33,13 +33,13 @@ def main(model: str, out_png: str, out_json: str) -> int:
     w.raise_()
     p = w.prompt
     p.set_model(model)
-    p.prompt.setPlainText("a lighthouse on a cliff at dusk, warm light, oil painting")
-    p.negative.setPlainText("blurry, text, watermark")
-    p.steps.setValue(6)
-    p.set_size(64, 64)
-    p.seed.setValue(1234)
+    p.prompt.setPlainText("a large green circle at the top left on a blue background")
+    p.negative.setPlainText("blurry, noise")
+    p.steps.setValue(int(steps))
+    p.set_size(int(size), int(size))
+    p.seed.setValue(11)
     p.seed_lock.setChecked(True)
-    p.scheduler.setCurrentText("DPM++ 2M Karras")
+    p.scheduler.setCurrentText("Euler")
     done: dict = {}
     w.controller.runFinished.connect(lambda rid, status: done.update(run=rid, status=status))
 
@@ -86,4 +86,4 @@ def main(model: str, out_png: str, out_json: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(*sys.argv[1:4]))
+    sys.exit(main(*sys.argv[1:6]))

@@ -160,8 +160,8 @@ def test_guidance_snaps_to_half_steps_and_size_to_multiples_of_8(qtbot):
     panel.set_size(516, 770)
     f = panel.fields()
     assert f["width"] % 8 == 0 and f["height"] % 8 == 0
-    panel.size_preset.setCurrentIndex(3)
-    panel.size_preset.activated.emit(3)
+    panel.size_preset.setCurrentIndex(4)
+    panel.size_preset.activated.emit(4)
     assert (panel.fields()["width"], panel.fields()["height"]) == (512, 768)
     for w in (panel.prompt, panel.steps, panel.guidance, panel.seed, panel.dice, panel.seed_lock, panel.width_,
               panel.scheduler, panel.batch, panel.rescale, panel.preview, panel.model, panel.generate_button):
