@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 TEST_ARGS ?=
 
-.PHONY: run test setup system-deps lint bench clean
+.PHONY: run test setup system-deps lint bench clean package package-test
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,12 @@ run: setup
 test: setup
 	$(BIN)/lint-imports
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest $(TEST_ARGS)
+
+package: setup
+	bash packaging/build.sh
+
+package-test: setup
+	bash packaging/package_test.sh
 
 bench: setup
 	$(BIN)/studio bench overhead --json
