@@ -50,10 +50,49 @@ def _aux(name: str) -> Preprocessor | None:
     return run
 
 
+# controlnet-aux detectors whose weights come from the Hub (lllyasviel/Annotators): offered when
+# controlnet-aux is installed; without the weights (offline) they fail with a clear message.
+HUB_DETECTORS = {
+    "openpose": "OpenposeDetector",
+    "depth_midas": "MidasDetector",
+    "mlsd": "MLSDdetector",
+    "normal_bae": "NormalBaeDetector",
+    "lineart": "LineartDetector",
+    "softedge_pidi": "PidiNetDetector",
+}
+ANNOTATORS = "lllyasviel/Annotators"
+
+
+def _aux_hub(name: str, cls_name: str) -> Preprocessor:
+    cache: dict[str, object] = {}
+
+    def run(image: np.ndarray) -> np.ndarray:
+        from PIL import Image
+
+        import controlnet_aux as aux
+
+        if "detector" not in cache:
+            try:
+                cache["detector"] = getattr(aux, cls_name).from_pretrained(ANNOTATORS)
+            except Exception as exc:  # noqa: BLE001 — offline, or the weights are missing
+                raise PluginError(
+                    f"the {name} preprocessor needs its weights from the Hugging Face Hub ({ANNOTATORS}), "
+                    f"which are not here ({exc.__class__.__name__}). Download them once online, "
+                    "or use canny, hed, shuffle or lineart_standard, which work offline."
+                ) from None
+        out = cache["detector"](Image.fromarray(image))
+        return np.asarray(out.convert("RGB").resize((image.shape[1], image.shape[0])))
+
+    return run
+
+
 def available() -> dict[str, Preprocessor]:
     procs: dict[str, Preprocessor] = {"none": none, "canny": canny, "hed": hed}
     for name in ("shuffle", "lineart_standard"):
         fn = _aux(name)
         if fn is not None:
             procs[name] = fn
+    if "shuffle" in procs:  # controlnet-aux is importable
+        for name, cls_name in HUB_DETECTORS.items():
+            procs[name] = _aux_hub(name, cls_name)
     return procs

@@ -102,3 +102,38 @@ def test_cli_controlnet_and_preprocess(tiny_sd15, cn, tmp_path, capsys):
     assert main(["preprocess", "--list", "x"]) == 0 and "hed" in capsys.readouterr().out
     assert main(["generate", "--model", str(tiny_sd15), "--prompt", "x", "--no-gallery",
                  "--controlnet", "m:img", "--out", str(out)]) == 2
+
+
+def test_controlnet_aux_detectors_are_offered_and_explain_missing_weights(monkeypatch):
+    """With controlnet-aux installed (faked here: the lean install has no torchvision), its offline
+    detectors run and the hub-weight ones say clearly that their weights are missing."""
+    import sys
+    import types
+
+    from PIL import Image as PILImage
+
+    from plugins.controlnet import preprocessors
+    from studio.plugin_api import PluginError
+
+    fake = types.ModuleType("controlnet_aux")
+
+    class Shuffle:
+        def __call__(self, img):
+            return PILImage.fromarray(np.asarray(img)[::-1].copy())
+
+    class NeedsHub:
+        @classmethod
+        def from_pretrained(cls, repo):
+            raise OSError(f"cannot reach the hub for {repo}")
+
+    fake.ContentShuffleDetector = fake.LineartStandardDetector = Shuffle
+    for cls_name in preprocessors.HUB_DETECTORS.values():
+        setattr(fake, cls_name, NeedsHub)
+    monkeypatch.setitem(sys.modules, "controlnet_aux", fake)
+    procs = preprocessors.available()
+    assert {"shuffle", "lineart_standard", "openpose", "depth_midas"} <= set(procs)
+    img = np.zeros((8, 8, 3), np.uint8)
+    img[0] = 255
+    assert procs["shuffle"](img)[-1].min() == 255
+    with pytest.raises(PluginError, match="needs its weights from the Hugging Face Hub"):
+        procs["openpose"](img)
