@@ -58,6 +58,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(func=bench_lora_swap)
 
+    sm = bsub.add_parser("seam", help="inpainting seam: colour shift across the feather band (demo model)")
+    sm.add_argument("--model", default="demo")
+    sm.add_argument("--steps", type=int, default=12)
+    sm.add_argument("--blur", type=int, default=8)
+    sm.add_argument("--seeds", type=int, default=4)
+    sm.add_argument("--json", action="store_true")
+    sm.set_defaults(func=bench_seam)
+
     for name in BENCH_MODULES:
         try:
             module = importlib.import_module(name)
@@ -228,4 +236,49 @@ def bench_lora_swap(args: argparse.Namespace) -> int:
         cold = statistics.median(cold_s)
         _emit({"swap_s": round(swap, 4), "first_load_s": round(max(swap_s[:2]), 4), "cold_load_s": round(cold, 4),
                "ratio": round(swap / cold, 4), "runs": args.runs}, args.json)
+    return 0
+
+
+def bench_seam(args: argparse.Namespace) -> int:
+    """Inpaint the middle of a flat background asking for the same background, and measure the
+    colour step across the feather band: |mean(just inside) − mean(just outside)|, in 0–255 levels.
+    Also the mean |output − input| inside the band, and that nothing outside the mask changed."""
+    import tempfile
+    from pathlib import Path
+
+    import numpy as np
+    from PIL import Image
+
+    from studio.core.request import GenerationRequest, ImageRef
+    from studio.engine.edits import plan_edit
+    from studio.engine.engine import Engine
+    from studio.engine.inpaint import grow
+
+    engine = Engine()
+    lm = engine.load(args.model)
+    size = int(lm.pipe.unet.config.sample_size) * 8
+    steps, bands, outside_changed = [], [], 0
+    with tempfile.TemporaryDirectory() as tmp:
+        img = np.zeros((size, size, 3), np.uint8)
+        img[:] = (40, 70, 200)  # a plain blue background, as the demo model draws them
+        mask = np.zeros((size, size), np.uint8)
+        q = size // 4
+        mask[q:-q, q:-q] = 255
+        Image.fromarray(img).save(Path(tmp) / "in.png")
+        Image.fromarray(mask).save(Path(tmp) / "mask.png")
+        for seed in range(args.seeds):
+            req = GenerationRequest.create(model=args.model, prompt="a blue background", steps=args.steps, seed=seed,
+                                           width=size, height=size, init_image=ImageRef(path=str(Path(tmp) / "in.png")),
+                                           mask=ImageRef(path=str(Path(tmp) / "mask.png")), mask_blur=args.blur)
+            out = engine.generate(req).images[0].astype(np.float64)
+            m = plan_edit(req).blend_mask
+            band = (m > 0) & (m < 255)
+            inner = (m == 255) & (grow(band * 255, 3) > 0)
+            outer = (m == 0) & (grow(band * 255, 3) > 0)
+            steps.append(float(np.abs(out[inner].mean(0) - out[outer].mean(0)).mean()))
+            bands.append(float(np.abs(out[band] - img[band]).mean()))
+            outside_changed += int((out[m == 0] != img[m == 0]).any())
+    _emit({"model": args.model, "size": size, "blur_px": args.blur, "seeds": args.seeds,
+           "seam_step_levels": round(float(np.median(steps)), 2), "band_mean_abs_diff": round(float(np.median(bands)), 2),
+           "runs_with_changes_outside_mask": outside_changed}, args.json)
     return 0
