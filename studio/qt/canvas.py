@@ -4,9 +4,9 @@ and the finished image at the end. Paints only on demand; a burst of previews co
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import QRectF, QSize, Qt
+from PySide6.QtCore import QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPainterPath, QPen
-from PySide6.QtWidgets import QSizePolicy, QWidget
+from PySide6.QtWidgets import QMenu, QSizePolicy, QToolButton, QWidget
 
 from studio.qt.images import to_qimage
 
@@ -14,7 +14,10 @@ EMPTY_TEXT = "Describe an image in the Prompt panel, then press Ctrl+Enter"
 
 
 class CanvasView(QWidget):
-    """Image fitted to the widget with its aspect ratio, a caption chip and an empty state."""
+    """Image fitted to the widget with its aspect ratio, a caption chip and an empty state.
+    A finished image (`show_array(..., final=True)`) offers "Use as input" (button and context menu)."""
+
+    useAsInputRequested = Signal(object)  # the finished image, (H, W, 3) uint8
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -27,14 +30,54 @@ class CanvasView(QWidget):
         self.caption = ""
         self.placeholder = EMPTY_TEXT
         self.frames_painted = 0
+        self._final: np.ndarray | None = None
         self.setToolTip("The image being made. Drag the Steps slider to look at any earlier step.")
+        self.use_button = QToolButton(self, text="Use as input", objectName="UseAsInput")
+        self.use_button.setToolTip("Edit this image: put it on the Edit canvas for img2img or inpainting.")
+        self.use_button.setCursor(Qt.CursorShape.PointingHandCursor)
+        self.use_button.clicked.connect(self.use_as_input)
+        self.use_button.hide()
 
     # -- content --------------------------------------------------------------------------------------
-    def show_array(self, array: np.ndarray | None, caption: str = "", aspect: tuple[int, int] | None = None) -> None:
+    def show_array(self, array: np.ndarray | None, caption: str = "", aspect: tuple[int, int] | None = None,
+                   final: bool = False) -> None:
         self.show_image(to_qimage(array), caption, aspect)
+        if final and array is not None:
+            self._final = array
+            self.use_button.show()
+            self._place_button()
+
+    def final_image(self) -> np.ndarray | None:
+        """The finished image on show (None for a preview step or an empty canvas)."""
+        return self._final
+
+    def use_as_input(self) -> bool:
+        if self._final is None:
+            return False
+        self.useAsInputRequested.emit(self._final)
+        return True
+
+    def contextMenuEvent(self, event) -> None:  # noqa: N802
+        if self._final is None:
+            return
+        menu = QMenu(self)
+        menu.addAction("Use as input", self.use_as_input)
+        menu.exec(event.globalPos())
+
+    def resizeEvent(self, event) -> None:  # noqa: N802
+        super().resizeEvent(event)
+        self._place_button()
+
+    def _place_button(self) -> None:
+        r = self.image_rect()
+        b = self.use_button
+        b.adjustSize()
+        b.move(int(min(r.right(), self.width() - 4) - b.width() - 8), int(max(r.top(), 4) + 8))
 
     def show_image(self, image: QImage | None, caption: str = "", aspect: tuple[int, int] | None = None) -> None:
         self._image = image
+        self._final = None
+        self.use_button.hide()
         self.caption = caption
         if aspect:
             self._aspect = aspect
@@ -42,6 +85,8 @@ class CanvasView(QWidget):
 
     def clear(self, placeholder: str | None = None) -> None:
         self._image = None
+        self._final = None
+        self.use_button.hide()
         self.caption = ""
         if placeholder is not None:
             self.placeholder = placeholder

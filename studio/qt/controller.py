@@ -38,6 +38,8 @@ class RunController(QObject):
         self.bridge, self.history, self.prompt, self.canvas = bridge, history, prompt, canvas
         self.strip, self.queue, self.progress, self.messages = strip, queue, progress, messages
         self.gallery: Any = None
+        self.edit: Any = None  # the Edit tab (EditWorkspace): previews and results of runs made from it
+        self.edit_serials: dict[str, int] = {}  # run id -> the Edit canvas state it started from
         self.numbers: dict[str, int] = queue.numbers
         self.on_request_queued: list = []  # callbacks(request) — the window saves settings
         b = bridge
@@ -70,6 +72,10 @@ class RunController(QObject):
         if self.messages.kind == "error":
             self.messages.dismiss()
         ids = [self._submit(r) for r in requests]
+        if self.edit is not None:
+            for run_id, r in zip(ids, requests):
+                if r.init_image is not None:
+                    self.edit_serials[run_id] = self.edit.serial
         for cb in self.on_request_queued:
             cb(requests[0])
         return ids
@@ -128,12 +134,15 @@ class RunController(QObject):
             return
         aspect = (rec.request.width, rec.request.height)
         if rec.status == "done" and step == rec.total and rec.images:
-            self.canvas.show_array(rec.images[0], f"#{rec.number} · final · seed {rec.request.seed}", aspect)
+            self.canvas.show_array(rec.images[0], f"#{rec.number} · final · seed {rec.request.seed}", aspect, final=True)
+            self._show_edit_result(run_id)
             return
         kept = resolve_step(self.history, run_id, step)
         if kept is None or kept.image is None:
             self.canvas.show_image(None, "", aspect)
             return
+        if run_id in self.edit_serials and self.edit is not None:  # composited full-canvas preview
+            self.edit.show_step(kept.image, self.edit_serials[run_id])
         mode = PREVIEW_NAMES.get(rec.request.preview.value if hasattr(rec.request.preview, "value") else str(rec.request.preview), "preview")
         self.canvas.show_image(to_qimage(kept.image), f"#{rec.number} · step {step}/{rec.total} · {mode}", aspect)
 
@@ -199,6 +208,11 @@ class RunController(QObject):
         rec.gallery_ids = [getattr(i, "id", "") for i in items or []]
         if self.strip.run_id == job_id:
             self.strip.refresh_current()
+        if result.cancelled and job_id in self.edit_serials and self.edit is not None:
+            if self.edit.serial == self.edit_serials[job_id]:
+                self.edit.canvas.clear_preview()  # back to the input
+        else:
+            self._show_edit_result(job_id)
         took = result.timings.get("total_s", 0.0)
         if result.cancelled:
             self.progress.idle(f"Cancelled at step {result.steps_done}/{result.total_steps}")
@@ -217,7 +231,17 @@ class RunController(QObject):
                 pass
         self.runFinished.emit(job_id, result.status)
 
+    def _show_edit_result(self, run_id: str) -> None:
+        rec = self.history.get(run_id)
+        if self.edit is None or run_id not in self.edit_serials or rec is None or not rec.images:
+            return
+        what = rec.request.kind
+        self.edit.show_result(rec.images[0], self.edit_serials[run_id],
+                              f"Result of #{rec.number} ({what}, seed {rec.request.seed}) over the input.")
+
     def _failed(self, job_id: str, message: str, hint: str) -> None:
+        if job_id in self.edit_serials and self.edit is not None and self.edit.serial == self.edit_serials[job_id]:
+            self.edit.canvas.clear_preview()
         rec = self._end(job_id, "failed")
         if rec is not None:
             rec.error = message
@@ -240,6 +264,7 @@ class RunController(QObject):
                                    action_key="choose-model")
 
     def _removed(self, job_id: str) -> None:
+        self.edit_serials.pop(job_id, None)
         self.history.remove_run(job_id)
         self.numbers.pop(job_id, None)
         self.strip.refresh_runs()

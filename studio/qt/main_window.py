@@ -11,12 +11,13 @@ from typing import Any
 
 from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
-from PySide6.QtWidgets import QDockWidget, QMainWindow, QMenu, QSplitter, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QDockWidget, QFileDialog, QMainWindow, QMenu, QSplitter, QTabWidget, QVBoxLayout, QWidget
 
 from studio.core.paths import demo_model_dir
 from studio.core.request import GenerationRequest
 from studio.qt.canvas import CanvasView
 from studio.qt.controller import RunController
+from studio.qt.edit_workspace import EditWorkspace
 from studio.qt.engine_worker import EngineBridge
 from studio.qt.history import DEFAULT_BUDGET_MB, StepHistory
 from studio.qt.prompt_panel import PromptPanel
@@ -60,12 +61,19 @@ class MainWindow(QMainWindow):
         self.history = StepHistory(history_budget_mb)
         self.bridge = EngineBridge(engine_factory, record_to_gallery, self)
 
-        # central: message bar, canvas, steps strip ---------------------------------------------------
+        # central: message bar, Generate / Edit tabs, steps strip ----------------------------------------
         self.messages = MessageBar()
         self.canvas = CanvasView()
+        self.edit = EditWorkspace()
+        self.tabs = QTabWidget(objectName="CentralTabs")
+        self.tabs.setDocumentMode(True)
+        self.tabs.addTab(self.canvas, "Generate")
+        self.tabs.addTab(self.edit, "Edit")
+        self.tabs.setTabToolTip(0, "Text to image: previews and results of every run.")
+        self.tabs.setTabToolTip(1, "Image to image and inpainting: open or paste an image, paint a mask, Generate.")
         self.strip = StepsStrip(self.history)
         split = QSplitter(Qt.Orientation.Vertical, objectName="CentralSplit")
-        split.addWidget(self.canvas)
+        split.addWidget(self.tabs)
         split.addWidget(self.strip)
         split.setStretchFactor(0, 1)
         split.setCollapsible(0, False)
@@ -101,12 +109,20 @@ class MainWindow(QMainWindow):
             self.bridge, self.history, self.prompt, self.canvas, self.strip, self.queue, self.progress, self.messages, self
         )
         self.controller.gallery = self.gallery
+        self.controller.edit = self.edit
+        self.prompt.image_input.attach(self.edit)
+        self.tabs.currentChanged.connect(lambda _i: self.prompt.image_input.set_edit_mode(self.edit_mode()))
+        self.canvas.useAsInputRequested.connect(self.use_image_as_input)
+        self.edit.canvas.problem.connect(lambda m: self.messages.show_message(m, "The canvas was kept as it was.", kind="warning"))
+        self.edit.session.failed.connect(lambda m: self.messages.show_message(m, "Your canvas is still open; "
+                                                                              "check the disk and keep working.", kind="warning"))
         self.controller.on_request_queued.append(self._remember_request)
         self.messages.actionTriggered.connect(self._message_action)
         self.prompt.modelChosen.connect(self._model_chosen)
         self._build_menus()
         self.restore_settings(model)
         self._check_demo_model()
+        self._restore_canvas()
 
     # -- construction -------------------------------------------------------------------------------------
     def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
@@ -142,6 +158,8 @@ class MainWindow(QMainWindow):
                                                "Use a diffusers model folder (with model_index.json).")
         self._action(file_menu, "Open model file…", self.prompt.choose_model_file, "Ctrl+Shift+O",
                      "Use a single-file .safetensors checkpoint.")
+        self._action(file_menu, "Open image to edit…", self.open_image_to_edit, "Ctrl+Shift+E",
+                     "Put an image on the Edit canvas for img2img or inpainting.")
         file_menu.addSeparator()
         self._action(file_menu, "Quit", self.close, QKeySequence.StandardKey.Quit)
 
@@ -153,6 +171,8 @@ class MainWindow(QMainWindow):
                                           "Stop the running request within one step.")
         self._action(gen, "Cancel all", self.controller.cancel_all, "Shift+Esc", "Stop the running request and empty the queue.")
         gen.addSeparator()
+        self._action(gen, "Use shown result as input", self.canvas.use_as_input, "Ctrl+Shift+U",
+                     "Put the finished image on the Edit canvas to keep working on it.")
         self._action(gen, "Branch from selected step", self.strip._branch, "Ctrl+B",
                      "Continue the selected step of a finished run with the current prompt and settings.")
         self._action(gen, "Previous step", lambda: self._nudge_step(-1), "Alt+Left")
@@ -205,11 +225,43 @@ class MainWindow(QMainWindow):
         self.prompt.seed_lock.setChecked(True)
         self.statusBar().showMessage("Recipe loaded into the Prompt panel (seed locked). Ctrl+Enter recreates it.", 6000)
 
+    # -- edit canvas --------------------------------------------------------------------------------
+    def edit_mode(self) -> bool:
+        return self.tabs.currentWidget() is self.edit
+
+    def show_edit(self) -> None:
+        self.tabs.setCurrentWidget(self.edit)
+        self.prompt.image_input.set_edit_mode(True)
+
     def _use_as_input(self, path: str) -> None:
-        self.messages.show_message(
-            "Image-to-image is not available in this version yet.",
-            f"{Path(path).name} stays in the gallery; the canvas will take inputs once image tools land.", kind="info",
-        )
+        """The gallery's "Use as input": the file goes on the Edit canvas."""
+        if self.edit.load_input(path):
+            self.show_edit()
+            self.statusBar().showMessage(f"{Path(path).name} is on the Edit canvas: paint a mask to inpaint, or Generate for img2img.", 6000)
+
+    def use_image_as_input(self, array) -> bool:
+        if not self.edit.set_input(array):
+            return False
+        self.show_edit()
+        self.statusBar().showMessage("The result is on the Edit canvas: paint a mask to inpaint, or Generate for img2img.", 6000)
+        return True
+
+    def open_image_to_edit(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open image to edit", "", "Images (*.png *.jpg *.jpeg *.webp *.bmp *.tif *.tiff);;All files (*)")
+        if path:
+            self._use_as_input(path)
+
+    def _restore_canvas(self) -> None:
+        try:
+            restored = self.edit.restore_session()
+        except Exception as exc:  # a damaged autosave must never stop the window
+            log.warning("canvas session restore: %s", exc)
+            restored = False
+        if restored:
+            self.show_edit()
+            w, h = self.edit.image_size()
+            self.messages.show_message("Your Edit canvas was restored after the studio closed unexpectedly.",
+                                       f"The {w}×{h} image, its mask and undo steps are back (Ctrl+Z works).", kind="info")
 
     # -- settings -----------------------------------------------------------------------------------------
     def _remember_request(self, request: GenerationRequest) -> None:
@@ -268,6 +320,10 @@ class MainWindow(QMainWindow):
             return
         self._shut = True
         self.save_settings()
+        try:
+            self.edit.session.close()  # a clean close: the next start does not offer a restore
+        except Exception as exc:
+            log.warning("canvas session close: %s", exc)
         self.bridge.shutdown()
         if self.gallery is not None and hasattr(self.gallery, "shutdown"):
             try:

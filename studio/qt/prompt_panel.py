@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
 from superqt import QCollapsible, QLabeledDoubleSlider, QLargeIntSpinBox
 
 from studio.core.request import MAX_SEED, SCHEDULER_NAMES, GenerationRequest, PreviewMode
+from studio.qt.image_input import ImageInputSection
 
 TOKEN_LIMIT = 75  # 77-token CLIP window minus start/end tokens
 SIZE_PRESETS: list[tuple[str, int, int]] = [
@@ -127,6 +128,10 @@ class PromptPanel(QWidget):
         self.negative.textChanged.connect(self._token_timer.start)
         self.negative.setMaximumHeight(90)
         lay.addWidget(self.negative, 1)
+
+        # image input (img2img / inpaint from the Edit tab; hidden otherwise) -----------------------
+        self.image_input = ImageInputSection()
+        lay.addWidget(self.image_input)
 
         # sampling ---------------------------------------------------------------------------------
         lay.addWidget(_section("Sampling"))
@@ -358,7 +363,9 @@ class PromptPanel(QWidget):
         """The requests one Generate queues (batch count); rolls the seed first when unlocked."""
         if not self.seed_lock.isChecked():
             self.roll_seed()
-        base = GenerationRequest.create(**self.fields())
+        fields = self.fields()
+        fields.update(self.image_input.request_fields(fields["width"], fields["height"]))
+        base = GenerationRequest.create(**fields)
         return [base if i == 0 else base.replace(seed=(base.seed + i) % (MAX_SEED + 1)) for i in range(self.batch.value())]
 
     def set_request(self, req: GenerationRequest) -> None:

@@ -1,0 +1,141 @@
+"""The Edit tab: the mask canvas with its toolbar, the autosaved canvas session, and a result bar
+("Use result as input" / "Discard") shown after an img2img or inpaint run finishes.
+
+The window puts this beside the Generate view; the Prompt panel's Image input section reads it to
+fill a request's `init_image` / `mask`; the run controller sends it the (already composited,
+full-canvas) previews and the result of runs that started from it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+
+from studio.core import paths
+from studio.core.request import ImageRef
+from studio.qt.mask_canvas import CanvasSession, MaskCanvas, MaskToolBar
+
+
+def snap8(v: int) -> int:
+    return max(8, int(round(v / 8)) * 8)
+
+
+class EditWorkspace(QWidget):
+    """Mask canvas + toolbar + result bar. `has_image()` is True once an image arrived (file, paste,
+    drop, "use as input", a restored session); `serial` changes whenever the canvas image does, so a
+    run's previews are only drawn over the picture they were made from."""
+
+    inputChanged = Signal()  # an image arrived or the mask changed: what a Generate would run changed
+
+    def __init__(self, parent: QWidget | None = None, session_folder: str | Path | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("EditWorkspace")
+        self.canvas = MaskCanvas()
+        self.canvas.setObjectName("MaskCanvas")
+        self.toolbar = MaskToolBar(self.canvas)
+        self.session = CanvasSession(self.canvas, session_folder)
+        self._has_image = False
+        self.serial = 0
+        self.previews_shown = 0
+        self.result: np.ndarray | None = None  # the last finished result shown over the input
+        self.result_serial = -1
+
+        self.result_bar = QWidget(objectName="ResultBar")
+        bar = QHBoxLayout(self.result_bar)
+        bar.setContentsMargins(10, 4, 10, 4)
+        self.result_label = QLabel("")
+        self.use_result_button = QPushButton("Use result as input", objectName="UseResult")
+        self.use_result_button.setToolTip("Put the result on the canvas (undoable with Ctrl+Z) to keep editing it.")
+        self.discard_button = QPushButton("Discard", objectName="DiscardResult")
+        self.discard_button.setToolTip("Hide the result and show the input again.")
+        self.use_result_button.clicked.connect(self.use_result)
+        self.discard_button.clicked.connect(self.discard_result)
+        bar.addWidget(self.result_label, 1)
+        bar.addWidget(self.use_result_button)
+        bar.addWidget(self.discard_button)
+        self.result_bar.hide()
+
+        self.empty_hint = QLabel(
+            "Open an image (toolbar “Open…”), paste it (Ctrl+V), drop it here, or use a result as input; "
+            "then paint over what should change.", objectName="EditHint")
+        self.empty_hint.setWordWrap(True)
+        self.empty_hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.empty_hint.setContentsMargins(10, 6, 10, 6)
+
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(0)
+        lay.addWidget(self.toolbar)
+        lay.addWidget(self.empty_hint)
+        lay.addWidget(self.canvas, 1)
+        lay.addWidget(self.result_bar)
+        self.canvas.imageChanged.connect(self._image_changed)
+        self.canvas.maskChanged.connect(self.inputChanged)
+
+    # -- state ------------------------------------------------------------------------------------------
+    def has_image(self) -> bool:
+        return self._has_image
+
+    def has_mask(self) -> bool:
+        return bool(self.canvas._session_state()[1].any())  # the live mask: no copy per check
+
+    def image_size(self) -> tuple[int, int]:
+        return self.canvas.image_size()
+
+    def _image_changed(self) -> None:
+        self._has_image = True
+        self.serial += 1
+        self.empty_hint.hide()
+        self._hide_result()
+        self.inputChanged.emit()
+
+    def restore_session(self) -> bool:
+        """After a crash: bring the autosaved canvas back. True when something was restored."""
+        if not self.session.crashed():
+            return False
+        return self.session.restore()
+
+    # -- inputs -----------------------------------------------------------------------------------------
+    def set_input(self, array: np.ndarray) -> bool:
+        return self.canvas.set_image(array)
+
+    def load_input(self, path: str | Path) -> bool:
+        return self.canvas.load_image(path)
+
+    def export_refs(self, folder: str | Path | None = None) -> tuple[ImageRef, ImageRef | None]:
+        return self.canvas.export_refs(folder or paths.data_dir() / "inputs")
+
+    # -- runs -------------------------------------------------------------------------------------------
+    def show_step(self, image: np.ndarray | None, serial: int) -> bool:
+        """A preview of a run made from canvas state `serial`; ignored if the canvas image changed since."""
+        if serial != self.serial or image is None:
+            return False
+        self.canvas.show_preview(image)
+        self.previews_shown += 1
+        return True
+
+    def show_result(self, image: np.ndarray, serial: int, caption: str) -> bool:
+        if serial != self.serial:
+            return False
+        self.canvas.show_preview(image)
+        self.result, self.result_serial = image, serial
+        self.result_label.setText(caption)
+        self.result_bar.show()
+        return True
+
+    def use_result(self) -> bool:
+        if self.result is None:
+            return False
+        image = self.result
+        self._hide_result()
+        return self.canvas.set_image(image, keep_mask=True)  # same mask: re-roll the same area, or Clear it
+
+    def discard_result(self) -> None:
+        self._hide_result()
+        self.canvas.clear_preview()
+
+    def _hide_result(self) -> None:
+        self.result = None
+        self.result_bar.hide()
