@@ -1,0 +1,213 @@
+"""The Edit tab in the real window on the tiny SD1.5 pipeline: inpaint and img2img from the mask
+canvas, live composited previews, "Use as input" from a result and from the gallery, and the canvas
+session restored after a crash. Runs are short (≤ 4 steps, ~64 px) for a 2-core CPU."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QApplication
+
+from studio.core.hashing import sha256_bytes
+
+RUN_TIMEOUT_MS = 90_000
+
+
+def recording_engine(got: list):
+    """An engine factory whose engine records every request it is asked to generate."""
+
+    def factory():
+        from studio.engine.engine import Engine
+
+        engine = Engine(device="cpu")
+        orig = engine.generate
+
+        def generate(request, *args, **kwargs):
+            got.append(request)
+            return orig(request, *args, **kwargs)
+
+        engine.generate = generate
+        return engine
+
+    return factory
+
+
+def picture(w: int, h: int) -> np.ndarray:
+    """A smooth, non-flat test picture (gradients), so 'unchanged' means something."""
+    y, x = np.mgrid[0:h, 0:w]
+    return np.stack([x * 255 // max(1, w - 1), y * 255 // max(1, h - 1), (x + y) * 3 % 256], -1).astype(np.uint8)
+
+
+def run_and_wait(qtbot, window, trigger):
+    seen: list[tuple[str, int]] = []
+    window.controller.stepReceived.connect(lambda rid, step: seen.append((rid, step)))
+    with qtbot.waitSignal(window.controller.runFinished, timeout=RUN_TIMEOUT_MS) as blocker:
+        trigger()
+    run_id, status = blocker.args
+    return run_id, status, [s for rid, s in seen if rid == run_id]
+
+
+def file_pixels(path) -> np.ndarray:
+    return np.asarray(Image.open(path))
+
+
+def test_inpaint_from_the_edit_canvas(qtbot, make_window, fill_request, tiny_sd15):
+    from studio.engine.inpaint import feather, grow
+
+    got: list = []
+    w = make_window(engine_factory=recording_engine(got))
+    fill_request(w, tiny_sd15, steps=4, size=64, seed=5)
+    assert not w.prompt.image_input.isVisible()  # txt2img: no image input section
+    src = picture(68, 60)  # not multiples of 8: the engine generates at 64×64 and restores 68×60
+    assert w.use_image_as_input(src)
+    assert w.edit_mode() and w.prompt.image_input.isVisible()
+    assert w.prompt.image_input.strength.value() == 0.75  # img2img default before any mask
+    w.edit.canvas.set_brush_size(12)
+    w.edit.canvas.paint_stroke([(20, 20), (40, 30)])
+    qtbot.waitUntil(lambda: w.prompt.image_input.kind() == "inpaint", timeout=3000)
+    qtbot.waitUntil(lambda: w.prompt.image_input.strength.value() == 1.0, timeout=3000)
+    assert "inpaint" in w.prompt.image_input.note.text()
+    w.prompt.image_input.grow.setValue(2)
+    w.prompt.image_input.blur.setValue(4)
+    mask = w.edit.canvas.mask()
+    shown_previews: list[tuple] = []
+    orig_show = w.edit.canvas.show_preview
+    w.edit.canvas.show_preview = lambda a: (shown_previews.append(None if a is None else a.shape), orig_show(a))
+
+    def ctrl_enter_on_canvas():  # Ctrl+Enter generates even while the canvas has the keyboard
+        w.activateWindow()
+        qtbot.waitUntil(lambda: QApplication.activeWindow() is w, timeout=5000)
+        w.edit.canvas.setFocus()
+        qtbot.waitUntil(w.edit.canvas.hasFocus, timeout=3000)
+        qtbot.keyClick(w.edit.canvas, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
+
+    run_id, status, steps = run_and_wait(qtbot, w, ctrl_enter_on_canvas)
+    assert status == "done"
+    assert steps == [1, 2, 3, 4]  # one preview per step
+    (req,) = got
+    assert req.kind == "inpaint" and req.strength == 1.0
+    assert (req.mask_grow, req.mask_blur, req.inpaint_area) == (2, 4, "whole")
+    assert (req.width, req.height) == (64, 64)
+    init = Image.open(req.init_image.path)
+    assert np.array_equal(np.asarray(init), src)
+    assert sha256_bytes(open(req.init_image.path, "rb").read()) == req.init_image.sha256
+    assert np.array_equal(file_pixels(req.mask.path), mask)
+    # live previews went to the Edit canvas: full-canvas (composited) pictures with the canvas's aspect
+    rec = w.history.get(run_id)
+    result = rec.images[0]
+    assert result.shape == (60, 68, 3)
+    previews = [s for s in shown_previews if s is not None and s != result.shape]  # the steps, not the result
+    assert previews and shown_previews.index(previews[0]) < shown_previews.index(result.shape), shown_previews
+    ph, pw = previews[0][:2]
+    assert abs(pw / ph - 68 / 60) < 0.15, previews[0]  # the whole canvas, not a crop
+    blend = feather(grow(mask, 2), 4)
+    outside = blend == 0
+    assert outside.sum() > 1000 and np.array_equal(result[outside], src[outside])
+    assert np.abs(result[mask > 127].astype(int) - src[mask > 127]).mean() > 3  # the masked part was repainted
+    # the result is shown over the input, with a way to keep it
+    assert w.edit.result is not None and np.array_equal(w.edit.result, result)
+    assert shown_previews[-1] == result.shape  # the last picture drawn over the canvas is the result
+    assert w.edit.result_bar.isVisible()
+    assert np.array_equal(w.edit.canvas.image(), src)  # not applied until asked
+    qtbot.mouseClick(w.edit.use_result_button, Qt.MouseButton.LeftButton)
+    assert np.array_equal(w.edit.canvas.image(), result)
+    assert not w.edit.result_bar.isVisible()
+    w.edit.canvas.undo()  # "use result" is an ordinary undoable edit
+    assert np.array_equal(w.edit.canvas.image(), src)
+
+
+def test_img2img_without_a_mask(qtbot, make_window, fill_request, tiny_sd15):
+    got: list = []
+    w = make_window(engine_factory=recording_engine(got))
+    fill_request(w, tiny_sd15, steps=4, size=64, seed=9)
+    src = picture(64, 56)
+    w.edit.set_input(src)
+    w.show_edit()
+    assert w.prompt.image_input.kind() == "img2img"
+    assert "img2img" in w.prompt.image_input.note.text()
+    w.prompt.image_input.strength.setValue(0.5)
+    run_id, status, steps = run_and_wait(qtbot, w, w.controller.generate)
+    assert status == "done" and steps
+    (req,) = got
+    assert req.kind == "img2img" and req.mask is None and req.strength == 0.5
+    assert (req.width, req.height) == (64, 56)
+    result = w.history.get(run_id).images[0]
+    assert result.shape == src.shape and not np.array_equal(result, src)
+    assert w.edit.result_bar.isVisible() and np.array_equal(w.edit.result, result)
+
+    # back on the Generate tab, Generate is plain txt2img again
+    w.tabs.setCurrentWidget(w.canvas)
+    assert not w.prompt.image_input.isVisible()
+    assert w.prompt.build_requests()[0].kind == "txt2img"
+
+
+def test_use_as_input_from_a_result_and_from_the_gallery(qtbot, make_window, fill_request, tiny_sd15, tmp_path):
+    w = make_window(with_gallery=True)
+    fill_request(w, tiny_sd15, steps=2, size=64, seed=3)
+    assert not w.canvas.use_button.isVisible()
+    run_id, status, _ = run_and_wait(qtbot, w, w.controller.generate)
+    assert status == "done"
+    made = w.history.get(run_id).images[0]
+    assert w.canvas.use_button.isVisible()  # the finished image offers "Use as input"
+    qtbot.mouseClick(w.canvas.use_button, Qt.MouseButton.LeftButton)
+    assert w.edit_mode() and w.edit.has_image()
+    assert np.array_equal(w.edit.canvas.image(), made)
+    assert w.prompt.image_input.isVisible()
+
+    other = picture(40, 32)
+    path = tmp_path / "from-gallery.png"
+    Image.fromarray(other).save(path)
+    w.tabs.setCurrentWidget(w.canvas)
+    if w.gallery is not None:
+        w.gallery.useAsInputRequested.emit(str(path))
+    else:
+        w._use_as_input(str(path))
+    assert w.edit_mode()
+    assert np.array_equal(w.edit.canvas.image(), other)
+    # a broken file is said, and the canvas is kept
+    bad = tmp_path / "not-an-image.png"
+    bad.write_text("hello")
+    w._use_as_input(str(bad))
+    assert w.messages.isVisible() and w.messages.kind == "warning"
+    assert np.array_equal(w.edit.canvas.image(), other)
+
+
+def test_a_crashed_canvas_session_is_restored_on_the_next_start(qtbot, make_window, fake_engine):
+    w = make_window(engine_factory=fake_engine)
+    src = picture(48, 40)
+    w.edit.set_input(src)
+    w.edit.canvas.mask_rect(8, 8, 16, 12)
+    mask = w.edit.canvas.mask()
+    w.edit.session.save_now()  # what the debounced autosave writes while the user works
+    w.edit.session.close = lambda: None  # then the process dies: no clean close
+    w.shutdown()
+
+    w2 = make_window(engine_factory=fake_engine)
+    assert w2.edit_mode() and w2.edit.has_image()
+    assert np.array_equal(w2.edit.canvas.image(), src)
+    assert np.array_equal(w2.edit.canvas.mask(), mask)
+    assert w2.messages.isVisible() and "restored" in w2.messages.message
+    assert w2.edit.canvas.undo()  # the undo history came back too: the mask rectangle goes
+    assert not w2.edit.canvas.mask().any()
+    w2.shutdown()
+
+    w3 = make_window(engine_factory=fake_engine)  # after a clean close: no restore, no message
+    assert not w3.edit_mode() and not w3.edit.has_image()
+    assert not (w3.messages.isVisible() and "restored" in w3.messages.message)
+
+
+def test_cancel_an_edit_run_shows_the_input_again(qtbot, make_window, fake_engine):
+    w = make_window(engine_factory=lambda: fake_engine(step_s=0.05))
+    w.prompt.set_model("fake")
+    w.prompt.steps.setValue(200)
+    w.prompt.seed_lock.setChecked(True)
+    w.use_image_as_input(picture(32, 32))
+    w.edit.canvas.fill_mask()
+    with qtbot.waitSignal(w.controller.stepReceived, timeout=RUN_TIMEOUT_MS, check_params_cb=lambda rid, s: s >= 2):
+        (run_id,) = w.controller.generate()
+    qtbot.waitUntil(lambda: w.edit.canvas._preview is not None, timeout=5000)
+    with qtbot.waitSignal(w.controller.runFinished, timeout=RUN_TIMEOUT_MS) as blocker:
+        w.controller.cancel_current()
+    assert blocker.args == [run_id, "cancelled"]
+    assert w.edit.canvas._preview is None and not w.edit.result_bar.isVisible()
