@@ -76,6 +76,7 @@ class RunController(QObject):
             for run_id, r in zip(ids, requests):
                 if r.init_image is not None:
                     self.edit_serials[run_id] = self.edit.serial
+                    self.edit.begin_run(run_id, r)
         for cb in self.on_request_queued:
             cb(requests[0])
         return ids
@@ -142,7 +143,7 @@ class RunController(QObject):
             self.canvas.show_image(None, "", aspect)
             return
         if run_id in self.edit_serials and self.edit is not None:  # composited full-canvas preview
-            self.edit.show_step(kept.image, self.edit_serials[run_id])
+            self.edit.show_step(kept.image, self.edit_serials[run_id], run_id)
         mode = PREVIEW_NAMES.get(rec.request.preview.value if hasattr(rec.request.preview, "value") else str(rec.request.preview), "preview")
         self.canvas.show_image(to_qimage(kept.image), f"#{rec.number} · step {step}/{rec.total} · {mode}", aspect)
 
@@ -265,6 +266,8 @@ class RunController(QObject):
 
     def _removed(self, job_id: str) -> None:
         self.edit_serials.pop(job_id, None)
+        if self.edit is not None:
+            self.edit.end_run(job_id)
         self.history.remove_run(job_id)
         self.numbers.pop(job_id, None)
         self.strip.refresh_runs()

@@ -10,12 +10,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from studio.core import paths
-from studio.core.request import ImageRef
+from studio.core.request import GenerationRequest, ImageRef
+from studio.engine import inpaint as geo  # numpy/PIL geometry only (no torch): the engine's own grow/feather
 from studio.qt.mask_canvas import CanvasSession, MaskCanvas, MaskToolBar
+
+
+PREVIEW_MAX = 1024  # px: previews are composited at most this large (the screen shows no more)
 
 
 def snap8(v: int) -> int:
@@ -39,8 +44,10 @@ class EditWorkspace(QWidget):
         self._has_image = False
         self.serial = 0
         self.previews_shown = 0
+        self.last_preview: np.ndarray | None = None  # the last step preview drawn over the canvas
         self.result: np.ndarray | None = None  # the last finished result shown over the input
         self.result_serial = -1
+        self._runs: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}  # run id -> (input, blend mask) at work size
 
         self.result_bar = QWidget(objectName="ResultBar")
         bar = QHBoxLayout(self.result_bar)
@@ -108,11 +115,42 @@ class EditWorkspace(QWidget):
         return self.canvas.export_refs(folder or paths.data_dir() / "inputs")
 
     # -- runs -------------------------------------------------------------------------------------------
-    def show_step(self, image: np.ndarray | None, serial: int) -> bool:
+    def begin_run(self, run_id: str, request: GenerationRequest) -> None:
+        """Remember the input and the grown + feathered mask of a run just queued from this canvas, at
+        a working size (≤ PREVIEW_MAX px), so its small previews can be shown sharp outside the mask."""
+        img, mask, _, _ = self.canvas._session_state()
+        h, w = mask.shape
+        k = min(1.0, PREVIEW_MAX / max(w, h))
+        size = (max(1, round(w * k)), max(1, round(h * k)))
+        base = geo.resize(img, size) if k < 1 else img.copy()
+        blend = None
+        if request.mask is not None:
+            blend = geo.feather(geo.grow(mask, request.mask_grow), request.mask_blur)
+            if k < 1:
+                blend = geo.resize(blend, size)
+        self._runs[run_id] = (base, blend)
+        while len(self._runs) > 8:  # scrubbing old runs falls back to the plain preview
+            self._runs.pop(next(iter(self._runs)))
+
+    def end_run(self, run_id: str) -> None:
+        self._runs.pop(run_id, None)
+
+    def compose(self, run_id: str | None, image: np.ndarray) -> np.ndarray:
+        """A (small, already composited) preview scaled smoothly to the canvas, and for an inpaint
+        composited again over the sharp input, so the untouched part never looks blocky."""
+        base, blend = self._runs.get(run_id, (None, None)) if run_id else (None, None)
+        if base is None or image.ndim != 3:
+            return image
+        h, w = base.shape[:2]
+        up = image if image.shape[:2] == (h, w) else np.asarray(Image.fromarray(image).resize((w, h), Image.Resampling.BILINEAR))
+        return up if blend is None else geo.composite(base, up, blend)
+
+    def show_step(self, image: np.ndarray | None, serial: int, run_id: str | None = None) -> bool:
         """A preview of a run made from canvas state `serial`; ignored if the canvas image changed since."""
         if serial != self.serial or image is None:
             return False
-        self.canvas.show_preview(image)
+        self.last_preview = self.compose(run_id, image)
+        self.canvas.show_preview(self.last_preview)
         self.previews_shown += 1
         return True
 

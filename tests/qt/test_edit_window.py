@@ -74,6 +74,9 @@ def test_inpaint_from_the_edit_canvas(qtbot, make_window, fill_request, tiny_sd1
     shown_previews: list[tuple] = []
     orig_show = w.edit.canvas.show_preview
     w.edit.canvas.show_preview = lambda a: (shown_previews.append(None if a is None else a.shape), orig_show(a))
+    step_previews: list[np.ndarray] = []
+    orig_step = w.edit.show_step
+    w.edit.show_step = lambda img, serial, rid=None: orig_step(img, serial, rid) and (step_previews.append(w.edit.last_preview) or True)
 
     def ctrl_enter_on_canvas():  # Ctrl+Enter generates even while the canvas has the keyboard
         w.activateWindow()
@@ -97,12 +100,14 @@ def test_inpaint_from_the_edit_canvas(qtbot, make_window, fill_request, tiny_sd1
     rec = w.history.get(run_id)
     result = rec.images[0]
     assert result.shape == (60, 68, 3)
-    previews = [s for s in shown_previews if s is not None and s != result.shape]  # the steps, not the result
-    assert previews and shown_previews.index(previews[0]) < shown_previews.index(result.shape), shown_previews
-    ph, pw = previews[0][:2]
-    assert abs(pw / ph - 68 / 60) < 0.15, previews[0]  # the whole canvas, not a crop
     blend = feather(grow(mask, 2), 4)
     outside = blend == 0
+    # live previews went to the Edit canvas: the whole canvas, sharp input outside the mask, the step inside
+    assert len(step_previews) >= 2, len(step_previews)
+    for pv in step_previews:
+        assert pv.shape == (60, 68, 3)
+        assert np.array_equal(pv[outside], src[outside])
+    assert np.abs(step_previews[-1][mask > 127].astype(int) - src[mask > 127]).mean() > 3
     assert outside.sum() > 1000 and np.array_equal(result[outside], src[outside])
     assert np.abs(result[mask > 127].astype(int) - src[mask > 127]).mean() > 3  # the masked part was repainted
     # the result is shown over the input, with a way to keep it

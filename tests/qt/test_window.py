@@ -276,6 +276,7 @@ def test_gallery_recreate_loads_the_recipe(qtbot, make_window):
     assert (f["prompt"], f["seed"], f["steps"], f["scheduler"], f["width"], f["height"]) == (
         "a red kite over dunes", 42, 9, "DDIM", 768, 512)
     assert w.prompt.seed_lock.isChecked()
-    w.gallery.useAsInputRequested.emit("/tmp/some.png")
-    assert w.messages.isVisible() and w.messages.kind == "info"
+    w.gallery.useAsInputRequested.emit("/tmp/no-such-dir/some.png")  # a missing file: said, nothing changes
+    assert w.messages.isVisible() and w.messages.kind == "warning"
+    assert not w.edit.has_image()
     assert QApplication.activeModalWidget() is None
