@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
     QLabel,
+    QMenu,
     QPushButton,
     QScrollArea,
     QToolButton,
@@ -230,10 +231,13 @@ class ControlUnit(QFrame):
         self.model.setMinimumContentsLength(14)
         self.model.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.model.currentTextChanged.connect(self._model_changed)
-        pick_file = QToolButton(text="File…", objectName="ControlModelFile", toolTip="Pick a ControlNet .safetensors file.")
-        pick_file.clicked.connect(self._pick_model_file)
-        pick_dir = QToolButton(text="Folder…", objectName="ControlModelFolder", toolTip="Pick a diffusers ControlNet folder.")
-        pick_dir.clicked.connect(self._pick_model_folder)
+        browse = QToolButton(text="…", objectName="ControlModelBrowse", toolTip="Pick a ControlNet file or folder.")
+        menu = QMenu(browse)
+        menu.addAction("ControlNet file (.safetensors)…", self._pick_model_file)
+        menu.addAction("ControlNet folder (diffusers)…", self._pick_model_folder)
+        browse.setMenu(menu)
+        browse.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        browse.setStyleSheet("QToolButton::menu-indicator { image: none; width: 0; }")
 
         self.preprocessor = QComboBox(objectName="ControlPreprocessor")
         self.preprocessor.addItems(panel.preprocessor_names)
@@ -254,6 +258,9 @@ class ControlUnit(QFrame):
         self.span.setSingleStep(0.01)
         self.span.setDecimals(2)
         self.span.setValue((0.0, 1.0))
+        self.span.setHandleLabelPosition(QLabeledDoubleRangeSlider.LabelPosition.NoLabel)
+        self.span.setEdgeLabelMode(QLabeledDoubleRangeSlider.EdgeLabelMode.LabelIsValue)
+        self.span.setStyleSheet("QRangeSlider { qproperty-barColor: #e0894a; }")  # the theme's accent between handles
         self.span.setToolTip("The fraction of the steps this unit acts in (start…end).")
         self.span.valueChanged.connect(self._changed)
 
@@ -275,8 +282,7 @@ class ControlUnit(QFrame):
         model_row = QHBoxLayout()
         model_row.setSpacing(4)
         model_row.addWidget(self.model, 1)
-        model_row.addWidget(pick_file)
-        model_row.addWidget(pick_dir)
+        model_row.addWidget(browse)
         thumbs = QHBoxLayout()
         thumbs.addWidget(self.source)
         arrow = QLabel("→")

@@ -74,7 +74,7 @@ class ActiveLora(QFrame):
         self.weight.setValue(weight)
         self.weight.setToolTip("LoRA weight, −2…2 (0 = off, 1 = as trained).")
         self.weight.valueChanged.connect(lambda _v: self.changed.emit())
-        ins = QToolButton(text="⤴", objectName="LoraInsert", toolTip="Insert <lora:name:weight> into the prompt.")
+        ins = QToolButton(text="Insert", objectName="LoraInsert", toolTip="Insert <lora:name:weight> into the prompt.")
         ins.clicked.connect(lambda: self.insert.emit(self.tag()))
         rm = QToolButton(text="✕", objectName="LoraRemove", toolTip="Remove this LoRA.")
         rm.clicked.connect(lambda: self.removed.emit(self))
@@ -194,7 +194,7 @@ class LoraPanel(QWidget):
             self.files = []
             self.message.show_message("The LoRA folders could not be scanned.", f"{exc.__class__.__name__}: {exc}")
         else:
-            if self.message.isVisible() and self.message.message.startswith("The LoRA folders"):
+            if self.message.message.startswith("The LoRA folders"):
                 self.message.dismiss()
         self.library.clear()
         placeholder = _placeholder_icon()
@@ -209,7 +209,7 @@ class LoraPanel(QWidget):
 
     @staticmethod
     def _item_text(lf: Any) -> str:
-        bits = [lf.arch.upper() if lf.arch else "unknown arch", f"rank {lf.rank}" if lf.rank else ""]
+        bits = [lf.arch.upper() if lf.arch else "", f"rank {lf.rank}" if lf.rank else ""]
         line2 = " · ".join(b for b in bits if b)
         if lf.trigger_words:
             line2 += "\ntrigger: " + ", ".join(lf.trigger_words)
