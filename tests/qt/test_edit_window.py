@@ -216,3 +216,25 @@ def test_cancel_an_edit_run_shows_the_input_again(qtbot, make_window, fake_engin
         w.controller.cancel_current()
     assert blocker.args == [run_id, "cancelled"]
     assert w.edit.canvas._preview is None and not w.edit.result_bar.isVisible()
+
+
+def test_outpaint_by_expanding_the_canvas(qtbot, make_window, fill_request, tiny_sd15):
+    from studio.engine.inpaint import feather, grow
+
+    got: list = []
+    w = make_window(engine_factory=recording_engine(got))
+    fill_request(w, tiny_sd15, steps=2, size=64, seed=4)
+    src = picture(48, 48)
+    w.use_image_as_input(src)
+    assert w.edit.canvas.expand(right=16, bottom=8)  # what the toolbar's Outpaint… and the X tool do
+    qtbot.waitUntil(lambda: "outpaint" in w.prompt.image_input.note.text(), timeout=3000)
+    mask = w.edit.canvas.mask()
+    run_id, status, _ = run_and_wait(qtbot, w, w.controller.generate)
+    assert status == "done"
+    (req,) = got
+    assert req.kind == "inpaint" and (req.width, req.height) == (64, 56)
+    result = w.history.get(run_id).images[0]
+    assert result.shape == (56, 64, 3)
+    keep = feather(grow(mask, req.mask_grow), req.mask_blur) == 0
+    assert keep[:48, :48].sum() > 500
+    assert np.array_equal(result[:48, :48][keep[:48, :48]], src[keep[:48, :48]])  # the original sits where it was
