@@ -352,3 +352,38 @@ def test_set_units_round_trip(qtbot, settings, controlnet_file, square_png):
     panel.set_units(refs, guess_mode=True)
     assert panel.units() == refs and panel.guess_mode() and len(panel.unit_widgets) == 2
     qtbot.waitUntil(lambda: not panel.busy(), timeout=10_000)
+
+
+def test_panel_deleted_while_its_preview_runs_does_not_crash(qtbot, settings, square_png):
+    import time
+
+    from PySide6.QtCore import QCoreApplication, QEvent
+
+    from studio.qt.plugin_controlnet_panel import ControlNetPanel, wait_all_previews
+
+    class Slow(FakeControlNet):
+        def preprocess(self, name, image):
+            time.sleep(0.5)
+            return image
+
+    panel = ControlNetPanel(Slow(), settings=settings)
+    panel.set_image_from_path(square_png)
+    qtbot.waitUntil(lambda: panel.unit(0)._thread is not None, timeout=5000)
+    panel.deleteLater()
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    wait_all_previews()
+    qtbot.wait(50)  # the finished/done signals arrive for a panel that is gone: dropped, no crash
+
+
+def test_lora_folders_default_to_plugins_ini(qtbot, lora_dir, studio_home):
+    from plugins.lora import LoraPlugin
+    from studio.core.paths import config_dir
+    from studio.qt.plugin_lora_panel import LoraPanel
+
+    panel = LoraPanel(LoraPlugin(folders=[]))
+    qtbot.addWidget(panel)
+    panel.add_folder(lora_dir)
+    assert str(lora_dir) in (config_dir() / "plugins.ini").read_text()
+    again = LoraPanel(LoraPlugin(folders=[]))
+    qtbot.addWidget(again)
+    assert len(again.files) == 2
