@@ -10,6 +10,7 @@ or `config_dir()/plugins.ini`."""
 
 from __future__ import annotations
 
+import atexit
 import io
 import os
 from pathlib import Path
@@ -78,6 +79,9 @@ def wait_all_previews(ms: int = 10_000) -> None:
     """Block until every preview thread (of any panel, removed units included) has ended."""
     for t in list(_RUNNING):
         t.wait(ms)
+
+
+atexit.register(wait_all_previews)  # a QThread destroyed while running aborts the process: let it end first
 
 
 def load_image(path: str | os.PathLike[str], max_side: int | None = None) -> np.ndarray:

@@ -193,6 +193,10 @@ def test_lora_panel_active_loras_and_weights(qtbot, lora_dir, settings):
         panel.active[1].insert_button.click()
     assert sig.args == ["<lora:plain_peft:0.5>"]
 
+    panel.active[1].weight.setValue(9.0)  # clamped to −2…2, snapped to 0.05 steps
+    assert panel.loras()[1].weight == 2.0
+    panel.active[1].weight.setValue(0.512)
+    assert panel.loras()[1].weight == 0.5
     panel.active[0].remove_button.click()
     assert [r.name for r in panel.loras()] == ["plain_peft"]
 
