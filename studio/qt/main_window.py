@@ -113,6 +113,7 @@ class MainWindow(QMainWindow):
         self.prompt.image_input.attach(self.edit)
         self.tabs.currentChanged.connect(lambda _i: self.prompt.image_input.set_edit_mode(self.edit_mode()))
         self.canvas.useAsInputRequested.connect(self.use_image_as_input)
+        self.controller.runStarted.connect(self._run_started)
         self.edit.canvas.problem.connect(lambda m: self.messages.show_message(m, "The canvas was kept as it was.", kind="warning"))
         self.edit.session.failed.connect(lambda m: self.messages.show_message(m, "Your canvas is still open; "
                                                                               "check the disk and keep working.", kind="warning"))
@@ -232,6 +233,11 @@ class MainWindow(QMainWindow):
     def show_edit(self) -> None:
         self.tabs.setCurrentWidget(self.edit)
         self.prompt.image_input.set_edit_mode(True)
+
+    def _run_started(self, run_id: str) -> None:
+        # a text-to-image run queued from an empty Edit tab: show it where it is drawn
+        if run_id not in self.controller.edit_serials and self.edit_mode() and not self.edit.has_image():
+            self.tabs.setCurrentWidget(self.canvas)
 
     def _use_as_input(self, path: str) -> None:
         """The gallery's "Use as input": the file goes on the Edit canvas."""

@@ -238,3 +238,28 @@ def test_outpaint_by_expanding_the_canvas(qtbot, make_window, fill_request, tiny
     keep = feather(grow(mask, req.mask_grow), req.mask_blur) == 0
     assert keep[:48, :48].sum() > 500
     assert np.array_equal(result[:48, :48][keep[:48, :48]], src[keep[:48, :48]])  # the original sits where it was
+
+
+def test_only_masked_uses_the_size_fields_and_an_empty_edit_tab_generates_text_to_image(qtbot, make_window, fake_engine):
+    w = make_window(engine_factory=fake_engine)
+    w.prompt.set_model("fake")
+    w.prompt.set_size(64, 48)
+    w.show_edit()
+    assert not w.prompt.image_input.isVisible()  # no image yet: nothing to edit
+    assert w.prompt.build_requests()[0].kind == "txt2img"
+    with qtbot.waitSignal(w.controller.runStarted, timeout=RUN_TIMEOUT_MS):
+        w.controller.generate()
+    assert not w.edit_mode()  # the run is drawn on the Generate tab, so that is shown
+    w.bridge.cancel_all()
+
+    w.use_image_as_input(picture(200, 120))
+    w.edit.canvas.mask_rect(150, 20, 30, 30)
+    w.prompt.image_input.only_masked.setChecked(True)
+    w.prompt.image_input.padding.setValue(16)
+    qtbot.waitUntil(lambda: "masked area only" in w.prompt.image_input.note.text(), timeout=3000)
+    req = w.prompt.build_requests()[0]
+    assert req.kind == "inpaint" and req.inpaint_area == "only_masked" and req.inpaint_padding == 16
+    assert (req.width, req.height) == (64, 48)  # the Size fields, not the canvas
+    w.prompt.image_input.only_masked.setChecked(False)
+    req = w.prompt.build_requests()[0]
+    assert req.inpaint_area == "whole" and (req.width, req.height) == (200, 120)
