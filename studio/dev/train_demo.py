@@ -534,6 +534,13 @@ def export(args, work: Path, out: Path, scheduler: str = "ddim") -> Path:
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     pipe.save_pretrained(tmp, safe_serialization=True)
+    # The weights are stored in fp16, but a plain from_pretrained() must give a pipeline whose parts
+    # agree: diffusers loads the UNet and VAE as float32, while transformers would follow the
+    # config's dtype for the text encoder and hand fp16 prompt embeddings to an fp32 UNet.
+    cfg_path = tmp / "text_encoder" / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["dtype"] = "float32"
+    cfg_path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
     (tmp / "training_step.txt").write_text(f"{state['step']}\n")
     keep = out / "README.md"
     if keep.exists():

@@ -52,3 +52,12 @@ def test_standard_architecture(pipe):
     assert len(pipe.tokenizer) == 49408
     index = json.loads((MODEL / "model_index.json").read_text())
     assert index["requires_safety_checker"] is False
+
+
+def test_plain_load_generates_at_native_size(pipe):
+    import torch
+
+    assert pipe.text_encoder.dtype == pipe.unet.dtype == pipe.vae.dtype
+    image = pipe("a red circle", num_inference_steps=2,
+                 generator=torch.Generator().manual_seed(0)).images[0]
+    assert image.size == (128, 128)
