@@ -20,6 +20,8 @@ from studio.qt.controller import RunController
 from studio.qt.edit_workspace import EditWorkspace
 from studio.qt.engine_worker import EngineBridge
 from studio.qt.history import DEFAULT_BUDGET_MB, StepHistory
+from studio.qt.plugin_docks import PluginDocks, discover_plugins
+from studio.qt.plugin_docks import engine_factory as plugin_engine_factory
 from studio.qt.prompt_panel import PromptPanel
 from studio.qt.queue_panel import QueuePanel
 from studio.qt.settings import StudioSettings
@@ -59,6 +61,9 @@ class MainWindow(QMainWindow):
         if history_budget_mb is None:  # how much memory the session's step history may use (window.ini)
             history_budget_mb = float(self.settings.value("history/budget_mb", DEFAULT_BUDGET_MB, int) or DEFAULT_BUDGET_MB)
         self.history = StepHistory(history_budget_mb)
+        self.plugin_host = discover_plugins()
+        if engine_factory is None:
+            engine_factory = plugin_engine_factory(self.plugin_host)  # the engine uses the window's plugins
         self.bridge = EngineBridge(engine_factory, record_to_gallery, self)
 
         # central: message bar, Generate / Edit tabs, steps strip ----------------------------------------
@@ -121,6 +126,7 @@ class MainWindow(QMainWindow):
         self.messages.actionTriggered.connect(self._message_action)
         self.prompt.modelChosen.connect(self._model_chosen)
         self._build_menus()
+        self.plugin_docks = PluginDocks(self, self.plugin_host)  # LoRA / ControlNet docks, Plugins and Help menus
         self.restore_settings(model)
         self._check_demo_model()
         self._restore_canvas()
@@ -223,6 +229,7 @@ class MainWindow(QMainWindow):
 
     def _recreate(self, request: GenerationRequest) -> None:
         self.prompt.set_request(request.replace(branch=None))
+        self.plugin_docks.load_request(request)
         self.prompt.seed_lock.setChecked(True)
         self.statusBar().showMessage("Recipe loaded into the Prompt panel (seed locked). Ctrl+Enter recreates it.", 6000)
 
@@ -326,6 +333,7 @@ class MainWindow(QMainWindow):
             return
         self._shut = True
         self.save_settings()
+        self.plugin_docks.shutdown()
         try:
             self.edit.session.close()  # a clean close: the next start does not offer a restore
         except Exception as exc:

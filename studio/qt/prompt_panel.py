@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from PySide6.QtCore import Qt, QTimer, Signal
@@ -73,6 +74,8 @@ class PromptPanel(QWidget):
         super().__init__(parent)
         self.setObjectName("PromptPanel")
         self._tokenizer: Any = None
+        # Callables returning extra request fields (plugin panels: loras, controlnets, plugins).
+        self.field_contributors: list[Callable[[], dict[str, Any]]] = []
         self._token_timer = QTimer(self, singleShot=True, interval=120)
         self._token_timer.timeout.connect(self.update_token_counts)
 
@@ -365,6 +368,8 @@ class PromptPanel(QWidget):
             self.roll_seed()
         fields = self.fields()
         fields.update(self.image_input.request_fields(fields["width"], fields["height"]))
+        for contribute in self.field_contributors:
+            fields.update(contribute())
         base = GenerationRequest.create(**fields)
         return [base if i == 0 else base.replace(seed=(base.seed + i) % (MAX_SEED + 1)) for i in range(self.batch.value())]
 
