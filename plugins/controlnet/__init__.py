@@ -25,7 +25,7 @@ class ControlNetPlugin:
         name="controlnet",
         version="1.0",
         title="ControlNet",
-        contributes=("prepare", "preprocessors"),
+        contributes=("prepare", "preprocessors", "parameters"),
         description="Guide generation with edge maps and other control images; several units at once.",
     )
 
@@ -34,6 +34,14 @@ class ControlNetPlugin:
 
     def preprocessors(self) -> dict[str, preprocessors.Preprocessor]:
         return preprocessors.available()
+
+    def parameters(self, request) -> dict[str, str]:
+        """A1111 (sd-webui-controlnet) style entries for the parameters text: `ControlNet 0: "Module: …"`."""
+        return {
+            f"ControlNet {i}": f"Module: {u.preprocessor}, Model: {Path(u.model).stem}, Weight: {u.weight:g}, "
+            f"Guidance Start: {u.start:g}, Guidance End: {u.end:g}"
+            for i, u in enumerate(request.controlnets)
+        }
 
     def preprocess(self, name: str, image: np.ndarray) -> np.ndarray:
         procs = self.preprocessors()

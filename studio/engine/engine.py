@@ -173,6 +173,9 @@ class Engine:
                               prompt=request.prompt, negative_prompt=request.negative_prompt,
                               size=plan.gen_size if plan is not None else (request.width, request.height))
         self.plugins.prepare(ctx)
+        extra_params = self.plugins.parameters(request)
+        if extra_params:
+            ctx.metadata["plugin_parameters"] = extra_params
         pipe = ctx.pipe  # a plugin may view it as another pipeline (ControlNet)
         self._check_prompt(pipe, ctx.prompt, ctx.negative_prompt)
         scheduler = make_scheduler(request.scheduler, lm.base_scheduler_config)

@@ -55,6 +55,18 @@ class PluginDocks:
 
             self.cn_panel = ControlNetPanel(cn)
             self.cn_dock = self._dock("ControlNet", self.cn_panel)
+        self.extra_docks: list[QDockWidget] = []
+        for rec in host.enabled():  # third-party plugins contribute panels through the API's panel() hook
+            if rec.name in ("lora", "controlnet") or not hasattr(rec.plugin, "panel"):
+                continue
+            try:
+                widget = rec.plugin.panel()
+            except Exception as exc:  # noqa: BLE001 — a broken panel disables its plugin, never the window
+                rec.enabled, rec.error = False, f"raised in panel(): {exc.__class__.__name__}: {exc}"
+                log.warning("plugin %s disabled: %s", rec.name, rec.error)
+                continue
+            if widget is not None:
+                self.extra_docks.append(self._dock(rec.plugin.manifest.title or rec.name, widget))
         window.prompt.field_contributors.append(self.request_fields)
         self._menus()
 
@@ -75,7 +87,7 @@ class PluginDocks:
         if self.cn_panel is not None:
             w._action(plugins, "Use Edit canvas as control image", self.control_from_canvas,
                       tip="Send the image on the Edit canvas to the first ControlNet unit.")
-        for dock in (self.lora_dock, self.cn_dock):
+        for dock in (self.lora_dock, self.cn_dock, *self.extra_docks):
             if dock is not None:
                 plugins.addAction(dock.toggleViewAction())
         help_menu = w.menuBar().addMenu("&Help")

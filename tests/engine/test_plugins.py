@@ -133,3 +133,24 @@ def test_broken_third_party_plugin_via_entry_point(tmp_path, tiny_sd15, monkeypa
     res = Engine(device="cpu", plugins=host).generate(_req(tiny_sd15))  # the app keeps working
     assert res.status == "done" and res.extra["good"] is True
     sys.modules.pop("good_plugin", None)
+
+
+class _Tagger:
+    manifest = PluginManifest(name="tagger", version="1", contributes=("parameters",))
+
+    def parameters(self, request):
+        return {"Tagger": "on, with a comma"}
+
+
+def test_plugin_parameters_reach_the_a1111_text(tiny_sd15, tmp_path):
+    from PIL import Image
+
+    from studio.core.gallery import record_result
+    from studio.core.metadata.infotext import parse
+
+    host = PluginHost()
+    host.add(_Tagger())
+    res = Engine(device="cpu", plugins=host).generate(_req(tiny_sd15))
+    item = record_result(res, library=tmp_path / "lib")[0]
+    text = Image.open(item.path).text["parameters"]
+    assert parse(text)[2]["Tagger"] == "on, with a comma"

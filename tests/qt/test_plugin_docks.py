@@ -56,3 +56,37 @@ def test_control_image_from_the_edit_canvas_and_dialogs(qtbot, make_window, tmp_
     assert len(docks._dialogs) == 2 and all(d.isVisible() for d in docks._dialogs)
     for d in docks._dialogs:
         d.close()
+
+
+def test_third_party_panel_is_docked_and_a_broken_one_is_disabled(qtbot, make_window, monkeypatch):
+    from PySide6.QtWidgets import QLabel
+
+    from studio.plugin_api import PluginManifest
+    from studio.qt import plugin_docks
+
+    class WithPanel:
+        manifest = PluginManifest(name="sketchy", version="1", title="Sketchy", contributes=("panel",))
+
+        def panel(self):
+            return QLabel("hello from a plugin")
+
+    class BrokenPanel:
+        manifest = PluginManifest(name="broken-panel", version="1", contributes=("panel",))
+
+        def panel(self):
+            raise RuntimeError("no widgets today")
+
+    real = plugin_docks.discover_plugins
+
+    def discover():
+        host = real()
+        host.add(WithPanel(), source="entry point")
+        host.add(BrokenPanel(), source="entry point")
+        return host
+
+    monkeypatch.setattr("studio.qt.main_window.discover_plugins", discover)
+    w = make_window()
+    titles = [d.windowTitle() for d in w.plugin_docks.extra_docks]
+    assert titles == ["Sketchy"]
+    assert w.plugin_host.records["broken-panel"].status == "failed"
+    assert "no widgets today" in w.plugin_host.records["broken-panel"].error

@@ -120,6 +120,8 @@ def a1111_params(
             f"{name}: {hashing.a1111_lora_hash(sha) if sha else '0' * 12}"
             for name, sha in loras.items()
         )
+    for key, value in (info.get("plugin_parameters") or {}).items():  # from plugins' parameters() hook
+        params.setdefault(str(key), value)
     params["Version"] = f"{SOFTWARE} {info.get('software_version') or __version__}"
     return params
 
