@@ -35,15 +35,21 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--autotest-screenshot", type=Path, default=None, metavar="PNG",
                      help="generate once with the demo model, save a screenshot, exit")
     run.set_defaults(func=_run_window)
-    for name in COMMAND_MODULES:
+    register_from(COMMAND_MODULES, sub, "register")
+    return parser
+
+
+def register_from(modules: tuple[str, ...], sub: argparse._SubParsersAction, hook: str) -> None:
+    """Let each of `modules` add sub-commands through its `hook(sub)`; a module that is not
+    installed (e.g. studio.qt in a headless build) is skipped, any other import error is raised."""
+    for name in modules:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
-            if exc.name == name:
+            if exc.name and (name == exc.name or name.startswith(exc.name + ".")):
                 continue
             raise
-        module.register(sub)
-    return parser
+        getattr(module, hook)(sub)
 
 
 def _run_window(args: argparse.Namespace) -> int:

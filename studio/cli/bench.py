@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import statistics
 import time
+
+from studio.cli import register_from
 
 # Modules that add more `studio bench` sub-commands through register_bench(subparsers).
 BENCH_MODULES = ("studio.qt.bench",)
@@ -66,14 +67,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     sm.add_argument("--json", action="store_true")
     sm.set_defaults(func=bench_seam)
 
-    for name in BENCH_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name and name.startswith(exc.name):
-                continue
-            raise
-        module.register_bench(bsub)
+    register_from(BENCH_MODULES, bsub, "register_bench")
 
 
 def _emit(result: dict, as_json: bool) -> None:

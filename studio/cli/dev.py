@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import importlib
+
+from studio.cli import register_from
 
 # Modules that add `studio dev` sub-commands through register_dev(subparsers).
 DEV_MODULES = ("studio.dev.cli",)
@@ -24,14 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     fit.add_argument("model", help="a diffusers model folder")
     fit.set_defaults(func=_fit_latent_rgb)
 
-    for name in DEV_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name or (exc.name and name.startswith(exc.name)):
-                continue
-            raise
-        module.register_dev(dsub)
+    register_from(DEV_MODULES, dsub, "register_dev")
 
 
 def _tiny_model(args: argparse.Namespace) -> int:
