@@ -34,6 +34,7 @@ WRITER = textwrap.dedent(
         for n in range(start, start + 200):
             req = GenerationRequest.create(prompt=f"crash test image {n}", seed=n)
             g.add_image(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8), req)
+            print("saved", n, flush=True)
     print("done", flush=True)
     """
 )
@@ -51,7 +52,11 @@ def test_sigkill_while_saving_leaves_check_clean(tmp_path):
             stdout=subprocess.PIPE, env=env, text=True,
         )  # fmt: skip
         assert proc.stdout.readline().strip() == "ready"
-        time.sleep(rng.uniform(0.05, 1.2))
+        # Kill points counted in saves, not seconds, so a fast machine cannot outrun them: after a
+        # random number of finished saves, wait a random fraction of a save, then SIGKILL.
+        for _ in range(rng.randrange(1, 180)):
+            proc.stdout.readline()
+        time.sleep(rng.uniform(0.0, 0.02))
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             killed += 1
