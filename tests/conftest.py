@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import time
 import warnings
 from pathlib import Path
 
@@ -48,3 +51,37 @@ def engine():
     from studio.engine.engine import Engine
 
     return Engine(device="cpu")
+
+
+@pytest.fixture
+def xvfb_display(request):
+    """A private Xvfb display (":N") for real-window (xcb) tests; skips when Xvfb is not installed.
+    The screen size is the test module's XVFB_SCREEN, or 1680×1050."""
+    exe = shutil.which("Xvfb")
+    if exe is None:
+        pytest.skip("Xvfb is not installed (apt-get install xvfb); the real-window test needs it")
+    width, height = getattr(request.module, "XVFB_SCREEN", (1680, 1050))
+    r, w = os.pipe()
+    proc = subprocess.Popen(
+        [exe, "-displayfd", str(w), "-screen", "0", f"{width}x{height}x24", "-nolisten", "tcp"],
+        pass_fds=(w,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    os.close(w)
+    number, deadline = b"", time.monotonic() + 20
+    with os.fdopen(r, "rb") as f:
+        while time.monotonic() < deadline:
+            ch = f.read(1)
+            if not ch or ch == b"\n":
+                break
+            number += ch
+    if not number:
+        proc.kill()
+        proc.wait()
+        pytest.fail("Xvfb did not report a display number")
+    yield f":{int(number)}"
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

@@ -13,9 +13,21 @@ import time
 import numpy as np
 
 
-def main(model: str, out_png: str, out_json: str, size: str = "64", steps: str = "6") -> int:
+def wait(pred, seconds: float) -> bool:
+    """Run the Qt event loop until pred() holds or the time is up; returns pred()."""
     from PySide6.QtCore import QEventLoop, QTimer
 
+    loop = QEventLoop()
+    t = QTimer()
+    t.timeout.connect(lambda: pred() and loop.quit())
+    t.start(10)
+    QTimer.singleShot(int(seconds * 1000), loop.quit)
+    loop.exec()
+    t.stop()
+    return bool(pred())
+
+
+def main(model: str, out_png: str, out_json: str, size: str = "64", steps: str = "6") -> int:
     from studio.qt.app import ensure_app
     from studio.qt.images import from_qimage
     from studio.qt.main_window import MainWindow
@@ -42,16 +54,6 @@ def main(model: str, out_png: str, out_json: str, size: str = "64", steps: str =
     p.scheduler.setCurrentText("Euler")
     done: dict = {}
     w.controller.runFinished.connect(lambda rid, status: done.update(run=rid, status=status))
-
-    def wait(pred, seconds: float) -> bool:
-        loop = QEventLoop()
-        t = QTimer()
-        t.timeout.connect(lambda: pred() and loop.quit())
-        t.start(10)
-        QTimer.singleShot(int(seconds * 1000), loop.quit)
-        loop.exec()
-        t.stop()
-        return bool(pred())
 
     if not wait(lambda: w.bridge.device is not None, 120):
         print("engine did not start", file=sys.stderr)

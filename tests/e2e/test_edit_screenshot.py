@@ -20,7 +20,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve()
 if __name__ != "__main__":
-    from test_window_screenshot import picture_model, xvfb_display  # noqa: F401 - the Xvfb fixture, shared
+    from test_window_screenshot import picture_model
 
 
 def input_picture(w: int, h: int) -> np.ndarray:
@@ -33,8 +33,7 @@ def input_picture(w: int, h: int) -> np.ndarray:
 
 
 def drive(model: str, out_png: str, out_json: str, size: str, steps: str) -> int:
-    from PySide6.QtCore import QEventLoop, QTimer
-
+    from drive_window import wait  # this file runs as a script from its own folder
     from studio.qt.app import ensure_app
     from studio.qt.main_window import MainWindow
 
@@ -67,16 +66,6 @@ def drive(model: str, out_png: str, out_json: str, size: str, steps: str) -> int
     done: dict = {}
     w.controller.stepReceived.connect(lambda rid, s: seen.append(s))
     w.controller.runFinished.connect(lambda rid, status: done.update(run=rid, status=status))
-
-    def wait(pred, seconds: float) -> bool:
-        loop = QEventLoop()
-        t = QTimer()
-        t.timeout.connect(lambda: pred() and loop.quit())
-        t.start(10)
-        QTimer.singleShot(int(seconds * 1000), loop.quit)
-        loop.exec()
-        t.stop()
-        return bool(pred())
 
     if not wait(lambda: w.bridge.device is not None, 120):
         print("engine did not start", file=sys.stderr)

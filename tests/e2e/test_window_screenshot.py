@@ -10,47 +10,13 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image
 
 HERE = Path(__file__).resolve().parent
-SCREEN = (1680, 1050)
-
-
-@pytest.fixture
-def xvfb_display():
-    exe = shutil.which("Xvfb")
-    if exe is None:
-        pytest.skip("Xvfb is not installed (apt-get install xvfb); the real-window screenshot test needs it")
-    r, w = os.pipe()
-    proc = subprocess.Popen(
-        [exe, "-displayfd", str(w), "-screen", "0", f"{SCREEN[0]}x{SCREEN[1]}x24", "-nolisten", "tcp"],
-        pass_fds=(w,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    os.close(w)
-    number = b""
-    deadline = time.monotonic() + 20
-    with os.fdopen(r, "rb") as f:
-        while time.monotonic() < deadline:
-            ch = f.read(1)
-            if not ch or ch == b"\n":
-                break
-            number += ch
-    if not number:
-        proc.kill()
-        proc.wait()
-        pytest.fail("Xvfb did not report a display number")
-    yield f":{int(number)}"
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+XVFB_SCREEN = (1680, 1050)  # read by the shared xvfb_display fixture (tests/conftest.py)
 
 
 def picture_model(tiny_sd15) -> tuple[str, int, int]:

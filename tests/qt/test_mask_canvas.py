@@ -496,33 +496,7 @@ def test_paste_drop_export_and_preview(qtbot, canvas, tmp_path):
 # -- screenshot under Xvfb -----------------------------------------------------------------------
 
 
-@pytest.fixture
-def xvfb_display():
-    exe = shutil.which("Xvfb")
-    if exe is None:
-        pytest.skip("Xvfb is not installed (apt-get install xvfb): the real-display screenshot needs it")
-    r, w = os.pipe()
-    proc = subprocess.Popen([exe, "-displayfd", str(w), "-screen", "0", "800x600x24", "-nolisten", "tcp"],
-                            pass_fds=(w,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    os.close(w)
-    number, deadline = b"", time.monotonic() + 20
-    with os.fdopen(r, "rb") as f:
-        while time.monotonic() < deadline:
-            ch = f.read(1)
-            if not ch or ch == b"\n":
-                break
-            number += ch
-    if not number:
-        proc.kill()
-        proc.wait()
-        pytest.fail("Xvfb did not report a display number")
-    yield f":{int(number)}"
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+XVFB_SCREEN = (800, 600)  # for the shared xvfb_display fixture (tests/conftest.py)
 
 
 def test_screenshot_shows_overlay_over_preview(xvfb_display, tmp_path):
