@@ -1,4 +1,7 @@
-"""`studio models list|scan|info`: what models are on disk, from headers and configs only."""
+"""`studio models list|scan|info|folders|download`: what models are on disk, from headers and configs only.
+
+`list` scans the demo model, the models library and the extra folders saved in the studio's
+settings (`studio models folders --add DIR`, or the window's Models dialog) together."""
 
 from __future__ import annotations
 
@@ -10,9 +13,14 @@ from pathlib import Path
 def register(sub: argparse._SubParsersAction) -> None:
     models = sub.add_parser("models", help="find and identify model files")
     msub = models.add_subparsers(dest="models_command", metavar="MODELS_COMMAND", required=True)
-    ls = msub.add_parser("list", help="the bundled demo model and the models library")
+    ls = msub.add_parser("list", help="the bundled demo model, the models library and the extra model folders")
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(func=_list)
+    fo = msub.add_parser("folders", help="the extra model folders scanned with the library (A1111, ComfyUI, HF cache …)")
+    fo.add_argument("--add", type=Path, action="append", default=[], metavar="DIR", help="add a folder (repeatable)")
+    fo.add_argument("--remove", type=Path, action="append", default=[], metavar="DIR", help="remove a folder (repeatable)")
+    fo.add_argument("--json", action="store_true")
+    fo.set_defaults(func=_folders)
     sc = msub.add_parser("scan", help="identify every model under a folder (A1111, ComfyUI, HF cache …)")
     sc.add_argument("folder", type=Path)
     sc.add_argument("--json", action="store_true")
@@ -46,14 +54,38 @@ def _print(entries, as_json: bool) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from studio.core.catalogue import scan
-    from studio.core.paths import demo_model_dir, models_dir
+    import sys
 
-    entries = []
-    for folder in (demo_model_dir(), models_dir()):
-        if folder.exists():
-            entries += scan(folder)
+    from studio.core.library import scan_all
+
+    entries, problems = scan_all()
+    for p in problems:
+        print(f"studio: {p}", file=sys.stderr)
     return _print(entries, args.json)
+
+
+def _folders(args: argparse.Namespace) -> int:
+    from studio.core import settings
+    from studio.core.errors import InvalidRequest
+    from studio.core.library import sources
+
+    s = settings.load()
+    for d in args.add:
+        if not d.expanduser().is_dir():
+            raise InvalidRequest(f"Not a folder: {d}")
+        s.add_folder(d)
+    for d in args.remove:
+        if not s.remove_folder(d):
+            raise InvalidRequest(f"Not one of the extra model folders: {d}")
+    if args.add or args.remove:
+        settings.save(s)
+    rows = [{"path": str(src.path), "kind": src.label, "exists": src.path.exists()} for src in sources(s)]
+    if args.json:
+        print(json.dumps(rows, indent=1))
+    else:
+        for r in rows:
+            print(f"{r['kind']:<14} {r['path']}{'' if r['exists'] else '  (not found)'}")
+    return 0
 
 
 def _scan(args: argparse.Namespace) -> int:

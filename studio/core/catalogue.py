@@ -43,6 +43,7 @@ class CatalogueEntry:
     size_bytes: int = 0
     usable: bool = True
     reason: str = ""  # why it cannot be used, or what is uncertain
+    source: str = ""  # which scanned folder it came from (demo, library, an extra folder); set by studio.core.library
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

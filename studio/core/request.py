@@ -90,6 +90,7 @@ class GenerationRequest(_Frozen):
     clip_skip: int = Field(0, ge=0, le=12)
     preview: PreviewMode = PreviewMode.LATENT2RGB
     preview_every: int = Field(1, ge=1, le=500)
+    vae: str = ""  # a VAE file or folder used instead of the model's own ("": the model's)
     # Filled by later features; part of the recipe already so old files stay readable.
     init_image: ImageRef | None = None
     mask: ImageRef | None = None

@@ -74,13 +74,35 @@ def memory_info(info: DeviceInfo) -> dict[str, float | None]:
     if info.device == "mps":
         return {"allocated_mb": torch.mps.current_allocated_memory() / mib, "peak_mb": None,
                 "total_mb": torch.mps.recommended_max_memory() / mib}
-    try:
-        import psutil
+    import psutil
 
-        rss = psutil.Process().memory_info().rss / mib
-    except ImportError:  # pragma: no cover
-        rss = None
-    return {"allocated_mb": rss, "peak_mb": None, "total_mb": None}
+    proc = psutil.Process()
+    rss = proc.memory_info().rss / mib
+    return {"allocated_mb": rss, "peak_mb": _peak_rss_mb(), "total_mb": psutil.virtual_memory().total / mib}
+
+
+def _peak_rss_mb() -> float | None:
+    """The process's peak resident memory (Linux: KiB, macOS: bytes from getrusage)."""
+    try:
+        import resource
+        import sys
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+    except (ImportError, OSError):  # Windows has no resource module
+        return None
+
+
+def attention_backend(info: DeviceInfo, sliced: bool = False) -> str:
+    """What computes attention: PyTorch's scaled_dot_product_attention (SDPA) and, on CUDA, the
+    kernels it may pick; attention slicing (low-memory preset) runs it in slices."""
+    text = "PyTorch SDPA"
+    if info.device.startswith("cuda"):
+        kernels = [name for name, on in (("flash", torch.backends.cuda.flash_sdp_enabled()),
+                                          ("memory-efficient", torch.backends.cuda.mem_efficient_sdp_enabled()),
+                                          ("math", torch.backends.cuda.math_sdp_enabled())) if on]
+        text += f" ({', '.join(kernels)})"
+    return text + (", sliced" if sliced else "")
 
 
 def empty_cache(info: DeviceInfo) -> None:

@@ -26,8 +26,9 @@ from PIL import Image
 from studio.core.errors import InvalidRequest, OutOfMemory, PromptTooLong, StudioError
 from studio.core.request import GenerationRequest, PreviewMode
 from studio.core.results import GenerationResult, LoadProgress, StepPreview
+from studio.engine.components import VaeSwitch, load_tiny_vae
 from studio.engine.edits import plan_edit, steps_run
-from studio.engine.devices import DeviceInfo, choose_device, empty_cache, is_oom, memory_info
+from studio.engine.devices import DeviceInfo, attention_backend, choose_device, empty_cache, is_oom, memory_info
 from studio.engine.loader import LoadedModel, ModelCache
 from studio.engine.memory import apply as apply_memory
 from studio.engine.plugins import PluginHost
@@ -69,8 +70,9 @@ class Engine:
         self.plugins = plugins
         self.allow_pickle = allow_pickle
         self.cache = ModelCache(cache_size)
-        self.taesd_dirs = {k: Path(v) for k, v in (taesd or {}).items()}  # arch -> AutoencoderTiny folder
+        self.taesd_dirs = {k: Path(v) for k, v in (taesd or {}).items()}  # arch -> AutoencoderTiny folder or file
         self._taesd: dict[str, Any] = {}
+        self.vae_switch = VaeSwitch()  # puts a request's `vae` into the pipeline
 
     # -- models -----------------------------------------------------------------------------------
     def load(self, model: str, on_progress: ProgressFn = None) -> LoadedModel:
@@ -87,18 +89,28 @@ class Engine:
     def memory_info(self) -> dict[str, float | None]:
         return memory_info(self.device_info)
 
+    def set_taesd(self, taesd: dict[str, str | Path]) -> None:
+        """The tiny autoencoder per architecture for TAESD previews (takes effect on the next run)."""
+        self.taesd_dirs = {k: Path(v) for k, v in taesd.items() if v}
+        self._taesd.clear()
+
+    def describe(self) -> dict[str, Any]:
+        """Device, dtype, memory preset and what it turns on, attention backend (for the Device dialog)."""
+        info, opts = self.device_info, options_for(self.preset)
+        return {"device": info.device, "dtype": info.dtype, "name": info.name, "preset": self.preset,
+                "auto_fallback": self.auto_fallback, "attention": attention_backend(info, opts.attention_slicing),
+                "vae_slicing": opts.vae_slicing, "vae_tiling": opts.vae_tiling, "cpu_offload": opts.cpu_offload,
+                "torch": torch.__version__}
+
     def _tiny_vae(self, arch: str):
         if arch not in self._taesd:
-            from diffusers import AutoencoderTiny
-
             folder = self.taesd_dirs.get(arch) or self.taesd_dirs.get(arch.split("-")[0])
             if folder is None:
                 raise InvalidRequest(
                     "The tiny-autoencoder preview needs a TAESD model for this architecture.",
-                    "Set one in the model settings, or choose the latent→RGB preview.",
+                    "Set one in Models ▸ Models… (select a tiny autoencoder, Set as default), or choose the latent→RGB preview.",
                 )
-            vae = AutoencoderTiny.from_pretrained(folder, local_files_only=True, torch_dtype=self.device_info.torch_dtype)
-            self._taesd[arch] = vae.to(self.device_info.torch_device).eval()
+            self._taesd[arch] = load_tiny_vae(folder, self.device_info)
         return self._taesd[arch]
 
     # -- generation -------------------------------------------------------------------------------
@@ -114,6 +126,8 @@ class Engine:
         lm = self.load(request.model, on_progress)
         t_loaded = time.perf_counter()
         notice = ""
+        if self.vae_switch.use(lm, request.vae, self.device_info):
+            lm.extra.pop("preset", None)  # VAE slicing/tiling are set on the VAE: apply the preset again
         for attempt in (1, 2):
             self._apply_preset(lm)
             try:

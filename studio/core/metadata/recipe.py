@@ -104,6 +104,7 @@ def a1111_params(
         "Size": f"{request.width}x{request.height}",
         "Model hash": hashing.a1111_model_hash(sha) if sha else None,
         "Model": model_display_name(request, info),
+        "VAE": Path(request.vae).name if request.vae else None,
         "Denoising strength": (
             infotext.format_number(request.strength) if request.init_image is not None else None
         ),

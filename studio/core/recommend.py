@@ -1,0 +1,91 @@
+"""Recommended settings per model family (steps, guidance, size, scheduler).
+
+The table is `resources/recommended_settings.json`; the family comes from what the catalogue
+reads in the model's header or configs (architecture, v-prediction) and its name (Turbo,
+Lightning, LCM). The window applies them when a model is chosen; the user can change them after.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from studio.core.catalogue import CatalogueEntry
+from studio.core.paths import demo_model_dir, resources_dir
+
+CHECKPOINT_KINDS = ("checkpoint", "inpaint checkpoint")
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    family: str
+    label: str
+    steps: int
+    steps_range: tuple[int, int]
+    cfg: float
+    cfg_range: tuple[float, float]
+    width: int
+    height: int
+    scheduler: str
+    note: str = ""
+
+    def summary(self) -> str:
+        lo, hi = self.steps_range
+        clo, chi = self.cfg_range
+        return (f"{self.label}: {lo}–{hi} steps, CFG {clo:g}–{chi:g}, {self.width}×{self.height}, "
+                f"{self.scheduler}")
+
+
+@lru_cache(maxsize=4)
+def _table(path: str) -> dict[str, dict[str, Any]]:
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    return {k: v for k, v in data.items() if not k.startswith("_")}
+
+
+def table() -> dict[str, dict[str, Any]]:
+    return _table(str(resources_dir() / "recommended_settings.json"))
+
+
+def family_of(entry: CatalogueEntry) -> str:
+    """The table key for a checkpoint entry ("" for anything that is not a checkpoint)."""
+    if entry.kind not in CHECKPOINT_KINDS:
+        return ""
+    if Path(entry.path) == demo_model_dir():
+        return "demo"
+    variant = entry.variant.lower()
+    xl = entry.arch.startswith("sdxl")
+    if "turbo" in variant:
+        return "sdxl-turbo" if xl else "sd-turbo"
+    if "lcm" in variant:
+        return "sdxl-lcm" if xl else "lcm"
+    if entry.arch == "sd2":
+        return "sd2-v" if "v-prediction" in variant else "sd2"
+    if entry.arch in ("sd1", "sdxl", "sdxl-refiner"):
+        return entry.arch
+    return ""
+
+
+def for_family(family: str) -> Recommendation | None:
+    row = table().get(family)
+    if row is None:
+        return None
+    return Recommendation(
+        family=family, label=row.get("label", family), steps=int(row["steps"]),
+        steps_range=tuple(row.get("steps_range", (row["steps"], row["steps"]))),
+        cfg=float(row["cfg"]), cfg_range=tuple(row.get("cfg_range", (row["cfg"], row["cfg"]))),
+        width=int(row["size"][0]), height=int(row["size"][1]), scheduler=row["scheduler"], note=row.get("note", ""),
+    )
+
+
+def for_entry(entry: CatalogueEntry | None) -> Recommendation | None:
+    return for_family(family_of(entry)) if entry is not None else None
+
+
+def for_model(model: str) -> Recommendation | None:
+    """Recommended settings for "demo", a file or a folder (reads only its header or configs)."""
+    from studio.core.library import identify
+
+    return for_entry(identify(model))

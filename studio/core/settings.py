@@ -1,0 +1,149 @@
+"""Studio settings shared by the window and the CLI (plain JSON, `config_dir()/studio.json`).
+
+What lives here is what more than the window needs: the extra model folders the user added
+(their A1111 or ComfyUI `models/`, the Hugging Face cache), the default VAE and tiny autoencoder
+per architecture, and the memory preset. Window layout and the last request stay in the window's
+own `window.ini` (`studio.qt.settings`).
+
+Every change is written at once, atomically (temp file + rename), so a crash never leaves half a
+file; a damaged file is set aside as `studio.json.bad` and the defaults are used.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from studio.core.paths import config_dir
+
+log = logging.getLogger(__name__)
+FILE_NAME = "studio.json"
+ARCHES = ("sd1", "sd2", "sdxl", "sdxl-refiner")
+ARCH_LABELS = {"sd1": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL", "sdxl-refiner": "SDXL refiner", "": "unknown"}
+MEMORY_PRESETS = ("auto", "fast", "balanced", "low memory")
+
+
+@dataclass
+class Settings:
+    model_folders: list[str] = field(default_factory=list)  # extra folders scanned with the library
+    default_vae: dict[str, str] = field(default_factory=dict)  # arch -> VAE file or folder
+    default_taesd: dict[str, str] = field(default_factory=dict)  # arch -> tiny autoencoder file or folder
+    memory_preset: str = "auto"  # auto | fast | balanced | low memory
+    oom_fallback: bool = False  # on out-of-memory, retry once with the next lower preset
+
+    # -- model folders ----------------------------------------------------------------------------
+    def add_folder(self, folder: str | Path) -> bool:
+        """Add an extra model folder (absolute, ~ expanded); False when it was already there."""
+        path = str(Path(folder).expanduser().resolve())
+        if path in self.model_folders:
+            return False
+        self.model_folders.append(path)
+        return True
+
+    def remove_folder(self, folder: str | Path) -> bool:
+        path = str(Path(folder).expanduser().resolve())
+        keep = [f for f in self.model_folders if f not in (path, str(folder))]
+        changed = len(keep) != len(self.model_folders)
+        self.model_folders = keep
+        return changed
+
+    # -- defaults per architecture ----------------------------------------------------------------
+    def vae_for(self, arch: str) -> str:
+        return _by_arch(self.default_vae, arch)
+
+    def taesd_for(self, arch: str) -> str:
+        return _by_arch(self.default_taesd, arch)
+
+    def set_default(self, what: str, arch: str, path: str | Path | None) -> None:
+        """what: "vae" or "taesd"; path None or "" clears it."""
+        table = self.default_vae if what == "vae" else self.default_taesd
+        if what not in ("vae", "taesd"):
+            raise ValueError(what)
+        if path:
+            table[arch] = str(path)
+        else:
+            table.pop(arch, None)
+
+    def rename_path(self, old: str | Path, new: str | Path) -> None:
+        """A model file or folder was renamed or moved: keep the defaults pointing at it."""
+        for table in (self.default_vae, self.default_taesd):
+            for arch, p in list(table.items()):
+                if p == str(old):
+                    table[arch] = str(new)
+
+    def forget_path(self, path: str | Path) -> None:
+        for table in (self.default_vae, self.default_taesd):
+            for arch, p in list(table.items()):
+                if p == str(path):
+                    del table[arch]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _by_arch(table: dict[str, str], arch: str) -> str:
+    return table.get(arch) or table.get(arch.split("-")[0], "") if arch else ""
+
+
+def settings_path() -> Path:
+    return config_dir() / FILE_NAME
+
+
+def load() -> Settings:
+    """The saved settings (defaults when there are none, or when the file is damaged)."""
+    path = settings_path()
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return Settings()
+    except (OSError, ValueError) as exc:
+        log.warning("settings file %s is damaged (%s); using defaults and keeping it as %s.bad", path, exc, path.name)
+        try:
+            os.replace(path, path.with_name(path.name + ".bad"))
+        except OSError:
+            pass
+        return Settings()
+    if not isinstance(data, dict):
+        return Settings()
+    s = Settings()
+    known = {f.name for f in fields(Settings)}
+    for key, value in data.items():
+        if key in known and isinstance(value, type(getattr(s, key))):
+            setattr(s, key, value)
+    s.model_folders = [f for f in s.model_folders if isinstance(f, str)]
+    if s.memory_preset not in MEMORY_PRESETS:
+        s.memory_preset = "auto"
+    return s
+
+
+def save(settings: Settings) -> Path:
+    path = settings_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(settings.to_dict(), fh, indent=1)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return path
+
+
+def update(**changes: Any) -> Settings:
+    """Load, change some fields, save; returns the saved settings."""
+    s = load()
+    for key, value in changes.items():
+        setattr(s, key, value)
+    save(s)
+    return s
