@@ -99,10 +99,11 @@ class LoraPlugin:
 
 
 def default_folders() -> list[Path]:
-    from studio.core.paths import models_dir
+    from studio.core.paths import demo_adapters_dir, models_dir
 
     env = os.environ.get("STUDIO_LORA_DIRS", "")
-    return [Path(p) for p in env.split(os.pathsep) if p] + [models_dir() / "loras"]
+    bundled = [demo_adapters_dir()] if demo_adapters_dir().is_dir() else []
+    return [Path(p) for p in env.split(os.pathsep) if p] + [models_dir() / "loras"] + bundled
 
 
 PLUGIN = LoraPlugin

@@ -58,6 +58,15 @@ def demo_model_dir() -> Path:
     return Path(env) if env else resources_dir() / "demo-model"
 
 
+def demo_adapters_dir() -> Path:
+    """The demo model's bundled adapters: the outline LoRA and the Canny ControlNet."""
+    return resources_dir() / "demo-adapters"
+
+
+def demo_controlnet() -> Path:
+    return demo_adapters_dir() / "demo-canny-controlnet"
+
+
 def ensure(path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     return path

@@ -6,7 +6,7 @@ import argparse
 
 
 def register_dev(dsub: argparse._SubParsersAction) -> None:
-    from studio.dev import eval_demo, train_demo
+    from studio.dev import eval_adapters, eval_demo, train_adapters, train_demo
 
     train = dsub.add_parser(
         "train-demo",
@@ -24,3 +24,21 @@ def register_dev(dsub: argparse._SubParsersAction) -> None:
     )
     eval_demo.add_arguments(ev)
     ev.set_defaults(func=eval_demo.run)
+
+    ta = dsub.add_parser(
+        "train-adapters",
+        help="train the demo LoRA (outlines) or the demo ControlNet (Canny edges) on the demo model",
+        description=train_adapters.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    train_adapters.add_arguments(ta)
+    ta.set_defaults(func=train_adapters.run)
+
+    ea = dsub.add_parser(
+        "eval-adapters",
+        help="check inpainting, the demo LoRA and the demo ControlNet through the engine",
+        description=eval_adapters.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    eval_adapters.add_arguments(ea)
+    ea.set_defaults(func=eval_adapters.run)

@@ -19,7 +19,7 @@ import random
 from dataclasses import dataclass, field
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFilter
 
 SIZE = 128
 SS = 4  # supersampling factor for anti-aliased rendering
@@ -154,10 +154,18 @@ def _at(position: str) -> str:
     return "in the center" if position == "center" else f"at the {position}"
 
 
-def caption(scene: Scene, rng: random.Random, empty_rate: float = EMPTY_CAPTION_RATE) -> str:
-    """One caption for the scene, in one of several phrasings (or empty, at empty_rate)."""
+def caption(scene: Scene, rng: random.Random, empty_rate: float = EMPTY_CAPTION_RATE,
+            canonical_rate: float = 0.0) -> str:
+    """One caption for the scene, in one of several phrasings (or empty, at empty_rate).
+
+    With canonical_rate > 0, that fraction of the non-empty captions uses the evaluation's own
+    phrasing (prompt_for) when the scene has a single object on a plain background.
+    """
     if rng.random() < empty_rate:
         return ""
+    if (canonical_rate and len(scene.objects) == 1 and scene.pattern == "plain"
+            and rng.random() < canonical_rate):
+        return prompt_for(scene.objects[0], scene.background)
     bg = _bg_words(scene, rng)
     with_size = rng.random() < 0.6
     objs = list(scene.objects)
@@ -265,13 +273,28 @@ def object_mask(obj: Obj, jitter: tuple[float, float] = (0.0, 0.0)) -> np.ndarra
     return np.asarray(im.resize((SIZE, SIZE), Image.BOX), np.float32) / 255.0
 
 
-def render(scene: Scene) -> Image.Image:
-    """The scene as a SIZE×SIZE RGB image (objects jittered a few pixels, seeded by the scene)."""
+OUTLINE = 3  # pixels of the demo LoRA's style: a black outline around every object
+
+
+def _grow(mask: np.ndarray, px: int) -> np.ndarray:
+    im = Image.fromarray(np.clip(mask * 255 + 0.5, 0, 255).astype(np.uint8), "L")
+    return np.asarray(im.filter(ImageFilter.MaxFilter(2 * px + 1)), np.float32) / 255.0
+
+
+def render(scene: Scene, outline: bool = False) -> Image.Image:
+    """The scene as a SIZE×SIZE RGB image (objects jittered a few pixels, seeded by the scene).
+
+    outline=True draws every object with a black outline OUTLINE pixels wide (the style the demo
+    LoRA is trained to add).
+    """
     prng = random.Random(scene.pattern_seed + 1)
     img = _background(scene)
     for obj in scene.objects:
         jitter = (prng.uniform(-5, 5), prng.uniform(-5, 5))
         m = object_mask(obj, jitter)[..., None]
+        if outline:
+            ring = _grow(m[..., 0], OUTLINE)[..., None]
+            img = img * (1 - ring) + np.asarray(PALETTE["black"], np.float32) * ring
         img = img * (1 - m) + np.asarray(PALETTE[obj.colour], np.float32) * m
     return Image.fromarray(np.clip(img + 0.5, 0, 255).astype(np.uint8), "RGB")
 
@@ -468,3 +491,23 @@ def detect(image: Image.Image | np.ndarray, min_area: int = 60) -> Detection:
         cx = (xs.min() + xs.max() + 1) / 2
         objs.append(Detected(colour, classify_shape(feats), position_of(cx, cy, size), area, feats))
     return Detection(COLOURS[bg], tuple(objs))
+
+
+def outline_fraction(image: Image.Image | np.ndarray, colour: str, px: int = OUTLINE) -> float:
+    """How much of the band just outside the `colour` object is black (the demo LoRA's style).
+
+    0 when no pixel has that colour. A plain object on a non-black background gives ~0; an
+    outlined one most of its band.
+    """
+    rgb = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image)
+    cls = classify_pixels(rgb)
+    obj = cls == COLOURS.index(colour)
+    labels = _label(obj)
+    if labels.max() == 0:
+        return 0.0
+    biggest = np.bincount(labels.ravel())[1:].argmax() + 1
+    obj = _fill_holes(labels == biggest)
+    band = (_grow(obj.astype(np.float32), px + 1) > 0.5) & ~obj
+    if not band.any():
+        return 0.0
+    return float((cls[band] == COLOURS.index("black")).mean())

@@ -445,19 +445,32 @@ def train_unet(args, work: Path, stop_at) -> bool:
     ema_loss = None
     t0 = time.time()
     bs = args.batch
+    # Single-object scenes teach shape and position fastest (one caption, one object); the
+    # evaluation asks for single objects too. --single-rate of each batch comes from them.
+    singles = torch.tensor([i for i in range(n) if len(scene_of(i).objects) == 1])
+    n_single = int(round(bs * args.single_rate))
+    base = args.schedule_from if args.schedule_from is not None else 0
     while step < total:
         g = torch.Generator().manual_seed(args.seed * 1_000_003 + step)
         idx = torch.randint(0, n, (bs,), generator=g)
+        if n_single:
+            pick = torch.randint(0, len(singles), (n_single,), generator=g)
+            idx[:n_single] = singles[pick]
         crng = random.Random(args.seed * 7_777_777 + step)
-        caps = [scenes.caption(scene_of(int(i)), crng) for i in idx]
+        caps = [scenes.caption(scene_of(int(i)), crng, canonical_rate=args.canonical_rate)
+                for i in idx]
         ids = tok(caps, padding="max_length", max_length=MAX_TOKENS, truncation=True,
                   return_tensors="pt").input_ids
         x0 = latents[idx].float() * scale
         noise = torch.randn(x0.shape, generator=g)
         noise = noise + OFFSET_NOISE * torch.randn((bs, 4, 1, 1), generator=g)
         t = torch.randint(0, 1000, (bs,), generator=g)
+        # Layout (shape, position) is decided at high noise: --high-noise-rate of the batch
+        # draws its timestep from the upper 60 % of the schedule.
+        high = torch.rand(bs, generator=g) < args.high_noise_rate
+        t = torch.where(high, torch.randint(400, 1000, (bs,), generator=g), t)
         xt = sched.add_noise(x0, noise, t)
-        lr = args.lr * _cosine(step, total, args.warmup)
+        lr = args.lr * _cosine(step - base, total - base, args.warmup)
         for grp in opt.param_groups:
             grp["lr"] = lr
         cond = te(ids)[0]
@@ -573,6 +586,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--warmup", type=int, default=200)
+    p.add_argument("--schedule-from", type=int, default=None,
+                   help="restart warm-up + cosine at this UNet step (continuing a finished run)")
+    p.add_argument("--single-rate", type=float, default=0.0,
+                   help="fraction of each UNet batch drawn from single-object scenes")
+    p.add_argument("--canonical-rate", type=float, default=0.0,
+                   help="fraction of captions in the evaluation's canonical phrasing")
+    p.add_argument("--high-noise-rate", type=float, default=0.0,
+                   help="fraction of timesteps drawn from the upper 60 %% of the schedule")
     p.add_argument("--ema", type=float, default=0.999)
     p.add_argument("--ckpt-every", type=int, default=100)
     p.add_argument("--export-every", type=int, default=500)

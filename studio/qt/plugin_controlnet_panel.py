@@ -516,10 +516,15 @@ class ControlNetPanel(QWidget):
 
     # -- recents ----------------------------------------------------------------------------------
     def recent_models(self) -> list[str]:
+        """The models used lately, then the demo model's bundled Canny ControlNet (if shipped)."""
         v = self.settings.value(RECENT_KEY, [])
         if isinstance(v, str):
             v = [v] if v else []
-        return [str(x) for x in (v or [])]
+        recent = [str(x) for x in (v or [])]
+        bundled = str(paths.demo_controlnet())
+        if paths.demo_controlnet().is_dir() and bundled not in recent:
+            recent.append(bundled)
+        return recent
 
     def remember_model(self, path: str) -> None:
         recent = [path, *(p for p in self.recent_models() if p != path)][:MAX_RECENT]

@@ -93,3 +93,28 @@ def test_detector_sees_nothing_on_an_empty_background():
     det = scenes.detect(scenes.render(scenes.Scene("green", "striped", ())))
     assert det.background == "green"
     assert det.objects == ()
+
+
+def test_canonical_captions_only_when_asked():
+    scene = scenes.Scene("blue", "plain", (scenes.Obj("circle", "red", "large", "top left"),))
+    canonical = scenes.prompt_for(scene.objects[0], "blue")
+    rng = random.Random(3)
+    assert all(scenes.caption(scene, rng, canonical_rate=1.0, empty_rate=0) == canonical for _ in range(20))
+    rng = random.Random(3)
+    assert sum(scenes.caption(scene, rng, empty_rate=0) == canonical for _ in range(200)) < 60
+    busy = scenes.Scene("blue", "striped", scene.objects)  # a patterned background is never canonical
+    assert scenes.caption(busy, random.Random(0), canonical_rate=1.0, empty_rate=0) != canonical
+
+
+@pytest.mark.parametrize("shape", scenes.SHAPES)
+def test_outline_style_is_drawn_and_detected(shape):
+    scene = scenes.Scene("yellow", "plain", (scenes.Obj(shape, "blue", "large", "center"),))
+    plain, outlined = scenes.render(scene), scenes.render(scene, outline=True)
+    assert scenes.outline_fraction(plain, "blue") < 0.05
+    assert scenes.outline_fraction(outlined, "blue") > 0.5
+    # the object keeps its colour and place; only a black band is added around it
+    a, b = np.asarray(plain), np.asarray(outlined)
+    changed = (a != b).any(-1)
+    assert (scenes.classify_pixels(b)[changed] == scenes.COLOURS.index("black")).mean() > 0.8
+    assert scenes.detect(outlined).main().colour == "blue"
+    assert scenes.outline_fraction(plain, "green") == 0.0  # no such object

@@ -1,0 +1,251 @@
+"""Train the demo adapters on top of the bundled demo model, so plugin tests can check behaviour.
+
+    python -m studio.dev.train_adapters lora       --out resources/demo-adapters/demo-outline.safetensors
+    python -m studio.dev.train_adapters controlnet --out resources/demo-adapters/demo-canny-controlnet
+
+- lora        A LoRA (peft/diffusers format, rank 8 on the attention and feed-forward layers of the
+              UNet) that draws every object with a black outline: trained on scenes rendered with
+              `scenes.render(outline=True)` under their ordinary captions, the base model frozen.
+- controlnet  A ControlNet (`ControlNetModel.from_unet`, the standard layout) conditioned on Canny
+              edge maps of the scenes (the same OpenCV Canny the ControlNet plugin applies), with
+              captions that half of the time leave the position out, so the edges alone must say
+              where the shape goes. The base model is frozen.
+
+Both are seeded and resumable from `--work`, use the same noise schedule, offset noise and
+min-SNR weighting as the base model (studio.dev.train_demo), and encode their scenes with the
+model's own VAE on the fly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+
+from studio.dev import scenes
+from studio.dev import train_demo as base
+
+ADAPTER_SEED_BASE = 3_000_000_000
+DEFAULT_MODEL = Path(__file__).resolve().parent.parent.parent / "resources" / "demo-model"
+LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0", "ff.net.0.proj", "ff.net.2"]
+
+
+def canny_map(image) -> np.ndarray:
+    """The Canny edge map (H×W×3 uint8) the ControlNet plugin's 'canny' preprocessor gives."""
+    import cv2
+
+    edges = cv2.Canny(np.ascontiguousarray(np.asarray(image.convert("RGB"))), 100, 200)
+    return np.repeat(edges[..., None], 3, axis=2)
+
+
+def caption_without_position(scene: scenes.Scene, rng: random.Random) -> str:
+    """'a red circle on a blue background' (sizes named sometimes; every object, no positions)."""
+    with_size = rng.random() < 0.5
+    objs = [f"a {o.size} {o.colour} {o.shape}" if with_size else f"a {o.colour} {o.shape}"
+            for o in scene.objects]
+    return f"{' and '.join(objs)} on a {scene.background} background"
+
+
+def load_base(model: Path):
+    import torch
+    from diffusers import StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline.from_pretrained(
+        str(model), local_files_only=True, safety_checker=None, requires_safety_checker=False,
+        torch_dtype=torch.float32)
+    for m in (pipe.unet, pipe.vae, pipe.text_encoder):
+        m.requires_grad_(False)
+        m.eval()
+    return pipe
+
+
+def _batch(pipe, step: int, args, outline: bool, positionless: float):
+    """(x0 latents, token ids, condition images or None) for UNet step `step`."""
+    import torch
+
+    rng = random.Random(args.seed * 7_919 + step)
+    samples = []
+    for i in range(args.batch):
+        srng = random.Random(ADAPTER_SEED_BASE + step * 64 + i)
+        scene = scenes.sample_scene(srng)
+        if outline:  # black objects or backgrounds would hide a black outline
+            while "black" in {scene.background, *(o.colour for o in scene.objects)}:
+                scene = scenes.sample_scene(srng)
+        image = scenes.render(scene, outline=outline)
+        if rng.random() < positionless:
+            cap = "" if rng.random() < 0.1 else caption_without_position(scene, rng)
+        else:
+            cap = scenes.caption(scene, rng)
+        samples.append((image, cap))
+    x = base._image_tensor([im for im, _ in samples])
+    with torch.no_grad():
+        x0 = pipe.vae.encode(x).latent_dist.mean * pipe.vae.config.scaling_factor
+    ids = pipe.tokenizer([c for _, c in samples], padding="max_length", max_length=base.MAX_TOKENS,
+                         truncation=True, return_tensors="pt").input_ids
+    cond = None
+    if not outline:
+        arr = np.stack([canny_map(im) for im, _ in samples]).astype(np.float32) / 255.0
+        cond = torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous()
+    return x0, ids, cond
+
+
+def _noised(pipe, x0, step: int, args):
+    import torch
+
+    g = torch.Generator().manual_seed(args.seed * 1_000_003 + step)
+    noise = torch.randn(x0.shape, generator=g)
+    noise = noise + base.OFFSET_NOISE * torch.randn((x0.shape[0], 4, 1, 1), generator=g)
+    t = torch.randint(0, 1000, (x0.shape[0],), generator=g)
+    acp = pipe.scheduler.alphas_cumprod
+    a = acp[t].sqrt().view(-1, 1, 1, 1)
+    s = (1 - acp[t]).sqrt().view(-1, 1, 1, 1)
+    snr = acp[t] / (1 - acp[t])
+    w = torch.clamp(snr, max=base.MIN_SNR_GAMMA) / snr
+    return a * x0 + s * noise, noise, t, w
+
+
+def train(kind: str, args: argparse.Namespace) -> Path:
+    import torch
+    from tqdm import tqdm
+
+    base._torch_setup(args.threads)
+    work = Path(args.work) / kind
+    work.mkdir(parents=True, exist_ok=True)
+    stop_at = None
+    if args.stop_at:
+        hh, mm = map(int, args.stop_at.split(":"))
+        stop_at = _dt.datetime.now().replace(hour=hh, minute=mm, second=0, microsecond=0)
+    pipe = load_base(Path(args.model))
+    if kind == "lora":
+        from peft import LoraConfig
+
+        pipe.unet.add_adapter(LoraConfig(r=args.rank, lora_alpha=args.rank,
+                                         init_lora_weights="gaussian", target_modules=LORA_TARGETS))
+        trained = pipe.unet
+        params = [p for p in pipe.unet.parameters() if p.requires_grad]
+    else:
+        from diffusers import ControlNetModel
+
+        trained = ControlNetModel.from_unet(pipe.unet, conditioning_embedding_out_channels=(16, 32, 64, 128))
+        trained.requires_grad_(True)
+        trained.train()
+        params = list(trained.parameters())
+    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
+    ckpt = work / "state.pt"
+    step = 0
+    if ckpt.exists():
+        state = base._load(ckpt)
+        with torch.no_grad():
+            for p, s in zip(params, state["params"]):
+                p.copy_(s)
+        opt.load_state_dict(state["opt"])
+        step = state["step"]
+    print(f"{kind}: {sum(p.numel() for p in params) / 1e6:.2f} M trained params, step {step}/"
+          f"{args.steps}", flush=True)
+    bar = tqdm(total=args.steps, initial=step, desc=kind, dynamic_ncols=True, mininterval=5)
+    ema_loss, t0 = None, time.time()
+    while step < args.steps:
+        x0, ids, cond = _batch(pipe, step, args, outline=kind == "lora",
+                               positionless=0.0 if kind == "lora" else 0.5)
+        xt, noise, t, w = _noised(pipe, x0, step, args)
+        lr = args.lr * base._cosine(step, args.steps, args.warmup, floor=0.1)
+        for grp in opt.param_groups:
+            grp["lr"] = lr
+        with torch.no_grad():
+            text = pipe.text_encoder(ids)[0]
+        if kind == "lora":
+            pred = pipe.unet(xt, t, text).sample
+        else:
+            down, mid = trained(xt, t, text, controlnet_cond=cond, return_dict=False)
+            pred = pipe.unet(xt, t, text, down_block_additional_residuals=down,
+                             mid_block_additional_residual=mid).sample
+        loss = (w * (pred - noise).pow(2).mean(dim=(1, 2, 3))).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        step += 1
+        lv = float(loss.detach())
+        ema_loss = lv if ema_loss is None else 0.98 * ema_loss + 0.02 * lv
+        bar.update(1)
+        bar.set_postfix(loss=f"{ema_loss:.4f}", lr=f"{lr:.1e}")
+        last = step == args.steps
+        deadline = stop_at is not None and _dt.datetime.now() >= stop_at
+        if step % args.ckpt_every == 0 or last or deadline:
+            base._save_atomic({"params": [p.detach().clone() for p in params],
+                               "opt": opt.state_dict(), "step": step}, ckpt)
+            base._log(work, {"stage": kind, "step": step, "loss": ema_loss,
+                             "s": round(time.time() - t0, 1)})
+            if deadline:
+                break
+    bar.close()
+    out = save(kind, pipe, trained, Path(args.out))
+    print(f"{kind}: step {step}, saved {out}", flush=True)
+    return out
+
+
+def save(kind: str, pipe, trained, out: Path) -> Path:
+    """Write the adapter in the standard format the plugins load (fp16 safetensors)."""
+    import os
+    import shutil
+
+    import torch
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    if kind == "lora":
+        from diffusers import StableDiffusionPipeline
+        from diffusers.utils import convert_state_dict_to_diffusers
+        from peft.utils import get_peft_model_state_dict
+
+        layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(pipe.unet))
+        layers = {k: v.detach().to(torch.float16).contiguous() for k, v in layers.items()}
+        StableDiffusionPipeline.save_lora_weights(str(tmp), unet_lora_layers=layers,
+                                                  safe_serialization=True)
+        os.replace(tmp / "pytorch_lora_weights.safetensors", out)
+        shutil.rmtree(tmp, ignore_errors=True)
+        return out
+    trained.to(torch.float16).save_pretrained(str(tmp), safe_serialization=True)
+    trained.to(torch.float32)
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(tmp, out)
+    return out
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("kind", choices=["lora", "controlnet"])
+    p.add_argument("--model", default=str(DEFAULT_MODEL), help="the base demo model folder")
+    p.add_argument("--out", required=True, help="where the adapter is written")
+    p.add_argument("--work", default=".cache/demo-adapters", help="checkpoints and logs")
+    p.add_argument("--steps", type=int, default=1200)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--lr", type=float, default=None, help="default: 1e-3 (LoRA), 3e-4 (ControlNet)")
+    p.add_argument("--rank", type=int, default=8)
+    p.add_argument("--warmup", type=int, default=50)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--ckpt-every", type=int, default=100)
+    p.add_argument("--stop-at", default=None, help="HH:MM local time: checkpoint, save and stop")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.lr is None:
+        args.lr = 1e-3 if args.kind == "lora" else 3e-4
+    train(args.kind, args)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m studio.dev.train_adapters", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(p)
+    return run(p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
