@@ -59,7 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(func=bench_lora_swap)
 
-    sm = bsub.add_parser("seam", help="inpainting seam: colour shift across the feather band (demo model)")
+    sm = bsub.add_parser("seam", help="inpainting seam: colour step across the feather band, with and without colour correction (demo model)")
     sm.add_argument("--model", default="demo")
     sm.add_argument("--steps", type=int, default=12)
     sm.add_argument("--blur", type=int, default=8)
@@ -236,7 +236,9 @@ def bench_lora_swap(args: argparse.Namespace) -> int:
 def bench_seam(args: argparse.Namespace) -> int:
     """Inpaint the middle of a flat background asking for the same background, and measure the
     colour step across the feather band: |mean(just inside) − mean(just outside)|, in 0–255 levels.
-    Also the mean |output − input| inside the band, and that nothing outside the mask changed."""
+    Also the mean |output − input| inside the band, and that nothing outside the mask changed.
+    Every seed runs twice, with and without colour correction (same samples: the correction only
+    changes the compositing), so the two steps and their ratio come from the same run."""
     import tempfile
     from pathlib import Path
 
@@ -251,7 +253,7 @@ def bench_seam(args: argparse.Namespace) -> int:
     engine = Engine()
     lm = engine.load(args.model)
     size = int(lm.pipe.unet.config.sample_size) * 8
-    steps, bands, outside_changed = [], [], 0
+    found: dict[bool, dict[str, list[float]]] = {cc: {"step": [], "band": [], "changed": []} for cc in (True, False)}
     with tempfile.TemporaryDirectory() as tmp:
         img = np.zeros((size, size, 3), np.uint8)
         img[:] = (40, 70, 200)  # a plain blue background, as the demo model draws them
@@ -261,18 +263,24 @@ def bench_seam(args: argparse.Namespace) -> int:
         Image.fromarray(img).save(Path(tmp) / "in.png")
         Image.fromarray(mask).save(Path(tmp) / "mask.png")
         for seed in range(args.seeds):
-            req = GenerationRequest.create(model=args.model, prompt="a blue background", steps=args.steps, seed=seed,
-                                           width=size, height=size, init_image=ImageRef(path=str(Path(tmp) / "in.png")),
-                                           mask=ImageRef(path=str(Path(tmp) / "mask.png")), mask_blur=args.blur)
-            out = engine.generate(req).images[0].astype(np.float64)
-            m = plan_edit(req).blend_mask
-            band = (m > 0) & (m < 255)
-            inner = (m == 255) & (grow(band * 255, 3) > 0)
-            outer = (m == 0) & (grow(band * 255, 3) > 0)
-            steps.append(float(np.abs(out[inner].mean(0) - out[outer].mean(0)).mean()))
-            bands.append(float(np.abs(out[band] - img[band]).mean()))
-            outside_changed += int((out[m == 0] != img[m == 0]).any())
-    _emit({"model": args.model, "size": size, "blur_px": args.blur, "seeds": args.seeds,
-           "seam_step_levels": round(float(np.median(steps)), 2), "band_mean_abs_diff": round(float(np.median(bands)), 2),
-           "runs_with_changes_outside_mask": outside_changed}, args.json)
+            for cc in (True, False):
+                req = GenerationRequest.create(
+                    model=args.model, prompt="a blue background", steps=args.steps, seed=seed, width=size, height=size,
+                    init_image=ImageRef(path=str(Path(tmp) / "in.png")), mask=ImageRef(path=str(Path(tmp) / "mask.png")),
+                    mask_blur=args.blur, color_correction=cc)
+                out = engine.generate(req).images[0].astype(np.float64)
+                m = plan_edit(req).blend_mask
+                band = (m > 0) & (m < 255)
+                inner = (m == 255) & (grow(band * 255, 3) > 0)
+                outer = (m == 0) & (grow(band * 255, 3) > 0)
+                found[cc]["step"].append(float(np.abs(out[inner].mean(0) - out[outer].mean(0)).mean()))
+                found[cc]["band"].append(float(np.abs(out[band] - img[band]).mean()))
+                found[cc]["changed"].append(int((out[m == 0] != img[m == 0]).any()))
+    on, off = (float(np.median(found[cc]["step"])) for cc in (True, False))
+    _emit({"model": args.model, "size": size, "blur_px": args.blur, "seeds": args.seeds, "steps": args.steps,
+           "seam_step_levels": round(on, 2), "seam_step_levels_uncorrected": round(off, 2),
+           "correction_ratio": round(on / off, 3) if off else None,
+           "band_mean_abs_diff": round(float(np.median(found[True]["band"])), 2),
+           "band_mean_abs_diff_uncorrected": round(float(np.median(found[False]["band"])), 2),
+           "runs_with_changes_outside_mask": sum(found[True]["changed"]) + sum(found[False]["changed"])}, args.json)
     return 0

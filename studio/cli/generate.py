@@ -50,6 +50,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--padding", type=int, default=32, help="pixels around the mask with --only-masked")
     e.add_argument("--outpaint", default=None, metavar="L,T,R,B", help="expand the canvas by these pixels and fill them")
     e.add_argument("--outpaint-fill", default="edge", choices=["edge", "mirror", "noise"])
+    e.add_argument("--color-correction", action=argparse.BooleanOptionalAction, default=True,
+                   help="inpaint/outpaint: match the repainted colours to the unmasked surround (default: on)")
     p.add_argument("--out", type=Path, required=True, help="output PNG (batch: name-1.png, name-2.png, …)")
     p.add_argument("--json", action="store_true", help="print a machine-readable summary")
     p.add_argument("--no-gallery", action="store_true", help="do not record the images in the gallery")
@@ -85,6 +87,7 @@ def edit_fields(args: argparse.Namespace) -> dict:
         "inpaint_area": "only_masked" if args.only_masked else "whole",
         "inpaint_padding": args.padding,
         "outpaint_fill": args.outpaint_fill,
+        "color_correction": args.color_correction,
     }
     if args.mask is not None:
         fields["mask"] = ImageRef(path=str(args.mask.resolve()), sha256=sha256_file(args.mask))
@@ -226,6 +229,7 @@ def run(args: argparse.Namespace) -> int:
         "timings": {k: round(v, 4) for k, v in result.timings.items()},
         "memory_preset": result.extra.get("preset"),
         "notice": result.extra.get("notice", ""),
+        **({"color_correction": result.extra["color_correction"]} if "color_correction" in result.extra else {}),
         "request": request.to_dict(),
     }
     if args.json:

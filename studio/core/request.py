@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from studio.core.errors import InvalidRequest
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: color_correction (recipes without it were made without it)
 MAX_SEED = 2**32 - 1
 
 # Common names (as A1111 / ComfyUI users know them) -> documented in studio.engine.schedulers.
@@ -101,6 +101,9 @@ class GenerationRequest(_Frozen):
     inpaint_padding: int = Field(32, ge=0, le=2048)  # px around the mask for "only_masked"
     outpaint: tuple[int, int, int, int] | None = None  # px added left, top, right, bottom
     outpaint_fill: Literal["edge", "mirror", "noise"] = "edge"
+    # Inpaint/outpaint: match the repainted colours to the input's unmasked surround before
+    # compositing (studio.engine.color). Ignored by txt2img and img2img.
+    color_correction: bool = True
     loras: tuple[LoraRef, ...] = ()
     controlnets: tuple[ControlNetRef, ...] = ()
     branch: BranchRef | None = None
@@ -180,7 +183,9 @@ class GenerationRequest(_Frozen):
             raise InvalidRequest(
                 f"the recipe was written by a newer studio (schema {version}); update the studio"
             )
-        return cls.create(**data)
+        if version < 2:  # made before colour correction existed, so made without it
+            data = {**data, "color_correction": data.get("color_correction", False)}
+        return cls.create(**{**data, "schema_version": SCHEMA_VERSION})
 
     @property
     def is_txt2img(self) -> bool:

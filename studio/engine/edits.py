@@ -3,13 +3,14 @@
 `plan_edit` turns a request with an init image into an `EditPlan`: the full canvas (expanded for
 outpainting), the mask the model sees (grown), the compositing mask (grown + feathered), and the
 region that is generated (whole canvas snapped to multiples of 8, or only the masked box plus
-padding at the request's resolution). `EditPlan.finish` pastes a generated region back and
-composites, so pixels outside the feathered mask are the input's, byte for byte.
+padding at the request's resolution). `EditPlan.finish` pastes a generated region back, matches
+its colours to the input's (inpaint/outpaint with `color_correction`; see `studio.engine.color`)
+and composites, so pixels outside the feathered mask are the input's, byte for byte.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image
@@ -17,6 +18,7 @@ from PIL import Image
 from studio.core.errors import InvalidRequest
 from studio.core.request import GenerationRequest
 from studio.engine import inpaint as geo
+from studio.engine.color import Correction, match_colour, surround
 
 
 @dataclass
@@ -27,6 +29,8 @@ class EditPlan:
     blend_mask: np.ndarray  # (H, W) grown + feathered mask used to composite
     region: geo.Region  # where generation happens, in canvas pixels
     gen_size: tuple[int, int]  # (w, h) the pipeline generates at, multiples of 8
+    color_correction: bool = False  # match the generated colours to the input's unmasked surround
+    corrections: list[Correction] = field(default_factory=list)  # one per finished image
 
     def region_image(self) -> Image.Image:
         r = self.region
@@ -42,7 +46,12 @@ class EditPlan:
         """Paste one generated (gen_h, gen_w, 3) image into the canvas and composite."""
         r = self.region
         full = self.canvas.copy()
-        full[r.y0 : r.y1, r.x0 : r.x1] = geo.resize(generated, r.size)
+        patch = geo.resize(generated, r.size)
+        if self.color_correction:
+            box = (slice(r.y0, r.y1), slice(r.x0, r.x1))
+            patch, done = match_colour(patch, self.canvas[box], surround(self.blend_mask[box]))
+            self.corrections.append(done)
+        full[r.y0 : r.y1, r.x0 : r.x1] = patch
         return geo.composite(self.canvas, full, self.blend_mask)
 
     def preview(self, image: np.ndarray) -> np.ndarray:
@@ -91,7 +100,7 @@ def plan_edit(request: GenerationRequest) -> EditPlan:
     else:
         region = geo.Region(0, 0, W, H)
         gen = (geo.snap8(W), geo.snap8(H))
-    return EditPlan(kind, canvas, model_mask, blend, region, gen)
+    return EditPlan(kind, canvas, model_mask, blend, region, gen, request.color_correction and kind != "img2img")
 
 
 def steps_run(request: GenerationRequest) -> int:

@@ -313,7 +313,7 @@ class Engine:
             timings={"load_s": t_loaded - t0, "sample_s": t_end - t_sample, "total_s": t_end - t0,
                      "preview_s": state["preview_s"]},
             extra={"arch": lm.arch, "model_path": str(lm.path), "branch_start": start, "kind": request.kind,
-                   **ctx.metadata, **({"notes": ctx.notes} if ctx.notes else {})},
+                   **ctx.metadata, **({"notes": ctx.notes} if ctx.notes else {}), **_corrections(plan)},
         )
 
     @torch.inference_mode()
@@ -332,7 +332,7 @@ class Engine:
             status="done", steps_done=0, total_steps=0, device=self.device_info.device, dtype=self.device_info.dtype,
             model_name=lm.name, model_hash=_model_hash(lm.path),
             timings={"load_s": t_loaded - t0, "sample_s": t_end - t_loaded, "total_s": t_end - t0},
-            extra={"arch": lm.arch, "model_path": str(lm.path), "kind": request.kind},
+            extra={"arch": lm.arch, "model_path": str(lm.path), "kind": request.kind, **_corrections(plan)},
         )
 
     # -- scheduler plumbing -------------------------------------------------------------------------
@@ -425,6 +425,13 @@ def _edit_pipeline(lm: LoadedModel, plan):
         lm.extra[name] = getattr(diffusers, name).from_pipe(lm.pipe)
         lm.extra[name].set_progress_bar_config(disable=True)
     return lm.extra[name]
+
+
+def _corrections(plan) -> dict[str, Any]:
+    """What colour correction did to each image of an inpaint/outpaint (for the CLI's JSON, the bench)."""
+    if plan is None or not plan.color_correction:
+        return {}
+    return {"color_correction": [c.to_dict() for c in plan.corrections]}
 
 
 def _model_hash(path: Path) -> str:

@@ -109,6 +109,7 @@ def a1111_params(
             infotext.format_number(request.strength) if request.init_image is not None else None
         ),
         "Clip skip": request.clip_skip + 1 if request.clip_skip else None,
+        "Color correction": str(request.color_correction) if request.kind in ("inpaint", "outpaint") else None,
     }
     if request.batch_size > 1:
         params["Batch size"] = request.batch_size
