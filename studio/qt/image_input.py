@@ -1,5 +1,5 @@
 """The Prompt panel's "Image input" section: strength, mask grow and blur, "only masked area" with
-padding, and a line saying what Generate will run (img2img / inpaint). Visible while the Edit tab
+padding, colour correction, and a line saying what Generate will run (img2img / inpaint / outpaint). Visible while the Edit tab
 is open with an image on it; `request_fields` adds the input image (and mask) to a request."""
 
 from __future__ import annotations
@@ -58,6 +58,12 @@ class ImageInputSection(QWidget):
         form.addRow("", self.only_masked)
         self.padding = _px_spin(0, 2048, 32, "Pixels of context around the masked area (Only masked area).")
         form.addRow("Padding", self.padding)
+        self.color_correction = QCheckBox("Colour correction")
+        self.color_correction.setChecked(True)
+        self.color_correction.setToolTip(
+            "Match the repainted colours to the picture around the mask before blending it in, so the "
+            "edge shows no colour step (the model's colour cast is measured where nothing should change).")
+        form.addRow("", self.color_correction)
         lay.addLayout(form)
         self._timer = QTimer(self, singleShot=True, interval=80)  # mask strokes arrive fast: check once
         self._timer.timeout.connect(self._refresh)
@@ -98,7 +104,7 @@ class ImageInputSection(QWidget):
                 self._auto = True
                 self.strength.setValue(INPAINT_STRENGTH if masked else IMG2IMG_STRENGTH)
                 self._auto = False
-        for w in (self.grow, self.blur, self.only_masked):
+        for w in (self.grow, self.blur, self.only_masked, self.color_correction):
             w.setEnabled(masked)
         self.padding.setEnabled(masked and self.only_masked.isChecked())
         w, h = self.workspace.image_size()
@@ -108,7 +114,8 @@ class ImageInputSection(QWidget):
         elif self.only_masked.isChecked():
             text = f"Generate runs <b>inpaint</b> of the masked area only, at the Size fields' resolution, pasted back into the {w}×{h} canvas."
         else:
-            what = "outpaint (the added area is masked)" if any(grown) else "inpaint"
+            fill = self.workspace.canvas.outpaint_fill()
+            what = f"outpaint (the added area, {fill}-filled, is masked)" if any(grown) else "inpaint"
             text = f"Generate runs <b>{what}</b> over the whole {w}×{h} Edit canvas; pixels outside the mask are kept."
         self.note.setText(text)
 
@@ -128,7 +135,8 @@ class ImageInputSection(QWidget):
         fields["width"], fields["height"] = (width, height) if only else (snap8(w), snap8(h))
         if mask_ref is not None:
             fields.update(mask_grow=self.grow.value(), mask_blur=self.blur.value(),
-                          inpaint_area="only_masked" if only else "whole", inpaint_padding=self.padding.value())
+                          inpaint_area="only_masked" if only else "whole", inpaint_padding=self.padding.value(),
+                          color_correction=self.color_correction.isChecked())
         return fields
 
 

@@ -54,7 +54,9 @@ from studio.qt.mask_canvas_session import CanvasSession
 from studio.qt.mask_canvas_toolbar import MaskToolBar
 from studio.qt.mask_canvas_view import TOOLS, CanvasViewMixin
 
-__all__ = ["TOOLS", "CanvasSession", "MaskCanvas", "MaskToolBar"]
+__all__ = ["OUTPAINT_FILLS", "TOOLS", "CanvasSession", "MaskCanvas", "MaskToolBar"]
+
+OUTPAINT_FILLS = ("edge", "mirror", "noise")
 
 
 class MaskCanvas(CanvasViewMixin, QWidget):
@@ -89,6 +91,7 @@ class MaskCanvas(CanvasViewMixin, QWidget):
         self._pan_from = QPointF()
         self._preview: QImage | None = None
         self._expansion = [0, 0, 0, 0]
+        self._fill = "edge"  # how expand() fills the new area: edge | mirror | noise
         self._pending, self._sides, self._press = [0, 0, 0, 0], [False] * 4, QPointF()
         self._subtract, self._stroke, self._base, self._stroke_box = False, None, None, None
         w, h = size
@@ -278,8 +281,17 @@ class MaskCanvas(CanvasViewMixin, QWidget):
         inside = polygon_mask(self._mask.shape, [(float(p[0]), float(p[1])) for p in points])
         return self._edit_mask("Lasso", lambda m: m.__setitem__(inside, 0 if subtract else 255))
 
+    def outpaint_fill(self) -> str:
+        return self._fill
+
+    def set_outpaint_fill(self, fill: str) -> None:
+        """How `expand` (the Expand tool, the Outpaint… numbers) fills the new area: edge | mirror | noise."""
+        if fill not in OUTPAINT_FILLS:
+            raise ValueError(f"unknown outpaint fill {fill!r}; one of {OUTPAINT_FILLS}")
+        self._fill = fill
+
     def expand(self, left: int = 0, top: int = 0, right: int = 0, bottom: int = 0) -> bool:
-        """Outpaint: grow the canvas; the new area is edge-extended and masked (undoable)."""
+        """Outpaint: grow the canvas; the new area is filled (`outpaint_fill`) and masked (undoable)."""
         sides = [int(left), int(top), int(right), int(bottom)]
         if min(sides) < 0:
             self.problem.emit("Outpaint amounts must be zero or more pixels.")
@@ -290,7 +302,7 @@ class MaskCanvas(CanvasViewMixin, QWidget):
             return False
         if not any(sides):
             return False
-        img, mask = expand_arrays(self._img, self._mask, sides)
+        img, mask = expand_arrays(self._img, self._mask, sides, self._fill, seed=self.history.index)
         keep = self.map_from_image(QPointF(0, 0))
         self._replace("Expand", img, mask, [a + b for a, b in zip(self._expansion, sides)])
         if not self._fit_mode:  # the old pixels stay where they were on screen

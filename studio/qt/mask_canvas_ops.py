@@ -138,9 +138,12 @@ def encode_png(array: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def expand_arrays(image: np.ndarray, mask: np.ndarray, sides) -> tuple[np.ndarray, np.ndarray]:
-    """Pad the image (edge-extended, a neutral start for outpainting) and the mask (new area = 255)."""
+def expand_arrays(image: np.ndarray, mask: np.ndarray, sides, fill: str = "edge", seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Pad the image and the mask (new area = 255). The new area is filled the way the engine fills
+    it for `--outpaint-fill` (`edge`, blurred `mirror`, `noise`): the same function does both."""
+    from studio.engine.inpaint import outpaint_canvas  # numpy + Pillow only (no torch)
+
     left, top, right, bottom = (int(v) for v in sides)
-    img = np.pad(image, ((top, bottom), (left, right), (0, 0)), mode="edge")
+    img, _, _ = outpaint_canvas(image, (left, top, right, bottom), fill, seed, 0)
     msk = np.pad(mask, ((top, bottom), (left, right)), mode="constant", constant_values=255)
     return img, msk

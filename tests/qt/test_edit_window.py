@@ -226,8 +226,10 @@ def test_outpaint_by_expanding_the_canvas(qtbot, make_window, fill_request, tiny
     fill_request(w, tiny_sd15, steps=2, size=64, seed=4)
     src = picture(48, 48)
     w.use_image_as_input(src)
+    w.edit.toolbar.fill_buttons["mirror"].setChecked(True)
     assert w.edit.canvas.expand(right=16, bottom=8)  # what the toolbar's Outpaint… and the X tool do
     qtbot.waitUntil(lambda: "outpaint" in w.prompt.image_input.note.text(), timeout=3000)
+    assert "mirror" in w.prompt.image_input.note.text()
     mask = w.edit.canvas.mask()
     run_id, status, _ = run_and_wait(qtbot, w, w.controller.generate)
     assert status == "done"
@@ -263,3 +265,9 @@ def test_only_masked_uses_the_size_fields_and_an_empty_edit_tab_generates_text_t
     w.prompt.image_input.only_masked.setChecked(False)
     req = w.prompt.build_requests()[0]
     assert req.inpaint_area == "whole" and (req.width, req.height) == (200, 120)
+    cc = w.prompt.image_input.color_correction
+    assert cc.isVisible() and cc.isEnabled() and cc.isChecked() and req.color_correction  # on by default
+    cc.setChecked(False)
+    assert w.prompt.build_requests()[0].color_correction is False
+    w.edit.canvas.clear_mask()  # img2img: nothing to correct against, so the box is off-limits
+    qtbot.waitUntil(lambda: not cc.isEnabled(), timeout=3000)
