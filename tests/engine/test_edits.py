@@ -147,3 +147,20 @@ def test_cli_inpaint_and_outpaint(tiny_sd15, files, tmp_path):
     assert Image.open(out).size == (W + 8, H + 8)
     assert main(["generate", "--model", str(tiny_sd15), "--prompt", "x", "--no-gallery",
                  "--init", str(files / "in.png"), "--outpaint", "8,8", "--out", str(out)]) == 2
+
+
+def test_a_mask_that_is_not_an_image_and_a_mask_over_everything(engine, tiny_sd15, files, tmp_path, capsys):
+    (tmp_path / "mask.png").write_text("not a mask")
+    with pytest.raises(InvalidRequest, match="not an image"):
+        engine.generate(_req(tiny_sd15, files, mask=ImageRef(path=str(tmp_path / "mask.png"))))
+    code = main(["generate", "--model", str(tiny_sd15), "--prompt", "x", "--steps", "2", "--no-gallery",
+                 "--init", str(files / "in.png"), "--mask", str(tmp_path / "mask.png"), "--out", str(tmp_path / "o.png")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) >= 1 and "mask.png" in err[0] and "Traceback" not in "\n".join(err)
+    assert not (tmp_path / "o.png").exists()
+    # A mask over everything: no unmasked surround to match colours against, so nothing is corrected
+    # (and nothing breaks); the whole picture is generated.
+    Image.new("L", (W, H), 255).save(tmp_path / "full.png")
+    res = engine.generate(_req(tiny_sd15, files, mask=ImageRef(path=str(tmp_path / "full.png"))))
+    assert res.images[0].shape == (H, W, 3)
+    assert res.extra["color_correction"] == [{"applied": False, "pixels": 0, "shift_lab": [0.0, 0.0, 0.0], "gain": [1.0, 1.0, 1.0]}]
