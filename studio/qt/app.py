@@ -36,6 +36,8 @@ def run_app(args: argparse.Namespace | None = None) -> int:
 
     model = getattr(args, "model", None) if args is not None else None
     window = MainWindow(model=model)
+    if model is None:  # no model asked for: a first start opens on the welcome page
+        window.model_setup.welcome_if_first_run()
     window.show()
     _quit_on_signals(app)
     logging.getLogger(__name__).info("window open")

@@ -100,6 +100,7 @@ class EngineWorker(QObject):
     memory = Signal(object)  # dict from Engine.memory_info()
     modelLoaded = Signal(str, object)  # model, dict(name, arch) — after a preload
     modelFailed = Signal(str, str, str)  # model, message, hint
+    info = Signal(object)  # dict: device, dtype, name and Engine.describe() (preset, attention …) after a change
 
     def __init__(self, engine_factory: Callable[[], Any] | None = None, record: bool = True) -> None:
         super().__init__()
@@ -131,8 +132,44 @@ class EngineWorker(QObject):
             log.exception("engine start failed")
             self.initFailed.emit(f"The engine could not start: {exc}", "See the log for details.")
             return
+        self.ready.emit(self._describe())
+        self._emit_memory(force=True)
+
+    def _describe(self) -> dict:
         info = self.engine.device_info
-        self.ready.emit({"device": info.device, "dtype": info.dtype, "name": info.name})
+        out = {"device": info.device, "dtype": info.dtype, "name": info.name}
+        if hasattr(self.engine, "describe"):
+            try:
+                out.update(self.engine.describe())
+            except Exception as exc:  # a nicety: the device line still shows
+                log.warning("engine describe: %s", exc)
+        return out
+
+    @Slot(object)
+    def configure(self, options: dict) -> None:
+        """Settings that change while the engine runs: memory preset ("auto" = from the device's
+        memory), out-of-memory fallback, tiny autoencoders per architecture. Used from the next run."""
+        if self.engine is None:
+            return
+        try:
+            if "preset" in options and hasattr(self.engine, "set_preset"):
+                preset = options["preset"]
+                if preset in (None, "", "auto"):
+                    from studio.engine.memory import auto_preset
+
+                    preset = auto_preset(self.engine.device_info, self.engine.memory_info().get("total_mb"))
+                self.engine.set_preset(preset)
+            if "auto_fallback" in options and hasattr(self.engine, "auto_fallback"):
+                self.engine.auto_fallback = bool(options["auto_fallback"])
+            if "taesd" in options and hasattr(self.engine, "set_taesd"):
+                self.engine.set_taesd(dict(options["taesd"]))
+        except StudioError as exc:
+            log.warning("engine settings not applied: %s", exc)
+        self.info.emit(self._describe())
+        self._emit_memory(force=True)
+
+    @Slot()
+    def refresh_memory(self) -> None:
         self._emit_memory(force=True)
 
     def _emit_memory(self, force: bool = False) -> None:
@@ -231,8 +268,11 @@ class EngineBridge(QObject):
     memory = Signal(object)
     modelLoaded = Signal(str, object)
     modelFailed = Signal(str, str, str)
+    engineInfo = Signal(object)  # the device dict again after configure() (preset, attention …)
     _runJob = Signal(object)
     _preload = Signal(str)
+    _configure = Signal(object)
+    _refreshMemory = Signal()
 
     def __init__(self, engine_factory: Callable[[], Any] | None = None, record: bool = True, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -246,6 +286,8 @@ class EngineBridge(QObject):
         self._thread.started.connect(self.worker.init)
         self._runJob.connect(self.worker.run)
         self._preload.connect(self.worker.preload)
+        self._configure.connect(self.worker.configure)
+        self._refreshMemory.connect(self.worker.refresh_memory)
         w = self.worker
         w.ready.connect(self._on_ready)
         w.initFailed.connect(self.engineFailed)
@@ -258,6 +300,7 @@ class EngineBridge(QObject):
         w.memory.connect(self.memory)
         w.modelLoaded.connect(self.modelLoaded)
         w.modelFailed.connect(self.modelFailed)
+        w.info.connect(self._on_info)
         rate = 60.0
         screen = QGuiApplication.primaryScreen()
         if screen is not None and screen.refreshRate() > 1:
@@ -282,6 +325,16 @@ class EngineBridge(QObject):
         """Load `model` on the engine thread (after whatever it is doing); reports modelLoaded/modelFailed."""
         if self._thread.isRunning():
             self._preload.emit(model)
+
+    def configure(self, **options: Any) -> None:
+        """Change engine settings (preset, auto_fallback, taesd) on the engine thread; engineInfo follows."""
+        if self._thread.isRunning():
+            self._configure.emit(options)
+
+    def refresh_memory(self) -> None:
+        """Ask for a fresh memory reading (the memory signal follows)."""
+        if self._thread.isRunning():
+            self._refreshMemory.emit()
 
     def jobs(self) -> list[Job]:
         return ([self.current] if self.current else []) + list(self.pending)
@@ -340,6 +393,10 @@ class EngineBridge(QObject):
     def _on_ready(self, info: dict) -> None:
         self.device = info
         self.engineReady.emit(info)
+
+    def _on_info(self, info: dict) -> None:
+        self.device = info
+        self.engineInfo.emit(info)
 
     def _on_started(self, job_id: str) -> None:
         self.jobStarted.emit(job_id)

@@ -11,7 +11,9 @@ from typing import Any
 
 from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
-from PySide6.QtWidgets import QDockWidget, QFileDialog, QMainWindow, QMenu, QSplitter, QTabWidget, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QDockWidget, QFileDialog, QMainWindow, QMenu, QSplitter, QStackedWidget, QTabWidget, QVBoxLayout, QWidget,
+)
 
 from studio.core.paths import demo_model_dir
 from studio.core.request import GenerationRequest
@@ -20,6 +22,7 @@ from studio.qt.controller import RunController
 from studio.qt.edit_workspace import EditWorkspace
 from studio.qt.engine_worker import EngineBridge
 from studio.qt.history import DEFAULT_BUDGET_MB, StepHistory
+from studio.qt.model_setup import ModelSetup
 from studio.qt.plugin_docks import PluginDocks, discover_plugins
 from studio.qt.plugin_docks import engine_factory as plugin_engine_factory
 from studio.qt.prompt_panel import PromptPanel
@@ -87,7 +90,9 @@ class MainWindow(QMainWindow):
         lay.setContentsMargins(0, 0, 0, 0)
         lay.setSpacing(0)
         lay.addWidget(self.messages)
-        lay.addWidget(split, 1)
+        self.central_stack = QStackedWidget(objectName="CentralStack")  # the studio; the welcome page on first run
+        self.central_stack.addWidget(split)
+        lay.addWidget(self.central_stack, 1)
         self.setCentralWidget(central)
 
         # docks -----------------------------------------------------------------------------------------
@@ -126,6 +131,7 @@ class MainWindow(QMainWindow):
         self.messages.actionTriggered.connect(self._message_action)
         self.prompt.modelChosen.connect(self._model_chosen)
         self._build_menus()
+        self.model_setup = ModelSetup(self)  # Models menu and dialogs, Device dialog, welcome page
         self.plugin_docks = PluginDocks(self, self.plugin_host)  # LoRA / ControlNet docks, Plugins and Help menus
         self.restore_settings(model)
         self._check_demo_model()
@@ -223,6 +229,7 @@ class MainWindow(QMainWindow):
     def _model_chosen(self, model: str) -> None:
         self.prompt.set_recent_models(self.settings.add_recent_model(model))
         self.prompt.set_model(model)
+        self.model_setup.model_chosen(model)  # its recommended steps, CFG, size, scheduler
         if self.messages.isVisible() and "model" in self.messages.message.lower():
             self.messages.dismiss()
         self.bridge.preload(model)  # load it now on the engine thread: a bad file is said at once
@@ -338,6 +345,7 @@ class MainWindow(QMainWindow):
             self.edit.session.close()  # a clean close: the next start does not offer a restore
         except Exception as exc:
             log.warning("canvas session close: %s", exc)
+        self.model_setup.shutdown()
         self.bridge.shutdown()
         if self.gallery is not None and hasattr(self.gallery, "shutdown"):
             try:

@@ -104,7 +104,8 @@ class ProgressGroup(QWidget):
         return text
 
     def set_device(self, info: dict) -> None:
-        self.device.setText(f"{info.get('name') or info.get('device')} · {info.get('dtype')}")
+        parts = [info.get("name") or info.get("device"), info.get("dtype"), info.get("preset")]
+        self.device.setText(" · ".join(str(p) for p in parts if p))
 
     def set_memory(self, mem: dict) -> None:
         used, peak, total = mem.get("allocated_mb"), mem.get("peak_mb"), mem.get("total_mb")

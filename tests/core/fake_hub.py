@@ -10,6 +10,7 @@ import hashlib
 import json
 import re
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -20,6 +21,7 @@ class FakeHub:
         self.repos = repos
         self.drop_once: set[str] = set()
         self.slow: set[str] = set()
+        self.chunk_delay_s = 0.0  # pause between the 64 KiB chunks of a `slow` file (GUI tests press Stop mid-file)
         self.requests: list[tuple[str, str, str]] = []  # (method, path, Range header)
         hub = self
 
@@ -95,6 +97,8 @@ class FakeHub:
                 for i in range(0, len(body), chunk):
                     self.wfile.write(body[i : i + chunk])
                     self.wfile.flush()
+                    if name in hub.slow and hub.chunk_delay_s:
+                        time.sleep(hub.chunk_delay_s)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"

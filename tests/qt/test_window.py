@@ -166,11 +166,11 @@ def test_batch_count_and_seed_roll(qtbot, make_window, fill_request, fake_engine
 
 def test_settings_survive_a_restart(qtbot, make_window, fill_request, tiny_sd15):
     w = make_window()
+    w._model_chosen(str(tiny_sd15))  # puts the model's recommended settings in; the user changes them after
     fill_request(w, tiny_sd15, prompt="a quiet harbour, morning fog", steps=13, size=64, seed=1234)
     w.prompt.negative.setPlainText("text, watermark")
     w.prompt.guidance.setValue(9.5)
     w.prompt.scheduler.setCurrentText("DDIM")
-    w._model_chosen(str(tiny_sd15))
     w.queue_dock.hide()
     w.resize(w.minimumSizeHint().width() + 40, 700)
     qtbot.wait(10)

@@ -1,0 +1,244 @@
+"""Models ▸ Models…: the list of everything scanned with filters and details, rename, trash,
+import, extra folders, default VAE / tiny autoencoder per architecture (honoured by requests and the
+engine), downloads from a local fake hub with progress and Stop, recommended settings on "Use"."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PySide6.QtWidgets import QInputDialog, QMessageBox
+
+from studio.core import settings as core_settings
+from studio.qt.models_table import ENTRY_ROLE
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "core"))
+from fake_hub import FakeHub  # noqa: E402
+
+TIMEOUT = 60_000
+
+
+def header_file(path: Path, tensors: dict[str, tuple]) -> Path:
+    from safetensors.numpy import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: np.zeros(shape, np.float16) for k, shape in tensors.items()}, str(path))
+    return path
+
+
+def turbo_folder(path: Path) -> Path:
+    """A diffusers folder the catalogue reads as SD 2.x Turbo from its configs alone (weights never read)."""
+    (path / "unet").mkdir(parents=True)
+    (path / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline",
+                                                       "text_encoder": ["transformers", "CLIPTextModel"]}))
+    (path / "unet" / "config.json").write_text(json.dumps({"cross_attention_dim": 1024, "in_channels": 4}))
+    header_file(path / "unet" / "diffusion_pytorch_model.safetensors", {"w": (1,)})
+    return path
+
+
+@pytest.fixture
+def extra(tmp_path, tiny_sd15):
+    """An A1111-like models folder: a Turbo model, a LoRA, a VAE folder, a broken file, a pickle."""
+    root = tmp_path / "webui" / "models"
+    turbo_folder(root / "Stable-diffusion" / "sd-turbo-tiny")
+    header_file(root / "Lora" / "ink.safetensors",
+                {"lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k.lora_down.weight": (4, 768)})
+    (root / "VAE").mkdir()
+    os.symlink(tiny_sd15 / "vae", root / "VAE" / "tiny-vae")
+    (root / "Stable-diffusion" / "broken.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{bad")
+    (root / "Stable-diffusion" / "old.ckpt").write_bytes(b"pickle")
+    return root
+
+
+def open_dialog(qtbot, window, extra_folder=None):
+    if extra_folder is not None:
+        core_settings.update(model_folders=[str(extra_folder)])
+        window.model_setup.reload_settings()
+    d = window.model_setup.open_models()
+    qtbot.waitUntil(lambda: not d.busy and d.model.rowCount() > 0, timeout=TIMEOUT)
+    return d
+
+
+def visible_names(d) -> set[str]:
+    return {Path(d.proxy.index(r, 0).data(ENTRY_ROLE).path).name for r in range(d.proxy.rowCount())}
+
+
+def test_lists_everything_with_filters_and_reasons(qtbot, make_window, fake_engine, extra):
+    w = make_window(engine_factory=fake_engine)
+    d = open_dialog(qtbot, w, extra)
+    names = visible_names(d)
+    assert {"sd-turbo-tiny", "ink.safetensors", "tiny-vae", "broken.safetensors", "old.ckpt"} <= names
+    assert "demo-model" in names or any("demo" in n for n in names)
+    d.kind.setCurrentIndex(d.kind.findData("LoRA"))
+    assert visible_names(d) == {"ink.safetensors"}
+    d.kind.setCurrentIndex(0)
+    d.arch.setCurrentIndex(d.arch.findData("sd2"))
+    assert visible_names(d) == {"sd-turbo-tiny"}
+    d.arch.setCurrentIndex(0)
+    d.search.setText("ink")
+    assert visible_names(d) == {"ink.safetensors"}
+    d.search.clear()
+    d.usable_only.setChecked(True)
+    assert "broken.safetensors" not in visible_names(d) and "old.ckpt" not in visible_names(d)
+    d.usable_only.setChecked(False)
+    assert d.select_path(str(extra / "Stable-diffusion" / "broken.safetensors"))
+    assert d.fields["Status"].text().startswith("✗") and "safetensors" in d.fields["Status"].text()
+    assert not d.use_button.isEnabled()
+    assert d.select_path(str(extra / "Stable-diffusion" / "old.ckpt"))
+    assert "pickle" in d.fields["Status"].text()
+    assert d.select_path(str(extra / "Stable-diffusion" / "sd-turbo-tiny"))
+    assert d.fields["Kind"].text() == "checkpoint" and "SD 2.x" in d.fields["Architecture"].text()
+    assert "1–4 steps" in d.fields["Recommended"].text() and d.use_button.isEnabled()
+    assert "2 cannot be used" in d.summary.text()
+
+
+def test_use_applies_the_recommended_settings_and_the_user_keeps_control(qtbot, make_window, fake_engine, extra):
+    w = make_window(engine_factory=fake_engine)
+    w.prompt.steps.setValue(30)
+    w.prompt.guidance.setValue(7.0)
+    d = open_dialog(qtbot, w, extra)
+    d.select_path(str(extra / "Stable-diffusion" / "sd-turbo-tiny"))
+    d.use_button.click()
+    p = w.prompt
+    assert p.model_name() == str(extra / "Stable-diffusion" / "sd-turbo-tiny")
+    assert p.steps.value() == 4 and p.guidance.value() == 0.0 and (p.width_.value(), p.height_.value()) == (512, 512)
+    assert "Recommended for SD-Turbo" in w.statusBar().currentMessage()
+    p.steps.setValue(2)  # the user changes them; choosing the same model again keeps the change
+    w._model_chosen(p.model_name())
+    assert p.steps.value() == 2 and p.fields()["steps"] == 2
+
+
+def test_rename_and_move_to_trash(qtbot, make_window, fake_engine, extra, tmp_path, monkeypatch):
+    import send2trash.plat_other as po
+
+    home = tmp_path / "userhome"
+    (home / ".local" / "share").mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    xdg = os.fsencode(home / ".local" / "share")
+    monkeypatch.setattr(po, "XDG_DATA_HOME", xdg)
+    monkeypatch.setattr(po, "HOMETRASH_B", os.path.join(xdg, b"Trash"))
+    w = make_window(engine_factory=fake_engine)
+    d = open_dialog(qtbot, w, extra)
+    d.select_path(str(extra / "Lora" / "ink.safetensors"))
+    monkeypatch.setattr(QInputDialog, "getText", lambda *a, **k: ("ink v2", True))
+    d.rename_selected()
+    new = extra / "Lora" / "ink v2.safetensors"
+    qtbot.waitUntil(lambda: not d.busy and d.selected() is not None and d.selected().path == str(new), timeout=TIMEOUT)
+    assert new.is_file() and not (extra / "Lora" / "ink.safetensors").exists()
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Ok)
+    d.trash_selected()
+    qtbot.waitUntil(lambda: not d.busy, timeout=TIMEOUT)
+    assert not new.exists() and (home / ".local" / "share" / "Trash" / "files" / "ink v2.safetensors").is_file()
+    assert "ink v2.safetensors" not in visible_names(d)
+
+
+def test_import_a_file_into_the_library_and_extra_folders(qtbot, make_window, fake_engine, extra, tmp_path):
+    from studio.core.paths import models_dir
+
+    w = make_window(engine_factory=fake_engine)
+    d = open_dialog(qtbot, w)
+    src = header_file(tmp_path / "downloads" / "paper.safetensors",
+                      {"lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k.lora_down.weight": (4, 768)})
+    d.import_path(str(src), "copy")
+    target = models_dir() / "paper.safetensors"
+    qtbot.waitUntil(lambda: not d.busy and d.selected() is not None and d.selected().path == str(target), timeout=TIMEOUT)
+    assert target.is_file() and not target.is_symlink() and d.fields["Found in"].text() == "Library"
+    d.tabs.setCurrentIndex(1)
+    assert d.add_folder(str(extra))
+    qtbot.waitUntil(lambda: not d.busy and "ink.safetensors" in visible_names(d), timeout=TIMEOUT)
+    assert core_settings.load().model_folders == [str(extra.resolve())]
+    d.folders.setCurrentRow(d.folders.count() - 1)
+    assert d.remove_folder_button.isEnabled()
+    d.remove_selected_folder()
+    qtbot.waitUntil(lambda: not d.busy and "ink.safetensors" not in visible_names(d), timeout=TIMEOUT)
+    assert core_settings.load().model_folders == []
+    d.folders.setCurrentRow(0)
+    assert not d.remove_folder_button.isEnabled()  # the demo model and the library are always scanned
+
+
+def test_default_vae_goes_into_requests_and_taesd_into_the_engine(qtbot, make_window, extra, tiny_sd15, tmp_path):
+    from diffusers import AutoencoderTiny
+
+    taesd = tmp_path / "webui" / "models" / "VAE-approx" / "taesd-tiny"
+    AutoencoderTiny(encoder_block_out_channels=(8, 8, 8, 8), decoder_block_out_channels=(8, 8, 8, 8),
+                    num_encoder_blocks=(1, 1, 1, 1), num_decoder_blocks=(1, 1, 1, 1)).save_pretrained(taesd)
+    w = make_window()  # the real CPU engine
+    w.prompt.set_model(str(tiny_sd15))
+    assert "vae" not in w.prompt.build_requests()[0].model_dump(exclude_defaults=True)
+    d = open_dialog(qtbot, w, extra)
+    vae = str(extra / "VAE" / "tiny-vae")
+    d.select_path(vae)
+    assert d.default_row.isVisible() and d.default_arch.currentData() == "sd1"
+    d.default_button.click()
+    assert core_settings.load().vae_for("sd1") == vae and d.default_button.text() == "Is the default"
+    assert w.prompt.build_requests()[0].vae == vae  # the recipe names the VAE it was made with
+    d.select_path(str(taesd))
+    d.default_arch.setCurrentIndex(d.default_arch.findData("sd1"))
+    d.default_button.click()
+    qtbot.waitUntil(lambda: w.bridge.worker.engine is not None
+                    and w.bridge.worker.engine.taesd_dirs.get("sd1") == taesd, timeout=TIMEOUT)
+    d.tabs.setCurrentIndex(1)
+    assert d.defaults.count() == 2
+    d.defaults.setCurrentRow(0)
+    d.clear_default_button.click()
+    assert len(core_settings.load().default_vae) + len(core_settings.load().default_taesd) == 1
+
+
+@pytest.fixture
+def hub(monkeypatch):
+    import huggingface_hub.constants as c
+
+    monkeypatch.setattr(c, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(c, "DOWNLOAD_CHUNK_SIZE", 64 * 1024)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    files = {"model_index.json": b'{"_class_name": "StableDiffusionPipeline"}', "unet/config.json": b"{}",
+             "unet/diffusion_pytorch_model.safetensors": os.urandom(2 * 2**20)}
+    with FakeHub({"someone/tiny-turbo": files}) as h:
+        monkeypatch.setenv("HF_ENDPOINT", h.url)
+        yield h
+
+
+def test_download_with_progress_stop_and_resume(qtbot, make_window, fake_engine, hub):
+    from studio.core.paths import models_dir
+
+    w = make_window(engine_factory=fake_engine)
+    d = w.model_setup.open_models(tab=2)
+    qtbot.waitUntil(lambda: not d.busy, timeout=TIMEOUT)
+    panel = d.download
+    assert panel.starters.count() >= 5
+    panel.starters.setCurrentRow(1)
+    assert "/" in panel.repo.text()
+    hub.slow.add("unet/diffusion_pytorch_model.safetensors")
+    hub.chunk_delay_s = 0.05  # 32 chunks: about 1.6 s for the big file
+    panel.repo.setText("someone/tiny-turbo")
+    values = []
+    panel.bar.valueChanged.connect(values.append)
+    panel.start_button.click()
+    qtbot.waitUntil(lambda: any(0 < v < 1000 for v in values), timeout=TIMEOUT)
+    panel.stop_button.click()
+    qtbot.waitUntil(lambda: not panel.busy, timeout=TIMEOUT)
+    assert panel.bar.format() == "Stopped" and "resumes" in panel.status.text()
+    assert not (models_dir() / "someone--tiny-turbo").exists()  # nothing half-written in the library
+    hub.slow.clear()
+    panel.start_button.click()
+    qtbot.waitUntil(lambda: not d.busy and d.selected() is not None and d.selected().path.endswith("someone--tiny-turbo"),
+                    timeout=TIMEOUT)
+    assert panel.bar.format() == "Done" and d.tabs.currentIndex() == 0
+    assert (models_dir() / "someone--tiny-turbo" / "unet" / "diffusion_pytorch_model.safetensors").stat().st_size == 2 * 2**20
+
+
+def test_download_offline_fails_at_once_with_a_message(qtbot, make_window, fake_engine, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    w = make_window(engine_factory=fake_engine)
+    d = w.model_setup.open_models(tab=2)
+    d.download.repo.setText("stabilityai/sd-turbo")
+    d.download.start()
+    qtbot.waitUntil(lambda: not d.busy, timeout=20_000)
+    assert d.download.bar.format() == "Failed" and "Hugging Face Hub" in d.download.status.text()
+    d.download.repo.setText("nonsense")
+    d.download.start()
+    assert "repository id" in d.download.status.text() and not d.download.busy
