@@ -33,11 +33,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--preview", default="latent2rgb", choices=[m.value for m in PreviewMode])
     p.add_argument("--preview-every", type=int, default=1)
     p.add_argument("--previews-dir", type=Path, default=None, help="write every step's preview PNG here")
-    p.add_argument("--taesd", type=Path, default=None, help="tiny autoencoder (AutoencoderTiny folder) for --preview taesd")
+    p.add_argument("--taesd", type=Path, default=None,
+                   help="tiny autoencoder (folder or .safetensors) for --preview taesd (default: the ones set in the Models dialog)")
+    p.add_argument("--vae", type=Path, default=None, help="a VAE (.safetensors file or diffusers folder) instead of the model's own")
     p.add_argument("--device", default=None, help="auto (default), cuda, mps or cpu")
     p.add_argument("--dtype", default=None, help="auto (default), float16, bfloat16 or float32")
     p.add_argument("--memory", default=None, choices=["fast", "balanced", "low memory"],
-                   help="memory preset (default: chosen from the device's memory)")
+                   help="memory preset (default: the one saved in the Device dialog, else chosen from the device's memory)")
     p.add_argument("--oom-fallback", action="store_true", help="on out-of-memory, retry once with the next lower preset")
     p.add_argument("--allow-pickle", action="store_true", help="allow pickled .ckpt/.bin models (they can run code)")
     e = p.add_argument_group("image to image, inpainting, outpainting")
@@ -166,9 +168,16 @@ def run(args: argparse.Namespace) -> int:
 
     if args.out.suffix.lower() not in (".png", ""):
         raise InvalidRequest(f"--out must be a .png file, not {args.out.name}")
-    taesd = {arch: args.taesd for arch in ("sd1", "sd2", "sdxl")} if args.taesd else None
+    from studio.core import settings as core_settings
+
+    saved = core_settings.load()  # what the window's Models and Device dialogs saved
+    if args.taesd:
+        taesd = {arch: args.taesd for arch in ("sd1", "sd2", "sdxl")}
+    else:
+        taesd = {arch: saved.taesd_for(arch) for arch in core_settings.ARCHES if saved.taesd_for(arch)}
+    preset = args.memory or (saved.memory_preset if saved.memory_preset != "auto" else None)
     engine = Engine(device=args.device, dtype=args.dtype, allow_pickle=args.allow_pickle, taesd=taesd,
-                    preset=args.memory, auto_fallback=args.oom_fallback)
+                    preset=preset, auto_fallback=args.oom_fallback or saved.oom_fallback)
     bar = _Progress(enabled=sys.stderr.isatty() and not args.json)
     edit = edit_fields(args)
     if args.size:
@@ -196,6 +205,7 @@ def run(args: argparse.Namespace) -> int:
         loras=tuple(parse_lora(text) for text in args.lora),
         controlnets=tuple(parse_controlnet(text) for text in args.controlnet),
         plugins={"controlnet": {"guess_mode": True}} if args.guess_mode else {},
+        vae=str(args.vae.expanduser().resolve()) if args.vae else "",
         **edit,
     )
     previews_dir = args.previews_dir

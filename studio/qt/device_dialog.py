@@ -92,8 +92,13 @@ class DeviceDialog(QDialog):
     def show_memory(self, mem: dict) -> None:
         used, peak, total = mem.get("allocated_mb"), mem.get("peak_mb"), mem.get("total_mb")
         gpu = str((self.bridge.device or {}).get("device", "cpu")) != "cpu"
-        what = "on the GPU" if gpu else "by the studio process"
-        self.labels["memory"].setText(f"{fmt_mb(used)} {what}" + (f" of {fmt_mb(total)}" if total else "") if used is not None else "—")
+        if used is None:
+            text = "—"
+        elif gpu:
+            text = f"{fmt_mb(used)} of {fmt_mb(total)} on the GPU" if total else f"{fmt_mb(used)} on the GPU"
+        else:
+            text = f"{fmt_mb(used)} used by the studio" + (f" ({fmt_mb(total)} of memory in this computer)" if total else "")
+        self.labels["memory"].setText(text)
         self.labels["peak"].setText(fmt_mb(peak) if peak else "—")
 
     def _preset_chosen(self) -> None:
