@@ -34,6 +34,7 @@ class ModelSetup(QObject):
         self.welcome: Any = None
         window.prompt.field_contributors.append(self.request_fields)
         window.bridge.engineInfo.connect(window.progress.set_device)  # the status bar shows the preset too
+        window.controller.runStarted.connect(self._run_started)
         self.push_engine_settings()
         self._build_menu()
 
@@ -200,6 +201,10 @@ class ModelSetup(QObject):
         elif key == "download":
             self._remember(key)
             self.open_models(tab=2)
+
+    def _run_started(self, _run_id: str) -> None:
+        if self.welcome_shown:  # Generate pressed on the welcome page: show the run (the studio is in use now)
+            self._remember("generate")
 
     def _import(self, path: str) -> str | None:
         """Link the file or folder into the library; use it in place if linking is not possible."""

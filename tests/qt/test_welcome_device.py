@@ -66,6 +66,14 @@ def test_welcome_folder_adds_an_extra_folder_and_lists_its_checkpoints(qtbot, ma
     assert not w.model_setup.welcome_shown
 
 
+def test_generate_from_the_welcome_page_shows_the_run(qtbot, make_window, fake_engine):
+    w = make_window(engine_factory=fake_engine)
+    w.model_setup.welcome_if_first_run()
+    with qtbot.waitSignal(w.controller.runFinished, timeout=TIMEOUT):
+        w.prompt.generate_button.click()
+    assert not w.model_setup.welcome_shown and w.canvas.isVisible()
+
+
 def test_welcome_download_opens_the_download_tab(qtbot, make_window, fake_engine):
     w = make_window(engine_factory=fake_engine)
     w.model_setup.welcome_if_first_run()
