@@ -119,10 +119,13 @@ class ModelSetup(QObject):
             d = ModelsDialog(self.w)
             d.modelChosen.connect(self.w._model_chosen)
             d.settingsChanged.connect(self.reload_settings)
-            d.finished.connect(lambda _r: setattr(self, "models_dialog", None))
             device = self.w.bridge.device or {}
             d.download.fp16.setChecked(device.get("dtype") == "float16")
             self.models_dialog = d
+        elif not self.models_dialog.isVisible():  # opened again: files may have changed meanwhile
+            self.models_dialog.settings = core_settings.load()
+            self.models_dialog.refresh_folders()
+            self.models_dialog.rescan()
         self.models_dialog.tabs.setCurrentIndex(tab)
         self.models_dialog.show()
         self.models_dialog.raise_()

@@ -242,3 +242,14 @@ def test_download_offline_fails_at_once_with_a_message(qtbot, make_window, fake_
     d.download.repo.setText("nonsense")
     d.download.start()
     assert "repository id" in d.download.status.text() and not d.download.busy
+
+
+def test_reopening_the_dialog_rescans(qtbot, make_window, fake_engine, extra):
+    w = make_window(engine_factory=fake_engine)
+    d = open_dialog(qtbot, w, extra)
+    d.close()
+    header_file(extra / "Lora" / "new-one.safetensors",
+                {"lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k.lora_down.weight": (4, 768)})
+    d2 = w.model_setup.open_models()
+    assert d2 is d and d2.isVisible()
+    qtbot.waitUntil(lambda: not d2.busy and "new-one.safetensors" in visible_names(d2), timeout=TIMEOUT)
