@@ -49,7 +49,8 @@ class EditPlan:
         patch = geo.resize(generated, r.size)
         if self.color_correction:
             box = (slice(r.y0, r.y1), slice(r.x0, r.x1))
-            patch, done = match_colour(patch, self.canvas[box], surround(self.blend_mask[box]))
+            blend = self.blend_mask[box]
+            patch, done = match_colour(patch, self.canvas[box], surround(blend), target=blend > 0)
             self.corrections.append(done)
         full[r.y0 : r.y1, r.x0 : r.x1] = patch
         return geo.composite(self.canvas, full, self.blend_mask)

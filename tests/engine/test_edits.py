@@ -163,4 +163,4 @@ def test_a_mask_that_is_not_an_image_and_a_mask_over_everything(engine, tiny_sd1
     Image.new("L", (W, H), 255).save(tmp_path / "full.png")
     res = engine.generate(_req(tiny_sd15, files, mask=ImageRef(path=str(tmp_path / "full.png"))))
     assert res.images[0].shape == (H, W, 3)
-    assert res.extra["color_correction"] == [{"applied": False, "pixels": 0, "shift_lab": [0.0, 0.0, 0.0], "gain": [1.0, 1.0, 1.0]}]
+    assert res.extra["color_correction"] == [{"applied": False, "pixels": 0, "cells": 0, "shift_lab": [0.0, 0.0, 0.0]}]
