@@ -1,5 +1,6 @@
 """The Edit tab: the mask canvas with its toolbar, the autosaved canvas session, and a result bar
-("Use result as input" / "Discard") shown after an img2img or inpaint run finishes.
+("Use result as input" / "Discard") shown after an img2img or inpaint run finishes (the mask
+overlay is hidden meanwhile, so the repainted part can be judged; the Overlay button shows it).
 
 The window puts this beside the Generate view; the Prompt panel's Image input section reads it to
 fill a request's `init_image` / `mask`; the run controller sends it the (already composited,
@@ -47,6 +48,7 @@ class EditWorkspace(QWidget):
         self.last_preview: np.ndarray | None = None  # the last step preview drawn over the canvas
         self.result: np.ndarray | None = None  # the last finished result shown over the input
         self.result_serial = -1
+        self._overlay_before: bool | None = None  # the overlay's state before a result hid it
         self._runs: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}  # run id -> (input, blend mask) at work size
 
         self.result_bar = QWidget(objectName="ResultBar")
@@ -161,6 +163,9 @@ class EditWorkspace(QWidget):
         self.result, self.result_serial = image, serial
         self.result_label.setText(caption)
         self.result_bar.show()
+        if self._overlay_before is None:  # show the result clearly: the mask overlay would tint the new part
+            self._overlay_before = self.canvas.overlay_visible()
+            self.canvas.set_overlay_visible(False)
         return True
 
     def use_result(self) -> bool:
@@ -177,3 +182,7 @@ class EditWorkspace(QWidget):
     def _hide_result(self) -> None:
         self.result = None
         self.result_bar.hide()
+        if self._overlay_before is not None:  # the mask shows again (unless the user chose otherwise meanwhile)
+            if not self.canvas.overlay_visible():
+                self.canvas.set_overlay_visible(self._overlay_before)
+            self._overlay_before = None

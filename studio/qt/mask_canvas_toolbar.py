@@ -47,8 +47,9 @@ class MaskToolBar(QWidget):
         super().__init__(parent)
         self.setObjectName("MaskToolBar")
         self.canvas = canvas
-        self.flow = FlowLayout(self)
+        self.flow = FlowLayout(self, spacing=4, group_gap=10)
         self.flow.setContentsMargins(6, 4, 6, 4)
+        self.setStyleSheet("QToolButton { padding: 4px 7px; }")  # compact: more fits on a row
         self.buttons: list[QToolButton] = []
 
         self.flow.new_group()
@@ -65,6 +66,12 @@ class MaskToolBar(QWidget):
         canvas.toolChanged.connect(lambda n: self.tool_actions[n].setChecked(True))
 
         self.flow.new_group()
+        self.undo_action = self._action("Undo", "Undo the last edit (Ctrl+Z)", canvas.undo)
+        self.redo_action = self._action("Redo", "Redo the edit just undone (Ctrl+Shift+Z)", canvas.redo)
+        canvas.historyChanged.connect(self._sync_history)
+        self._sync_history()
+
+        self.flow.new_group()
         self.size_box = self._spin("Size", 1, 1024, " px", "Brush size in image pixels ([ smaller, ] larger)")
         self.hardness_box = self._spin("Hardness", 0, 100, " %", "Brush hardness: 100 % is a hard edge, 0 % a soft falloff")
         self.opacity_box = self._spin("Opacity", 1, 100, " %", "Brush opacity: how strongly one stroke masks")
@@ -75,18 +82,13 @@ class MaskToolBar(QWidget):
         self._sync_brush()
 
         self.flow.new_group()
+        self.fit_action = self._action("Fit", "Fit the image in the view (Ctrl+0)", canvas.fit)
+        self.actual_action = self._action("100 %", "One image pixel per screen pixel (Ctrl+1)", canvas.actual_size)
+        self.flow.new_group()
         self.fill_action = self._action("Fill", "Mask the whole image", canvas.fill_mask)
         self.invert_action = self._action("Invert", "Swap masked and unmasked areas", canvas.invert_mask)
         self.clear_action = self._action("Clear", "Remove the whole mask", canvas.clear_mask)
         self.flow.new_group()
-        self.undo_action = self._action("Undo", "Undo the last edit (Ctrl+Z)", canvas.undo)
-        self.redo_action = self._action("Redo", "Redo the edit just undone (Ctrl+Shift+Z)", canvas.redo)
-        canvas.historyChanged.connect(self._sync_history)
-        self._sync_history()
-
-        self.flow.new_group()
-        self.fit_action = self._action("Fit", "Fit the image in the view (Ctrl+0)", canvas.fit)
-        self.actual_action = self._action("100 %", "One image pixel per screen pixel (Ctrl+1)", canvas.actual_size)
         self.overlay_action = self._action("Overlay", "Show the mask as a coloured overlay", canvas.set_overlay_visible)
         self.overlay_action.setCheckable(True)
         self.overlay_action.setChecked(canvas.overlay_visible())

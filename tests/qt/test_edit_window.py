@@ -114,10 +114,13 @@ def test_inpaint_from_the_edit_canvas(qtbot, make_window, fill_request, tiny_sd1
     assert w.edit.result is not None and np.array_equal(w.edit.result, result)
     assert shown_previews[-1] == result.shape  # the last picture drawn over the canvas is the result
     assert w.edit.result_bar.isVisible()
+    assert not w.edit.canvas.overlay_visible()  # the result is seen untinted …
+    assert not w.edit.toolbar.overlay_action.isChecked()
     assert np.array_equal(w.edit.canvas.image(), src)  # not applied until asked
     qtbot.mouseClick(w.edit.use_result_button, Qt.MouseButton.LeftButton)
     assert np.array_equal(w.edit.canvas.image(), result)
     assert not w.edit.result_bar.isVisible()
+    assert w.edit.canvas.overlay_visible()  # … and the mask shows again once it is used (or discarded)
     w.edit.canvas.undo()  # "use result" is an ordinary undoable edit
     assert np.array_equal(w.edit.canvas.image(), src)
 
