@@ -11,9 +11,9 @@
               captions that half of the time leave the position out, so the edges alone must say
               where the shape goes. The base model is frozen.
 
-Both are seeded and resumable from `--work`, use the same noise schedule, offset noise and
-min-SNR weighting as the base model (studio.dev.train_demo), and encode their scenes with the
-model's own VAE on the fly.
+Both are seeded and resumable from `--work`, use the same noise schedule, offset noise,
+prediction type and loss weighting as the base model (studio.dev.train_demo), and encode their
+scenes with the model's own VAE on the fly.
 """
 
 from __future__ import annotations
@@ -100,12 +100,8 @@ def _noised(pipe, x0, step: int, args):
     noise = torch.randn(x0.shape, generator=g)
     noise = noise + base.OFFSET_NOISE * torch.randn((x0.shape[0], 4, 1, 1), generator=g)
     t = torch.randint(0, 1000, (x0.shape[0],), generator=g)
-    acp = pipe.scheduler.alphas_cumprod
-    a = acp[t].sqrt().view(-1, 1, 1, 1)
-    s = (1 - acp[t]).sqrt().view(-1, 1, 1, 1)
-    snr = acp[t] / (1 - acp[t])
-    w = torch.clamp(snr, max=base.MIN_SNR_GAMMA) / snr
-    return a * x0 + s * noise, noise, t, w
+    target, w = base.loss_target(pipe.scheduler, x0, noise, t)  # follows the model's prediction type
+    return pipe.scheduler.add_noise(x0, noise, t), target, t, w
 
 
 def train(kind: str, args: argparse.Namespace) -> Path:
@@ -151,7 +147,7 @@ def train(kind: str, args: argparse.Namespace) -> Path:
     while step < args.steps:
         x0, ids, cond = _batch(pipe, step, args, outline=kind == "lora",
                                positionless=0.0 if kind == "lora" else 0.5)
-        xt, noise, t, w = _noised(pipe, x0, step, args)
+        xt, target, t, w = _noised(pipe, x0, step, args)
         lr = args.lr * base._cosine(step, args.steps, args.warmup, floor=0.1)
         for grp in opt.param_groups:
             grp["lr"] = lr
@@ -163,7 +159,7 @@ def train(kind: str, args: argparse.Namespace) -> Path:
             down, mid = trained(xt, t, text, controlnet_cond=cond, return_dict=False)
             pred = pipe.unet(xt, t, text, down_block_additional_residuals=down,
                              mid_block_additional_residual=mid).sample
-        loss = (w * (pred - noise).pow(2).mean(dim=(1, 2, 3))).mean()
+        loss = (w * (pred - target).pow(2).mean(dim=(1, 2, 3))).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)

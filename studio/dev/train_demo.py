@@ -115,14 +115,17 @@ def build_tokenizer():
     return tok
 
 
-def noise_scheduler_config() -> dict:
+PREDICTION = "v_prediction"  # since UNet step 5,700; "epsilon" before (see the model card)
+
+
+def noise_scheduler_config(prediction: str = PREDICTION) -> dict:
     """The SD-1.x noise schedule (scaled-linear betas 0.00085 → 0.012 over 1000 steps)."""
     return dict(
         num_train_timesteps=1000,
         beta_start=0.00085,
         beta_end=0.012,
         beta_schedule="scaled_linear",
-        prediction_type="epsilon",
+        prediction_type=prediction,
         steps_offset=1,
         clip_sample=False,
         set_alpha_to_one=False,
@@ -407,6 +410,25 @@ def _ema_update(ema: list, params: list, decay: float) -> None:
         torch._foreach_add_(ema, [p.detach() for p in params], alpha=1 - decay)
 
 
+def loss_target(sched, x0, noise, t):
+    """(target, per-sample weight) for the scheduler's prediction type.
+
+    epsilon: min-SNR-5 weights. An epsilon loss weighs an error in the clean image by the SNR, so
+    at high noise (SNR ≈ 0.006 at t = 950), where the layout is decided, the model is barely
+    asked where the object goes; the epsilon-trained model placed every object where the seed's
+    noise put it, whatever the prompt said. v_prediction: the v loss weighs clean-image errors by
+    1 + SNR, so high noise counts fully; its weight min(1, (1 + γ) / (1 + SNR)) caps only the
+    low-noise end, as min-SNR does.
+    """
+    import torch
+
+    acp = sched.alphas_cumprod
+    snr = acp[t] / (1 - acp[t])
+    if sched.config.prediction_type == "v_prediction":
+        return sched.get_velocity(x0, noise, t), torch.clamp((1 + MIN_SNR_GAMMA) / (1 + snr), max=1.0)
+    return noise, torch.clamp(snr, max=MIN_SNR_GAMMA) / snr
+
+
 def train_unet(args, work: Path, stop_at) -> bool:
     import torch
     from diffusers import DDPMScheduler
@@ -423,7 +445,6 @@ def train_unet(args, work: Path, stop_at) -> bool:
     ema = [p.detach().clone() for p in params]
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01, betas=(0.9, 0.99))
     sched = _make_scheduler(DDPMScheduler)
-    acp = sched.alphas_cumprod
     ckpt = work / "unet.pt"
     step = 0
     if ckpt.exists():
@@ -434,6 +455,9 @@ def train_unet(args, work: Path, stop_at) -> bool:
         for e, s in zip(ema, state["ema"]):
             e.copy_(s)
         step = state["step"]
+        if args.reset_ema:  # e.g. after changing the prediction type: old averages would mislead
+            for e, p in zip(ema, params):
+                e.copy_(p.detach())
     total = args.unet_steps
     if step >= total:
         return True
@@ -475,9 +499,8 @@ def train_unet(args, work: Path, stop_at) -> bool:
             grp["lr"] = lr
         cond = te(ids)[0]
         pred = unet(xt, t, cond).sample
-        snr = acp[t] / (1 - acp[t])
-        w = torch.clamp(snr, max=MIN_SNR_GAMMA) / snr
-        loss = (w * (pred - noise).pow(2).mean(dim=(1, 2, 3))).mean()
+        target, w = loss_target(sched, x0, noise, t)
+        loss = (w * (pred - target).pow(2).mean(dim=(1, 2, 3))).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -588,6 +611,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup", type=int, default=200)
     p.add_argument("--schedule-from", type=int, default=None,
                    help="restart warm-up + cosine at this UNet step (continuing a finished run)")
+    p.add_argument("--reset-ema", action="store_true", help="restart the EMA from the resumed weights")
     p.add_argument("--single-rate", type=float, default=0.0,
                    help="fraction of each UNet batch drawn from single-object scenes")
     p.add_argument("--canonical-rate", type=float, default=0.0,
