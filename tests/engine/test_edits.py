@@ -49,9 +49,9 @@ def test_inpaint_keeps_everything_outside_the_feathered_mask(engine, tiny_models
         assert keep.any() and np.array_equal(out[keep], original[keep])
 
 
-@pytest.mark.parametrize("fill", ["edge", "mirror", "noise"])
-def test_outpaint_size_and_original_in_place(engine, tiny_sd15, files, fill):
-    r = _req(tiny_sd15, files, outpaint=(16, 0, 8, 24), outpaint_fill=fill, mask_blur=4)
+@pytest.mark.parametrize("arch, fill", [("sd15", "edge"), ("sd15", "mirror"), ("sd15", "noise"), ("sd15-inpaint", "mirror")])
+def test_outpaint_size_and_original_in_place(engine, tiny_models, files, arch, fill):
+    r = _req(tiny_models(arch), files, outpaint=(16, 0, 8, 24), outpaint_fill=fill, mask_blur=4)
     original = np.asarray(Image.open(files / "in.png"))
     out = engine.generate(r).images[0]
     assert out.shape == (H + 24, W + 24, 3)
