@@ -320,7 +320,7 @@ class Engine:
     def _round_trip(self, lm, request, plan, t0, t_loaded) -> GenerationResult:
         """Strength 0: no denoising; the region goes through the VAE and back (what a user sees)."""
         vae = lm.pipe.vae
-        img = torch.from_numpy(np.asarray(plan.region_image())).permute(2, 0, 1)[None].float() / 127.5 - 1
+        img = torch.from_numpy(np.array(plan.region_image())).permute(2, 0, 1)[None].float() / 127.5 - 1
         lat = vae.encode(img.to(vae.device, vae.dtype)).latent_dist.mode()
         out = vae.decode(lat).sample[0].permute(1, 2, 0).float().cpu()
         region = ((out.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()

@@ -75,7 +75,7 @@ def test_strength_zero_is_a_vae_round_trip(engine, tiny_sd15, files):
 
     res = engine.generate(_req(tiny_sd15, files, strength=0.0))
     vae = engine.load(str(tiny_sd15)).pipe.vae
-    src = np.asarray(Image.open(files / "in.png").resize((104, 72), Image.Resampling.LANCZOS))
+    src = np.array(Image.open(files / "in.png").resize((104, 72), Image.Resampling.LANCZOS))
     with torch.inference_mode():
         x = torch.from_numpy(src).permute(2, 0, 1)[None].float() / 127.5 - 1
         y = vae.decode(vae.encode(x).latent_dist.mode()).sample[0].permute(1, 2, 0)
