@@ -1,9 +1,13 @@
-"""The dark theme: Fusion with a dark palette, plus `resources/qt/dark.qss` for the details."""
+"""The dark theme: Fusion with a dark palette, plus `resources/qt/dark.qss` for the details.
+
+The style sheet names its images `icons:NAME.png` (spin-box and combo-box arrows): `apply_dark_theme`
+points that prefix at `resources/icons`, so the same sheet works from a checkout and an installed build."""
 
 from __future__ import annotations
 
 import logging
 
+from PySide6.QtCore import QDir
 from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QApplication
 
@@ -21,7 +25,15 @@ def style_sheet() -> str:
         return ""
 
 
+def icons_search_path() -> None:
+    """`url(icons:arrow-up.png)` in the style sheet resolves to resources/icons/arrow-up.png."""
+    folder = str(resources_dir() / "icons")
+    if folder not in QDir.searchPaths("icons"):
+        QDir.addSearchPath("icons", folder)
+
+
 def apply_dark_theme(app: QApplication) -> None:
+    icons_search_path()
     app.setStyle("Fusion")
     p = QPalette()
     c = QColor
