@@ -134,3 +134,19 @@ class FlowLayout(QLayout):
                 prev = i
             y += height + self._spacing
         return y - self._spacing - rect.y() + m.bottom()
+
+
+class FlowBox(QWidget):
+    """A widget laid out by a `FlowLayout` that keeps its minimum height at what its current width
+    needs, so parents that ignore height-for-width (a QSplitter pane, a scroll area) never squeeze
+    a wrapped row out of sight."""
+
+    def __init__(self, parent: QWidget | None = None, spacing: int = 4, group_gap: int = 14) -> None:
+        super().__init__(parent)
+        self.flow = FlowLayout(self, spacing=spacing, group_gap=group_gap)
+
+    def resizeEvent(self, event) -> None:  # noqa: N802
+        super().resizeEvent(event)
+        need = self.flow.heightForWidth(self.width())
+        if need != self.minimumHeight():
+            self.setMinimumHeight(need)

@@ -1,9 +1,8 @@
-"""The Gallery panel: a lazily filled thumbnail grid of the library, search, filters and details.
+"""The Gallery panel: the thumbnail grid of the library (`gallery_model`: smooth at 10,000 images),
+search, filters and the details pane with its actions.
 
-Smooth at 10,000 images because nothing is loaded up front except the list of ids for the current
-search: item rows are fetched from the database a page at a time when the view first asks for
-them, and thumbnails are made/read on a small thread pool only for the cells being painted
-(QListView in batched, uniform-size icon mode asks only for visible rows).
+Narrow-dock friendly: the filters and the action buttons wrap onto more rows (`FlowLayout`) and the
+details pane scrolls, so the panel never forces the window wider or taller than a small screen.
 
 Signals for the main window:
 - `recreateRequested(object)` — a `GenerationRequest` to load into the Prompt panel;
@@ -15,32 +14,17 @@ Signals for the main window:
 from __future__ import annotations
 
 import os
-from collections import OrderedDict
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import (
-    QAbstractListModel,
-    QModelIndex,
-    QObject,
-    QPersistentModelIndex,
-    QRect,
-    QRunnable,
-    QSize,
-    Qt,
-    QThreadPool,
-    QTimer,
-    QUrl,
-    Signal,
-)
-from PySide6.QtGui import QColor, QDesktopServices, QFont, QGuiApplication, QImage, QPainter, QPen
+from PySide6.QtCore import QModelIndex, Qt, QTimer, QUrl, Signal
+from PySide6.QtGui import QDesktopServices, QGuiApplication
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QFileDialog,
     QFrame,
-    QGridLayout,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -48,26 +32,22 @@ from PySide6.QtWidgets import (
     QListWidget,
     QListWidgetItem,
     QPushButton,
+    QScrollArea,
     QSplitter,
-    QStyle,
-    QStyledItemDelegate,
-    QStyleOptionViewItem,
     QVBoxLayout,
     QWidget,
 )
 
 from studio.core.errors import StudioError
 from studio.core.gallery import KINDS, Gallery, GalleryItem
-from studio.core.gallery.store import THUMBS_DIR, make_thumbnail
 from studio.core.metadata import export_image, read_metadata, verify
 from studio.core.metadata.png import PARAMETERS_KEY
 from studio.core.request import GenerationRequest
+from studio.qt.flow_layout import FlowBox
+from studio.qt.gallery_model import PAGE, THUMB, BadgeRole, GalleryDelegate, GalleryModel, IdRole, ItemRole
 
-THUMB = 160
-PAGE = 256
-ItemRole = Qt.ItemDataRole.UserRole + 1
-IdRole = Qt.ItemDataRole.UserRole + 2
-BadgeRole = Qt.ItemDataRole.UserRole + 3
+__all__ = ["PAGE", "THUMB", "BadgeRole", "GalleryDelegate", "GalleryModel", "GalleryPanel", "IdRole", "ItemRole",
+           "read_dropped_file"]
 
 
 def read_dropped_file(path: str | os.PathLike[str]) -> tuple[GenerationRequest | None, dict[str, Any], list[str]]:
@@ -83,205 +63,6 @@ def read_dropped_file(path: str | os.PathLike[str]) -> tuple[GenerationRequest |
     if result.source == "none":
         notes.append("the file carries no generation settings this studio can read")
     return result.request, dict(result.normalised), notes
-
-
-# -- thumbnails ------------------------------------------------------------------------------------------
-
-
-class _ThumbSignals(QObject):
-    done = Signal(str, QImage)
-    failed = Signal(str)
-
-
-class _ThumbJob(QRunnable):
-    def __init__(self, item_id: str, src: Path, dest: Path, signals: _ThumbSignals) -> None:
-        super().__init__()
-        self.item_id, self.src, self.dest, self.signals = item_id, src, dest, signals
-
-    def run(self) -> None:
-        try:
-            if not self.dest.exists():
-                make_thumbnail(self.src, self.dest, THUMB * 2)
-            image = QImage(str(self.dest))
-            if image.isNull():
-                raise StudioError("unreadable thumbnail")
-            self.signals.done.emit(self.item_id, image)
-        except Exception:  # noqa: BLE001 - a missing/corrupt file only leaves the placeholder
-            self.signals.failed.emit(self.item_id)
-
-
-# -- model -------------------------------------------------------------------------------------------------
-
-
-class GalleryModel(QAbstractListModel):
-    """Rows = ids of the current search; items and thumbnails are loaded when first shown."""
-
-    def __init__(self, gallery: Gallery, parent: QObject | None = None) -> None:
-        super().__init__(parent)
-        self.gallery = gallery
-        self._ids: list[str] = []
-        self._row_of: dict[str, int] = {}
-        self._items: OrderedDict[str, GalleryItem] = OrderedDict()
-        self._thumbs: OrderedDict[str, QImage] = OrderedDict()
-        self._pending: set[str] = set()
-        self._failed: set[str] = set()
-        self.max_cached_items = 4096
-        self.max_cached_thumbs = 1024
-        self.pool = QThreadPool(self)
-        self.pool.setMaxThreadCount(2)
-        self._signals = _ThumbSignals()
-        self._signals.done.connect(self._thumb_ready)
-        self._signals.failed.connect(self._thumb_failed)
-        self.thumb_requests = 0  # for tests and diagnostics
-        self.filters: dict[str, Any] = {}
-        self.text = ""
-
-    # filtering
-    def set_query(self, text: str = "", **filters: Any) -> None:
-        self.text, self.filters = text, {k: v for k, v in filters.items() if v not in (None, "", False)}
-        self.refresh()
-
-    def refresh(self) -> None:
-        self.beginResetModel()
-        try:
-            self._ids = self.gallery.ids(self.text or None, **self.filters)
-        except StudioError:
-            self._ids = []
-        self._row_of = {i: n for n, i in enumerate(self._ids)}
-        self._items.clear()
-        self.endResetModel()
-
-    # Qt model API
-    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self._ids)
-
-    def item(self, row: int) -> GalleryItem | None:
-        if not 0 <= row < len(self._ids):
-            return None
-        item_id = self._ids[row]
-        item = self._items.get(item_id)
-        if item is None:
-            start = (row // PAGE) * PAGE
-            page = self._ids[start : start + PAGE]
-            try:
-                self._items.update(self.gallery.get_many(page))
-            except StudioError:
-                return None
-            while len(self._items) > self.max_cached_items:
-                self._items.popitem(last=False)
-            item = self._items.get(item_id)
-        return item
-
-    def row_of(self, item_id: str) -> int:
-        return self._row_of.get(item_id, -1)
-
-    def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if not index.isValid():
-            return None
-        item = self.item(index.row())
-        if item is None:
-            return None
-        if role == Qt.ItemDataRole.DisplayRole:
-            return item.prompt.splitlines()[0][:40] if item.prompt else "(no prompt)"
-        if role == Qt.ItemDataRole.ToolTipRole:
-            return item.prompt
-        if role == Qt.ItemDataRole.DecorationRole:
-            return self.thumbnail(item)
-        if role == ItemRole:
-            return item
-        if role == IdRole:
-            return item.id
-        if role == BadgeRole:
-            return "AI · edited" if item.is_composite else "AI"
-        return None
-
-    def thumbnail(self, item: GalleryItem) -> QImage | None:
-        image = self._thumbs.get(item.id)
-        if image is not None:
-            self._thumbs.move_to_end(item.id)
-            return image
-        if item.id not in self._pending and item.id not in self._failed:
-            self._pending.add(item.id)
-            self.thumb_requests += 1
-            dest = self.gallery.root / THUMBS_DIR / f"{item.id}.jpg"
-            self.pool.start(_ThumbJob(item.id, item.path, dest, self._signals))
-        return None
-
-    def _thumb_ready(self, item_id: str, image: QImage) -> None:
-        self._pending.discard(item_id)
-        self._thumbs[item_id] = image
-        while len(self._thumbs) > self.max_cached_thumbs:
-            self._thumbs.popitem(last=False)
-        row = self._row_of.get(item_id, -1)
-        if row >= 0:
-            idx = self.index(row)
-            self.dataChanged.emit(idx, idx, [Qt.ItemDataRole.DecorationRole])
-
-    def _thumb_failed(self, item_id: str) -> None:
-        self._pending.discard(item_id)
-        self._failed.add(item_id)
-
-    def forget(self, item_id: str) -> None:
-        self._items.pop(item_id, None)
-        self._thumbs.pop(item_id, None)
-        self._failed.discard(item_id)
-
-    def shutdown(self) -> None:
-        self.pool.clear()
-        self.pool.waitForDone(5000)
-        self.beginResetModel()
-        self._ids, self._row_of = [], {}
-        self._items.clear()
-        self.endResetModel()
-
-
-# -- delegate --------------------------------------------------------------------------------------------
-
-
-class GalleryDelegate(QStyledItemDelegate):
-    """A thumbnail cell with the provenance badge ("AI", or "AI · edited") and a favourite star."""
-
-    def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex) -> QSize:
-        return QSize(THUMB + 8, THUMB + 8)
-
-    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex) -> None:
-        painter.save()
-        try:
-            self._paint(painter, option, index)
-        finally:
-            painter.restore()
-
-    def _paint(self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex) -> None:
-        rect = option.rect.adjusted(4, 4, -4, -4)
-        selected = bool(option.state & QStyle.StateFlag.State_Selected)
-        painter.fillRect(rect, QColor(45, 45, 48))
-        image = index.data(Qt.ItemDataRole.DecorationRole)
-        if isinstance(image, QImage) and not image.isNull():
-            scaled = image.scaled(rect.size(), Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation)
-            x = rect.x() + (rect.width() - scaled.width()) // 2
-            y = rect.y() + (rect.height() - scaled.height()) // 2
-            painter.drawImage(x, y, scaled)
-        else:
-            painter.setPen(QColor(150, 150, 150))
-            painter.drawText(rect, Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, str(index.data() or ""))
-        badge = str(index.data(BadgeRole) or "")
-        if badge:
-            font = QFont(painter.font())
-            font.setBold(True)
-            font.setPointSizeF(max(7.0, font.pointSizeF() * 0.85))
-            painter.setFont(font)
-            width = painter.fontMetrics().horizontalAdvance(badge) + 10
-            box = QRect(rect.left() + 4, rect.bottom() - 20, width, 16)
-            painter.fillRect(box, QColor(200, 120, 20) if "edited" in badge else QColor(30, 110, 200))
-            painter.setPen(QColor(255, 255, 255))
-            painter.drawText(box, Qt.AlignmentFlag.AlignCenter, badge)
-        item = index.data(ItemRole)
-        if item is not None and item.favourite:
-            painter.setPen(QColor(255, 210, 0))
-            painter.drawText(QRect(rect.right() - 20, rect.top() + 2, 18, 18), Qt.AlignmentFlag.AlignCenter, "★")
-        if selected:
-            painter.setPen(QPen(option.palette.highlight().color(), 3))
-            painter.drawRect(rect)
 
 
 # -- panel --------------------------------------------------------------------------------------------------
@@ -324,11 +105,13 @@ class GalleryPanel(QWidget):
             box.toggled.connect(self.apply_filters)
         bar = QVBoxLayout()  # the search box gets a row of its own: it stays readable in a narrow dock
         bar.addWidget(self.search)
-        filters = QHBoxLayout()
+        filters = FlowBox(spacing=6, group_gap=6)  # as many rows as the dock's width needs
+        filters.setObjectName("GalleryFilters")
+        flow = filters.flow
+        flow.setContentsMargins(0, 0, 0, 0)
         for w in (self.model_filter, self.kind_filter, self.date_filter, self.favourites_only, self.show_trash):
-            filters.addWidget(w)
-        filters.addStretch(1)
-        bar.addLayout(filters)
+            flow.addWidget(w, flow.new_group())
+        bar.addWidget(filters)
 
         # grid
         self.view = QListView()
@@ -353,10 +136,13 @@ class GalleryPanel(QWidget):
         self.drop_load.clicked.connect(self._load_dropped)
         drop_close = QPushButton("Dismiss")
         drop_close.clicked.connect(self.drop_bar.hide)
-        dl = QHBoxLayout(self.drop_bar)
-        dl.addWidget(self.drop_label, 1)
-        dl.addWidget(self.drop_load)
-        dl.addWidget(drop_close)
+        dl = QVBoxLayout(self.drop_bar)  # the text above its buttons: it fits a narrow dock
+        dl.addWidget(self.drop_label)
+        drop_buttons = QHBoxLayout()
+        drop_buttons.addStretch(1)
+        drop_buttons.addWidget(self.drop_load)
+        drop_buttons.addWidget(drop_close)
+        dl.addLayout(drop_buttons)
         self.drop_bar.hide()
 
         # details
@@ -369,38 +155,51 @@ class GalleryPanel(QWidget):
         self.lineage.itemActivated.connect(self._jump_to_lineage)
         self.lineage.itemClicked.connect(self._jump_to_lineage)
         self.buttons: dict[str, QPushButton] = {}
-        actions = QGridLayout()  # two rows, so the labels stay whole in a narrow dock
-        for n, (key, label, slot) in enumerate((
+        actions = FlowBox(spacing=4, group_gap=4)  # wraps: every button stays whole and on screen
+        actions.setObjectName("GalleryActions")
+        flow = actions.flow
+        flow.setContentsMargins(0, 0, 0, 0)
+        for key, label, slot in (
             ("recreate", "Recreate", self.recreate),
             ("use", "Use as input", self.use_as_input),
             ("folder", "Open folder", self.open_folder),
             ("export", "Export…", self.export_dialog),
             ("copy", "Copy parameters", self.copy_parameters),
-            ("favourite", "★", self.toggle_favourite),
+            ("favourite", "☆ Favourite", self.toggle_favourite),
             ("trash", "Trash", self.toggle_trash),
-        )):
+        ):
             btn = QPushButton(label)
             btn.clicked.connect(slot)
             btn.setEnabled(False)
-            btn.setMinimumHeight(btn.sizeHint().height())  # never squeezed below its text
-            actions.addWidget(btn, n // 4, n % 4)
+            flow.addWidget(btn, flow.new_group())
             self.buttons[key] = btn
         self.tag_edit = QLineEdit(placeholderText="Add tags (comma-separated), Enter to save")
         self.tag_edit.returnPressed.connect(self.add_tags_from_edit)
-        side = QWidget()
+        info = QWidget(objectName="GalleryDetails")
+        il = QVBoxLayout(info)
+        il.setContentsMargins(0, 0, 4, 0)
+        il.addWidget(self.details)
+        il.addWidget(self.tag_edit)
+        il.addWidget(QLabel("Lineage"))
+        il.addWidget(self.lineage)
+        il.addWidget(self.provenance)
+        il.addWidget(self.path_label)
+        il.addStretch(1)
+        self.details_scroll = QScrollArea(objectName="GalleryDetailsScroll")  # a long recipe scrolls, never squeezed
+        self.details_scroll.setWidgetResizable(True)
+        self.details_scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.details_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.details_scroll.setWidget(info)
+        self.details_scroll.setMinimumHeight(60)
+        side = QWidget(objectName="GallerySide")  # the actions stay in sight below the scrolling details
         sl = QVBoxLayout(side)
-        sl.addWidget(self.details, 1)
-        sl.addWidget(self.tag_edit)
-        sl.addWidget(QLabel("Lineage"))
-        sl.addWidget(self.lineage)
-        sl.addWidget(self.provenance)
-        sl.addWidget(self.path_label)
-        sl.addLayout(actions)
+        sl.addWidget(self.details_scroll, 1)
+        sl.addWidget(actions)
 
         split = QSplitter(Qt.Orientation.Vertical)
         split.addWidget(self.view)
         split.addWidget(side)
-        split.setStretchFactor(0, 3)
+        split.setStretchFactor(0, 2)
         split.setStretchFactor(1, 1)
         layout = QVBoxLayout(self)
         layout.addLayout(bar)

@@ -35,6 +35,7 @@ class ImageInputSection(QWidget):
         self.note.setWordWrap(True)
         lay.addWidget(self.note)
         form = QFormLayout()
+        form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)  # labels above fields in a narrow panel
         form.setLabelAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         self.strength = QLabeledDoubleSlider(Qt.Orientation.Horizontal)
         self.strength.setRange(0.0, 1.0)

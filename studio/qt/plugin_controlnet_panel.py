@@ -232,7 +232,7 @@ class ControlUnit(QFrame):
         self.model.addItems(panel.recent_models())
         self.model.setCurrentIndex(-1)
         self.model.setEditText("")
-        self.model.setMinimumContentsLength(14)
+        self.model.setMinimumContentsLength(8)  # the unit fits the narrow Prompt column (1366 px screens)
         self.model.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.model.currentTextChanged.connect(self._model_changed)
         browse = QToolButton(text="…", objectName="ControlModelBrowse", toolTip="Pick a ControlNet file or folder.")

@@ -127,6 +127,7 @@ class LoraPanel(QWidget):
         self.library.itemDoubleClicked.connect(lambda it: self.add_file(it.data(Qt.ItemDataRole.UserRole)))
         self.count = QLabel(objectName="Hint")
         self.count.setStyleSheet("padding: 0 2px;")
+        self.count.setWordWrap(True)  # texts wrap rather than widen the dock (it shares a column with the Prompt panel)
         add_folder = QPushButton("Add folder…", objectName="LoraAddFolder")
         add_folder.setToolTip("Add a LoRA folder (A1111 models/Lora, ComfyUI models/loras, …).")
         add_folder.clicked.connect(self._pick_folder)
@@ -140,6 +141,7 @@ class LoraPanel(QWidget):
         self.active_lay.setSpacing(6)
         self.none_label = QLabel("No LoRA in use. Double-click one above to add it.", objectName="Hint")
         self.none_label.setStyleSheet("padding: 4px 2px;")
+        self.none_label.setWordWrap(True)
         self.active_lay.addWidget(self.none_label)
 
         row = QHBoxLayout()

@@ -12,7 +12,6 @@ from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
     QFormLayout,
-    QGridLayout,
     QHBoxLayout,
     QLabel,
     QPlainTextEdit,
@@ -91,7 +90,7 @@ class PromptPanel(QWidget):
         self.model = QComboBox()
         self.model.setEditable(True)
         self.model.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
-        self.model.setMinimumContentsLength(12)
+        self.model.setMinimumContentsLength(6)
         self.model.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.model.setToolTip("The model to draw with: \"demo\" (bundled), a diffusers folder or a .safetensors file. Recent models are listed.")
         self.model.addItem("demo")
@@ -138,7 +137,7 @@ class PromptPanel(QWidget):
 
         # sampling ---------------------------------------------------------------------------------
         lay.addWidget(_section("Sampling"))
-        form = QFormLayout()
+        form = _form()
         form.setLabelAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         form.setHorizontalSpacing(10)
         self.steps = QSpinBox(minimum=1, maximum=500, value=20)
@@ -153,7 +152,7 @@ class PromptPanel(QWidget):
         self.guidance.setToolTip("Guidance scale (CFG): how strictly to follow the prompt. 5–9 is typical; high values look harsh.")
         self.guidance.valueChanged.connect(self._snap_guidance)
         form.addRow("Guidance", self.guidance)
-        self.scheduler = QComboBox()
+        self.scheduler = _combo()
         self.scheduler.addItems(list(SCHEDULER_NAMES))
         self.scheduler.setCurrentText("Euler a")
         self.scheduler.setToolTip("The sampler. Euler a: varied and soft; DPM++ 2M Karras: sharp in few steps; DDIM: deterministic.")
@@ -176,29 +175,29 @@ class PromptPanel(QWidget):
 
         # size -------------------------------------------------------------------------------------
         lay.addWidget(_section("Size"))
-        grid = QGridLayout()
-        self.size_preset = QComboBox()
+        presets = QHBoxLayout()
+        self.size_preset = _combo()
         for label, w, h in SIZE_PRESETS:
             self.size_preset.addItem(label, (w, h))
         self.size_preset.addItem("Custom", None)
         self.size_preset.setToolTip("Common sizes; SD 1.x models are trained at 512, SDXL at 1024.")
         self.size_preset.activated.connect(self._apply_preset)
-        grid.addWidget(self.size_preset, 0, 0, 1, 4)
+        presets.addWidget(self.size_preset, 1)
+        swap = QToolButton(text="⇄", toolTip="Swap width and height.")
+        swap.clicked.connect(self._swap_size)
+        presets.addWidget(swap)  # beside the presets: the width × height row stays narrow enough for a small screen
+        lay.addLayout(presets)
+        dims = QHBoxLayout()
         self.width_ = _size_spin("Width in pixels (a multiple of 8).")
         self.height_ = _size_spin("Height in pixels (a multiple of 8).")
         self.width_.valueChanged.connect(self._sync_preset)
         self.height_.valueChanged.connect(self._sync_preset)
-        swap = QToolButton(text="⇄", toolTip="Swap width and height.")
-        swap.clicked.connect(self._swap_size)
-        grid.addWidget(self.width_, 1, 0)
-        grid.addWidget(QLabel("×", alignment=Qt.AlignmentFlag.AlignCenter), 1, 1)
-        grid.addWidget(self.height_, 1, 2)
-        grid.addWidget(swap, 1, 3)
-        grid.setColumnStretch(0, 1)
-        grid.setColumnStretch(2, 1)
-        lay.addLayout(grid)
+        dims.addWidget(self.width_, 1)
+        dims.addWidget(QLabel("×", alignment=Qt.AlignmentFlag.AlignCenter))
+        dims.addWidget(self.height_, 1)
+        lay.addLayout(dims)
 
-        form2 = QFormLayout()
+        form2 = _form()
         form2.setLabelAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         self.batch = QSpinBox(minimum=1, maximum=100, value=1)
         self.batch.setToolTip("How many runs to queue with one Generate (seed, seed+1, …).")
@@ -209,7 +208,7 @@ class PromptPanel(QWidget):
         adv = QCollapsible("Advanced")
         adv.setObjectName("Advanced")
         adv_body = QWidget()
-        form3 = QFormLayout(adv_body)
+        form3 = _form(adv_body)
         form3.setContentsMargins(0, 4, 0, 0)
         self.rescale = QLabeledDoubleSlider(Qt.Orientation.Horizontal)
         self.rescale.setRange(0.0, 1.0)
@@ -217,7 +216,7 @@ class PromptPanel(QWidget):
         self.rescale.setDecimals(2)
         self.rescale.setToolTip("Guidance rescale (0–1): tames over-saturation at high guidance; 0.7 suits v-prediction models.")
         form3.addRow("Guidance rescale", self.rescale)
-        self.preview = QComboBox()
+        self.preview = _combo()
         for mode, label in PREVIEW_LABELS.items():
             self.preview.addItem(label, mode.value)
         self.preview.setToolTip("How each step is previewed. Latent → RGB is nearly free; the autoencoders cost time per step.")
@@ -388,6 +387,22 @@ class PromptPanel(QWidget):
             self.preview.setCurrentIndex(idx)
         self.preview_every.setValue(req.preview_every)
         self.update_token_counts()
+
+
+def _form(parent: QWidget | None = None) -> QFormLayout:
+    """A form whose labels go above their fields when the panel is too narrow for both side by side."""
+    form = QFormLayout(parent)
+    form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
+    return form
+
+
+def _combo() -> QComboBox:
+    """A combo box that may be narrower than its longest entry (the closed box elides it; the open
+    list shows it whole), so long labels do not set the panel's minimum width."""
+    combo = QComboBox()
+    combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+    combo.setMinimumContentsLength(10)
+    return combo
 
 
 def _section(text: str) -> QLabel:

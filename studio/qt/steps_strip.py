@@ -1,5 +1,5 @@
 """The Steps strip under the canvas: one thumbnail per step of the chosen run, a slider to scrub
-through them (during the run too), and "Branch from here"."""
+through them (during the run too), and beside it "Use settings" and "Branch from here"."""
 
 from __future__ import annotations
 
@@ -67,14 +67,12 @@ class StepsStrip(QWidget):
         self.use_settings = QPushButton("Use settings", objectName="UseSettings")
         self.use_settings.setToolTip("Load this run's prompt and settings into the Prompt panel.")
         self.use_settings.clicked.connect(lambda: self.run_id and self.useSettingsRequested.emit(self.run_id))
-        top.addWidget(self.use_settings)
         self.branch = QPushButton("Branch from here", objectName="Branch")
         self.branch.setToolTip(
             "Start a new run from this step's latent with the Prompt panel's current prompt, guidance, scheduler "
             "and seed: only the remaining steps are made. Size, steps and model stay the parent's."
         )
         self.branch.clicked.connect(self._branch)
-        top.addWidget(self.branch)
 
         self.slider = QSlider(Qt.Orientation.Horizontal, objectName="StepSlider")
         self.slider.setToolTip("Scrub through the steps (←/→ step by step). Works while the run goes on.")
@@ -96,12 +94,20 @@ class StepsStrip(QWidget):
         self.thumbs.currentRowChanged.connect(self._thumb_clicked)
         self.thumbs.setToolTip("Every step of the chosen run. Click one to see it on the canvas.")
 
+        # the buttons act on the slider's step, so they sit beside it: the header row stays short and
+        # the strip fits a narrow centre (a 1366 px screen with both dock columns open)
+        bottom = QHBoxLayout()
+        bottom.setSpacing(8)
+        bottom.addWidget(self.slider, 1)
+        bottom.addWidget(self.use_settings)
+        bottom.addWidget(self.branch)
+
         lay = QVBoxLayout(self)
         lay.setContentsMargins(12, 8, 12, 8)
         lay.setSpacing(6)
         lay.addLayout(top)
         lay.addWidget(self.thumbs)
-        lay.addWidget(self.slider)
+        lay.addLayout(bottom)
         self._update_buttons()
 
     # -- runs -----------------------------------------------------------------------------------------

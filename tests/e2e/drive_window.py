@@ -27,6 +27,45 @@ def wait(pred, seconds: float) -> bool:
     return bool(pred())
 
 
+def rect_of(r, ratio: float) -> list[int]:
+    return [round(r.x() * ratio), round(r.y() * ratio), round(r.width() * ratio), round(r.height() * ratio)]
+
+
+def global_rect(widget, ratio: float) -> list[int] | None:
+    """The widget's rectangle on the screen in device pixels (None when it is not shown)."""
+    from PySide6.QtCore import QPoint, QRect
+
+    if not widget.isVisible():
+        return None
+    return rect_of(QRect(widget.mapToGlobal(QPoint(0, 0)), widget.size()), ratio)
+
+
+def key_controls(w) -> dict:
+    """Controls a person must be able to reach, for the small-screen test."""
+    p, s, q = w.prompt, w.strip, w.queue
+    controls = {"Generate": p.generate_button, "Cancel": p.cancel_button, "model": p.model, "prompt": p.prompt,
+                "Use settings": s.use_settings, "Branch from here": s.branch, "step slider": s.slider,
+                "queue cancel all": q.cancel_all, "progress": w.progress.bar, "tabs": w.tabs.tabBar()}
+    if w.gallery is not None:
+        controls.update({"gallery search": w.gallery.search, "gallery grid": w.gallery.view})
+        controls.update({f"gallery {k}": b for k, b in w.gallery.buttons.items()})
+    return controls
+
+
+def spin_button_rects(spin, ratio: float) -> dict:
+    """Screen rectangles (device pixels) of a spin box's up and down buttons."""
+    from PySide6.QtWidgets import QStyle, QStyleOptionSpinBox
+
+    opt = QStyleOptionSpinBox()
+    spin.initStyleOption(opt)
+    out = {}
+    for name, sub in (("up", QStyle.SubControl.SC_SpinBoxUp), ("down", QStyle.SubControl.SC_SpinBoxDown)):
+        r = spin.style().subControlRect(QStyle.ComplexControl.CC_SpinBox, opt, sub, spin)
+        r.moveTopLeft(spin.mapToGlobal(r.topLeft()))
+        out[name] = rect_of(r, ratio)
+    return out
+
+
 def main(model: str, out_png: str, out_json: str, size: str = "64", steps: str = "6") -> int:
     from studio.qt.app import ensure_app
     from studio.qt.images import from_qimage
@@ -80,6 +119,10 @@ def main(model: str, out_png: str, out_json: str, size: str = "64", steps: str =
         "platform": app.platformName(),
         "window": [w.x(), w.y(), w.width(), w.height()],
         "canvas_pixels": from_qimage(w.canvas.image()).tolist() if w.canvas.image() is not None else None,
+        "screen": [round(screen.geometry().width() * ratio), round(screen.geometry().height() * ratio)],
+        "frame": rect_of(w.frameGeometry(), ratio),
+        "controls": {name: global_rect(c, ratio) for name, c in key_controls(w).items()},
+        "spin_buttons": spin_button_rects(w.prompt.steps, ratio),
     }
     with open(out_json, "w") as f:
         json.dump(info, f)
