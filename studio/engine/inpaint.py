@@ -120,6 +120,23 @@ def outpaint_canvas(image: np.ndarray, sides: tuple[int, int, int, int], fill: s
     return canvas, mask, (left, top, left + w, top + h)
 
 
+def outpaint_band(mask_blur: int) -> int:
+    """Pixels of the old picture repainted along each side that grows (so the seam can blend)."""
+    return max(mask_blur, 8)
+
+
+def outpaint_with_mask(image: np.ndarray, sides: tuple[int, int, int, int], fill: str, seed: int, band: int,
+                       mask: np.ndarray | None = None):
+    """`outpaint_canvas`, plus a mask painted on the input (its size, white = repaint) repainted too:
+    an outpaint that also changes part of the old picture. Returns (canvas, mask, box of the original)."""
+    canvas, out, box = outpaint_canvas(image, sides, fill, seed, band)
+    if mask is not None:
+        left, top, right, bottom = sides
+        painted = np.pad((mask > 127).astype(np.uint8) * 255, ((top, bottom), (left, right)))
+        out = np.maximum(out, painted)
+    return canvas, out, box
+
+
 @dataclass(frozen=True)
 class Region:
     """Where the generation happens, in canvas pixels: x0, y0, x1, y1."""

@@ -3,8 +3,10 @@
 overlay is hidden meanwhile, so the repainted part can be judged; the Overlay button shows it).
 
 The window puts this beside the Generate view; the Prompt panel's Image input section reads it to
-fill a request's `init_image` / `mask`; the run controller sends it the (already composited,
-full-canvas) previews and the result of runs that started from it."""
+fill a request's `init_image` / `mask` (once the canvas was grown: the picture before it grew, the
+mask painted on it, and `outpaint` with the amounts and fill, so the engine outpaints and the recipe
+says so); the run controller sends it the (already composited, full-canvas) previews and the result
+of runs that started from it. `load_request` puts a recipe's input back (the gallery's Recreate)."""
 
 from __future__ import annotations
 
@@ -113,20 +115,45 @@ class EditWorkspace(QWidget):
     def load_input(self, path: str | Path) -> bool:
         return self.canvas.load_image(path)
 
-    def export_refs(self, folder: str | Path | None = None) -> tuple[ImageRef, ImageRef | None]:
-        return self.canvas.export_refs(folder or paths.data_dir() / "inputs")
+    def grown(self) -> bool:
+        """The canvas was expanded (Expand tool, Outpaint…) since its image was set: Generate outpaints."""
+        return any(self.canvas.expansion())
+
+    def export_refs(self, folder: str | Path | None = None, *, original: bool = False) -> tuple[ImageRef, ImageRef | None]:
+        """The canvas (or, with `original`, the picture before it was grown, and the mask painted on
+        it) as PNG files for a request's `init_image` / `mask`."""
+        return self.canvas.export_refs(folder or paths.data_dir() / "inputs", original=original)
+
+    def load_request(self, request: GenerationRequest) -> bool:
+        """Put a recipe's input back on the canvas (Recreate): its image, its mask, and for an
+        outpaint the same growth and fill, so Generate sends the same request again. False (and the
+        canvas's `problem` said why) when its files cannot be read."""
+        if request.init_image is None or not self.canvas.load_image(request.init_image.path):
+            return False
+        if request.mask is not None and not self.canvas.load_mask(request.mask.path):
+            return False
+        if request.outpaint is not None:
+            self.toolbar.fill_buttons[request.outpaint_fill].setChecked(True)  # the Outpaint… menu shows it
+            self.canvas.set_outpaint_fill(request.outpaint_fill)
+            self.canvas.expand(*request.outpaint)
+        return True
 
     # -- runs -------------------------------------------------------------------------------------------
     def begin_run(self, run_id: str, request: GenerationRequest) -> None:
         """Remember the input and the grown + feathered mask of a run just queued from this canvas, at
         a working size (≤ PREVIEW_MAX px), so its small previews can be shown sharp outside the mask."""
         img, mask, _, _ = self.canvas._session_state()
+        if request.outpaint is not None:  # what the engine grows and fills: the original, its mask, the seed's fill
+            x0, y0, x1, y1 = self.canvas.original_box()
+            painted = mask[y0:y1, x0:x1] if request.mask is not None else None
+            img, mask, _ = geo.outpaint_with_mask(img[y0:y1, x0:x1], request.outpaint, request.outpaint_fill,
+                                                  request.seed, geo.outpaint_band(request.mask_blur), painted)
         h, w = mask.shape
         k = min(1.0, PREVIEW_MAX / max(w, h))
         size = (max(1, round(w * k)), max(1, round(h * k)))
         base = geo.resize(img, size) if k < 1 else img.copy()
         blend = None
-        if request.mask is not None:
+        if request.mask is not None or request.outpaint is not None:
             blend = geo.feather(geo.grow(mask, request.mask_grow), request.mask_blur)
             if k < 1:
                 blend = geo.resize(blend, size)

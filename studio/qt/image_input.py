@@ -1,6 +1,7 @@
 """The Prompt panel's "Image input" section: strength, mask grow and blur, "only masked area" with
 padding, colour correction, and a line saying what Generate will run (img2img / inpaint / outpaint). Visible while the Edit tab
-is open with an image on it; `request_fields` adds the input image (and mask) to a request."""
+is open with an image on it; `request_fields` adds the input image (and mask; for a grown canvas the
+picture before it grew and `outpaint` with the amounts and fill) to a request."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from PySide6.QtWidgets import QCheckBox, QFormLayout, QLabel, QSpinBox, QVBoxLay
 from superqt import QLabeledDoubleSlider
 
 from studio.core.errors import InvalidRequest
+from studio.core.request import GenerationRequest
 from studio.qt.edit_workspace import EditWorkspace, snap8
 
 IMG2IMG_STRENGTH = 0.75
@@ -91,6 +93,8 @@ class ImageInputSection(QWidget):
     def kind(self) -> str:
         if not self.active():
             return "txt2img"
+        if self.workspace.grown():
+            return "outpaint"
         return "inpaint" if self.workspace.has_mask() else "img2img"
 
     def _refresh(self, *_: Any) -> None:
@@ -98,7 +102,7 @@ class ImageInputSection(QWidget):
         self.setVisible(active)
         if not active:
             return
-        masked = self.workspace.has_mask()
+        masked = self.workspace.has_mask() or self.workspace.grown()
         if masked != self._masked:
             self._masked = masked
             if not self._strength_touched:
@@ -109,32 +113,49 @@ class ImageInputSection(QWidget):
             w.setEnabled(masked)
         self.padding.setEnabled(masked and self.only_masked.isChecked())
         w, h = self.workspace.image_size()
-        grown = self.workspace.canvas.expansion()
-        if not masked:
+        if self.workspace.grown():
+            left, top, right, bottom = self.workspace.canvas.expansion()
+            fill = self.workspace.canvas.outpaint_fill()
+            where = "the masked area only, at the Size fields' resolution" if self.only_masked.isChecked() else f"the whole {w}×{h} canvas"
+            text = (f"Generate runs <b>outpaint</b>: the picture grows by {left}, {top}, {right}, {bottom} px "
+                    f"(left, top, right, bottom) from a {fill} fill, and the new area, a band into the old one "
+                    f"and any mask painted on the picture are repainted over {where}.")
+        elif not masked:
             text = f"Generate runs <b>img2img</b> on the {w}×{h} Edit canvas (paint a mask to inpaint instead)."
         elif self.only_masked.isChecked():
             text = f"Generate runs <b>inpaint</b> of the masked area only, at the Size fields' resolution, pasted back into the {w}×{h} canvas."
         else:
-            fill = self.workspace.canvas.outpaint_fill()
-            what = f"outpaint (the added area, {fill}-filled, is masked)" if any(grown) else "inpaint"
-            text = f"Generate runs <b>{what}</b> over the whole {w}×{h} Edit canvas; pixels outside the mask are kept."
+            text = f"Generate runs <b>inpaint</b> over the whole {w}×{h} Edit canvas; pixels outside the mask are kept."
         self.note.setText(text)
 
     # -- request ----------------------------------------------------------------------------------------
+    def set_request(self, request: GenerationRequest) -> None:
+        """Show a recipe's image-input settings (Recreate); its strength stays until the user moves it."""
+        self._strength_touched = True
+        self.strength.setValue(request.strength)
+        self.grow.setValue(request.mask_grow)
+        self.blur.setValue(request.mask_blur)
+        self.only_masked.setChecked(request.inpaint_area == "only_masked")
+        self.padding.setValue(request.inpaint_padding)
+        self.color_correction.setChecked(request.color_correction)
+
     def request_fields(self, width: int, height: int, folder=None) -> dict[str, Any]:
         """Fields to add to a request built from the Prompt panel ({} when there is no image input)."""
         if not self.active():
             return {}
-        try:
-            image_ref, mask_ref = self.workspace.export_refs(folder)
+        grown = self.workspace.grown()
+        try:  # an outpaint sends the picture before it grew (and the mask painted on it); the engine grows it
+            image_ref, mask_ref = self.workspace.export_refs(folder, original=grown)
         except OSError as exc:
             raise InvalidRequest(f"The Edit canvas could not be saved as the input image: {exc}",
                                  "Check that the studio's data folder is writable and has free space.") from exc
         w, h = self.workspace.image_size()
         fields: dict[str, Any] = dict(init_image=image_ref, mask=mask_ref, strength=round(float(self.strength.value()), 2))
-        only = mask_ref is not None and self.only_masked.isChecked()
+        only = (mask_ref is not None or grown) and self.only_masked.isChecked()
         fields["width"], fields["height"] = (width, height) if only else (snap8(w), snap8(h))
-        if mask_ref is not None:
+        if grown:
+            fields.update(outpaint=self.workspace.canvas.expansion(), outpaint_fill=self.workspace.canvas.outpaint_fill())
+        if mask_ref is not None or grown:
             fields.update(mask_grow=self.grow.value(), mask_blur=self.blur.value(),
                           inpaint_area="only_masked" if only else "whole", inpaint_padding=self.padding.value(),
                           color_correction=self.color_correction.isChecked())

@@ -238,6 +238,16 @@ class MainWindow(QMainWindow):
         self.prompt.set_request(request.replace(branch=None))
         self.plugin_docks.load_request(request)
         self.prompt.seed_lock.setChecked(True)
+        if request.init_image is not None:  # an edit: its input (mask, outpaint growth) goes back on the Edit canvas
+            if not self.edit.load_request(request):
+                return  # the canvas said what it could not read
+            self.prompt.image_input.set_request(request)
+            self.show_edit()
+            self.statusBar().showMessage(f"Recipe loaded with its input on the Edit canvas ({request.kind}, seed locked). "
+                                         "Ctrl+Enter recreates it.", 6000)
+            return
+        if self.edit_mode():  # a prompt-only recipe: Generate from the Edit tab would make an img2img of it
+            self.tabs.setCurrentWidget(self.canvas)
         self.statusBar().showMessage("Recipe loaded into the Prompt panel (seed locked). Ctrl+Enter recreates it.", 6000)
 
     # -- edit canvas --------------------------------------------------------------------------------

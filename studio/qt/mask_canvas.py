@@ -113,6 +113,14 @@ class MaskCanvas(CanvasViewMixin, QWidget):
         """Pixels added by `expand` (left, top, right, bottom) since the image was set."""
         return tuple(self._expansion)
 
+    def original_box(self) -> tuple[int, int, int, int]:
+        """(x0, y0, x1, y1) of the picture before `expand` grew it: the whole canvas when not grown."""
+        left, top, right, bottom = self._expansion
+        w, h = self.image_size()
+        if left + right >= w or top + bottom >= h:  # cannot happen; never return an empty picture
+            return 0, 0, w, h
+        return left, top, w - right, h - bottom
+
     def _set_layers(self, img: np.ndarray, mask: np.ndarray) -> None:
         self._img, self._mask = np.ascontiguousarray(img), np.ascontiguousarray(mask)
         self._pix = QPixmap.fromImage(to_qimage(self._img))
@@ -196,15 +204,18 @@ class MaskCanvas(CanvasViewMixin, QWidget):
         (img_ref, mask_ref) = self.export_refs(folder)
         return Path(img_ref.path), (Path(mask_ref.path) if mask_ref else None)
 
-    def export_refs(self, folder: str | Path) -> tuple[ImageRef, ImageRef | None]:
-        """Like `export_inputs`, as `ImageRef`s (path + sha256) for a GenerationRequest."""
+    def export_refs(self, folder: str | Path, *, original: bool = False) -> tuple[ImageRef, ImageRef | None]:
+        """Like `export_inputs`, as `ImageRef`s (path + sha256) for a GenerationRequest. With
+        `original`, only the picture inside `original_box()` and its mask: an outpaint request's
+        input, which the engine grows (and fills) itself."""
         folder = paths.ensure(Path(folder))
+        x0, y0, x1, y1 = self.original_box() if original else (0, 0, *self.image_size())
         refs = []
-        for kind, arr in (("input", self._img), ("mask", self._mask)):
+        for kind, arr in (("input", self._img[y0:y1, x0:x1]), ("mask", self._mask[y0:y1, x0:x1])):
             if kind == "mask" and not arr.any():
                 refs.append(None)
                 continue
-            data = encode_png(arr)
+            data = encode_png(np.ascontiguousarray(arr))
             sha = sha256_bytes(data)
             target = folder / f"{kind}-{sha[:16]}.png"
             if not target.exists():

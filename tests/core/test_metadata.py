@@ -167,6 +167,22 @@ def test_digital_source_type_per_kind(kind, expected, tmp_path):
     assert status.action == ("c2pa.edited" if expected.startswith("composite") else "c2pa.created")
 
 
+@pytest.mark.parametrize("with_mask", [False, True])
+def test_an_outpaint_request_is_recorded_as_outpaint_with_its_amounts_and_fill(tmp_path, with_mask):
+    init = tmp_path / "in.png"
+    Image.fromarray(pixels(3)).save(init)
+    mask = {"mask": ImageRef(path=str(init))} if with_mask else {}
+    req = GenerationRequest.create(prompt="x", init_image=ImageRef(path=str(init)), outpaint=(0, 0, 32, 8),
+                                   outpaint_fill="mirror", width=64, height=40, **mask)
+    assert recipe.kind_of(req) == req.kind == "outpaint"  # not "inpaint", even with a mask painted on the picture
+    text = recipe.describe(req)
+    assert text.startswith("Outpainted around an input image")
+    assert "0 px left, 0 px top, 32 px right, 8 px bottom" in text and "mirror fill" in text
+    path = write_png(tmp_path / "out.png", pixels(), req, {})
+    back = read_metadata(path).request
+    assert back == req and back.outpaint == (0, 0, 32, 8) and back.outpaint_fill == "mirror"
+
+
 def test_c2pa_manifest_validates_and_tampering_is_caught(tmp_path):
     req = GenerationRequest.create(prompt="provenance", seed=7)
     path = write_png(tmp_path / "signed.png", pixels(), req, {"model_sha256": "ee" * 32})

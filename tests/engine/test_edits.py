@@ -63,6 +63,23 @@ def test_outpaint_size_and_original_in_place(engine, tiny_models, files, arch, f
     assert plan.blend_mask[:, :16].min() == 255 and plan.blend_mask[H:, :].min() == 255  # new area repainted
 
 
+def test_outpaint_with_a_mask_repaints_the_masked_part_of_the_picture_too(engine, tiny_sd15, files):
+    """The window's outpaint sends the mask painted on the picture with it: both are repainted."""
+    r = _req(tiny_sd15, files, outpaint=(0, 8, 16, 0), outpaint_fill="edge", mask=ImageRef(path=str(files / "mask.png")),
+             mask_blur=4, steps=2)
+    plan = plan_edit(r)
+    assert plan.kind == "outpaint" and plan.canvas.shape == (H + 8, W + 16, 3)
+    painted = np.asarray(Image.open(files / "mask.png")) > 127
+    assert plan.model_mask[8:, :W][painted].min() == 255  # the painted area, where the picture now sits
+    assert plan.model_mask[:8, :].min() == 255 and plan.model_mask[:, W:].min() == 255  # the new area
+    assert plan.model_mask[8 + 50 :, 5:20].max() == 0  # elsewhere in the old picture: kept
+    original = np.asarray(Image.open(files / "in.png"))
+    out = engine.generate(r).images[0]
+    keep = plan.blend_mask[8:, :W] == 0
+    assert keep.sum() > 0.3 * H * W and np.array_equal(out[8:, :W][keep], original[keep])
+    assert not np.array_equal(out[8:, :W][painted], original[painted])
+
+
 def test_img2img_strength_runs_fewer_steps(engine, tiny_sd15, files):
     seen = []
     res = engine.generate(_req(tiny_sd15, files, steps=8, strength=0.5), on_step=seen.append)

@@ -222,27 +222,79 @@ def test_cancel_an_edit_run_shows_the_input_again(qtbot, make_window, fake_engin
 
 
 def test_outpaint_by_expanding_the_canvas(qtbot, make_window, fill_request, tiny_sd15):
-    from studio.engine.inpaint import feather, grow
+    """The Expand tool's outpaint reaches the engine as an outpaint (the picture before it grew, the
+    amounts, the fill), the gallery records it so, and Recreate puts it back to send the same request."""
+    from studio.engine.inpaint import feather, grow, outpaint_band, outpaint_with_mask
 
     got: list = []
-    w = make_window(engine_factory=recording_engine(got))
+    w = make_window(engine_factory=recording_engine(got), record_to_gallery=True, with_gallery=True)
     fill_request(w, tiny_sd15, steps=2, size=64, seed=4)
     src = picture(48, 48)
     w.use_image_as_input(src)
     w.edit.toolbar.fill_buttons["mirror"].setChecked(True)
-    assert w.edit.canvas.expand(right=16, bottom=8)  # what the toolbar's Outpaint… and the X tool do
+    assert w.edit.canvas.expand(right=16, bottom=8)  # what the X tool's drag does
     qtbot.waitUntil(lambda: "outpaint" in w.prompt.image_input.note.text(), timeout=3000)
-    assert "mirror" in w.prompt.image_input.note.text()
-    mask = w.edit.canvas.mask()
+    assert "mirror" in w.prompt.image_input.note.text() and w.prompt.image_input.kind() == "outpaint"
     run_id, status, _ = run_and_wait(qtbot, w, w.controller.generate)
     assert status == "done"
     (req,) = got
-    assert req.kind == "inpaint" and (req.width, req.height) == (64, 56)
+    assert req.kind == "outpaint" and req.outpaint == (0, 0, 16, 8) and req.outpaint_fill == "mirror"
+    assert req.mask is None  # nothing painted on the picture itself
+    assert np.array_equal(file_pixels(req.init_image.path), src)  # the picture before it grew: the engine grows it
+    assert (req.width, req.height) == (64, 56) and req.strength == 1.0
     result = w.history.get(run_id).images[0]
     assert result.shape == (56, 64, 3)
-    keep = feather(grow(mask, req.mask_grow), req.mask_blur) == 0
-    assert keep[:48, :48].sum() > 500
-    assert np.array_equal(result[:48, :48][keep[:48, :48]], src[keep[:48, :48]])  # the original sits where it was
+    _, mask, _ = outpaint_with_mask(src, req.outpaint, "mirror", req.seed, outpaint_band(req.mask_blur))
+    keep = feather(grow(mask, req.mask_grow), req.mask_blur)[:48, :48] == 0
+    assert keep.sum() > 500
+    assert np.array_equal(result[:48, :48][keep], src[keep])  # the original sits where it was
+    assert w.edit.result is not None and "outpaint" in w.edit.result_label.text()
+
+    qtbot.waitUntil(lambda: w.gallery.current_item() is not None, timeout=5000)
+    item = w.gallery.current_item()
+    assert item.kind == "outpaint" and item.request == req
+    said = item.describe()
+    assert said.startswith("Outpainted") and "16 px right, 8 px bottom" in said and "mirror" in said
+
+    w.use_image_as_input(picture(20, 20))  # something else on the canvas meanwhile
+    w.show_edit()
+    w.gallery.buttons["recreate"].click()
+    assert w.edit_mode() and w.edit.canvas.expansion() == (0, 0, 16, 8) and w.edit.image_size() == (64, 56)
+    assert w.edit.canvas.outpaint_fill() == "mirror" and w.edit.toolbar.fill_buttons["mirror"].isChecked()
+    assert w.prompt.build_requests()[0] == req  # Generate now sends the very same recipe
+
+
+def test_outpaint_from_the_menu_with_a_mask_painted_on_the_picture(qtbot, make_window, fake_engine):
+    w = make_window(engine_factory=fake_engine)
+    w.prompt.set_model("fake")
+    w.prompt.seed_lock.setChecked(True)
+    src = picture(40, 32)
+    w.use_image_as_input(src)
+    w.edit.canvas.mask_rect(4, 4, 10, 10)  # before growing: it moves with the picture
+    tb = w.edit.toolbar
+    tb.fill_buttons["noise"].setChecked(True)
+    tb.outpaint_boxes["left"].setValue(24)
+    tb.outpaint_boxes["top"].setValue(8)
+    assert tb.apply_outpaint()  # Outpaint… ▸ Expand canvas
+    w.edit.canvas.mask_rect(30, 20, 6, 6)  # after growing, on the old picture (canvas coordinates)
+    qtbot.waitUntil(lambda: w.prompt.image_input.kind() == "outpaint", timeout=3000)
+    w.prompt.image_input.blur.setValue(6)
+    req = w.prompt.build_requests()[0]
+    assert req.kind == "outpaint" and req.outpaint == (24, 8, 0, 0) and req.outpaint_fill == "noise"
+    assert (req.width, req.height) == (64, 40) and req.mask_blur == 6
+    assert np.array_equal(file_pixels(req.init_image.path), src)
+    painted = file_pixels(req.mask.path)  # the mask on the picture only, at its size
+    assert painted.shape == (32, 40)
+    want = np.zeros((32, 40), np.uint8)
+    want[4:14, 4:14] = 255
+    want[12:18, 6:12] = 255
+    assert np.array_equal(painted, want)
+    qtbot.waitUntil(lambda: "24, 8, 0, 0" in w.prompt.image_input.note.text(), timeout=3000)  # refreshed on a timer
+    assert "<b>outpaint</b>" in w.prompt.image_input.note.text() and "noise" in w.prompt.image_input.note.text()
+    w.edit.canvas.undo()
+    w.edit.canvas.undo()  # back before the growth: an inpaint again
+    qtbot.waitUntil(lambda: w.prompt.image_input.kind() == "inpaint", timeout=3000)
+    assert w.prompt.build_requests()[0].outpaint is None
 
 
 def test_only_masked_uses_the_size_fields_and_an_empty_edit_tab_generates_text_to_image(qtbot, make_window, fake_engine):

@@ -38,7 +38,7 @@ def kind_of(request: GenerationRequest, info: dict[str, Any] | None = None) -> s
     if request.branch is not None:
         return "branch"
     if request.init_image is not None:
-        if "outpaint" in request.plugins:
+        if request.outpaint is not None or "outpaint" in request.plugins:  # plugins: recipes from before the field
             return "outpaint"
         return "inpaint" if request.mask is not None else "img2img"
     return "txt2img"
@@ -173,6 +173,10 @@ def describe(request: GenerationRequest) -> str:
             f"{infotext.format_number(request.strength)}"
             + (" with a mask." if request.mask is not None else ".")
         )
+    if request.outpaint is not None:
+        left, top, right, bottom = request.outpaint
+        parts.append(f"Canvas grown by {left} px left, {top} px top, {right} px right, {bottom} px bottom; "
+                     f"the new area started from a {request.outpaint_fill} fill.")
     if request.branch is not None:
         parts.append(f"Continued from run {request.branch.parent_id} at step {request.branch.step}.")
     for lora in request.loras:
