@@ -114,12 +114,11 @@ class ImageInputSection(QWidget):
         self.padding.setEnabled(masked and self.only_masked.isChecked())
         w, h = self.workspace.image_size()
         if self.workspace.grown():
-            left, top, right, bottom = self.workspace.canvas.expansion()
+            grown = ", ".join(f"{n} px {side}" for n, side in zip(self.workspace.canvas.expansion(), ("left", "top", "right", "bottom")) if n)
             fill = self.workspace.canvas.outpaint_fill()
-            where = "the masked area only, at the Size fields' resolution" if self.only_masked.isChecked() else f"the whole {w}×{h} canvas"
-            text = (f"Generate runs <b>outpaint</b>: the picture grows by {left}, {top}, {right}, {bottom} px "
-                    f"(left, top, right, bottom) from a {fill} fill, and the new area, a band into the old one "
-                    f"and any mask painted on the picture are repainted over {where}.")
+            where = " (masked area only, at the Size fields' resolution)" if self.only_masked.isChecked() else ""
+            text = (f"Generate runs <b>outpaint</b> to {w}×{h}: the picture grows by {grown} from a {fill} fill; "
+                    f"the new area, a band along the old edge and any mask on the picture are repainted{where}.")
         elif not masked:
             text = f"Generate runs <b>img2img</b> on the {w}×{h} Edit canvas (paint a mask to inpaint instead)."
         elif self.only_masked.isChecked():

@@ -289,7 +289,7 @@ def test_outpaint_from_the_menu_with_a_mask_painted_on_the_picture(qtbot, make_w
     want[4:14, 4:14] = 255
     want[12:18, 6:12] = 255
     assert np.array_equal(painted, want)
-    qtbot.waitUntil(lambda: "24, 8, 0, 0" in w.prompt.image_input.note.text(), timeout=3000)  # refreshed on a timer
+    qtbot.waitUntil(lambda: "24 px left, 8 px top from" in w.prompt.image_input.note.text(), timeout=3000)  # on a timer
     assert "<b>outpaint</b>" in w.prompt.image_input.note.text() and "noise" in w.prompt.image_input.note.text()
     w.edit.canvas.undo()
     w.edit.canvas.undo()  # back before the growth: an inpaint again
