@@ -27,7 +27,7 @@ def register_dev(dsub: argparse._SubParsersAction) -> None:
 
     ta = dsub.add_parser(
         "train-adapters",
-        help="train the demo LoRA (outlines) or the demo ControlNet (Canny edges) on the demo model",
+        help="train the demo LoRA (striped backgrounds) or the demo ControlNet (Canny edges) on the demo model",
         description=train_adapters.__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -19,7 +19,7 @@ import random
 from dataclasses import dataclass, field
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image, ImageDraw
 
 SIZE = 128
 SS = 4  # supersampling factor for anti-aliased rendering
@@ -273,28 +273,13 @@ def object_mask(obj: Obj, jitter: tuple[float, float] = (0.0, 0.0)) -> np.ndarra
     return np.asarray(im.resize((SIZE, SIZE), Image.BOX), np.float32) / 255.0
 
 
-OUTLINE = 3  # pixels of the demo LoRA's style: a black outline around every object
-
-
-def _grow(mask: np.ndarray, px: int) -> np.ndarray:
-    im = Image.fromarray(np.clip(mask * 255 + 0.5, 0, 255).astype(np.uint8), "L")
-    return np.asarray(im.filter(ImageFilter.MaxFilter(2 * px + 1)), np.float32) / 255.0
-
-
-def render(scene: Scene, outline: bool = False) -> Image.Image:
-    """The scene as a SIZE×SIZE RGB image (objects jittered a few pixels, seeded by the scene).
-
-    outline=True draws every object with a black outline OUTLINE pixels wide (the style the demo
-    LoRA is trained to add).
-    """
+def render(scene: Scene) -> Image.Image:
+    """The scene as a SIZE×SIZE RGB image (objects jittered a few pixels, seeded by the scene)."""
     prng = random.Random(scene.pattern_seed + 1)
     img = _background(scene)
     for obj in scene.objects:
         jitter = (prng.uniform(-5, 5), prng.uniform(-5, 5))
         m = object_mask(obj, jitter)[..., None]
-        if outline:
-            ring = _grow(m[..., 0], OUTLINE)[..., None]
-            img = img * (1 - ring) + np.asarray(PALETTE["black"], np.float32) * ring
         img = img * (1 - m) + np.asarray(PALETTE[obj.colour], np.float32) * m
     return Image.fromarray(np.clip(img + 0.5, 0, 255).astype(np.uint8), "RGB")
 
@@ -493,21 +478,24 @@ def detect(image: Image.Image | np.ndarray, min_area: int = 60) -> Detection:
     return Detection(COLOURS[bg], tuple(objs))
 
 
-def outline_fraction(image: Image.Image | np.ndarray, colour: str, px: int = OUTLINE) -> float:
-    """How much of the band just outside the `colour` object is black (the demo LoRA's style).
 
-    0 when no pixel has that colour. A plain object on a non-black background gives ~0; an
-    outlined one most of its band.
+def stripe_score(image: Image.Image | np.ndarray) -> float:
+    """How striped the background is (the demo LoRA's style), in grey levels.
+
+    The rows and the columns of background pixels are averaged; the score is the larger of the
+    two profiles' jumps from one line to the next (mean absolute difference), so a smooth gradient
+    scores ~0, and stripes (period 12-20 px, contrast ~16 % towards white) score several levels.
     """
-    rgb = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image)
+    rgb = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image).astype(np.float32)
     cls = classify_pixels(rgb)
-    obj = cls == COLOURS.index(colour)
-    labels = _label(obj)
-    if labels.max() == 0:
-        return 0.0
-    biggest = np.bincount(labels.ravel())[1:].argmax() + 1
-    obj = _fill_holes(labels == biggest)
-    band = (_grow(obj.astype(np.float32), px + 1) > 0.5) & ~obj
-    if not band.any():
-        return 0.0
-    return float((cls[band] == COLOURS.index("black")).mean())
+    bg = cls == np.bincount(cls.ravel()).argmax()
+    grey = rgb.mean(-1)
+    best = 0.0
+    for axis in (0, 1):
+        counts = bg.sum(axis=1 - axis)
+        sums = np.where(bg, grey, 0).sum(axis=1 - axis)
+        ok = counts >= 0.25 * bg.shape[1 - axis]
+        profile = sums[ok] / counts[ok]
+        if len(profile) > 8:
+            best = max(best, float(np.abs(np.diff(profile)).mean()))
+    return best

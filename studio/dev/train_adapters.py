@@ -1,11 +1,16 @@
 """Train the demo adapters on top of the bundled demo model, so plugin tests can check behaviour.
 
-    python -m studio.dev.train_adapters lora       --out resources/demo-adapters/demo-outline.safetensors
+    python -m studio.dev.train_adapters lora       --out resources/demo-adapters/demo-striped.safetensors
     python -m studio.dev.train_adapters controlnet --out resources/demo-adapters/demo-canny-controlnet
 
-- lora        A LoRA (peft/diffusers format, rank 8 on the attention and feed-forward layers of the
-              UNet) that draws every object with a black outline: trained on scenes rendered with
-              `scenes.render(outline=True)` under their ordinary captions, the base model frozen.
+- lora        A LoRA (diffusers format, rank 8 on the UNet's attention, feed-forward, projection and
+              ResNet convolution layers and on the text encoder's attention and MLP) whose style is a striped background: trained on scenes whose
+              background is always striped, under the captions of the same scene with a plain
+              background, so the prompt never asks for the stripes; the base model frozen. The
+              target is the base model's own prediction for the same noised scene when its caption
+              does ask for stripes (prompt distillation): learning from the noise alone lowered the
+              loss but never made stripes appear. (A black outline around the objects was tried
+              first: the demo VAE cannot draw one.)
 - controlnet  A ControlNet (`ControlNetModel.from_unet`, the standard layout) conditioned on Canny
               edge maps of the scenes (the same OpenCV Canny the ControlNet plugin applies), with
               captions that half of the time leave the position out, so the edges alone must say
@@ -19,6 +24,7 @@ scenes with the model's own VAE on the fly.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as _dt
 import random
 import time
@@ -31,7 +37,8 @@ from studio.dev import train_demo as base
 
 ADAPTER_SEED_BASE = 3_000_000_000
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent.parent / "resources" / "demo-model"
-LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0", "ff.net.0.proj", "ff.net.2"]
+TEXT_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"]
+LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0", "ff.net.0.proj", "ff.net.2", "proj_in", "proj_out", "conv1", "conv2"]
 
 
 def canny_map(image) -> np.ndarray:
@@ -63,19 +70,25 @@ def load_base(model: Path):
     return pipe
 
 
-def _batch(pipe, step: int, args, outline: bool, positionless: float):
-    """(x0 latents, token ids, condition images or None) for UNet step `step`."""
+def _batch(pipe, step: int, args, striped: bool, positionless: float):
+    """(x0 latents, token ids, condition) for step `step`.
+
+    The condition is the Canny maps for the ControlNet, and for the LoRA the token ids of the
+    captions with "striped" added to the background (the base model's prompt for the style).
+    """
     import torch
 
     rng = random.Random(args.seed * 7_919 + step)
-    samples = []
+    samples, plain_scenes = [], []
     for i in range(args.batch):
         srng = random.Random(ADAPTER_SEED_BASE + step * 64 + i)
         scene = scenes.sample_scene(srng)
-        if outline:  # black objects or backgrounds would hide a black outline
-            while "black" in {scene.background, *(o.colour for o in scene.objects)}:
-                scene = scenes.sample_scene(srng)
-        image = scenes.render(scene, outline=outline)
+        if striped:  # the picture has stripes; its caption describes the plain version
+            image = scenes.render(dataclasses.replace(scene, pattern="striped"))
+            scene = dataclasses.replace(scene, pattern="plain")
+            plain_scenes.append(scene)
+        else:
+            image = scenes.render(scene)
         if rng.random() < positionless:
             cap = "" if rng.random() < 0.1 else caption_without_position(scene, rng)
         else:
@@ -86,8 +99,12 @@ def _batch(pipe, step: int, args, outline: bool, positionless: float):
         x0 = pipe.vae.encode(x).latent_dist.mean * pipe.vae.config.scaling_factor
     ids = pipe.tokenizer([c for _, c in samples], padding="max_length", max_length=base.MAX_TOKENS,
                          truncation=True, return_tensors="pt").input_ids
-    cond = None
-    if not outline:
+    if striped:  # the teacher's prompt: the same caption asking for the stripes
+        asks = [c.replace(f"{sc.background} background", f"striped {sc.background} background")
+                for (_, c), sc in zip(samples, plain_scenes)]
+        cond = pipe.tokenizer(asks, padding="max_length", max_length=base.MAX_TOKENS,
+                              truncation=True, return_tensors="pt").input_ids
+    else:
         arr = np.stack([canny_map(im) for im, _ in samples]).astype(np.float32) / 255.0
         cond = torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous()
     return x0, ids, cond
@@ -121,8 +138,13 @@ def train(kind: str, args: argparse.Namespace) -> Path:
 
         pipe.unet.add_adapter(LoraConfig(r=args.rank, lora_alpha=args.rank,
                                          init_lora_weights="gaussian", target_modules=LORA_TARGETS))
+        # The text encoder gets one too: the base model already draws stripes when the prompt says
+        # "striped", so the quickest way to the style is to make a plain prompt read like that.
+        pipe.text_encoder.add_adapter(LoraConfig(r=args.rank, lora_alpha=args.rank,
+                                                 init_lora_weights="gaussian",
+                                                 target_modules=TEXT_LORA_TARGETS))
         trained = pipe.unet
-        params = [p for p in pipe.unet.parameters() if p.requires_grad]
+        params = [p for m in (pipe.unet, pipe.text_encoder) for p in m.parameters() if p.requires_grad]
     else:
         from diffusers import ControlNetModel
 
@@ -145,15 +167,25 @@ def train(kind: str, args: argparse.Namespace) -> Path:
     bar = tqdm(total=args.steps, initial=step, desc=kind, dynamic_ncols=True, mininterval=5)
     ema_loss, t0 = None, time.time()
     while step < args.steps:
-        x0, ids, cond = _batch(pipe, step, args, outline=kind == "lora",
+        x0, ids, cond = _batch(pipe, step, args, striped=kind == "lora",
                                positionless=0.0 if kind == "lora" else 0.5)
         xt, target, t, w = _noised(pipe, x0, step, args)
         lr = args.lr * base._cosine(step, args.steps, args.warmup, floor=0.1)
         for grp in opt.param_groups:
             grp["lr"] = lr
-        with torch.no_grad():
+        with torch.set_grad_enabled(kind == "lora"):
             text = pipe.text_encoder(ids)[0]
         if kind == "lora":
+            # Style by prompt distillation: with the plain caption, the adapted model learns what
+            # the base model predicts for the same noised striped scene when asked for stripes
+            # (a steadier target than the noise alone, which the base could not be told apart from).
+            pipe.unet.disable_adapters()
+            pipe.text_encoder.disable_adapters()
+            with torch.no_grad():
+                target = pipe.unet(xt, t, pipe.text_encoder(cond)[0]).sample
+            pipe.unet.enable_adapters()
+            pipe.text_encoder.enable_adapters()
+            w = torch.ones_like(w)
             pred = pipe.unet(xt, t, text).sample
         else:
             down, mid = trained(xt, t, text, controlnet_cond=cond, return_dict=False)
@@ -199,10 +231,13 @@ def save(kind: str, pipe, trained, out: Path) -> Path:
         from diffusers.utils import convert_state_dict_to_diffusers
         from peft.utils import get_peft_model_state_dict
 
-        layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(pipe.unet))
-        layers = {k: v.detach().to(torch.float16).contiguous() for k, v in layers.items()}
-        StableDiffusionPipeline.save_lora_weights(str(tmp), unet_lora_layers=layers,
-                                                  safe_serialization=True)
+        def layers(model):
+            sd = convert_state_dict_to_diffusers(get_peft_model_state_dict(model))
+            return {k: v.detach().to(torch.float16).contiguous() for k, v in sd.items()}
+
+        StableDiffusionPipeline.save_lora_weights(
+            str(tmp), unet_lora_layers=layers(pipe.unet),
+            text_encoder_lora_layers=layers(pipe.text_encoder), safe_serialization=True)
         os.replace(tmp / "pytorch_lora_weights.safetensors", out)
         shutil.rmtree(tmp, ignore_errors=True)
         return out

@@ -49,12 +49,13 @@ def test_canny_map_is_what_the_plugin_gives():
 def test_lora_trains_resumes_and_loads_through_the_plugin(tmp_path, engine):
     from studio.core.request import GenerationRequest, LoraRef
 
-    out = _train("lora", tmp_path, tmp_path / "outline.safetensors")
+    out = _train("lora", tmp_path, tmp_path / "striped.safetensors")
     from safetensors import safe_open
 
     with safe_open(str(out), "pt") as f:
         keys = list(f.keys())
-        assert keys and all(k.startswith("unet.") and ".lora" in k for k in keys)
+        assert keys and all(k.split(".")[0] in ("unet", "text_encoder") and ".lora" in k for k in keys)
+        assert any(k.startswith("text_encoder.") for k in keys)
         assert {str(f.get_slice(k).get_dtype()) for k in keys} == {"F16"}
     _train("lora", tmp_path, out, steps=3)  # resumes from the checkpoint in --work
     import json
@@ -62,7 +63,7 @@ def test_lora_trains_resumes_and_loads_through_the_plugin(tmp_path, engine):
     lines = [json.loads(x) for x in (tmp_path / "work" / "lora" / "metrics.jsonl").read_text().splitlines()]
     assert [x["step"] for x in lines] == [1, 2, 3]  # went on from step 2, did not start again
     req = GenerationRequest(model=str(MODEL), prompt="a red circle", steps=2, seed=1, preview="none",
-                            width=128, height=128, loras=(LoraRef(name="outline", path=str(out)),))
+                            width=128, height=128, loras=(LoraRef(name="striped", path=str(out)),))
     res = engine.generate(req)
     assert res.images[0].shape == (128, 128, 3)
 
