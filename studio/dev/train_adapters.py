@@ -8,7 +8,8 @@
               background is always striped, under the captions of the same scene with a plain
               background, so the prompt never asks for the stripes; the base model frozen. The
               target is the base model's own prediction for the same noised scene when its caption
-              does ask for stripes (prompt distillation): learning from the noise alone lowered the
+              does ask for stripes, pushed 3× further from its plain-caption prediction (prompt
+              distillation, as concept sliders do): learning from the noise alone lowered the
               loss but never made stripes appear. (A black outline around the objects was tried
               first: the demo VAE cannot draw one.)
 - controlnet  A ControlNet (`ControlNetModel.from_unet`, the standard layout) conditioned on Canny
@@ -181,8 +182,10 @@ def train(kind: str, args: argparse.Namespace) -> Path:
             # (a steadier target than the noise alone, which the base could not be told apart from).
             pipe.unet.disable_adapters()
             pipe.text_encoder.disable_adapters()
-            with torch.no_grad():
-                target = pipe.unet(xt, t, pipe.text_encoder(cond)[0]).sample
+            with torch.no_grad():  # the base's own "striped" direction, pushed --style-scale times
+                asked = pipe.unet(xt, t, pipe.text_encoder(cond)[0]).sample
+                plain = pipe.unet(xt, t, pipe.text_encoder(ids)[0]).sample
+                target = plain + args.style_scale * (asked - plain)
             pipe.unet.enable_adapters()
             pipe.text_encoder.enable_adapters()
             w = torch.ones_like(w)
@@ -257,6 +260,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--lr", type=float, default=None, help="default: 1e-3 (LoRA), 3e-4 (ControlNet)")
     p.add_argument("--rank", type=int, default=8)
+    p.add_argument("--style-scale", type=float, default=3.0,
+                   help="LoRA: how far past the base model's 'striped' prediction to aim (1 = as asked)")
     p.add_argument("--warmup", type=int, default=50)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
