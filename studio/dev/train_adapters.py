@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from studio.dev import scenes
-from studio.dev import train_demo as base
+from studio.dev import demo_parts as base
 
 ADAPTER_SEED_BASE = 3_000_000_000
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent.parent / "resources" / "demo-model"
