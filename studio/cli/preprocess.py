@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     from PIL import Image
 
-    from studio.core.metadata.png import atomic_write
+    from studio.core.files import atomic_write
     from studio.engine.inpaint import load_rgb
     from studio.plugin_api import PluginError
 

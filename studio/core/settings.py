@@ -14,11 +14,11 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from studio.core.files import atomic_write
 from studio.core.paths import config_dir
 
 log = logging.getLogger(__name__)
@@ -123,20 +123,7 @@ def load() -> Settings:
 
 def save(settings: Settings) -> Path:
     path = settings_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(settings.to_dict(), fh, indent=1)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    atomic_write(path, json.dumps(settings.to_dict(), indent=1).encode("utf-8"))
     return path
 
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from studio.core import paths
 from studio.core.hashing import sha256_bytes
-from studio.core.metadata.png import atomic_write
+from studio.core.files import atomic_write
 from studio.core.request import ImageRef
 
 

@@ -34,7 +34,7 @@ from PySide6.QtWidgets import QWidget
 
 from studio.core import paths
 from studio.core.hashing import sha256_bytes
-from studio.core.metadata.png import atomic_write
+from studio.core.files import atomic_write
 from studio.core.request import ImageRef
 from studio.qt.images import from_qimage, to_qimage
 from studio.qt.mask_canvas_history import WHOLE, Entry, History, Patch, apply_patch, diff_patch

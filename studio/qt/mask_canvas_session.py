@@ -14,7 +14,7 @@ import numpy as np
 from PySide6.QtCore import QCoreApplication, QObject, QTimer, Signal
 
 from studio.core import paths
-from studio.core.metadata.png import atomic_write
+from studio.core.files import atomic_write
 from studio.qt.mask_canvas_ops import BadInput, encode_png, read_image, read_mask
 
 class CanvasSession(QObject):

@@ -38,7 +38,8 @@ from studio.core.errors import GalleryError, GalleryItemNotFound, ProvenanceErro
 from studio.core.gallery.schema import DB_NAME, KINDS, connect
 from studio.core.hashing import sha256_bytes, sha256_file
 from studio.core.metadata import recipe
-from studio.core.metadata.png import TEMP_SUFFIX, atomic_write, encode_png, fsync_dir
+from studio.core.files import TEMP_SUFFIX, atomic_write, fsync_dir
+from studio.core.metadata.png import encode_png
 from studio.core.request import GenerationRequest
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,8 @@ from typing import Any
 from PIL import ExifTags, Image
 
 from studio.core.errors import MetadataError
-from studio.core.metadata.png import PARAMETERS_KEY, XMP_KEY, atomic_write, sign_encoded
+from studio.core.files import atomic_write
+from studio.core.metadata.png import PARAMETERS_KEY, XMP_KEY, sign_encoded
 from studio.core.metadata.readers import read_metadata_bytes
 
 FORMATS = {".jpg": ("JPEG", "image/jpeg"), ".jpeg": ("JPEG", "image/jpeg"), ".webp": ("WEBP", "image/webp"), ".png": ("PNG", "image/png")}

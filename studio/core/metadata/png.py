@@ -19,7 +19,6 @@ import io
 import json
 import os
 import struct
-import tempfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +29,7 @@ from PIL import Image, PngImagePlugin
 
 from studio import __version__
 from studio.core.errors import MetadataError
+from studio.core.files import atomic_write
 from studio.core.metadata import provenance, recipe
 from studio.core.metadata.xmp import build_xmp
 from studio.core.request import GenerationRequest
@@ -40,7 +40,6 @@ IMAGE_KEY = "studio-image"  # {"batch_index": i, "seed": s}: which image of the 
 PARAMETERS_KEY = "parameters"
 XMP_KEY = "XML:com.adobe.xmp"
 
-TEMP_SUFFIX = ".tmp"
 MAX_FILE_BYTES = 512 << 20
 MAX_TEXT_BYTES = 8 << 20  # one text chunk, after decompression
 MAX_TOTAL_TEXT_BYTES = 32 << 20
@@ -143,46 +142,6 @@ def encode_png(
     if info.get("sign", True):
         data = sign_encoded(data, "image/png", request, info, title)
     return data
-
-
-def atomic_write(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write bytes to a temp file beside `path`, fsync it, rename it over `path`, fsync the folder."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # The writer's pid is in the temp name so a later clean-up can tell abandoned temp files
-    # (their writer is gone) from ones another live process is still writing.
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{target.name}.{os.getpid()}.", suffix=TEMP_SUFFIX, dir=target.parent
-    )
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    fsync_dir(target.parent)
-    return target
-
-
-def fsync_dir(folder: Path) -> None:
-    if os.name == "nt":
-        return
-    try:
-        dfd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dfd)
-    except OSError:
-        pass
-    finally:
-        os.close(dfd)
 
 
 def write_png(

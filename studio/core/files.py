@@ -1,0 +1,50 @@
+"""Writing files so that nothing is ever half-written: temp file beside the target, fsync, rename,
+fsync the folder. Light on imports, so settings and other start-up code can use it."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+TEMP_SUFFIX = ".tmp"
+
+
+def atomic_write(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write bytes to a temp file beside `path`, fsync it, rename it over `path`, fsync the folder."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # The writer's pid is in the temp name so a later clean-up can tell abandoned temp files
+    # (their writer is gone) from ones another live process is still writing.
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{target.name}.{os.getpid()}.", suffix=TEMP_SUFFIX, dir=target.parent
+    )
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    fsync_dir(target.parent)
+    return target
+
+
+def fsync_dir(folder: Path) -> None:
+    if os.name == "nt":
+        return
+    try:
+        dfd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dfd)
+    except OSError:
+        pass
+    finally:
+        os.close(dfd)
