@@ -7,19 +7,11 @@ STUDIO_SCREENSHOT_DIR is set, copied there.
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 from PIL import Image
 
-from test_window_screenshot import picture_model
+from test_window_screenshot import drive_window, picture_model
 
-HERE = Path(__file__).resolve().parent
 XVFB_SCREEN = (1366, 768)  # read by the shared xvfb_display fixture (tests/conftest.py)
 
 
@@ -31,19 +23,7 @@ def inside(rect, width: int, height: int) -> bool:
 def test_real_window_fits_a_1366x768_screen(xvfb_display, tiny_sd15, tmp_path):
     out_png, out_json = tmp_path / "studio-window-1366x768.png", tmp_path / "studio-window-1366x768.json"
     model, size, steps = picture_model(tiny_sd15)
-    env = dict(os.environ)
-    env.update(DISPLAY=xvfb_display, QT_QPA_PLATFORM="xcb", STUDIO_HOME=str(tmp_path / "home"))
-    env.pop("WAYLAND_DISPLAY", None)
-    proc = subprocess.run(
-        [sys.executable, str(HERE / "drive_window.py"), model, str(out_png), str(out_json), str(size), str(steps)],
-        env=env, capture_output=True, text=True, timeout=180,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    dest = os.environ.get("STUDIO_SCREENSHOT_DIR")
-    if dest:
-        Path(dest).mkdir(parents=True, exist_ok=True)
-        shutil.copy2(out_png, Path(dest) / out_png.name)
-    info = json.loads(out_json.read_text())
+    info = drive_window(xvfb_display, tmp_path, model, out_png, out_json, size, steps)
     assert info["platform"] == "xcb" and info["status"] == "done"
     sw, sh = info["screen"]
     assert (sw, sh) == XVFB_SCREEN

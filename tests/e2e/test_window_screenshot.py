@@ -28,9 +28,9 @@ def picture_model(tiny_sd15) -> tuple[str, int, int]:
     return str(tiny_sd15), 64, 6
 
 
-def test_real_window_generates_and_looks_right(xvfb_display, tiny_sd15, tmp_path):
-    out_png, out_json = tmp_path / "studio-window.png", tmp_path / "studio-window.json"
-    model, size, steps = picture_model(tiny_sd15)
+def drive_window(xvfb_display, tmp_path, model, out_png, out_json, size, steps) -> dict:
+    """Run drive_window.py on the Xvfb display; return what it reports (copying the shot to
+    STUDIO_SCREENSHOT_DIR when that is set)."""
     env = dict(os.environ)
     env.update(DISPLAY=xvfb_display, QT_QPA_PLATFORM="xcb", STUDIO_HOME=str(tmp_path / "home"))
     env.pop("WAYLAND_DISPLAY", None)
@@ -44,6 +44,13 @@ def test_real_window_generates_and_looks_right(xvfb_display, tiny_sd15, tmp_path
         Path(dest).mkdir(parents=True, exist_ok=True)
         shutil.copy2(out_png, Path(dest) / out_png.name)
     info = json.loads(out_json.read_text())
+    return info
+
+
+def test_real_window_generates_and_looks_right(xvfb_display, tiny_sd15, tmp_path):
+    out_png, out_json = tmp_path / "studio-window.png", tmp_path / "studio-window.json"
+    model, size, steps = picture_model(tiny_sd15)
+    info = drive_window(xvfb_display, tmp_path, model, out_png, out_json, size, steps)
     assert info["platform"] == "xcb" and info["status"] == "done" and info["steps"] == list(range(1, steps + 1))
 
     shot = np.asarray(Image.open(out_png).convert("RGB")).astype(np.float32)
