@@ -126,7 +126,7 @@ class RunController(QObject):
     def use_settings(self, run_id: str) -> None:
         rec = self.history.get(run_id)
         if rec is not None:
-            self.prompt.set_request(rec.request.replace(branch=None))
+            self.prompt.set_request(rec.request.replace(branch=None), keep_vae=True)
 
     # -- showing steps --------------------------------------------------------------------------------
     def show_step(self, run_id: str, step: int) -> None:

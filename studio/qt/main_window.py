@@ -130,6 +130,7 @@ class MainWindow(QMainWindow):
         self.controller.on_request_queued.append(self._remember_request)
         self.messages.actionTriggered.connect(self._message_action)
         self.prompt.modelChosen.connect(self._model_chosen)
+        self.prompt.vae_default.clicked.connect(self._vae_warning_done)
         self._build_menus()
         self.model_setup = ModelSetup(self)  # Models menu and dialogs, Device dialog, welcome page
         self.plugin_docks = PluginDocks(self, self.plugin_host)  # LoRA / ControlNet docks, Plugins and Help menus
@@ -234,10 +235,20 @@ class MainWindow(QMainWindow):
             self.messages.dismiss()
         self.bridge.preload(model)  # load it now on the engine thread: a bad file is said at once
 
+    def _vae_warning_done(self) -> None:
+        if self.messages.isVisible() and "VAE" in self.messages.message:
+            self.messages.dismiss()
+
     def _recreate(self, request: GenerationRequest) -> None:
-        self.prompt.set_request(request.replace(branch=None))
+        self.prompt.set_request(request.replace(branch=None), keep_vae=True)  # its VAE too: it changes the pixels
         self.plugin_docks.load_request(request)
         self.prompt.seed_lock.setChecked(True)
+        if request.vae and not Path(request.vae).expanduser().exists():
+            self.messages.show_message(
+                f"The VAE this image was made with is not on this computer: {Path(request.vae).name}.",
+                f"{request.vae} is missing, so Generate will stop until it is back. Press \"Use default\" "
+                "in the Prompt panel to draw with the default VAE instead (the image will differ).",
+                kind="warning")
         if request.init_image is not None:  # an edit: its input (mask, outpaint growth) goes back on the Edit canvas
             if not self.edit.load_request(request):
                 return  # the canvas said what it could not read

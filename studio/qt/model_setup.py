@@ -33,6 +33,7 @@ class ModelSetup(QObject):
         self.device_dialog: Any = None
         self.welcome: Any = None
         window.prompt.field_contributors.append(self.request_fields)
+        window.prompt.default_vae = self.default_vae
         window.bridge.engineInfo.connect(window.progress.set_device)  # the status bar shows the preset too
         window.controller.runStarted.connect(self._run_started)
         self.push_engine_settings()
@@ -78,9 +79,14 @@ class ModelSetup(QObject):
             self._arch[model] = entry.arch if entry is not None else ""
         return self._arch[model]
 
+    def default_vae(self, model: str) -> str:
+        """The default VAE for `model`'s architecture ("": the model's own)."""
+        return self.settings.vae_for(self.arch_of(model))
+
     def request_fields(self) -> dict[str, Any]:
-        """The default VAE for the chosen model's architecture (part of the recipe: it changes the pixels)."""
-        vae = self.settings.vae_for(self.arch_of(self.w.prompt.model_name()))
+        """The default VAE for the chosen model's architecture (part of the recipe: it changes the pixels).
+        A recreated recipe's own VAE, kept by the Prompt panel, takes its place there."""
+        vae = self.default_vae(self.w.prompt.model_name())
         return {"vae": vae} if vae else {}
 
     def push_engine_settings(self) -> None:
@@ -92,6 +98,7 @@ class ModelSetup(QObject):
         self.settings = core_settings.load()
         self._arch.clear()
         self.push_engine_settings()
+        self.w.prompt.update_vae_note()  # the recipe's VAE may differ from the new default, or match it now
 
     # -- recommended settings ------------------------------------------------------------------
     def model_chosen(self, model: str) -> Recommendation | None:

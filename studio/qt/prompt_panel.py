@@ -103,6 +103,21 @@ class PromptPanel(QWidget):
         row.addWidget(self.browse_folder)
         row.addWidget(self.browse_file)
         lay.addLayout(row)
+        # A recreated recipe's own VAE (it changes the pixels): kept over the default VAE while its
+        # model stays chosen, and said here whenever it differs from what the default would give.
+        self._recipe_vae: tuple[str, str] | None = None  # (model, vae) pinned by a loaded recipe
+        self.default_vae: Callable[[str], str] = lambda _model: ""  # the model's default VAE (set by the window)
+        vae_row = QHBoxLayout()
+        self.vae_note = QLabel("", objectName="VaeNote", wordWrap=True)
+        self.vae_note.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.vae_default = QToolButton(text="Use default", toolTip="Forget the recipe's VAE: use the default VAE for this model.")
+        self.vae_default.clicked.connect(lambda: self.set_recipe_vae(None))
+        vae_row.addWidget(self.vae_note, 1)
+        vae_row.addWidget(self.vae_default)
+        lay.addLayout(vae_row)
+        self.vae_note.hide()
+        self.vae_default.hide()
+        self.model.currentTextChanged.connect(lambda _t: self.update_vae_note())
 
         # prompts ----------------------------------------------------------------------------------
         head = QHBoxLayout()
@@ -267,6 +282,30 @@ class PromptPanel(QWidget):
             self.model.insertItem(0, model)
         self.model.setCurrentText(model)
 
+    # -- VAE ------------------------------------------------------------------------------------------
+    def set_recipe_vae(self, vae: str | None) -> None:
+        """Keep `vae` (a recipe's, "" for the model's own) for the current model; None: the default again."""
+        self._recipe_vae = None if vae is None else (self.model_name(), vae)
+        self.update_vae_note()
+
+    def recipe_vae(self) -> str | None:
+        """The VAE a loaded recipe pinned, while its model is still the chosen one; else None."""
+        if self._recipe_vae is not None and self._recipe_vae[0] == self.model_name():
+            return self._recipe_vae[1]
+        return None
+
+    def update_vae_note(self) -> None:
+        vae = self.recipe_vae()
+        if vae is None:
+            self._recipe_vae = None  # another model was chosen: the recipe's VAE went with its model
+        shown = vae is not None and vae != self.default_vae(self.model_name())
+        if shown:
+            name = Path(vae).name if vae else "the model's own"
+            self.vae_note.setText(f"VAE from the recipe: {name}")
+            self.vae_note.setToolTip(vae or "The model's own VAE, as the recipe was made (a default VAE is set for this model).")
+        self.vae_note.setVisible(shown)
+        self.vae_default.setVisible(shown)
+
     def set_recent_models(self, models: list[str]) -> None:
         current = self.model_name()
         self.model.blockSignals(True)
@@ -369,11 +408,16 @@ class PromptPanel(QWidget):
         fields.update(self.image_input.request_fields(fields["width"], fields["height"]))
         for contribute in self.field_contributors:
             fields.update(contribute())
+        vae = self.recipe_vae()
+        if vae is not None:  # a recreated recipe keeps the VAE it was made with
+            fields["vae"] = vae
         base = GenerationRequest.create(**fields)
         return [base if i == 0 else base.replace(seed=(base.seed + i) % (MAX_SEED + 1)) for i in range(self.batch.value())]
 
-    def set_request(self, req: GenerationRequest) -> None:
+    def set_request(self, req: GenerationRequest, keep_vae: bool = False) -> None:
+        """Load `req` into the panel; keep_vae: Generate uses its VAE too (else the default VAE)."""
         self.set_model(req.model)
+        self.set_recipe_vae(req.vae if keep_vae else None)
         self.prompt.setPlainText(req.prompt)
         self.negative.setPlainText(req.negative_prompt)
         self.steps.setValue(req.steps)

@@ -280,3 +280,49 @@ def test_gallery_recreate_loads_the_recipe(qtbot, make_window):
     assert w.messages.isVisible() and w.messages.kind == "warning"
     assert not w.edit.has_image()
     assert QApplication.activeModalWidget() is None
+
+
+def test_gallery_recreate_keeps_the_recorded_vae_and_says_when_it_is_missing(qtbot, make_window, fake_engine, tmp_path):
+    from studio.core.request import GenerationRequest
+
+    engine = fake_engine()
+    w = make_window(engine_factory=lambda: engine, with_gallery=True)
+    if w.gallery is None:
+        import pytest
+
+        pytest.skip("no gallery panel in this checkout")
+    default_vae, recorded_vae = tmp_path / "default-vae.safetensors", tmp_path / "recorded-vae.safetensors"
+    default_vae.write_bytes(b"x")
+    recorded_vae.write_bytes(b"x")
+    w.model_setup.arch_of = lambda _model: "sd1"  # no real model needed: a default VAE is set for "sd1"
+    w.model_setup.settings.set_default("vae", "sd1", default_vae)
+    model = str(tmp_path / "some-model")
+
+    def recreate(vae: str) -> None:
+        req = GenerationRequest.create(model=model, prompt="a red kite", seed=3, steps=2, width=64, height=64, vae=vae)
+        w.gallery.recreateRequested.emit(req)
+
+    recreate(str(recorded_vae))
+    assert w.prompt.build_requests()[0].vae == str(recorded_vae)
+    assert w.prompt.vae_note.isVisible() and recorded_vae.name in w.prompt.vae_note.text()
+    assert not w.messages.isVisible()
+    with qtbot.waitSignal(w.controller.runFinished, timeout=RUN_TIMEOUT_MS):
+        w.prompt.generate_button.click()  # what Generate sends carries the recipe's VAE
+    assert engine.runs[-1].vae == str(recorded_vae)
+    qtbot.waitUntil(lambda: not w.bridge.busy, timeout=RUN_TIMEOUT_MS)
+
+    recreate("")  # made with the model's own VAE: the default VAE must not replace it
+    assert w.prompt.build_requests()[0].vae == ""
+    assert w.prompt.vae_note.isVisible()
+
+    w._model_chosen(str(tmp_path / "another-model"))  # the recipe's VAE goes with its model
+    assert w.prompt.build_requests()[0].vae == str(default_vae)
+    assert not w.prompt.vae_note.isVisible()
+
+    missing = str(tmp_path / "gone" / "lost-vae.safetensors")
+    recreate(missing)  # not on this computer: said, and never silently swapped for the default
+    assert w.messages.isVisible() and w.messages.kind == "warning" and "lost-vae.safetensors" in w.messages.message
+    assert w.prompt.build_requests()[0].vae == missing
+    w.prompt.vae_default.click()  # the user chooses the default instead
+    assert w.prompt.build_requests()[0].vae == str(default_vae)
+    assert not w.messages.isVisible() and not w.prompt.vae_note.isVisible()
