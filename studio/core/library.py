@@ -82,6 +82,27 @@ def display_name(path: str | Path) -> str:
     return p.name
 
 
+DEMO_LABEL = "Demo model (bundled)"
+
+
+def model_label(model: str) -> str:
+    """A short human name for a model value ("demo", a folder or a file): "Demo model (bundled)" for
+    the bundled model, else the folder's name or the file's name without its suffix ("org/name" in
+    a Hugging Face cache)."""
+    if model == "demo":
+        return DEMO_LABEL
+    p = Path(model).expanduser()
+    try:
+        if p.resolve() == demo_model_dir().resolve():
+            return DEMO_LABEL
+    except OSError:  # an unreadable path is simply not the demo model
+        pass
+    name = display_name(p)
+    if name == p.name and p.suffix.lower() in MODEL_SUFFIXES:
+        return p.stem
+    return name or model
+
+
 def is_protected(path: str | Path) -> bool:
     """The bundled demo model and anything else shipped in resources/ cannot be renamed or deleted."""
     p = Path(path).resolve()

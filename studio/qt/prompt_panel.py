@@ -24,6 +24,8 @@ from PySide6.QtWidgets import (
 )
 from superqt import QCollapsible, QLabeledDoubleSlider, QLargeIntSpinBox
 
+from studio.core import library
+from studio.core.paths import demo_model_dir
 from studio.core.request import MAX_SEED, SCHEDULER_NAMES, GenerationRequest, PreviewMode
 from studio.qt.image_input import ImageInputSection
 
@@ -92,8 +94,9 @@ class PromptPanel(QWidget):
         self.model.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
         self.model.setMinimumContentsLength(6)
         self.model.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.model.setToolTip("The model to draw with: \"demo\" (bundled), a diffusers folder or a .safetensors file. Recent models are listed.")
-        self.model.addItem("demo")
+        self.model.currentIndexChanged.connect(lambda _i: self._update_model_tip())
+        self.model.editTextChanged.connect(lambda _t: self._update_model_tip())
+        self._add_model_item(0, "demo")
         self.model.activated.connect(lambda _i: self.modelChosen.emit(self.model_name()))
         row.addWidget(self.model, 1)
         self.browse_folder = QToolButton(text="Folder…", toolTip="Choose a diffusers model folder (the one with model_index.json).")
@@ -274,13 +277,42 @@ class PromptPanel(QWidget):
         self.update_token_counts()
 
     # -- model ----------------------------------------------------------------------------------------
+    # The box shows a short name (library.model_label) and keeps the model's value, a path or "demo",
+    # as the item's data; the full path is in the tooltip. A path typed into the box is used as typed.
     def model_name(self) -> str:
-        return self.model.currentText().strip() or "demo"
+        text = self.model.currentText().strip()
+        i = self.model.currentIndex()
+        if i < 0 or self.model.itemText(i) != text:
+            i = self.model.findText(text, Qt.MatchFlag.MatchExactly)
+        if i >= 0 and self.model.itemData(i):
+            return str(self.model.itemData(i))
+        return text or "demo"
 
     def set_model(self, model: str) -> None:
-        if self.model.findText(model) < 0:
-            self.model.insertItem(0, model)
-        self.model.setCurrentText(model)
+        i = self.model.findData(model)
+        if i < 0:
+            i = self._add_model_item(0, model)
+        self.model.setCurrentIndex(i)
+        self.model.setEditText(self.model.itemText(i))
+        self._update_model_tip()
+
+    def _add_model_item(self, index: int, model: str) -> int:
+        label = library.model_label(model)
+        taken = {self.model.itemText(i) for i in range(self.model.count())}
+        # Two models of one name: say where each one is ("demo" and the demo model's folder are one model).
+        if label in taken and label != library.DEMO_LABEL:
+            label = f"{label} ({Path(model).parent.name})" if Path(model).parent.name else model
+            if label in taken:
+                label = model
+        self.model.insertItem(index, label, model)
+        self.model.setItemData(index, model, Qt.ItemDataRole.ToolTipRole)
+        return index
+
+    def _update_model_tip(self) -> None:
+        model = self.model_name()
+        where = str(demo_model_dir()) if model == "demo" else model
+        self.model.setToolTip(f"{where}\n\nThe model to draw with: the bundled demo model, a diffusers folder or a "
+                              ".safetensors file. Recent models are listed.")
 
     # -- VAE ------------------------------------------------------------------------------------------
     def set_recipe_vae(self, vae: str | None) -> None:
@@ -311,9 +343,10 @@ class PromptPanel(QWidget):
         self.model.blockSignals(True)
         self.model.clear()
         for m in dict.fromkeys(["demo", *models]):
-            self.model.addItem(m)
-        self.model.setCurrentText(current)
+            self._add_model_item(self.model.count(), m)
+        self.set_model(current)
         self.model.blockSignals(False)
+        self._update_model_tip()
 
     def choose_model_folder(self) -> None:
         path = QFileDialog.getExistingDirectory(self, "Choose a diffusers model folder")

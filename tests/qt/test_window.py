@@ -185,7 +185,7 @@ def test_settings_survive_a_restart(qtbot, make_window, fill_request, tiny_sd15)
     assert f["steps"] == 13 and f["seed"] == 1234 and f["guidance_scale"] == 9.5
     assert f["scheduler"] == "DDIM" and f["width"] == 64 and f["model"] == str(tiny_sd15)
     assert w2.prompt.seed_lock.isChecked()
-    assert str(tiny_sd15) in [w2.prompt.model.itemText(i) for i in range(w2.prompt.model.count())]
+    assert str(tiny_sd15) in [w2.prompt.model.itemData(i) for i in range(w2.prompt.model.count())]
     # the offscreen screen is 800 px wide, narrower than the window's minimum: only the height round-trips exactly
     assert abs(w2.size().height() - before.height()) <= 30
     assert w2.queue_dock.isHidden()
@@ -326,3 +326,33 @@ def test_gallery_recreate_keeps_the_recorded_vae_and_says_when_it_is_missing(qtb
     w.prompt.vae_default.click()  # the user chooses the default instead
     assert w.prompt.build_requests()[0].vae == str(default_vae)
     assert not w.messages.isVisible() and not w.prompt.vae_note.isVisible()
+
+
+def test_model_box_shows_a_short_name_and_keeps_the_path(qtbot, make_window, fake_engine, tmp_path, monkeypatch):
+    demo = tmp_path / "resources" / "demo-model"
+    demo.mkdir(parents=True)
+    monkeypatch.setenv("STUDIO_DEMO_MODEL", str(demo))
+    w = make_window(engine_factory=fake_engine)
+    p = w.prompt
+    assert p.model.currentText() == "Demo model (bundled)" and p.model_name() == "demo"
+    assert str(demo) in p.model.toolTip()
+
+    p.set_model(str(demo))  # the bundled model by its folder: the same human name, not "urces/demo-model"
+    assert p.model.currentText() == "Demo model (bundled)" and p.model_name() == str(demo)
+    ckpt = tmp_path / "checkpoints" / "dreamy-v2.1.safetensors"
+    p.set_model(str(ckpt))
+    assert p.model.currentText() == "dreamy-v2.1" and p.model_name() == str(ckpt)
+    assert str(ckpt) in p.model.toolTip()
+    folder = tmp_path / "models" / "sd-1.5-inpainting"
+    w._model_chosen(str(folder))  # a folder keeps its whole name (its dots are no suffix)
+    assert p.model.currentText() == "sd-1.5-inpainting" and p.model_name() == str(folder)
+    assert p.build_requests()[0].model == str(folder)  # the request carries the path, not the name
+    other = tmp_path / "elsewhere" / "dreamy-v2.1.safetensors"
+    p.set_model(str(other))  # the same name twice: where each one is tells them apart
+    assert p.model.currentText() == "dreamy-v2.1 (elsewhere)" and p.model_name() == str(other)
+    p.set_recent_models([str(folder), str(ckpt)])
+    assert p.model_name() == str(other)
+    labels = [p.model.itemText(i) for i in range(p.model.count())]
+    assert "Demo model (bundled)" in labels and "sd-1.5-inpainting" in labels and "dreamy-v2.1" in labels
+    p.model.setEditText(str(tmp_path / "typed"))  # a path typed into the box is used as typed
+    assert p.model_name() == str(tmp_path / "typed")
