@@ -31,6 +31,12 @@ class FakeHub:
             def log_message(self, *a):  # quiet
                 pass
 
+            def handle(self):
+                try:
+                    super().handle()
+                except (BrokenPipeError, ConnectionResetError):  # the client left mid-file (a test pressed Stop)
+                    self.close_connection = True
+
             def _file(self):
                 m = re.match(r"^/(.+?)/resolve/([^/]+)/(.+)$", self.path.split("?")[0])
                 if not m or m[1] not in hub.repos or m[3] not in hub.repos[m[1]]:
