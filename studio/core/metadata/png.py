@@ -246,7 +246,7 @@ def read_png_metadata(data: bytes) -> PngMetadata:
             else:
                 if len(rest) < 2:
                     raise MetadataError("a PNG iTXt chunk is malformed")
-                compressed, _method, tail = rest[0], rest[1], rest[2:]
+                compressed, tail = rest[0], rest[2:]  # rest[1]: the compression method (0, zlib, is the only one)
                 parts = tail.split(b"\0", 2)
                 if len(parts) != 3:
                     raise MetadataError("a PNG iTXt chunk is malformed")
