@@ -324,3 +324,19 @@ def test_migrations_upgrade_an_existing_library(tmp_path, monkeypatch):
     raw = sqlite3.connect(lib / DB_NAME)
     assert raw.execute("PRAGMA user_version").fetchone()[0] == 2
     raw.close()
+
+
+def test_the_split_store_keeps_its_public_names():
+    """store.py was split into schema / items / search / check / images: what other code imports
+    from studio.core.gallery and studio.core.gallery.store is still there, and is the same object."""
+    import studio.core.gallery as pkg
+    from studio.core.gallery import check, images, items, search, store
+
+    assert {"KINDS", "SCHEMA_VERSION", "CheckReport", "Gallery", "GalleryItem", "fts_query", "record_result"} <= set(pkg.__all__)
+    for name in pkg.__all__:
+        assert getattr(pkg, name) is not None
+    assert store.GalleryItem is items.GalleryItem and pkg.GalleryItem is items.GalleryItem
+    assert store.CheckReport is check.CheckReport and store.fts_query is search.fts_query
+    assert store.make_thumbnail is images.make_thumbnail and store.write_copy is images.write_copy
+    assert store.THUMBS_DIR == ".thumbs" and store.TRASH_DIR == ".trash" and callable(store.item_json)
+    assert {"recover", "check", "query", "search", "ids", "trash", "restore", "lineage", "thumbnail"} <= set(dir(store.Gallery))

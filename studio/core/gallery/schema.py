@@ -11,6 +11,10 @@ import sqlite3
 from studio.core.errors import GalleryError
 
 DB_NAME = "gallery.sqlite3"
+# Beside the database in the library folder: trashed images keep their path under TRASH_DIR;
+# cached thumbnails are THUMBS_DIR/<id>.jpg.
+TRASH_DIR = ".trash"
+THUMBS_DIR = ".thumbs"
 
 KINDS = ("txt2img", "img2img", "inpaint", "outpaint", "branch")
 

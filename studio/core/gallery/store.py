@@ -7,16 +7,14 @@ Saving an image never leaves a half-written file or a row without its file:
 3. the bytes go to a temp file beside the target, which is fsynced and renamed into place;
 4. the row becomes `ok` (and searchable) in a second commit.
 
-A writer killed at any point leaves at most a pending row and/or a temp file from a process that no
-longer exists. Opening the gallery rolls those forward (the file is there with the recorded hash)
-or back (it is not), so `check()` afterwards is clean. Trash moves files into `.trash/` and back;
-anything a crash leaves out of step there is found by `check()` and relinked by `check(repair=True)`
-using the file hashes.
+Beside this module: `schema` (the database and its migrations), `items` (`GalleryItem`, rows into
+items), `search` (the full-text index and the filters), `check` (rolling interrupted saves forward or
+back when a gallery opens, `check()` and its repairs) and `images` (thumbnails, copies to a chosen
+path). Everything is importable from here as before.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -26,155 +24,32 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from studio.core import paths
-from studio.core.errors import GalleryError, GalleryItemNotFound, ProvenanceError, StudioError
-from studio.core.gallery.schema import DB_NAME, KINDS, connect
+from studio.core.errors import GalleryError, GalleryItemNotFound, ProvenanceError
+from studio.core.files import atomic_write, fsync_dir
+from studio.core.gallery import check as check_mod
+from studio.core.gallery.check import IMAGE_SUFFIXES, STALE_PENDING_S, CheckReport
+from studio.core.gallery.images import make_thumbnail, write_copy
+from studio.core.gallery.items import COLUMNS, GalleryItem, item_from_row, item_json
+from studio.core.gallery.schema import DB_NAME, THUMBS_DIR, TRASH_DIR, connect
+from studio.core.gallery.search import fts_query, index_item, where_clause
 from studio.core.hashing import sha256_bytes, sha256_file
 from studio.core.metadata import recipe
-from studio.core.files import TEMP_SUFFIX, atomic_write, fsync_dir
 from studio.core.metadata.png import encode_png
 from studio.core.request import GenerationRequest
 
+__all__ = [
+    "IMAGE_SUFFIXES", "STALE_PENDING_S", "THUMBS_DIR", "TRASH_DIR",
+    "CheckReport", "Gallery", "GalleryItem", "fts_query", "item_json", "make_thumbnail", "write_copy",
+]  # fmt: skip
+
 log = logging.getLogger(__name__)
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
-TRASH_DIR = ".trash"
-THUMBS_DIR = ".thumbs"
-STALE_PENDING_S = 600.0
-_TEMP_RE = re.compile(r"^\..+\.(\d+)\.[^.]+" + re.escape(TEMP_SUFFIX) + "$")
-
-
-def _pid_alive(pid: int | None) -> bool:
-    if not pid or pid <= 0:
-        return False
-    if pid == os.getpid():
-        return True
-    if os.name == "nt":  # no cheap liveness probe; rely on the age test
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-@dataclass
-class GalleryItem:
-    id: str
-    path: Path
-    rel_path: str
-    created_at: float
-    kind: str
-    model: str
-    model_hash: str
-    prompt: str
-    negative_prompt: str
-    loras: list[str]
-    seed: int | None
-    width: int | None
-    height: int | None
-    sha256: str
-    size_bytes: int
-    source_type: str
-    signed: bool
-    favourite: bool
-    trashed: bool
-    parent_id: str | None
-    branch_run: str | None
-    branch_step: int | None
-    run_id: str
-    batch_index: int
-    tags: list[str] = field(default_factory=list)
-    request_json: str = field(default="", repr=False)
-
-    @property
-    def request(self) -> GenerationRequest:
-        return GenerationRequest.from_json(self.request_json)
-
-    @property
-    def is_composite(self) -> bool:
-        return self.source_type == "compositeWithTrainedAlgorithmicMedia"
-
-    @property
-    def created(self) -> datetime:
-        return datetime.fromtimestamp(self.created_at, timezone.utc)
-
-    def describe(self) -> str:
-        try:
-            return recipe.describe(self.request)
-        except StudioError:
-            return self.prompt
-
-    def to_dict(self) -> dict[str, Any]:
-        d = {k: v for k, v in self.__dict__.items() if k != "request_json"}
-        d["path"] = str(self.path)
-        d["created"] = self.created.isoformat(timespec="seconds")
-        try:
-            d["request"] = self.request.to_dict()
-        except StudioError:
-            d["request"] = None
-        return d
-
-
-@dataclass
-class CheckReport:
-    """What `Gallery.check()` found (and, with repair, did)."""
-
-    missing: list[str] = field(default_factory=list)  # item ids whose file is gone
-    orphans: list[str] = field(default_factory=list)  # library files no row knows
-    bad_hashes: list[str] = field(default_factory=list)  # item ids whose file changed
-    temp_files: list[str] = field(default_factory=list)  # abandoned half-written files
-    pending: list[str] = field(default_factory=list)  # saves that never finished
-    repaired: list[str] = field(default_factory=list)
-    checked: int = 0
-
-    @property
-    def clean(self) -> bool:
-        return not (self.missing or self.orphans or self.bad_hashes or self.temp_files or self.pending)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**self.__dict__, "clean": self.clean}
-
-    def summary(self) -> str:
-        if self.clean:
-            text = f"gallery is clean ({self.checked} images checked)"
-        else:
-            parts = [
-                f"{len(v)} {label}"
-                for label, v in (
-                    ("missing files", self.missing),
-                    ("orphan files", self.orphans),
-                    ("files with a changed hash", self.bad_hashes),
-                    ("abandoned temp files", self.temp_files),
-                    ("unfinished saves", self.pending),
-                )
-                if v
-            ]
-            text = f"{self.checked} images checked: " + ", ".join(parts)
-        if self.repaired:
-            text += f"; repaired {len(self.repaired)}"
-        return text
-
-
-_COLUMNS = (
-    "seq, id, rel_path, created_at, kind, model, model_hash, prompt, negative_prompt, loras, seed, "
-    "width, height, sha256, size_bytes, source_type, signed, favourite, trashed_at, parent_id, "
-    "branch_run, branch_step, run_id, batch_index, request_json"
-)
-
-
-def fts_query(text: str) -> str:
-    """User words → an FTS5 query: every word must match (as a prefix), punctuation ignored."""
-    words = re.findall(r"\w+", text, flags=re.UNICODE)
-    return " ".join(f'"{w}"*' for w in words)
 
 
 class Gallery:
@@ -224,29 +99,10 @@ class Gallery:
                 raise
 
     def _index(self, conn: sqlite3.Connection, seq: int) -> None:
-        conn.execute("DELETE FROM items_fts WHERE rowid = ?", (seq,))
-        conn.execute(
-            "INSERT INTO items_fts (rowid, prompt, negative_prompt, model, loras, tags) "
-            "SELECT seq, prompt, negative_prompt, model, loras, "
-            "coalesce((SELECT group_concat(tag, ' ') FROM tags WHERE item_id = items.id), '') "
-            "FROM items WHERE seq = ? AND state = 'ok'",
-            (seq,),
-        )
+        index_item(conn, seq)
 
     def _item(self, row: sqlite3.Row, tags: list[str] | None = None) -> GalleryItem:
-        return GalleryItem(
-            id=row["id"], path=self.root / row["rel_path"], rel_path=row["rel_path"],
-            created_at=row["created_at"], kind=row["kind"], model=row["model"],
-            model_hash=row["model_hash"], prompt=row["prompt"],
-            negative_prompt=row["negative_prompt"],
-            loras=[x for x in row["loras"].split("\n") if x], seed=row["seed"],
-            width=row["width"], height=row["height"], sha256=row["sha256"],
-            size_bytes=row["size_bytes"], source_type=row["source_type"],
-            signed=bool(row["signed"]), favourite=bool(row["favourite"]),
-            trashed=row["trashed_at"] is not None, parent_id=row["parent_id"],
-            branch_run=row["branch_run"], branch_step=row["branch_step"], run_id=row["run_id"],
-            batch_index=row["batch_index"], tags=tags or [], request_json=row["request_json"],
-        )  # fmt: skip
+        return item_from_row(self.root, row, tags)
 
     def _tags_for(self, ids: list[str]) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}
@@ -388,7 +244,7 @@ class Gallery:
             rows = []
             if len(key) >= 4 and re.fullmatch(r"[0-9a-f]+", key):
                 rows = self.conn.execute(
-                    f"SELECT {_COLUMNS} FROM items WHERE state = 'ok' AND id >= ? AND id < ? LIMIT 2",
+                    f"SELECT {COLUMNS} FROM items WHERE state = 'ok' AND id >= ? AND id < ? LIMIT 2",
                     (key, key + "g"),
                 ).fetchall()
             if not rows:
@@ -398,42 +254,6 @@ class Gallery:
                     f"id {item_id!r} matches more than one image", "Give more of the id."
                 )
             return self._item(rows[0], self._tags_for([rows[0]["id"]]).get(rows[0]["id"], []))
-
-    def _where(
-        self,
-        text: str | None,
-        model: str | None,
-        kind: str | None,
-        favourite: bool | None,
-        since: float | datetime | None,
-        until: float | datetime | None,
-        tag: str | None,
-        trashed: bool,
-    ) -> tuple[str, str, list[Any]]:
-        join, where, args = "", ["items.state = 'ok'"], []
-        if text and fts_query(text):
-            join = "JOIN items_fts ON items_fts.rowid = items.seq AND items_fts MATCH ?"
-            args.append(fts_query(text))
-        where.append("items.trashed_at IS NOT NULL" if trashed else "items.trashed_at IS NULL")
-        if model:
-            where.append("items.model = ?")
-            args.append(model)
-        if kind:
-            if kind not in KINDS:
-                raise GalleryError(f"unknown kind {kind!r}; choose one of {', '.join(KINDS)}")
-            where.append("items.kind = ?")
-            args.append(kind)
-        if favourite is not None:
-            where.append("items.favourite = ?")
-            args.append(int(favourite))
-        for bound, op in ((since, ">="), (until, "<")):
-            if bound is not None:
-                where.append(f"items.created_at {op} ?")
-                args.append(bound.timestamp() if isinstance(bound, datetime) else float(bound))
-        if tag:
-            where.append("EXISTS (SELECT 1 FROM tags WHERE tags.item_id = items.id AND tag = ?)")
-            args.append(tag)
-        return join, " AND ".join(where), args
 
     def query(
         self,
@@ -451,10 +271,10 @@ class Gallery:
         offset: int = 0,
     ) -> list[GalleryItem]:
         """Items matching full-text `text` (prompt, negative prompt, model, LoRAs, tags) and filters."""
-        join, where, args = self._where(text, model, kind, favourite, since, until, tag, trashed)
+        join, where, args = where_clause(text, model, kind, favourite, since, until, tag, trashed)
         order = "DESC" if sort == "newest" else "ASC"
         sql = (
-            f"SELECT {', '.join('items.' + c.strip() for c in _COLUMNS.split(','))} FROM items "
+            f"SELECT {', '.join('items.' + c.strip() for c in COLUMNS.split(','))} FROM items "
             f"{join} WHERE {where} ORDER BY items.created_at {order}, items.seq {order}"
         )
         if limit is not None:
@@ -474,7 +294,7 @@ class Gallery:
     def ids(self, text: str | None = None, **filters: Any) -> list[str]:
         """Just the ids, newest first — what a lazily filled view needs up front."""
         sort = filters.pop("sort", "newest")
-        join, where, args = self._where(
+        join, where, args = where_clause(
             text, filters.get("model"), filters.get("kind"), filters.get("favourite"),
             filters.get("since"), filters.get("until"), filters.get("tag"),
             bool(filters.get("trashed", False)),
@@ -496,7 +316,7 @@ class Gallery:
                 chunk = wanted[start : start + 500]
                 marks = ",".join("?" * len(chunk))
                 rows = self.conn.execute(
-                    f"SELECT {_COLUMNS} FROM items WHERE id IN ({marks})", chunk
+                    f"SELECT {COLUMNS} FROM items WHERE id IN ({marks})", chunk
                 ).fetchall()
                 tags = self._tags_for([r["id"] for r in rows])
                 out.update({r["id"]: self._item(r, tags.get(r["id"], [])) for r in rows})
@@ -595,7 +415,7 @@ class Gallery:
             return None
         with self._lock:
             row = self.conn.execute(
-                f"SELECT {_COLUMNS} FROM items WHERE state = 'ok' AND (id = ? OR run_id = ?) "
+                f"SELECT {COLUMNS} FROM items WHERE state = 'ok' AND (id = ? OR run_id = ?) "
                 "ORDER BY batch_index LIMIT 1",
                 (item.branch_run, item.branch_run),
             ).fetchone()
@@ -627,7 +447,7 @@ class Gallery:
         keys = [item.id] + ([item.run_id] if item.run_id else [])
         with self._lock:
             rows = self.conn.execute(
-                f"SELECT {_COLUMNS} FROM items WHERE state = 'ok' AND (parent_id = ? OR branch_run "
+                f"SELECT {COLUMNS} FROM items WHERE state = 'ok' AND (parent_id = ? OR branch_run "
                 f"IN ({','.join('?' * len(keys))})) ORDER BY created_at",
                 [item.id, *keys],
             ).fetchall()
@@ -645,54 +465,10 @@ class Gallery:
             item = self.get(item_id)
         return make_thumbnail(item.path, thumb, size)
 
-    # -- recovery and checking ----------------------------------------------------------------------------
+    # -- recovery and checking (studio.core.gallery.check) ---------------------------------------------
     def recover(self) -> list[str]:
         """Finish or undo saves whose writer died. Returns what was done."""
-        done: list[str] = []
-        now = time.time()
-        with self._lock:
-            rows = self.conn.execute(
-                "SELECT id, seq, rel_path, sha256, writer_pid, created_at FROM items "
-                "WHERE state = 'pending'"
-            ).fetchall()
-        for row in rows:
-            if _pid_alive(row["writer_pid"]) and now - row["created_at"] < STALE_PENDING_S:
-                continue
-            path = self.root / row["rel_path"]
-            ok = path.is_file() and sha256_file(path) == row["sha256"]
-            with self._tx() as conn:
-                if ok:
-                    conn.execute(
-                        "UPDATE items SET state = 'ok', writer_pid = NULL WHERE id = ?", (row["id"],)
-                    )
-                    self._index(conn, row["seq"])
-                    done.append(f"finished interrupted save {row['rel_path']}")
-                else:
-                    conn.execute("DELETE FROM items WHERE id = ?", (row["id"],))
-                    done.append(f"dropped interrupted save {row['rel_path']}")
-        for tmp in self._temp_files():
-            tmp.unlink(missing_ok=True)
-            done.append(f"removed temp file {tmp.relative_to(self.root)}")
-        return done
-
-    def _temp_files(self, all_writers: bool = False) -> list[Path]:
-        out = []
-        for tmp in self.root.rglob(f".*{TEMP_SUFFIX}"):
-            m = _TEMP_RE.match(tmp.name)
-            if m and (all_writers or not _pid_alive(int(m.group(1)))):
-                out.append(tmp)
-        return out
-
-    def _library_files(self) -> Iterator[str]:
-        for dirpath, dirnames, filenames in os.walk(self.root):
-            rel_dir = os.path.relpath(dirpath, self.root)
-            if rel_dir == ".":
-                dirnames[:] = [d for d in dirnames if d != THUMBS_DIR]
-            for name in filenames:
-                if name.startswith(".") or not name.lower().endswith(IMAGE_SUFFIXES):
-                    continue
-                rel = name if rel_dir == "." else f"{rel_dir}/{name}"
-                yield rel.replace(os.sep, "/")
+        return check_mod.recover(self)
 
     def check(self, repair: bool = False, verify_hashes: bool = True) -> CheckReport:
         """Compare files with rows: missing files, orphan files, changed hashes, leftovers.
@@ -701,109 +477,4 @@ class Gallery:
         files that moved (same hash) relinked, orphan files carrying this studio's recipe
         recorded, and rows whose file is gone dropped. Changed files are only reported.
         """
-        report = CheckReport()
-        if repair:
-            report.repaired += self.recover()
-        with self._lock:
-            rows = self.conn.execute(
-                "SELECT id, rel_path, sha256, state, writer_pid FROM items"
-            ).fetchall()
-        by_path = {r["rel_path"]: r for r in rows}
-        report.pending = [
-            r["id"] for r in rows if r["state"] == "pending" and not _pid_alive(r["writer_pid"])
-        ]
-        report.temp_files = [str(p.relative_to(self.root)) for p in self._temp_files()]
-        files = set(self._library_files())
-        for r in rows:
-            if r["state"] != "ok":
-                continue
-            report.checked += 1
-            path = self.root / r["rel_path"]
-            if r["rel_path"] not in files:
-                report.missing.append(r["id"])
-            elif verify_hashes and sha256_file(path) != r["sha256"]:
-                report.bad_hashes.append(r["id"])
-        pending_paths = {r["rel_path"] for r in rows if r["state"] == "pending"}
-        report.orphans = sorted(f for f in files if f not in by_path and f not in pending_paths)
-        if repair:
-            self._repair(report, {r["id"]: r for r in rows})
-        return report
-
-    def _repair(self, report: CheckReport, rows: dict[str, sqlite3.Row]) -> None:
-        missing_by_sha = {rows[i]["sha256"]: i for i in report.missing}
-        still_orphans = []
-        for rel in report.orphans:
-            path = self.root / rel
-            sha = sha256_file(path)
-            if sha in missing_by_sha:
-                item_id = missing_by_sha.pop(sha)
-                with self._tx() as conn:
-                    conn.execute(
-                        "UPDATE items SET rel_path = ?, trashed_at = CASE WHEN ? THEN "
-                        "coalesce(trashed_at, ?) ELSE NULL END WHERE id = ?",
-                        (rel, rel.startswith(TRASH_DIR + "/"), time.time(), item_id),
-                    )
-                report.missing.remove(item_id)
-                report.repaired.append(f"relinked {item_id[:12]} to {rel}")
-                continue
-            try:
-                item = self.add_file(path)
-                report.repaired.append(f"recorded {rel} as {item.id[:12]}")
-            except StudioError:
-                still_orphans.append(rel)
-        report.orphans = still_orphans
-        for item_id in list(report.missing):
-            self._forget(item_id)
-            report.missing.remove(item_id)
-            report.repaired.append(f"dropped row {item_id[:12]} (file gone)")
-        report.pending = []
-        report.temp_files = []
-
-
-def make_thumbnail(src: Path, dest: Path, size: int = 256) -> Path:
-    from PIL import Image
-
-    try:
-        with Image.open(src) as im:
-            im.draft("RGB", (size, size))
-            im.thumbnail((size, size))
-            rgb = im.convert("RGB")
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise GalleryError(f"cannot make a thumbnail of {src.name}: {exc}") from None
-    import io
-
-    buf = io.BytesIO()
-    rgb.save(buf, "JPEG", quality=85)
-    return atomic_write(dest, buf.getvalue())
-
-
-def write_copy(
-    out_path: str | os.PathLike[str],
-    png_bytes: bytes,
-    request: GenerationRequest,
-    info: dict[str, Any],
-) -> Path:
-    """Write the same image (same provenance) to a user-chosen path; JPEG/WebP by suffix."""
-    target = Path(out_path)
-    suffix = target.suffix.lower()
-    if suffix in ("", ".png"):
-        data = png_bytes
-        target = target if suffix else target.with_suffix(".png")
-    else:
-        from studio.core.metadata.export import FORMATS, encode_export
-
-        fmt = FORMATS.get(suffix)
-        if fmt is None:
-            raise GalleryError(f"cannot write {target.name}: use .png, .jpg or .webp")
-        data = encode_export(png_bytes, fmt[0], sign=bool(info.get("sign", True)), title=target.name)
-    try:
-        return atomic_write(target, data)
-    except OSError as exc:
-        raise GalleryError(
-            f"could not write {target}: {exc.strerror or exc}",
-            "The image is saved in the gallery; choose another output path.",
-        ) from None
-
-
-def item_json(item: GalleryItem) -> str:
-    return json.dumps(item.to_dict(), ensure_ascii=False, indent=2)
+        return check_mod.check(self, repair, verify_hashes)
