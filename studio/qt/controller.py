@@ -20,6 +20,10 @@ from studio.qt.queue_panel import QueuePanel
 from studio.qt.steps_strip import StepsStrip
 from studio.qt.widgets import MessageBar, ProgressGroup
 
+# What "Branch from here" takes from the Prompt panel; everything else in the request is the parent
+# run's recipe, so a branch draws with the same model, size, steps, VAE, LoRAs and ControlNet units.
+BRANCH_FIELDS = ("prompt", "negative_prompt", "guidance_scale", "guidance_rescale", "seed", "scheduler",
+                 "preview", "preview_every")
 PREVIEW_NAMES = {"latent2rgb": "latent preview", "x0": "x0 preview", "taesd": "TAESD preview", "vae": "VAE preview"}
 
 
@@ -98,7 +102,8 @@ class RunController(QObject):
         self.bridge.cancel_all()
 
     def branch(self, run_id: str, step: int) -> str | None:
-        """A new run from `step` of `run_id` with the Prompt panel's prompt, guidance, scheduler and seed."""
+        """A new run from `step` of `run_id`: the parent's whole recipe (model, size, steps, VAE, LoRAs,
+        ControlNet units, plugin parameters, …) with only BRANCH_FIELDS taken from the Prompt panel."""
         owner = self._owner_of(run_id, step)
         kept = owner.steps.get(step) if owner else None
         if owner is None or kept is None or kept.latent is None:
@@ -107,10 +112,9 @@ class RunController(QObject):
             return None
         parent = owner.request
         try:
-            fields = self.prompt.fields()
-            fields.update(model=parent.model, width=parent.width, height=parent.height, steps=parent.steps,
-                          batch_size=parent.batch_size, branch=BranchRef(parent_id=owner.run_id, step=step))
-            request = GenerationRequest.create(**fields)
+            panel = self.prompt.fields()
+            request = parent.replace(**{k: panel[k] for k in BRANCH_FIELDS},
+                                     branch=BranchRef(parent_id=owner.run_id, step=step))
         except StudioError as exc:
             self.messages.show_message(exc.message, exc.hint)
             return None

@@ -70,7 +70,8 @@ class StepsStrip(QWidget):
         self.branch = QPushButton("Branch from here", objectName="Branch")
         self.branch.setToolTip(
             "Start a new run from this step's latent with the Prompt panel's current prompt, guidance, scheduler "
-            "and seed: only the remaining steps are made. Size, steps and model stay the parent's."
+            "and seed: only the remaining steps are made. Everything else stays the parent's: model, size, steps, "
+            "VAE, LoRAs and ControlNet units."
         )
         self.branch.clicked.connect(self._branch)
 

@@ -356,3 +356,54 @@ def test_model_box_shows_a_short_name_and_keeps_the_path(qtbot, make_window, fak
     assert "Demo model (bundled)" in labels and "sd-1.5-inpainting" in labels and "dreamy-v2.1" in labels
     p.model.setEditText(str(tmp_path / "typed"))  # a path typed into the box is used as typed
     assert p.model_name() == str(tmp_path / "typed")
+
+
+def test_branch_keeps_the_parent_recipe_and_changes_only_the_branch_fields(qtbot, make_window, fake_engine, tmp_path):
+    from studio.core.request import BranchRef, ControlNetRef, GenerationRequest, ImageRef, LoraRef
+    from studio.qt.controller import BRANCH_FIELDS
+
+    engine = fake_engine()
+    w = make_window(engine_factory=lambda: engine)
+    default_vae, parent_vae = tmp_path / "default-vae.safetensors", tmp_path / "parent-vae.safetensors"
+    for f in (default_vae, parent_vae):
+        f.write_bytes(b"x")
+    w.model_setup.arch_of = lambda _model: "sd1"  # a default VAE is set for "sd1": Generate would add it
+    w.model_setup.settings.set_default("vae", "sd1", default_vae)
+    parent = GenerationRequest.create(
+        model=str(tmp_path / "some-model"), prompt="a red kite", negative_prompt="blurry", seed=3, steps=4,
+        width=64, height=64, scheduler="Euler", clip_skip=2, vae=str(parent_vae),
+        loras=(LoraRef(name="ink", path=str(tmp_path / "ink.safetensors"), weight=0.7),),
+        controlnets=(ControlNetRef(model=str(tmp_path / "cn"), image=ImageRef(path=str(tmp_path / "edges.png")),
+                                   weight=0.5, end=0.8),),
+        plugins={"controlnet": {"guess_mode": True}},
+    )
+    with qtbot.waitSignal(w.controller.runFinished, timeout=RUN_TIMEOUT_MS) as blocker:
+        parent_id = w.controller._submit(parent)
+    assert blocker.args == [parent_id, "done"]
+
+    # the panels now say something else: another model's settings, no LoRA, no ControlNet, the default VAE
+    w.prompt.set_request(GenerationRequest.create(model="demo", prompt="a blue kite", negative_prompt="", seed=99,
+                                                  steps=9, width=128, height=96, guidance_scale=4.5, scheduler="DDIM"))
+    w.prompt.seed_lock.setChecked(True)
+    if w.plugin_docks.lora_panel is not None:
+        w.plugin_docks.lora_panel.set_loras(())
+    if w.plugin_docks.cn_panel is not None:
+        w.plugin_docks.cn_panel.set_units((), guess_mode=False)
+    assert w.prompt.build_requests()[0].vae == str(default_vae)
+
+    w.strip.show_run(parent_id, follow=False)
+    assert w.strip.select_step(2) and w.strip.branch.isEnabled()
+    with qtbot.waitSignal(w.controller.runFinished, timeout=RUN_TIMEOUT_MS) as blocker:
+        qtbot.mouseClick(w.strip.branch, Qt.MouseButton.LeftButton)
+    child_id, status = blocker.args
+    assert status == "done" and child_id != parent_id
+    child = engine.runs[-1]
+    panel = w.prompt.fields()
+    # the whole parent recipe (VAE, clip skip, LoRA, ControlNet, plugin parameters, model, size, steps) …
+    assert child == parent.replace(**{k: panel[k] for k in BRANCH_FIELDS}, branch=BranchRef(parent_id=parent_id, step=2))
+    assert child.vae == str(parent_vae) and child.loras == parent.loras and child.controlnets == parent.controlnets
+    assert child.plugins == parent.plugins and child.clip_skip == 2
+    assert (child.model, child.width, child.height, child.steps) == (parent.model, 64, 64, 4)
+    # … and only what branching changes, from the Prompt panel
+    assert (child.prompt, child.seed, child.guidance_scale, child.scheduler) == ("a blue kite", 99, 4.5, "DDIM")
+    assert child.negative_prompt == ""
