@@ -33,6 +33,7 @@ from studio.qt.widgets import MessageBar, ProgressGroup
 
 log = logging.getLogger(__name__)
 GALLERY_MODULE = "studio.qt.gallery_panel"
+MISSING_VAE = "The VAE this image was made with is not on this computer"  # the message bar's warning
 
 
 # What a first start shows: something the bundled demo model (flat shapes, 128 px) draws well.
@@ -226,6 +227,8 @@ class MainWindow(QMainWindow):
     def _message_action(self, key: str) -> None:
         if key == "choose-model":
             self.prompt.choose_model_folder()
+        elif key == "vae-defaults":
+            self.model_setup.open_models(tab=1)  # the Folders tab lists the default VAEs, with Clear
 
     def _model_chosen(self, model: str) -> None:
         self.prompt.set_recent_models(self.settings.add_recent_model(model))
@@ -239,16 +242,37 @@ class MainWindow(QMainWindow):
         if self.messages.isVisible() and "VAE" in self.messages.message:
             self.messages.dismiss()
 
+    def say_missing_vae(self, only_if_shown: bool = False) -> None:
+        """Warn when the recipe's VAE kept by the Prompt panel is not on this computer, offering only what
+        the window shows: "Use default" when the default VAE differs (the panel shows that button), else
+        (the missing file is the default VAE too) the Models dialog, where that default is cleared or changed.
+        only_if_shown: just bring a warning already on screen up to date (the defaults changed)."""
+        shown = self.messages.isVisible() and self.messages.message.startswith(MISSING_VAE)
+        if only_if_shown and not shown:
+            return
+        vae = self.prompt.recipe_vae()
+        if not vae or Path(vae).expanduser().exists():
+            if shown:
+                self.messages.dismiss()
+            return
+        message = f"{MISSING_VAE}: {Path(vae).name}."
+        if self.prompt.recipe_vae_differs():
+            default = self.model_setup.default_vae(self.prompt.model_name())
+            instead = f"the default VAE ({Path(default).name})" if default else "the model's own VAE"
+            self.messages.show_message(
+                message, f"{vae} is missing, so Generate will stop until it is back. Press \"Use default\" in the "
+                f"Prompt panel to draw with {instead} instead (the image will differ).", kind="warning")
+        else:
+            self.messages.show_message(
+                message, f"{vae} is missing, and it is also the default VAE for this model, so Generate will stop "
+                "until it is back. To draw with another VAE instead (the image will differ), clear or change that "
+                "default in Models ▸ Models… ▸ Folders.", kind="warning", action="VAE defaults…", action_key="vae-defaults")
+
     def _recreate(self, request: GenerationRequest) -> None:
         self.prompt.set_request(request.replace(branch=None), keep_vae=True)  # its VAE too: it changes the pixels
         self.plugin_docks.load_request(request)
         self.prompt.seed_lock.setChecked(True)
-        if request.vae and not Path(request.vae).expanduser().exists():
-            self.messages.show_message(
-                f"The VAE this image was made with is not on this computer: {Path(request.vae).name}.",
-                f"{request.vae} is missing, so Generate will stop until it is back. Press \"Use default\" "
-                "in the Prompt panel to draw with the default VAE instead (the image will differ).",
-                kind="warning")
+        self.say_missing_vae()
         if request.init_image is not None:  # an edit: its input (mask, outpaint growth) goes back on the Edit canvas
             if not self.edit.load_request(request):
                 return  # the canvas said what it could not read

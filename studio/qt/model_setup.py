@@ -99,6 +99,7 @@ class ModelSetup(QObject):
         self._arch.clear()
         self.push_engine_settings()
         self.w.prompt.update_vae_note()  # the recipe's VAE may differ from the new default, or match it now
+        self.w.say_missing_vae(only_if_shown=True)  # and a missing-VAE warning offers what is shown now
 
     # -- recommended settings ------------------------------------------------------------------
     def model_chosen(self, model: str) -> Recommendation | None:

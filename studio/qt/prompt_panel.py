@@ -326,11 +326,16 @@ class PromptPanel(QWidget):
             return self._recipe_vae[1]
         return None
 
+    def recipe_vae_differs(self) -> bool:
+        """A recipe's VAE is pinned and differs from the default VAE: the note and "Use default" show."""
+        vae = self.recipe_vae()
+        return vae is not None and vae != self.default_vae(self.model_name())
+
     def update_vae_note(self) -> None:
         vae = self.recipe_vae()
         if vae is None:
             self._recipe_vae = None  # another model was chosen: the recipe's VAE went with its model
-        shown = vae is not None and vae != self.default_vae(self.model_name())
+        shown = self.recipe_vae_differs()
         if shown:
             name = Path(vae).name if vae else "the model's own"
             self.vae_note.setText(f"VAE from the recipe: {name}")

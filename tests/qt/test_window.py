@@ -407,3 +407,35 @@ def test_branch_keeps_the_parent_recipe_and_changes_only_the_branch_fields(qtbot
     # … and only what branching changes, from the Prompt panel
     assert (child.prompt, child.seed, child.guidance_scale, child.scheduler) == ("a blue kite", 99, 4.5, "DDIM")
     assert child.negative_prompt == ""
+
+
+def test_missing_recorded_vae_that_is_also_the_default_offers_what_the_window_shows(qtbot, make_window, fake_engine, tmp_path):
+    from studio.core import settings as core_settings
+    from studio.core.request import GenerationRequest
+
+    w = make_window(engine_factory=fake_engine)
+    missing = str(tmp_path / "gone" / "shared-vae.safetensors")
+    w.model_setup.arch_of = lambda _model: "sd1"
+    s = core_settings.load()
+    s.set_default("vae", "sd1", missing)  # the recipe's VAE is the default VAE too, and neither is here
+    core_settings.save(s)
+    w.model_setup.reload_settings()
+    opened: list[int] = []
+    w.model_setup.open_models = lambda tab=0: opened.append(tab)
+
+    w._recreate(GenerationRequest.create(model=str(tmp_path / "m"), prompt="a kite", width=64, height=64, vae=missing))
+    assert w.messages.isVisible() and w.messages.kind == "warning" and "shared-vae.safetensors" in w.messages.message
+    assert not w.prompt.vae_default.isVisible()  # "Use default" would give the same missing file: not shown …
+    assert "Use default" not in w.messages.hint  # … and not offered
+    assert w.messages.action.isVisible()  # what is offered exists: the defaults, in the Models dialog
+    w.messages.action.click()
+    assert opened == [1]
+
+    s.set_default("vae", "sd1", None)  # the user clears the default in the Models dialog
+    core_settings.save(s)
+    w.model_setup.reload_settings()
+    assert w.prompt.vae_default.isVisible()  # now the recipe's VAE differs from the default: "Use default" shows
+    assert w.messages.isVisible() and "Use default" in w.messages.hint and "model's own VAE" in w.messages.hint
+    assert not w.messages.action.isVisible()
+    w.prompt.vae_default.click()
+    assert w.prompt.build_requests()[0].vae == "" and not w.messages.isVisible()
