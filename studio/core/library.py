@@ -70,11 +70,30 @@ def scan_all(settings: settings_mod.Settings | None = None) -> tuple[list[Catalo
     return entries, problems
 
 
+# The bundled model's one name wherever the window shows a model (model box, Models dialog, status bar).
+DEMO_LABEL = "Demo model (bundled)"
+
+
+def _is_demo_dir(p: Path, any_name: bool = False) -> bool:
+    """`p` is the bundled model's folder. Unless any_name, a path of another name is not looked up
+    (cheap: the Models table asks for every row it paints; its demo row is the folder itself)."""
+    demo = demo_model_dir()
+    if p == demo:
+        return True
+    if p.name != demo.name and not any_name:
+        return False
+    try:
+        return p.expanduser().resolve() == demo.resolve()
+    except OSError:  # an unreadable path is simply not the demo model
+        return False
+
+
 def display_name(path: str | Path) -> str:
-    """What to call a model: the file or folder name, or "org/name" inside a Hugging Face cache."""
+    """What to call a model: DEMO_LABEL for the bundled model's folder, else the file or folder name,
+    or "org/name" inside a Hugging Face cache."""
     p = Path(path)
-    if p == demo_model_dir():
-        return "demo (bundled)"
+    if _is_demo_dir(p):
+        return DEMO_LABEL
     for part in reversed(p.parts):
         m = HF_CACHE_PART.match(part)
         if m:
@@ -82,21 +101,13 @@ def display_name(path: str | Path) -> str:
     return p.name
 
 
-DEMO_LABEL = "Demo model (bundled)"
-
-
 def model_label(model: str) -> str:
-    """A short human name for a model value ("demo", a folder or a file): "Demo model (bundled)" for
-    the bundled model, else the folder's name or the file's name without its suffix ("org/name" in
-    a Hugging Face cache)."""
-    if model == "demo":
-        return DEMO_LABEL
+    """A short human name for a model value ("demo", a folder or a file): DEMO_LABEL for the bundled
+    model, else the folder's name or the file's name without its suffix ("org/name" in a Hugging Face
+    cache)."""
     p = Path(model).expanduser()
-    try:
-        if p.resolve() == demo_model_dir().resolve():
-            return DEMO_LABEL
-    except OSError:  # an unreadable path is simply not the demo model
-        pass
+    if model == "demo" or _is_demo_dir(p, any_name=True):  # a link to it, of any name, too
+        return DEMO_LABEL
     name = display_name(p)
     if name == p.name and p.suffix.lower() in MODEL_SUFFIXES:
         return p.stem

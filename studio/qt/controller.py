@@ -8,6 +8,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
+from studio.core import library
 from studio.core.errors import StudioError
 from studio.core.request import BranchRef, GenerationRequest
 from studio.core.results import GenerationResult, StepPreview
@@ -258,7 +259,7 @@ class RunController(QObject):
 
     def _model_loaded(self, model: str, info: dict) -> None:
         if self.bridge.current is None:
-            self.progress.idle(f"Model ready: {info.get('name') or model}")
+            self.progress.idle(f"Model ready: {library.model_label(model)}")  # the model box's name for it
         if self.messages.kind in ("error", "warning") and "model" in self.messages.message.lower():
             self.messages.dismiss()
 

@@ -89,6 +89,17 @@ def test_display_name_of_a_hugging_face_cache_snapshot():
     assert library.display_name("/x/dreamshaper_8.safetensors") == "dreamshaper_8.safetensors"
 
 
+def test_the_demo_model_has_one_name(tmp_path, monkeypatch):
+    demo = tmp_path / "resources" / "demo-model"
+    demo.mkdir(parents=True)
+    monkeypatch.setenv("STUDIO_DEMO_MODEL", str(demo))
+    (tmp_path / "linked").symlink_to(demo)
+    names = {library.display_name(demo), library.model_label("demo"), library.model_label(str(demo)),
+             library.model_label(str(tmp_path / "linked"))}
+    assert names == {library.DEMO_LABEL}
+    assert library.display_name(tmp_path / "other" / "demo-model") == "demo-model"  # another folder of that name
+
+
 def test_import_copy_and_link(home, tmp_path):
     src = _checkpoint_file(tmp_path / "outside" / "ink.safetensors")
     copied = library.import_model(src, "copy")

@@ -253,3 +253,23 @@ def test_reopening_the_dialog_rescans(qtbot, make_window, fake_engine, extra):
     d2 = w.model_setup.open_models()
     assert d2 is d and d2.isVisible()
     qtbot.waitUntil(lambda: not d2.busy and "new-one.safetensors" in visible_names(d2), timeout=TIMEOUT)
+
+
+def test_the_demo_model_has_one_name_in_the_models_dialog_the_model_box_and_the_status_bar(
+        qtbot, make_window, fake_engine, tiny_sd15, monkeypatch):
+    from studio.core import library
+
+    monkeypatch.setenv("STUDIO_DEMO_MODEL", str(tiny_sd15))  # the tiny model stands in for the bundled one
+    w = make_window(engine_factory=fake_engine)
+    d = open_dialog(qtbot, w)
+    rows = [d.proxy.index(r, 0) for r in range(d.proxy.rowCount())]
+    demo_row = next(i for i in rows if Path(i.data(ENTRY_ROLE).path) == tiny_sd15)
+    assert demo_row.data() == library.DEMO_LABEL  # the Models list …
+    assert d.select_path(str(tiny_sd15))
+    assert d.title.text() == f"<b>{library.DEMO_LABEL}</b>"  # … its details …
+    assert w.prompt.model.currentText() == library.DEMO_LABEL  # … the model box …
+    d.use_button.click()  # "Use this model" chooses it by its folder: the box keeps the name
+    assert w.prompt.model.currentText() == library.DEMO_LABEL and w.prompt.model_name() == "demo"
+    w.controller._model_loaded("demo", {"name": "demo", "arch": "sd1"})
+    assert w.progress.bar.format() == f"Model ready: {library.DEMO_LABEL}"  # … and the status bar
+    d.close()
