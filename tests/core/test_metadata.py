@@ -183,6 +183,29 @@ def test_an_outpaint_request_is_recorded_as_outpaint_with_its_amounts_and_fill(t
     assert back == req and back.outpaint == (0, 0, 32, 8) and back.outpaint_fill == "mirror"
 
 
+def test_the_a1111_text_of_an_outpaint_says_its_amounts_and_fill_and_reads_back(tmp_path):
+    from studio.core.metadata.readers import interpret
+
+    init = tmp_path / "in.png"
+    Image.fromarray(pixels(3)).save(init)
+    req = GenerationRequest.create(prompt="a wide beach", init_image=ImageRef(path=str(init)), outpaint=(48, 0, 16, 8),
+                                   outpaint_fill="noise", width=64, height=40)
+    path = write_png(tmp_path / "out.png", pixels(), req, {})
+    meta = read_metadata(path)
+    params = infotext.parse(meta.raw[PARAMETERS_KEY])[2]
+    assert (params["Outpaint left"], params["Outpaint top"], params["Outpaint right"], params["Outpaint bottom"],
+            params["Outpaint fill"]) == ("48", "0", "16", "8", "noise")
+    # the studio's A1111 reader alone (no JSON recipe beside it) reads them back, and does not call them unknown
+    a1111 = interpret({PARAMETERS_KEY: meta.raw[PARAMETERS_KEY]})
+    assert a1111.source == "a1111"
+    assert a1111.normalised["outpaint"] == (48, 0, 16, 8) and a1111.normalised["outpaint_fill"] == "noise"
+    assert not any(note.startswith("Outpaint") for note in a1111.unmapped)
+    assert any("outpaint sizes kept aside" in note for note in a1111.unmapped)  # the input image is not in the file
+    # an image that was not outpainted says nothing about it
+    plain = recipe.a1111_infotext(req.replace(outpaint=None))
+    assert "Outpaint" not in plain and "outpaint" not in interpret({PARAMETERS_KEY: plain}).normalised
+
+
 def test_c2pa_manifest_validates_and_tampering_is_caught(tmp_path):
     req = GenerationRequest.create(prompt="provenance", seed=7)
     path = write_png(tmp_path / "signed.png", pixels(), req, {"model_sha256": "ee" * 32})

@@ -28,6 +28,11 @@ NEGATIVE_PREFIX = "Negative prompt:"
 _PARAM = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
 _SIZE = re.compile(r"^(\d+)x(\d+)$")
 
+# An outpaint's growth in px per side (GenerationRequest.outpaint's order) and its fill mode. A1111 has
+# no such keys; other tools ignore keys they do not know, this studio's reader reads them back.
+OUTPAINT_KEYS = ("Outpaint left", "Outpaint top", "Outpaint right", "Outpaint bottom")
+OUTPAINT_FILL_KEY = "Outpaint fill"
+
 # Our scheduler names → (A1111 "Sampler", A1111 "Schedule type").
 A1111_SAMPLER = {
     "Euler": ("Euler", "Automatic"),
@@ -113,6 +118,18 @@ def parse(text: str) -> tuple[str, str, dict[str, str]]:
 def size(params: Mapping[str, str]) -> tuple[int, int] | None:
     m = _SIZE.match(params.get("Size", "").strip())
     return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def outpaint(params: Mapping[str, str]) -> tuple[tuple[int, int, int, int] | None, str | None]:
+    """(px added left, top, right, bottom) and the fill mode, from the outpaint keys; None where absent
+    or unreadable (the four sides are read together)."""
+    sides: tuple[int, int, int, int] | None
+    try:
+        left, top, right, bottom = (int(params[key].strip()) for key in OUTPAINT_KEYS)
+        sides = (left, top, right, bottom)
+    except (KeyError, ValueError):
+        sides = None
+    return sides, params.get(OUTPAINT_FILL_KEY, "").strip() or None
 
 
 def parse_hash_list(value: str) -> dict[str, str]:

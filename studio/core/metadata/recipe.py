@@ -111,6 +111,9 @@ def a1111_params(
         "Clip skip": request.clip_skip + 1 if request.clip_skip else None,
         "Color correction": str(request.color_correction) if request.kind in ("inpaint", "outpaint") else None,
     }
+    if request.outpaint is not None:  # keys of the studio's own, as A1111 writes "Mask blur" for inpainting
+        params.update(zip(infotext.OUTPAINT_KEYS, request.outpaint))
+        params[infotext.OUTPAINT_FILL_KEY] = request.outpaint_fill
     if request.batch_size > 1:
         params["Batch size"] = request.batch_size
         params["Batch pos"] = int(info.get("batch_index", 0))
