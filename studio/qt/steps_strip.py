@@ -23,6 +23,13 @@ from studio.qt.history import KeptStep, RunRecord, StepHistory, resolve_step
 from studio.qt.images import to_qimage
 
 THUMB = 52
+BRANCH_TIP = (
+    "Start a new run from this step's latent with the Prompt panel's current prompt, guidance, scheduler "
+    "and seed: only the remaining steps are made. Everything else stays the parent's: model, size, steps, "
+    "VAE, LoRAs and ControlNet units."
+)
+# The engine branches text-to-image runs only (an edit's steps start from its input image's latent)
+EDIT_KIND_TEXT = {"img2img": "an image-to-image", "inpaint": "an inpaint", "outpaint": "an outpaint"}
 STATUS_TEXT = {"queued": "queued", "loading": "loading", "running": "running", "done": "done",
                "cancelled": "cancelled", "failed": "failed"}
 
@@ -68,11 +75,7 @@ class StepsStrip(QWidget):
         self.use_settings.setToolTip("Load this run's prompt and settings into the Prompt panel.")
         self.use_settings.clicked.connect(lambda: self.run_id and self.useSettingsRequested.emit(self.run_id))
         self.branch = QPushButton("Branch from here", objectName="Branch")
-        self.branch.setToolTip(
-            "Start a new run from this step's latent with the Prompt panel's current prompt, guidance, scheduler "
-            "and seed: only the remaining steps are made. Everything else stays the parent's: model, size, steps, "
-            "VAE, LoRAs and ControlNet units."
-        )
+        self.branch.setToolTip(BRANCH_TIP)
         self.branch.clicked.connect(self._branch)
 
         self.slider = QSlider(Qt.Orientation.Horizontal, objectName="StepSlider")
@@ -250,15 +253,19 @@ class StepsStrip(QWidget):
     def _update_buttons(self) -> None:
         rec = self.history.get(self.run_id)
         step = self.selected_step()
-        can = bool(rec and rec.status in ("done", "cancelled") and step and step < rec.total
+        edit = EDIT_KIND_TEXT.get(rec.request.kind) if rec is not None else None
+        can = bool(rec and not edit and rec.status in ("done", "cancelled") and step and step < rec.total
                    and resolve_step(self.history, rec.run_id, step) is not None
                    and resolve_step(self.history, rec.run_id, step).latent is not None)
         self.branch.setEnabled(can)
+        self.branch.setToolTip(
+            f"Branching is only available for text-to-image runs so far: this is {edit} run." if edit else BRANCH_TIP)
         self.use_settings.setEnabled(rec is not None)
 
     def _branch(self) -> None:
+        """The button's action, and the Generate menu's (Ctrl+B): nothing while the button is disabled."""
         step = self.selected_step()
-        if self.run_id and step:
+        if self.run_id and step and self.branch.isEnabled():
             self.branchRequested.emit(self.run_id, step)
 
     def image_for(self, run_id: str, step: int) -> QImage | None:
