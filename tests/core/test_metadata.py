@@ -206,6 +206,68 @@ def test_the_a1111_text_of_an_outpaint_says_its_amounts_and_fill_and_reads_back(
     assert "Outpaint" not in plain and "outpaint" not in interpret({PARAMETERS_KEY: plain}).normalised
 
 
+@pytest.mark.parametrize("kind", ["inpaint", "outpaint"])
+def test_the_a1111_text_of_an_inpaint_says_its_mask_settings_and_reads_back(tmp_path, kind):
+    from studio.core.metadata.readers import interpret
+
+    init = tmp_path / "in.png"
+    Image.fromarray(pixels(3)).save(init)
+    edit = {"mask": ImageRef(path=str(init))} if kind == "inpaint" else {"outpaint": (16, 0, 0, 0)}
+    req = GenerationRequest.create(prompt="a green star", init_image=ImageRef(path=str(init)), strength=0.75,
+                                   mask_blur=5, mask_grow=6, inpaint_area="only_masked", inpaint_padding=40,
+                                   width=64, height=64, **edit)
+    path = write_png(tmp_path / "out.png", pixels(), req, {})
+    text = read_metadata(path).raw[PARAMETERS_KEY]
+    params = infotext.parse(text)[2]
+    # A1111's keys with A1111's meaning ("Mask blur" is the Gaussian's sigma: half the studio's feather px) …
+    assert (params["Denoising strength"], params["Mask blur"], params["Inpaint area"],
+            params["Masked area padding"]) == ("0.75", "2.5", "Only masked", "40")
+    assert params["Mask grow"] == "6"  # … and the studio's own for what A1111 has no key for
+    a1111 = interpret({PARAMETERS_KEY: text})  # the studio's A1111 reader alone reads them back
+    assert a1111.source == "a1111"
+    n = a1111.normalised
+    assert (n["denoising_strength"], n["mask_blur"], n["mask_grow"], n["inpaint_area"], n["inpaint_padding"]) == (
+        0.75, 5, 6, "only_masked", 40)
+    assert not any(note.split(":")[0] in infotext.MASK_FIELDS.values() for note in a1111.unmapped)
+    assert any("mask settings kept aside" in note for note in a1111.unmapped)
+    # the whole picture: said, without the padding that only "Only masked" uses (as A1111 writes it)
+    whole = infotext.parse(recipe.a1111_infotext(req.replace(inpaint_area="whole", mask_blur=8)))[2]
+    assert whole["Inpaint area"] == "Whole picture" and "Masked area padding" not in whole and whole["Mask blur"] == "4"
+    back = interpret({PARAMETERS_KEY: recipe.a1111_infotext(req.replace(inpaint_area="whole", mask_blur=8))})
+    assert back.normalised["inpaint_area"] == "whole" and back.normalised["mask_blur"] == 8
+    # img2img and txt2img have no mask: nothing about one
+    for plain in (req.replace(mask=None, outpaint=None), GenerationRequest.create(prompt="x")):
+        keys = infotext.parse(recipe.a1111_infotext(plain))[2]
+        assert not set(keys) & set(infotext.MASK_FIELDS.values())
+
+
+def test_a1111_mask_blur_is_the_sigma_of_the_studios_feather():
+    """What makes "Mask blur" honest: A1111 blurs the mask with a Gaussian of that sigma, the studio's
+    feather of `mask_blur` px is a Gaussian of sigma a1111_mask_blur(mask_blur)."""
+    from PIL import ImageFilter
+
+    from studio.engine.inpaint import feather
+
+    mask = np.zeros((48, 48), np.uint8)
+    mask[12:36, 16:30] = 255
+    for px in (3, 8):
+        want = np.asarray(Image.fromarray(mask).filter(ImageFilter.GaussianBlur(infotext.a1111_mask_blur(px))))
+        assert np.array_equal(feather(mask, px), want)
+
+
+def test_a1111_inpaint_text_from_a1111_itself_reads_in_the_studios_terms():
+    from studio.core.metadata.readers import interpret
+
+    text = ("a cat\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 1, Size: 512x512, Denoising strength: 0.5, "
+            "Mask blur: 4, Inpaint area: Only masked, Masked area padding: 32, Version: v1.10.1")
+    n = interpret({PARAMETERS_KEY: text}).normalised
+    assert (n["mask_blur"], n["inpaint_area"], n["inpaint_padding"]) == (8, "only_masked", 32)
+    assert "mask_grow" not in n  # A1111 does not grow masks: not said, not guessed
+    odd = interpret({PARAMETERS_KEY: text.replace("Only masked", "Somewhere else").replace("Mask blur: 4", "Mask blur: x")})
+    assert "inpaint_area" not in odd.normalised and "mask_blur" not in odd.normalised
+    assert any(note.startswith("Inpaint area: Somewhere else") for note in odd.unmapped)
+
+
 def test_c2pa_manifest_validates_and_tampering_is_caught(tmp_path):
     req = GenerationRequest.create(prompt="provenance", seed=7)
     path = write_png(tmp_path / "signed.png", pixels(), req, {"model_sha256": "ee" * 32})

@@ -17,6 +17,7 @@ studio's own JSON chunk carries the exact prompt regardless).
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -32,6 +33,21 @@ _SIZE = re.compile(r"^(\d+)x(\d+)$")
 # no such keys; other tools ignore keys they do not know, this studio's reader reads them back.
 OUTPAINT_KEYS = ("Outpaint left", "Outpaint top", "Outpaint right", "Outpaint bottom")
 OUTPAINT_FILL_KEY = "Outpaint fill"
+
+# An inpaint's (or outpaint's) mask settings. "Mask blur", "Inpaint area" and "Masked area padding" are
+# A1111's own keys; A1111 writes the area and padding only for "Only masked", this studio always says
+# the area. A1111's "Mask blur" is the standard deviation (px) of the Gaussian blur of the mask; the
+# studio's mask blur feathers with a Gaussian of half its value (studio.engine.inpaint.feather), so the
+# key carries mask_blur / 2 and is read back doubled. A1111 has no mask growth: "Mask grow" (px the
+# mask is dilated by) is a key of the studio's own. A1111's overlay also differs a little from the
+# studio's composite (for "Whole picture" it doubles the blurred mask), but the blur is the same.
+MASK_BLUR_KEY = "Mask blur"
+MASK_GROW_KEY = "Mask grow"
+INPAINT_AREA_KEY = "Inpaint area"
+INPAINT_PADDING_KEY = "Masked area padding"
+INPAINT_AREAS = {"whole": "Whole picture", "only_masked": "Only masked"}
+MASK_FIELDS = {"mask_blur": MASK_BLUR_KEY, "mask_grow": MASK_GROW_KEY, "inpaint_area": INPAINT_AREA_KEY,
+               "inpaint_padding": INPAINT_PADDING_KEY}  # GenerationRequest field -> key
 
 # Our scheduler names → (A1111 "Sampler", A1111 "Schedule type").
 A1111_SAMPLER = {
@@ -130,6 +146,29 @@ def outpaint(params: Mapping[str, str]) -> tuple[tuple[int, int, int, int] | Non
     except (KeyError, ValueError):
         sides = None
     return sides, params.get(OUTPAINT_FILL_KEY, "").strip() or None
+
+
+def a1111_mask_blur(mask_blur: int) -> float:
+    """The studio's mask blur (feather px) as A1111's "Mask blur" (the Gaussian's standard deviation)."""
+    return mask_blur / 2
+
+
+def mask_settings(params: Mapping[str, str]) -> dict[str, Any]:
+    """The mask settings the mask keys give, in the request's terms (mask_blur, mask_grow, inpaint_area,
+    inpaint_padding); a key that is absent or unreadable gives nothing."""
+    out: dict[str, Any] = {}
+    for field in ("mask_blur", "mask_grow", "inpaint_padding"):
+        try:
+            value = float(params[MASK_FIELDS[field]].strip())
+        except (KeyError, ValueError):
+            continue
+        if math.isfinite(value) and value >= 0:
+            out[field] = round(value * 2) if field == "mask_blur" else round(value)
+    area = params.get(INPAINT_AREA_KEY, "").strip().lower()
+    ours = next((name for name, text in INPAINT_AREAS.items() if text.lower() == area), None)
+    if ours is not None:
+        out["inpaint_area"] = ours
+    return out
 
 
 def parse_hash_list(value: str) -> dict[str, str]:

@@ -5,8 +5,9 @@ Every reader ends in the same normalised dict::
     {prompt, negative_prompt, steps, sampler, cfg_scale, seed, width, height,
      model, model_hash, loras: [{name, weight, hash}], source}
 
-plus, from A1111 text that says so, denoising_strength, clip_skip, outpaint ((px added left, top,
-right, bottom), as this studio writes it) and outpaint_fill.
+plus, from A1111 text that says so, denoising_strength, clip_skip, the mask settings in this studio's
+terms (mask_blur, mask_grow, inpaint_area, inpaint_padding: see infotext.MASK_FIELDS), outpaint ((px
+added left, top, right, bottom), as this studio writes it) and outpaint_fill.
 
 `sampler` is one of this studio's scheduler names when the tool's sampler maps onto one, else
 None, with a note in `unmapped` saying what could not be carried over. Sources: "studio",
@@ -185,6 +186,8 @@ def from_a1111(text: str, source: str = "a1111") -> tuple[dict[str, Any], list[s
         out["denoising_strength"] = _num(params["Denoising strength"])
     if "Clip skip" in params:
         out["clip_skip"] = _num(params["Clip skip"], int)
+    mask = infotext.mask_settings(params)
+    out.update(mask)
     sides, fill = infotext.outpaint(params)  # written by this studio: px added per side, fill mode
     if sides is not None:
         out["outpaint"] = sides
@@ -194,6 +197,7 @@ def from_a1111(text: str, source: str = "a1111") -> tuple[dict[str, Any], list[s
         "Batch size", "Batch pos", "Steps", "Sampler", "Schedule type", "CFG scale", "Seed", "Size", "Model hash", "Model",
         "Denoising strength", "Lora hashes", "Version", "Clip skip", "CFG Rescale phi",
         *(infotext.OUTPAINT_KEYS if sides is not None else ()), *((infotext.OUTPAINT_FILL_KEY,) if fill else ()),
+        *(infotext.MASK_FIELDS[name] for name in mask),
     }  # fmt: skip
     for key in params:
         if key not in known:
@@ -393,6 +397,8 @@ def to_request(norm: dict[str, Any], notes: list[str]) -> GenerationRequest | No
         notes.append("denoising strength kept aside: the input image is not in the file")
     if norm.get("outpaint") is not None:
         notes.append("outpaint sizes kept aside: the input image is not in the file")
+    if any(norm.get(name) is not None for name in infotext.MASK_FIELDS):
+        notes.append("mask settings kept aside: the input image and its mask are not in the file")
     if isinstance(norm.get("clip_skip"), int) and norm["clip_skip"] > 1:
         fields["clip_skip"] = min(norm["clip_skip"] - 1, 12)
     loras = []

@@ -111,6 +111,12 @@ def a1111_params(
         "Clip skip": request.clip_skip + 1 if request.clip_skip else None,
         "Color correction": str(request.color_correction) if request.kind in ("inpaint", "outpaint") else None,
     }
+    if request.kind in ("inpaint", "outpaint"):  # the mask settings, as A1111 writes them (see infotext.MASK_FIELDS)
+        params[infotext.MASK_BLUR_KEY] = infotext.format_number(infotext.a1111_mask_blur(request.mask_blur))
+        params[infotext.MASK_GROW_KEY] = request.mask_grow
+        params[infotext.INPAINT_AREA_KEY] = infotext.INPAINT_AREAS[request.inpaint_area]
+        if request.inpaint_area == "only_masked":
+            params[infotext.INPAINT_PADDING_KEY] = request.inpaint_padding
     if request.outpaint is not None:  # keys of the studio's own, as A1111 writes "Mask blur" for inpainting
         params.update(zip(infotext.OUTPAINT_KEYS, request.outpaint))
         params[infotext.OUTPAINT_FILL_KEY] = request.outpaint_fill
