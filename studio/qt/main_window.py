@@ -399,5 +399,8 @@ class MainWindow(QMainWindow):
                 log.warning("gallery shutdown: %s", exc)
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
+        if not getattr(self, "_shut", False) and not self.model_setup.confirm_quit():
+            event.ignore()  # a download is running and the user keeps the window
+            return
         self.shutdown()
         super().closeEvent(event)

@@ -1,7 +1,8 @@
 """The window's model manager: the Models menu, the Models and Device dialogs, the first-run
-welcome page, recommended settings applied when a model is chosen, and the shared settings
+welcome page, recommended settings applied when a model is chosen, the shared settings
 (default VAE per architecture into every request; tiny autoencoders, memory preset and
-out-of-memory fallback into the engine thread)."""
+out-of-memory fallback into the engine thread), and Hub downloads, which belong to the window so
+they go on while the Models dialog is closed (shown in the status bar then) and stop on quit."""
 
 from __future__ import annotations
 
@@ -11,12 +12,13 @@ from typing import Any
 
 from PySide6.QtCore import QObject
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QFileDialog, QMainWindow, QMenu
+from PySide6.QtWidgets import QFileDialog, QMainWindow, QMenu, QMessageBox
 
 from studio.core import library, recommend
 from studio.core import settings as core_settings
 from studio.core.recommend import Recommendation
 from studio.qt import background
+from studio.qt.models_download import Downloads, DownloadStatus
 
 log = logging.getLogger(__name__)
 WELCOME_KEY = "welcome/choice"
@@ -32,6 +34,12 @@ class ModelSetup(QObject):
         self.models_dialog: Any = None
         self.device_dialog: Any = None
         self.welcome: Any = None
+        self.downloads = Downloads(self)
+        self.downloads.downloaded.connect(self._downloaded)
+        self.downloads.failed.connect(self._download_failed)
+        self.download_status = DownloadStatus(self.downloads)
+        self.download_status.openRequested.connect(lambda: self.open_models(tab=2))
+        window.statusBar().insertPermanentWidget(0, self.download_status)
         window.prompt.field_contributors.append(self.request_fields)
         window.prompt.default_vae = self.default_vae
         window.bridge.engineInfo.connect(window.progress.set_device)  # the status bar shows the preset too
@@ -124,7 +132,8 @@ class ModelSetup(QObject):
         from studio.qt.models_dialog import ModelsDialog
 
         if self.models_dialog is None:
-            d = ModelsDialog(self.w)
+            d = ModelsDialog(self.w, downloads=self.downloads)
+            d.shownChanged.connect(self.download_status.set_dialog_shown)
             d.modelChosen.connect(self.w._model_chosen)
             d.settingsChanged.connect(self.reload_settings)
             device = self.w.bridge.device or {}
@@ -236,10 +245,46 @@ class ModelSetup(QObject):
         self.w.settings.sync()
         self.hide_welcome()
 
+    # -- downloads ------------------------------------------------------------------------------
+    def _dialog_shown(self) -> bool:
+        return self.models_dialog is not None and self.models_dialog.isVisible()
+
+    def _downloaded(self, path: str) -> None:
+        """A download finished: a model goes into the Prompt panel's model list (the Models dialog rescans
+        and selects it itself); said in the status bar when the dialog is closed."""
+        entry = library.identify(path)
+        usable = entry is not None and entry.usable and entry.kind in ("checkpoint", "inpaint checkpoint")
+        if usable:
+            self.w.prompt.set_recent_models(self.w.settings.add_recent_model(path))
+        if not self._dialog_shown():
+            where = "in the model list and in Models ▸ Models…" if usable else "in Models ▸ Models…"
+            self.w.statusBar().showMessage(f"Downloaded {self.downloads.repo}: it is {where}", 15000)
+
+    def _download_failed(self, message: str, hint: str) -> None:
+        if not self._dialog_shown():  # the Download tab says it when it is open
+            self.w.messages.show_message(f"Downloading {self.downloads.repo} failed: {message}",
+                                         f"{hint} Download it again to resume (Models ▸ Download models…).".strip(),
+                                         kind="warning")
+
+    def confirm_quit(self) -> bool:
+        """Quitting with a download running: ask whether to stop it (it resumes next time) or keep the window."""
+        d = self.downloads
+        if not d.busy or d.stopping:
+            return True
+        done = f" ({d.fraction():.0%} done)" if d.fraction() is not None else ""
+        answer = QMessageBox.question(
+            self.w, "A download is running",
+            f"{d.repo} is still downloading{done}.\n\nStop it and quit? The files already complete are kept: "
+            "downloading it again resumes from there.",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No)
+        return answer == QMessageBox.StandardButton.Yes
+
     # -- lifetime -------------------------------------------------------------------------------
     def shutdown(self) -> None:
         for d in (self.models_dialog, self.device_dialog):
             if d is not None:
                 d.close()
+        if not self.downloads.shutdown():
+            log.warning("the download did not stop in time")
         if not background.stop_all():
             log.warning("a model-manager task did not stop in time")

@@ -3,8 +3,9 @@
 Tabs: **Models** (filterable list, details with the reason a file cannot be used, use, rename,
 move to trash, set as default VAE / tiny autoencoder per architecture, import a file or folder),
 **Folders** (the extra folders scanned with the library, the defaults per architecture) and
-**Download** (`models_download.py`). Scans and imports run on a background thread; settings are
-`studio.core.settings` (shared with the CLI).
+**Download** (`models_download.py`: a view of the window's `Downloads`, which goes on when the dialog
+closes). Scans and imports run on a background thread; settings are `studio.core.settings` (shared
+with the CLI).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from studio.core import settings as core_settings
 from studio.core.catalogue import CatalogueEntry
 from studio.core.settings import ARCH_LABELS, ARCHES
 from studio.qt.background import Task
-from studio.qt.models_download import DownloadPanel
+from studio.qt.models_download import DownloadPanel, Downloads
 from studio.qt.models_table import ENTRY_ROLE, KINDS, ModelsFilter, ModelsTableModel, arch_label, fmt_size
 
 USABLE_AS_MODEL = ("checkpoint", "inpaint checkpoint")
@@ -54,8 +55,9 @@ class ModelsDialog(QDialog):
     modelChosen = Signal(str)  # "Use this model"
     settingsChanged = Signal()  # folders or defaults changed (the window tells the engine)
     scanned = Signal()
+    shownChanged = Signal(bool)  # shown or hidden (the status bar shows a download while it is hidden)
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, parent: QWidget | None = None, downloads: Downloads | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("ModelsDialog")
         self.setWindowTitle("Models")
@@ -69,8 +71,9 @@ class ModelsDialog(QDialog):
         self.tabs = QTabWidget(objectName="ModelsTabs")
         self.tabs.addTab(self._models_tab(), "Models")
         self.tabs.addTab(self._folders_tab(), "Folders")
-        self.download = DownloadPanel()
-        self.download.downloaded.connect(self._downloaded)
+        self.downloads = downloads if downloads is not None else Downloads(self)
+        self.download = DownloadPanel(self.downloads)
+        self.downloads.downloaded.connect(self._downloaded)
         self.tabs.addTab(self.download, "Download")
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         buttons.rejected.connect(self.reject)
@@ -492,7 +495,11 @@ class ModelsDialog(QDialog):
         self.rescan_button.setEnabled(True)
 
     # -- lifetime ---------------------------------------------------------------------------------
-    def done(self, result: int) -> None:  # noqa: D102 — closing stops a running download (it resumes later)
-        if self.download.busy:
-            self.download.stop()
-        super().done(result)
+    # Closing leaves a download running: it belongs to the window (ModelSetup), which stops it on quit.
+    def showEvent(self, event) -> None:  # noqa: N802
+        super().showEvent(event)
+        self.shownChanged.emit(True)
+
+    def hideEvent(self, event) -> None:  # noqa: N802
+        super().hideEvent(event)
+        self.shownChanged.emit(False)

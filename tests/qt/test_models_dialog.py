@@ -231,6 +231,85 @@ def test_download_with_progress_stop_and_resume(qtbot, make_window, fake_engine,
     assert (models_dir() / "someone--tiny-turbo" / "unet" / "diffusion_pytorch_model.safetensors").stat().st_size == 2 * 2**20
 
 
+BIG = "unet/diffusion_pytorch_model.safetensors"
+
+
+def test_a_download_goes_on_with_the_dialog_closed_and_ends_in_the_model_list(qtbot, make_window, fake_engine, hub):
+    w = make_window(engine_factory=fake_engine)
+    downloads, status = w.model_setup.downloads, w.model_setup.download_status
+    chosen = w.prompt.model_name()
+    d = w.model_setup.open_models(tab=2)
+    qtbot.waitUntil(lambda: not d.busy, timeout=TIMEOUT)
+    assert status.isHidden()
+    hub.slow.add(BIG)
+    hub.chunk_delay_s = 0.2  # 32 chunks: about 6 s, until the test lets it go (hub.slow.clear())
+    d.download.repo.setText("someone/tiny-turbo")
+    d.download.start_button.click()
+    qtbot.waitUntil(lambda: d.download.bar.maximum() == 1000 and 0 < d.download.bar.value() < 1000, timeout=TIMEOUT)
+    assert status.isHidden()  # the dialog shows it
+
+    d.close()  # the download goes on, in the main window's status bar
+    assert not d.isVisible() and downloads.busy and downloads.task.isRunning()
+    assert status.isVisible() and "someone/tiny-turbo" in status.label.text()
+    values = []
+    status.bar.valueChanged.connect(values.append)
+    qtbot.waitUntil(lambda: len(set(values)) >= 2, timeout=TIMEOUT)  # and moves there
+    assert status.bar.maximum() == 1000 and " of " in status.bar.format()
+
+    d.tabs.setCurrentIndex(0)
+    status.show_button.click()  # reopened: the Download tab shows the same download, live
+    assert w.model_setup.models_dialog is d and d.isVisible() and d.tabs.currentIndex() == 2 and status.isHidden()
+    panel = d.download
+    assert panel.repo.text() == "someone/tiny-turbo" and panel.stop_button.isEnabled() and not panel.start_button.isEnabled()
+    assert panel.bar.maximum() == 1000 and panel.bar.value() >= max(values) and "someone/tiny-turbo" in panel.status.text()
+    d.close()
+
+    hub.slow.clear()
+    qtbot.waitUntil(lambda: not downloads.busy, timeout=TIMEOUT)
+    path = downloads.path
+    assert downloads.phase == "done" and path.endswith("someone--tiny-turbo") and status.isHidden()
+    assert "Downloaded someone/tiny-turbo" in w.statusBar().currentMessage()
+    assert w.prompt.model.findData(path) >= 0 and w.prompt.model_name() == chosen  # listed, not chosen for you
+    d = w.model_setup.open_models()  # and in the Models list, selected
+    qtbot.waitUntil(lambda: not d.busy and d.selected() is not None and d.selected().path == path, timeout=TIMEOUT)
+    assert d.download.bar.format() == "Done"
+
+
+def test_quitting_during_a_download_asks_and_stops_it_cleanly(qtbot, make_window, fake_engine, hub, monkeypatch):
+    from studio.core.paths import models_dir
+
+    w = make_window(engine_factory=fake_engine)
+    downloads = w.model_setup.downloads
+    d = w.model_setup.open_models(tab=2)
+    qtbot.waitUntil(lambda: not d.busy, timeout=TIMEOUT)
+    hub.slow.add(BIG)
+    hub.chunk_delay_s = 0.2
+    d.download.repo.setText("someone/tiny-turbo")
+    d.download.start_button.click()
+    qtbot.waitUntil(lambda: downloads.phase == "downloading", timeout=TIMEOUT)
+    d.close()
+    task = downloads.task
+    asked = []
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: asked.append(a[2]) or QMessageBox.StandardButton.No)
+    assert not w.close()  # "No": the window stays, and so does the download
+    assert w.isVisible() and downloads.busy and task.isRunning() and "someone/tiny-turbo" in asked[0]
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Yes)
+    assert w.close()  # "Yes": stopped, its thread waited for
+    assert not task.isRunning()
+    assert not (models_dir() / "someone--tiny-turbo").exists()  # nothing half-written in the library
+
+
+def test_a_download_that_fails_with_the_dialog_closed_is_said_in_the_window(qtbot, make_window, fake_engine, hub):
+    w = make_window(engine_factory=fake_engine)
+    downloads = w.model_setup.downloads
+    assert w.model_setup.models_dialog is None
+    downloads.start("someone/not-there", fp16=False)
+    qtbot.waitUntil(lambda: not downloads.busy, timeout=TIMEOUT)
+    assert downloads.phase == "failed" and w.messages.isVisible()
+    assert "Downloading someone/not-there failed" in w.messages.message and "resume" in w.messages.hint
+    assert w.model_setup.download_status.isHidden()
+
+
 def test_download_offline_fails_at_once_with_a_message(qtbot, make_window, fake_engine, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     w = make_window(engine_factory=fake_engine)
