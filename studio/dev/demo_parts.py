@@ -29,7 +29,10 @@ LATENT_SEED_BASE = 2_000_000_000
 # Models
 
 
-def build_vae():
+VAE_WIDTHS = (16, 32, 64, 64)  # the shipped VAE's; `train-demo --vae-widths` picks others
+
+
+def build_vae(widths: tuple[int, ...] = VAE_WIDTHS):
     from diffusers import AutoencoderKL
 
     return AutoencoderKL(
@@ -37,7 +40,7 @@ def build_vae():
         out_channels=3,
         down_block_types=("DownEncoderBlock2D",) * 4,
         up_block_types=("UpDecoderBlock2D",) * 4,
-        block_out_channels=(16, 32, 64, 64),
+        block_out_channels=widths,
         layers_per_block=1,
         latent_channels=4,
         norm_num_groups=1,  # one group: per-channel groups erase the colour of flat images

@@ -26,11 +26,13 @@ import time
 from pathlib import Path
 
 from studio.dev import scenes
+from studio.dev.eval_demo import round_trip_scores
 from studio.dev.demo_parts import (
     IMAGE_SIZE,
     MAX_TOKENS,
     OFFSET_NOISE,
     VAE_SEED_BASE,
+    VAE_WIDTHS,
     LATENT_SEED_BASE,
     build_vae,
     build_unet,
@@ -72,7 +74,10 @@ def train_vae(args, work: Path, stop_at) -> bool:
     from tqdm import tqdm
 
     ckpt = work / "vae.pt"
-    vae = build_vae()
+    widths = tuple(args.vae_widths)
+    if ckpt.exists():  # a resumed run keeps the widths it was started with
+        widths = tuple(_load(ckpt).get("widths", VAE_WIDTHS))
+    vae = build_vae(widths)
     opt = torch.optim.AdamW(vae.parameters(), lr=args.vae_lr, weight_decay=0.0)
     total = args.vae_steps_64 + args.vae_steps_128
     step = 0
@@ -120,7 +125,8 @@ def train_vae(args, work: Path, stop_at) -> bool:
         bar.set_postfix(l1=f"{ema_loss:.4f}", kl=f"{float(kl):.2f}", lr=f"{lr:.1e}")
         last = step == total
         if step % args.ckpt_every == 0 or last or _past(stop_at):
-            _save_atomic({"vae": vae.state_dict(), "opt": opt.state_dict(), "step": step}, ckpt)
+            _save_atomic({"vae": vae.state_dict(), "opt": opt.state_dict(), "step": step,
+                          "widths": widths}, ckpt)
             _log(work, {"stage": "vae", "step": step, "l1": ema_loss, "s": time.time() - t0})
             if _past(stop_at) and not last:
                 bar.close()
@@ -129,15 +135,18 @@ def train_vae(args, work: Path, stop_at) -> bool:
     bar.close()
     vae.eval()
     l1, kept = palette_kept(vae)
-    print(f"vae: done, round-trip L1 {l1:.4f}, palette kept {kept * 100:.1f} %", flush=True)
-    _log(work, {"stage": "vae-eval", "l1": l1, "palette_kept": kept})
+    ceiling = round_trip_scores(vae)
+    print(f"vae: done, round-trip L1 {l1:.4f}, palette kept {kept * 100:.1f} %, "
+          f"detector on round trips of the eval scenes {ceiling}", flush=True)
+    _log(work, {"stage": "vae-eval", "l1": l1, "palette_kept": kept, "round_trip": ceiling})
     return True
 
 
 def load_vae(work: Path, decoder: bool = False):
     """The trained autoencoder; with decoder=True, with the fine-tuned decoder if there is one."""
-    vae = build_vae()
-    vae.load_state_dict(_load(work / "vae.pt")["vae"])
+    state = _load(work / "vae.pt")
+    vae = build_vae(tuple(state.get("widths", VAE_WIDTHS)))
+    vae.load_state_dict(state["vae"])
     if decoder and (work / "decoder.pt").exists():
         vae.load_state_dict(_load(work / "decoder.pt")["vae"])
     vae.eval()
@@ -203,9 +212,11 @@ def train_decoder(args, work: Path, stop_at) -> bool:
     bar.close()
     vae.eval()
     l1, kept = palette_kept(vae)
-    print(f"decoder: step {step}, round-trip L1 {l1:.4f}, palette kept {kept * 100:.1f} %",
-          flush=True)
-    _log(work, {"stage": "decoder-eval", "step": step, "l1": l1, "palette_kept": kept})
+    ceiling = round_trip_scores(vae)
+    print(f"decoder: step {step}, round-trip L1 {l1:.4f}, palette kept {kept * 100:.1f} %, "
+          f"detector on round trips of the eval scenes {ceiling}", flush=True)
+    _log(work, {"stage": "decoder-eval", "step": step, "l1": l1, "palette_kept": kept,
+                "round_trip": ceiling})
     return step >= total
 
 
@@ -432,6 +443,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--stop-at", default=None, help="HH:MM local time: checkpoint and stop then")
+    p.add_argument("--vae-widths", type=int, nargs=4, default=list(VAE_WIDTHS),
+                   help="the VAE's block widths (a new run only; a resumed one keeps its own)")
     p.add_argument("--vae-steps-64", type=int, default=700)
     p.add_argument("--vae-steps-128", type=int, default=120)
     p.add_argument("--vae-batch-64", type=int, default=16)
