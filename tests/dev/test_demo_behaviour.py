@@ -37,8 +37,14 @@ def one_thread():
 
 
 def test_guidance_pulls_towards_the_prompt(engine):
-    """Guidance 7 gets more of the held-out prompts' colour and place right than guidance 1."""
+    """The demo model's recommended guidance gets more of the held-out prompts' colour and place
+    right than guidance 1 (no guidance). Guidance 7 overshoots on this model and does not (the
+    model card's table), so the check uses the guidance the studio sets for it."""
+    from studio.core import recommend
     from studio.core.request import GenerationRequest
+
+    cfg = recommend.for_model("demo").cfg
+    assert 1.0 < cfg
 
     def right(g: float) -> int:
         hits = 0
@@ -49,7 +55,7 @@ def test_guidance_pulls_towards_the_prompt(engine):
             hits += bool(main and main.colour == obj.colour and main.position == obj.position)
         return hits
 
-    assert right(7.0) >= right(1.0) + CFG_MARGIN
+    assert right(cfg) >= right(1.0) + CFG_MARGIN
 
 
 @needs_adapters
