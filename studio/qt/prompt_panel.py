@@ -95,6 +95,9 @@ class PromptPanel(QWidget):
         self.model.setMinimumContentsLength(6)
         self.model.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.model.currentIndexChanged.connect(lambda _i: self._update_model_tip())
+        # A chosen name that does not fit shows its start ("Demo model (bun"), not its end: an
+        # editable box's line edit keeps the cursor, and so the view, at the end of a set text.
+        self.model.currentIndexChanged.connect(lambda _i: self.model.lineEdit().setCursorPosition(0))
         self.model.editTextChanged.connect(lambda _t: self._update_model_tip())
         self._add_model_item(0, "demo")
         self.model.activated.connect(lambda _i: self.modelChosen.emit(self.model_name()))
@@ -294,6 +297,7 @@ class PromptPanel(QWidget):
             i = self._add_model_item(0, model)
         self.model.setCurrentIndex(i)
         self.model.setEditText(self.model.itemText(i))
+        self.model.lineEdit().setCursorPosition(0)
         self._update_model_tip()
 
     def _add_model_item(self, index: int, model: str) -> int:

@@ -339,6 +339,9 @@ def test_model_box_shows_a_short_name_and_keeps_the_path(qtbot, make_window, fak
 
     p.set_model(str(demo))  # the bundled model by its folder: the same human name, not "urces/demo-model"
     assert p.model.currentText() == "Demo model (bundled)" and p.model_name() == str(demo)
+    assert p.model.lineEdit().cursorPosition() == 0  # a name too long for the box shows its start
+    p.model.setCurrentIndex(p.model.findText("Demo model (bundled)"))
+    assert p.model.lineEdit().cursorPosition() == 0
     ckpt = tmp_path / "checkpoints" / "dreamy-v2.1.safetensors"
     p.set_model(str(ckpt))
     assert p.model.currentText() == "dreamy-v2.1" and p.model_name() == str(ckpt)
