@@ -179,3 +179,10 @@ def test_the_demo_model_recommends_its_native_size(monkeypatch, tiny_sd15):
     monkeypatch.setenv("STUDIO_DEMO_MODEL", str(tiny_sd15))
     r = recommend.for_model("demo")
     assert r.family == "demo" and (r.width, r.height) == (128, 128)
+
+
+def test_the_demo_models_recommendation_uses_the_one_demo_name():
+    """The status bar's "Recommended for …" line names the demo model as the model box does."""
+    from studio.core import recommend
+
+    assert recommend.for_model("demo").label == library.DEMO_LABEL
