@@ -55,31 +55,30 @@ def score(image, obj: scenes.Obj, background: str) -> dict[str, bool]:
     }
 
 
+def accuracy(scores: list[dict[str, bool]]) -> dict[str, float]:
+    """Per-attribute accuracy, "overall" (all four right at once) and their "mean" over scores."""
+    n = len(scores)
+    row = {a: round(sum(s[a] for s in scores) / n, 3) for a in ATTRIBUTES}
+    row["overall"] = round(sum(all(s.values()) for s in scores) / n, 3)
+    row["mean"] = round(sum(s[a] for s in scores for a in ATTRIBUTES) / (n * len(ATTRIBUTES)), 3)
+    return row
+
+
 def round_trip_scores(vae, n_per_rule: int = 3) -> dict[str, float]:
-    """Per-attribute accuracy of the detector on VAE round trips of the held-out eval scenes."""
+    """accuracy() of the detector on VAE round trips of the held-out eval scenes."""
     import numpy as np
     import torch
 
+    from studio.dev.demo_parts import _image_tensor
+
     prompts = scenes.eval_prompts(n_per_rule)
-    arr = np.stack([np.asarray(scenes.render(scenes.Scene(background=bg, objects=(obj,))), np.float32)
-                    for obj, bg, _ in prompts])
     param = next(vae.parameters())
-    x = torch.from_numpy(arr / 127.5 - 1.0).permute(0, 3, 1, 2).to(param.device, param.dtype)
+    x = _image_tensor([scenes.render(scenes.Scene(background=bg, objects=(obj,)))
+                       for obj, bg, _ in prompts]).to(param.device, param.dtype)
     with torch.no_grad():
         y = vae.decode(vae.encode(x).latent_dist.mean).sample.float().clamp(-1, 1)
     out = ((y.permute(0, 2, 3, 1).cpu().numpy() + 1) * 127.5).round().astype(np.uint8)
-    hits = {a: 0 for a in ATTRIBUTES}
-    overall = 0
-    for (obj, bg, _), rgb in zip(prompts, out):
-        s = score(rgb, obj, bg)
-        for a in ATTRIBUTES:
-            hits[a] += s[a]
-        overall += all(s.values())
-    n = len(prompts)
-    row = {a: round(hits[a] / n, 3) for a in ATTRIBUTES}
-    row["overall"] = round(overall / n, 3)
-    row["mean"] = round(sum(hits.values()) / (n * len(ATTRIBUTES)), 3)
-    return row
+    return accuracy([score(rgb, obj, bg) for (obj, bg, _), rgb in zip(prompts, out)])
 
 
 def evaluate(
@@ -101,40 +100,32 @@ def evaluate(
                      "scheduler": type(pipe.scheduler).__name__,
                      "vae_round_trip": round_trip_scores(pipe.vae, n_per_rule), "guidance": {}}
     for g in guidances:
-        hits = {a: 0 for a in ATTRIBUTES}
-        overall = 0
+        scores = []
         t0 = time.time()
         for i, (obj, bg, prompt) in enumerate(prompts):
             gen = torch.Generator().manual_seed(10_000 + i)
             image = pipe(prompt, num_inference_steps=steps, guidance_scale=g, generator=gen,
                          height=scenes.SIZE, width=scenes.SIZE).images[0]
-            s = score(image, obj, bg)
-            for a in ATTRIBUTES:
-                hits[a] += s[a]
-            overall += all(s.values())
+            scores.append(score(image, obj, bg))
             if save_dir:
                 d = Path(save_dir)
                 d.mkdir(parents=True, exist_ok=True)
                 image.save(d / f"g{g:g}_{i:03d}.png")
-        n = len(prompts)
-        row = {a: round(hits[a] / n, 3) for a in ATTRIBUTES}
-        row["overall"] = round(overall / n, 3)
-        row["mean"] = round(sum(hits.values()) / (n * len(ATTRIBUTES)), 3)
-        row["s_per_image"] = round((time.time() - t0) / n, 3)
+        row = accuracy(scores)
+        row["s_per_image"] = round((time.time() - t0) / len(prompts), 3)
         results["guidance"][f"{g:g}"] = row
     return results
 
 
 def format_table(results: dict) -> str:
     head = "| guidance | colour | shape | position | background | overall (all 4) | mean |"
-    lines = [head, "|---|---|---|---|---|---|---|"]
+    rows = list(results["guidance"].items())
     if "vae_round_trip" in results:
-        r = results["vae_round_trip"]
+        rows.insert(0, ("VAE round trip (ceiling)", results["vae_round_trip"]))
+    lines = [head, "|---|---|---|---|---|---|---|"]
+    for label, r in rows:
         cells = [f"{r[k] * 100:.0f} %" for k in (*ATTRIBUTES, "overall", "mean")]
-        lines.append("| VAE round trip (ceiling) | " + " | ".join(cells) + " |")
-    for g, r in results["guidance"].items():
-        cells = [f"{r[k] * 100:.0f} %" for k in (*ATTRIBUTES, "overall", "mean")]
-        lines.append(f"| {g} | " + " | ".join(cells) + " |")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
