@@ -253,7 +253,7 @@ class ModelSetup(QObject):
         """A download finished: a model goes into the Prompt panel's model list (the Models dialog rescans
         and selects it itself); said in the status bar when the dialog is closed."""
         entry = library.identify(path)
-        usable = entry is not None and entry.usable and entry.kind in ("checkpoint", "inpaint checkpoint")
+        usable = entry is not None and entry.usable and entry.kind in recommend.CHECKPOINT_KINDS
         if usable:
             self.w.prompt.set_recent_models(self.w.settings.add_recent_model(path))
         if not self._dialog_shown():

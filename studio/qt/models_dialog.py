@@ -47,7 +47,6 @@ from studio.qt.background import Task
 from studio.qt.models_download import DownloadPanel, Downloads
 from studio.qt.models_table import ENTRY_ROLE, KINDS, ModelsFilter, ModelsTableModel, arch_label, fmt_size
 
-USABLE_AS_MODEL = ("checkpoint", "inpaint checkpoint")
 DEFAULTS = {"VAE": "vae", "tiny autoencoder": "taesd"}  # kind -> settings key
 
 
@@ -322,7 +321,7 @@ class ModelsDialog(QDialog):
         f["Status"].setText("✓ Usable" + (f" — {e.reason}" if e.reason else "") if e.usable else f"✗ {e.reason}")
         rec = recommend.for_entry(e)
         f["Recommended"].setText(f"{rec.summary()}. {rec.note}" if rec else "—")
-        self.use_button.setEnabled(e.usable and e.kind in USABLE_AS_MODEL)
+        self.use_button.setEnabled(e.usable and e.kind in recommend.CHECKPOINT_KINDS)
         self.rename_button.setEnabled(not protected)
         self.trash_button.setEnabled(not protected)
         what = DEFAULTS.get(e.kind)
@@ -338,7 +337,7 @@ class ModelsDialog(QDialog):
     # -- actions ----------------------------------------------------------------------------------
     def use_selected(self) -> None:
         e = self.selected()
-        if e is not None and e.usable and e.kind in USABLE_AS_MODEL:
+        if e is not None and e.usable and e.kind in recommend.CHECKPOINT_KINDS:
             self.modelChosen.emit("demo" if Path(e.path) == library.demo_model_dir() else e.path)
             self.accept()
 
