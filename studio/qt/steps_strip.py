@@ -255,8 +255,8 @@ class StepsStrip(QWidget):
         step = self.selected_step()
         edit = EDIT_KIND_TEXT.get(rec.request.kind) if rec is not None else None
         can = bool(rec and not edit and rec.status in ("done", "cancelled") and step and step < rec.total
-                   and resolve_step(self.history, rec.run_id, step) is not None
-                   and resolve_step(self.history, rec.run_id, step).latent is not None)
+                   and (kept := resolve_step(self.history, rec.run_id, step)) is not None
+                   and kept.latent is not None)
         self.branch.setEnabled(can)
         self.branch.setToolTip(
             f"Branching is only available for text-to-image runs so far: this is {edit} run." if edit else BRANCH_TIP)
