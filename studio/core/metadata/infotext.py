@@ -42,6 +42,7 @@ OUTPAINT_FILL_KEY = "Outpaint fill"
 # mask is dilated by) is a key of the studio's own. A1111's overlay also differs a little from the
 # studio's composite (for "Whole picture" it doubles the blurred mask), but the blur is the same.
 MASK_BLUR_KEY = "Mask blur"
+A1111_BLUR_PER_PX = 0.5  # A1111's "Mask blur" (Gaussian sigma) per px of the studio's mask blur
 MASK_GROW_KEY = "Mask grow"
 INPAINT_AREA_KEY = "Inpaint area"
 INPAINT_PADDING_KEY = "Masked area padding"
@@ -150,7 +151,7 @@ def outpaint(params: Mapping[str, str]) -> tuple[tuple[int, int, int, int] | Non
 
 def a1111_mask_blur(mask_blur: int) -> float:
     """The studio's mask blur (feather px) as A1111's "Mask blur" (the Gaussian's standard deviation)."""
-    return mask_blur / 2
+    return mask_blur * A1111_BLUR_PER_PX
 
 
 def mask_settings(params: Mapping[str, str]) -> dict[str, Any]:
@@ -163,7 +164,7 @@ def mask_settings(params: Mapping[str, str]) -> dict[str, Any]:
         except (KeyError, ValueError):
             continue
         if math.isfinite(value) and value >= 0:
-            out[field] = round(value * 2) if field == "mask_blur" else round(value)
+            out[field] = round(value / A1111_BLUR_PER_PX if field == "mask_blur" else value)
     area = params.get(INPAINT_AREA_KEY, "").strip().lower()
     ours = next((name for name, text in INPAINT_AREAS.items() if text.lower() == area), None)
     if ours is not None:

@@ -95,6 +95,7 @@ def a1111_params(
     info = info or {}
     sampler, schedule = infotext.A1111_SAMPLER[request.scheduler]
     sha = model_sha256(request, info)
+    masked = request.kind in ("inpaint", "outpaint")  # colour correction and the mask settings apply
     params: dict[str, Any] = {
         "Steps": request.steps,
         "Sampler": sampler,
@@ -109,9 +110,9 @@ def a1111_params(
             infotext.format_number(request.strength) if request.init_image is not None else None
         ),
         "Clip skip": request.clip_skip + 1 if request.clip_skip else None,
-        "Color correction": str(request.color_correction) if request.kind in ("inpaint", "outpaint") else None,
+        "Color correction": str(request.color_correction) if masked else None,
     }
-    if request.kind in ("inpaint", "outpaint"):  # the mask settings, as A1111 writes them (see infotext.MASK_FIELDS)
+    if masked:  # the mask settings, as A1111 writes them (see infotext.MASK_FIELDS)
         params[infotext.MASK_BLUR_KEY] = infotext.format_number(infotext.a1111_mask_blur(request.mask_blur))
         params[infotext.MASK_GROW_KEY] = request.mask_grow
         params[infotext.INPAINT_AREA_KEY] = infotext.INPAINT_AREAS[request.inpaint_area]
