@@ -12,17 +12,25 @@ from studio.core.errors import InvalidRequest
 from studio.core.request import SCHEDULER_NAMES, GenerationRequest, PreviewMode
 
 
+# Used where the model's family has no recommended settings (studio.core.recommend), as A1111 does.
+FALLBACK_STEPS, FALLBACK_CFG, FALLBACK_SCHEDULER = 20, 7.0, "Euler a"
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("generate", help="generate images headless", description="Generate images without the window.")
     p.add_argument("--model", default="demo", help='"demo" (bundled), a diffusers folder or a .safetensors checkpoint')
     p.add_argument("--prompt", required=True)
     p.add_argument("--negative", default="", help="negative prompt")
-    p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--cfg", type=float, default=7.0, help="guidance scale (0–30)")
+    p.add_argument("--steps", type=int, default=None,
+                   help=f"denoising steps (default: the model family's recommended, else {FALLBACK_STEPS})")
+    p.add_argument("--cfg", type=float, default=None,
+                   help=f"guidance scale, 0–30 (default: the model family's recommended, else {FALLBACK_CFG:g})")
     p.add_argument("--cfg-rescale", type=float, default=0.0, help="guidance rescale (0–1)")
     p.add_argument("--seed", type=int, default=None, help="seed (random if not given)")
     p.add_argument("--size", default=None, help="WxH, multiples of 8 (default: the model's native size)")
-    p.add_argument("--scheduler", default="Euler a", help=f"one of: {', '.join(SCHEDULER_NAMES)}")
+    p.add_argument("--scheduler", default=None,
+                   help=f"one of: {', '.join(SCHEDULER_NAMES)} (default: the model family's recommended, "
+                        f"else {FALLBACK_SCHEDULER})")
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--clip-skip", type=int, default=0, help="final text-encoder layers to skip (0 = none)")
     p.add_argument("--lora", action="append", default=[], metavar="PATH_OR_NAME:WEIGHT",
@@ -146,6 +154,21 @@ def parse_controlnet(text: str):
         raise InvalidRequest(f"--controlnet weight must be 0–2 and start/end 0–1: {text!r}") from None
 
 
+def sampling_defaults(args: argparse.Namespace) -> tuple[int, float, str]:
+    """(steps, guidance, scheduler): what was given, else the model family's recommended settings
+    (as the window applies when a model is chosen: the demo model's guidance 3, SD-Turbo's 1–4
+    steps without guidance …), else A1111's 20 steps, CFG 7, Euler a."""
+    from studio.core import recommend
+
+    rec = None
+    if args.steps is None or args.cfg is None or args.scheduler is None:
+        rec = recommend.for_model(args.model)
+    steps = args.steps if args.steps is not None else (rec.steps if rec else FALLBACK_STEPS)
+    cfg = args.cfg if args.cfg is not None else (rec.cfg if rec else FALLBACK_CFG)
+    scheduler = args.scheduler if args.scheduler is not None else (rec.scheduler if rec else FALLBACK_SCHEDULER)
+    return steps, cfg, scheduler
+
+
 def image_size8(path: Path, extra_w: int = 0, extra_h: int = 0) -> tuple[int, int]:
     """The size the canvas is generated at: the (expanded) image snapped up to multiples of 8."""
     from studio.engine.inpaint import load_rgb, snap8
@@ -187,17 +210,18 @@ def run(args: argparse.Namespace) -> int:
         width, height = image_size8(args.init, left + right, top + bottom)
     else:
         width = height = native_size(engine, args.model)
+    steps, cfg, scheduler = sampling_defaults(args)
     request = GenerationRequest.create(
         model=args.model,
         prompt=args.prompt,
         negative_prompt=args.negative,
-        steps=args.steps,
-        guidance_scale=args.cfg,
+        steps=steps,
+        guidance_scale=cfg,
         guidance_rescale=args.cfg_rescale,
         seed=args.seed if args.seed is not None else random.randrange(2**32),
         width=width,
         height=height,
-        scheduler=args.scheduler,
+        scheduler=scheduler,
         batch_size=args.batch,
         clip_skip=args.clip_skip,
         preview=args.preview,

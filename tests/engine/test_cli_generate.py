@@ -62,3 +62,27 @@ def test_bad_input_exits_non_zero_with_one_line(tiny_sd15, tmp_path, capsys, arg
     err = capsys.readouterr().err.strip()
     assert words in err and len(err.splitlines()) == 1 and err.startswith("studio: ")
     assert not (tmp_path / "o.png").exists()
+
+
+def test_unset_steps_cfg_scheduler_take_the_model_familys_recommended(tiny_sd15, tmp_path, capsys):
+    """Like the window when a model is chosen: the demo model gets its guidance 3 (guidance 7 distorts
+    its shapes, see its model card) and DPM++ 2M, an SD 1.x model SD 1.x's settings; what is given wins."""
+    from studio.cli.generate import FALLBACK_CFG
+    from studio.core import recommend
+
+    def request(*argv):
+        out = tmp_path / "r.png"
+        assert main(["generate", "--prompt", "a red circle", "--size", "64x64", "--seed", "1", "--no-gallery",
+                     "--out", str(out), "--json", "--preview", "none", *argv]) == 0
+        return json.loads(capsys.readouterr().out)["request"]
+
+    demo = recommend.for_model("demo")
+    r = request("--steps", "2")
+    assert (r["model"], r["guidance_scale"], r["scheduler"]) == ("demo", demo.cfg, demo.scheduler)
+    assert demo.cfg != FALLBACK_CFG
+    sd1 = recommend.for_model(str(tiny_sd15))
+    assert sd1 is not None and sd1.family == "sd1"
+    r = request("--model", str(tiny_sd15))
+    assert (r["steps"], r["guidance_scale"], r["scheduler"]) == (sd1.steps, sd1.cfg, sd1.scheduler)
+    r = request("--model", str(tiny_sd15), "--steps", "2", "--cfg", "5.5", "--scheduler", "Euler")
+    assert (r["steps"], r["guidance_scale"], r["scheduler"]) == (2, 5.5, "Euler")
