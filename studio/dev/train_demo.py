@@ -4,11 +4,17 @@
 
 Stages, each resumable from its checkpoint in --work:
   1. vae     AutoencoderKL (8×, 4 latent channels, one GroupNorm group) on 64² crops, then full 128².
+             Optional: an edge term (--vae-edge), crops around objects (--vae-object-crops), and
+             latents kept near a teacher VAE's (--vae-teacher/--vae-align) so a UNet trained on
+             the teacher's latents carries over.
   2. latents Posterior *means* of a fixed set of training scenes; scaling_factor = 1 / their std.
   3. unet    UNet2DConditionModel + CLIPTextModel (real 49,408-token vocabulary) jointly on the latents:
-             epsilon prediction, offset noise, min-SNR-5 weighting, warm-up + cosine LR, EMA weights.
+             v prediction (demo_parts.PREDICTION), offset noise, SNR weighting, warm-up + cosine LR, EMA;
+             from scratch or from an exported model (--init-from).
   +  decoder (optional, may run beside the unet stage) the decoder alone fine-tuned at 128²
-             with the encoder frozen, so the latents stay valid.
+             with the encoder frozen, so the latents stay valid (--decoder-crop-steps: first on
+             latent crops around objects).
+The shipped model's exact commands are in resources/demo-model/README.md (Recipe).
   4. export  A standard diffusers StableDiffusionPipeline folder with fp16 safetensors.
 
 Every random draw is seeded from (--seed, step), so a run resumed from a checkpoint continues with
@@ -69,6 +75,55 @@ def palette_kept(vae, n: int = 32, seed: int = 7) -> tuple[float, float]:
     return l1, kept
 
 
+def _edge_l1(y, x):
+    """L1 between the horizontal and vertical pixel differences of y and x.
+
+    Plain L1 is dominated by flat areas; this term counts only where the picture changes, so a
+    star's points and a cross's arms weigh as much as the background around them.
+    """
+    return ((y[..., :, 1:] - y[..., :, :-1]) - (x[..., :, 1:] - x[..., :, :-1])).abs().mean() + (
+        (y[..., 1:, :] - y[..., :-1, :]) - (x[..., 1:, :] - x[..., :-1, :])).abs().mean()
+
+
+def load_teacher(path: str | Path):
+    """A trained VAE (a diffusers `vae` folder, or a model folder holding one) and its latent std.
+
+    A new VAE trained with --vae-align keeps its latents near this one's, so a UNet trained on the
+    teacher's latents starts out right on the new ones and only has to learn what the new VAE adds.
+    """
+    from diffusers import AutoencoderKL
+
+    path = Path(path)
+    if (path / "vae").is_dir():
+        path = path / "vae"
+    vae = AutoencoderKL.from_pretrained(str(path), local_files_only=True).float().eval()
+    for p in vae.parameters():
+        p.requires_grad_(False)
+    return vae, 1.0 / float(vae.config.scaling_factor)
+
+
+def _near_object(sample: scenes.Sample, rng: random.Random, side: int) -> tuple[int, int]:
+    """Top-left pixel of a side×side window around one of the sample's objects (±14 px jitter)."""
+    obj = rng.choice(sample.scene.objects)
+    row, col = divmod(scenes.POSITIONS.index(obj.position), 3)
+    hi = IMAGE_SIZE - side
+    return tuple(min(hi, max(0, int(scenes.GRID[i] * IMAGE_SIZE - side / 2 + rng.uniform(-14, 14))))
+                 for i in (col, row))
+
+
+def _crop64(sample: scenes.Sample, rng: random.Random, object_rate: float):
+    """A 64² crop of the sample's image: anywhere, or (at object_rate) around one of its objects.
+
+    Random crops of scenes with one object are mostly flat background; crops around an object
+    spend the training on the edges and corners the detector reads.
+    """
+    if sample.scene.objects and rng.random() < object_rate:
+        ox, oy = _near_object(sample, rng, 64)
+    else:
+        ox, oy = rng.randrange(0, IMAGE_SIZE - 63), rng.randrange(0, IMAGE_SIZE - 63)
+    return sample.image.crop((ox, oy, ox + 64, oy + 64))
+
+
 def train_vae(args, work: Path, stop_at) -> bool:
     import torch
     from tqdm import tqdm
@@ -88,6 +143,9 @@ def train_vae(args, work: Path, stop_at) -> bool:
         step = state["step"]
     if step >= total:
         return True
+    teacher = None
+    if args.vae_teacher and args.vae_align:
+        teacher, teacher_std = load_teacher(args.vae_teacher)
     print(f"vae: {count_params(vae) / 1e6:.2f} M params, step {step}/{total}", flush=True)
     vae.train()
     bar = tqdm(total=total, initial=step, desc="vae", dynamic_ncols=True, mininterval=5)
@@ -97,13 +155,10 @@ def train_vae(args, work: Path, stop_at) -> bool:
         full = step >= args.vae_steps_64
         bs = args.vae_batch_128 if full else args.vae_batch_64
         rng = random.Random(args.seed * 7919 + step)
-        ims = [scenes.make_sample(VAE_SEED_BASE + step * 64 + i).image for i in range(bs)]
+        samples = [scenes.make_sample(VAE_SEED_BASE + step * 64 + i) for i in range(bs)]
+        ims = [s.image for s in samples]
         if not full:  # 64² crops keep the scale of the shapes and cost a quarter
-            crops = []
-            for im in ims:
-                ox, oy = rng.randrange(0, IMAGE_SIZE - 63), rng.randrange(0, IMAGE_SIZE - 63)
-                crops.append(im.crop((ox, oy, ox + 64, oy + 64)))
-            ims = crops
+            ims = [_crop64(s, rng, args.vae_object_crops) for s in samples]
         x = _image_tensor(ims)
         lr = args.vae_lr * _cosine(step, total, 50, floor=0.1)
         for g in opt.param_groups:
@@ -115,19 +170,30 @@ def train_vae(args, work: Path, stop_at) -> bool:
         rec = (y - x).abs().mean()
         kl = 0.5 * (post.mean.pow(2) + post.var - 1.0 - post.logvar).mean()
         loss = rec + args.vae_kl * kl
+        if args.vae_edge:
+            loss = loss + args.vae_edge * _edge_l1(y, x)
+        align = torch.zeros(())
+        if teacher is not None:
+            with torch.no_grad():
+                target = teacher.encode(x).latent_dist.mean
+            align = ((post.mean - target) / teacher_std).pow(2).mean()
+            loss = loss + args.vae_align * align
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
         opt.step()
         step += 1
-        ema_loss = float(rec) if ema_loss is None else 0.95 * ema_loss + 0.05 * float(rec)
+        r = float(rec.detach())
+        ema_loss = r if ema_loss is None else 0.95 * ema_loss + 0.05 * r
         bar.update(1)
-        bar.set_postfix(l1=f"{ema_loss:.4f}", kl=f"{float(kl):.2f}", lr=f"{lr:.1e}")
+        bar.set_postfix(l1=f"{ema_loss:.4f}", kl=f"{float(kl.detach()):.2f}", align=f"{float(align.detach()):.4f}",
+                        lr=f"{lr:.1e}")
         last = step == total
         if step % args.ckpt_every == 0 or last or _past(stop_at):
             _save_atomic({"vae": vae.state_dict(), "opt": opt.state_dict(), "step": step,
                           "widths": widths}, ckpt)
-            _log(work, {"stage": "vae", "step": step, "l1": ema_loss, "s": time.time() - t0})
+            _log(work, {"stage": "vae", "step": step, "l1": ema_loss, "align": float(align.detach()),
+                        "s": time.time() - t0})
             if _past(stop_at) and not last:
                 bar.close()
                 print("vae: stopped at the deadline", flush=True)
@@ -151,6 +217,15 @@ def load_vae(work: Path, decoder: bool = False):
         vae.load_state_dict(_load(work / "decoder.pt")["vae"])
     vae.eval()
     return vae
+
+
+def _latent_box(sample: scenes.Sample, rng: random.Random) -> tuple[int, int]:
+    """(x, y) latent offset of an 8×8 window (64² pixels) around one of the sample's objects."""
+    if not sample.scene.objects:
+        hi = IMAGE_SIZE // 8 - 8
+        return rng.randrange(0, hi + 1), rng.randrange(0, hi + 1)
+    ox, oy = _near_object(sample, rng, 64)
+    return ox // 8, oy // 8
 
 
 def train_decoder(args, work: Path, stop_at) -> bool:
@@ -182,25 +257,35 @@ def train_decoder(args, work: Path, stop_at) -> bool:
     ema_loss = None
     t0 = time.time()
     while step < total:
-        bs = args.vae_batch_128
-        x = _image_tensor([scenes.make_sample(VAE_SEED_BASE // 2 + step * 64 + i).image
-                           for i in range(bs)])
+        cropped = step < args.decoder_crop_steps
+        bs = args.vae_batch_64 if cropped else args.vae_batch_128
+        samples = [scenes.make_sample(VAE_SEED_BASE // 2 + step * 64 + i) for i in range(bs)]
+        x = _image_tensor([s.image for s in samples])
         gen = torch.Generator().manual_seed(args.seed * 17 + step)
         with torch.no_grad():
             post = vae.encode(x).latent_dist
             # a little noise so the decoder forgives a UNet that lands near, not on, a mean
-            z = post.mean + 0.1 * post.mean.std() * torch.randn(post.mean.shape, generator=gen)
+            z = post.mean + args.decoder_noise * post.mean.std() * torch.randn(post.mean.shape,
+                                                                                generator=gen)
+        if cropped:  # 8×8 latents around an object and their 64² pixels: a quarter of the cost
+            rng = random.Random(args.seed * 7919 + step)
+            boxes = [_latent_box(s, rng) for s in samples]
+            z = torch.stack([z[i, :, ly:ly + 8, lx:lx + 8] for i, (lx, ly) in enumerate(boxes)])
+            x = torch.stack([x[i, :, ly * 8:ly * 8 + 64, lx * 8:lx * 8 + 64]
+                             for i, (lx, ly) in enumerate(boxes)])
         lr = args.decoder_lr * _cosine(step, total, 20, floor=0.1)
         for g in opt.param_groups:
             g["lr"] = lr
         y = vae.decode(z).sample
         rec = (y - x).abs().mean()
+        loss = rec + args.vae_edge * _edge_l1(y, x) if args.vae_edge else rec
         opt.zero_grad(set_to_none=True)
-        rec.backward()
+        loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         step += 1
-        ema_loss = float(rec) if ema_loss is None else 0.95 * ema_loss + 0.05 * float(rec)
+        r = float(rec.detach())
+        ema_loss = r if ema_loss is None else 0.95 * ema_loss + 0.05 * r
         bar.update(1)
         bar.set_postfix(l1=f"{ema_loss:.4f}", lr=f"{lr:.1e}")
         last = step == total
@@ -276,6 +361,24 @@ def _ema_update(ema: list, params: list, decay: float) -> None:
         torch._foreach_add_(ema, [p.detach() for p in params], alpha=1 - decay)
 
 
+def init_from_export(folder: Path, unet, te) -> int:
+    """Load an exported model's UNet and text encoder weights (its EMA weights) into unet and te.
+
+    Returns the UNet step the export was made at (training_step.txt), where training goes on.
+    """
+    from safetensors.torch import load_file
+
+    unet.load_state_dict({k: v.float() for k, v in
+                          load_file(str(folder / "unet" / "diffusion_pytorch_model.safetensors")).items()})
+    te_state = {k: v.float() for k, v in load_file(str(folder / "text_encoder" / "model.safetensors")).items()}
+    missing, unexpected = te.load_state_dict(te_state, strict=False)
+    # transformers keeps position_ids as a buffer some versions do not save
+    if [k for k in missing if not k.endswith("position_ids")] or unexpected:
+        raise ValueError(f"{folder}: text encoder weights do not fit: {missing} {unexpected}")
+    step_file = folder / "training_step.txt"
+    return int(step_file.read_text().strip()) if step_file.is_file() else 0
+
+
 def train_unet(args, work: Path, stop_at) -> bool:
     import torch
     from diffusers import DDPMScheduler
@@ -305,6 +408,10 @@ def train_unet(args, work: Path, stop_at) -> bool:
         if args.reset_ema:  # e.g. after changing the prediction type: old averages would mislead
             for e, p in zip(ema, params):
                 e.copy_(p.detach())
+    elif args.init_from:  # continue an exported model (e.g. on the latents of a new VAE)
+        step = init_from_export(Path(args.init_from), unet, te)
+        for e, p in zip(ema, params):
+            e.copy_(p.detach())
     total = args.unet_steps
     if step >= total:
         return True
@@ -354,7 +461,8 @@ def train_unet(args, work: Path, stop_at) -> bool:
         opt.step()
         step += 1
         _ema_update(ema, params, min(args.ema, (1 + step) / (10 + step)))
-        ema_loss = float(loss) if ema_loss is None else 0.98 * ema_loss + 0.02 * float(loss)
+        lv = float(loss.detach())
+        ema_loss = lv if ema_loss is None else 0.98 * ema_loss + 0.02 * lv
         bar.update(1)
         bar.set_postfix(loss=f"{ema_loss:.4f}", lr=f"{lr:.1e}")
         last = step == total
@@ -451,8 +559,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--vae-batch-128", type=int, default=8)
     p.add_argument("--vae-lr", type=float, default=2e-3)
     p.add_argument("--vae-kl", type=float, default=1e-4)
+    p.add_argument("--vae-object-crops", type=float, default=0.0,
+                   help="fraction of the 64² crops centred (with jitter) on an object")
+    p.add_argument("--vae-edge", type=float, default=0.0,
+                   help="weight of the L1 on pixel differences (sharp edges, a star's points)")
+    p.add_argument("--vae-teacher", default=None,
+                   help="a trained VAE (or model folder) whose latents the new VAE stays near")
+    p.add_argument("--vae-align", type=float, default=0.0,
+                   help="weight of the squared distance to the teacher's latents, in its latent std")
     p.add_argument("--decoder-steps", type=int, default=2000)
     p.add_argument("--decoder-lr", type=float, default=5e-4)
+    p.add_argument("--decoder-crop-steps", type=int, default=0,
+                   help="the first N decoder steps decode 8×8 latent crops around objects (64² pixels)")
+    p.add_argument("--decoder-noise", type=float, default=0.1,
+                   help="noise added to the latents the decoder learns from, in their std")
     p.add_argument("--n-scenes", type=int, default=24_000)
     p.add_argument("--unet-steps", type=int, default=7000)
     p.add_argument("--batch", type=int, default=32)
@@ -461,6 +581,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--schedule-from", type=int, default=None,
                    help="restart warm-up + cosine at this UNet step (continuing a finished run)")
     p.add_argument("--reset-ema", action="store_true", help="restart the EMA from the resumed weights")
+    p.add_argument("--init-from", default=None,
+                   help="with no UNet checkpoint in --work yet: start from this exported model's "
+                        "UNet and text encoder (and its training step)")
     p.add_argument("--single-rate", type=float, default=0.0,
                    help="fraction of each UNet batch drawn from single-object scenes")
     p.add_argument("--canonical-rate", type=float, default=0.0,
