@@ -102,7 +102,8 @@ def _cell(position: str) -> tuple[int, int]:
     return i // 3, i % 3  # row, column
 
 
-def _far_apart(positions: list[str]) -> bool:
+def far_apart(positions: list[str]) -> bool:
+    """Every two of the positions are at least two grid cells apart (rows or columns)."""
     cells = [_cell(p) for p in positions]
     for i, a in enumerate(cells):
         for b in cells[i + 1 :]:
@@ -122,7 +123,7 @@ def sample_scene(rng: random.Random, held_out: bool = False) -> Scene:
     n = rng.choices((1, 2, 3), weights=(0.7, 0.2, 0.1))[0]
     while True:
         positions = rng.sample(POSITIONS, n)
-        if n == 1 or _far_apart(positions):
+        if n == 1 or far_apart(positions):
             break
     colours = rng.sample([c for c in COLOURS if c != bg], n)
     objs = []

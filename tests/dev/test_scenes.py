@@ -116,3 +116,21 @@ def test_stripe_score_tells_striped_backgrounds_apart():
         striped = scenes.render(dataclasses.replace(scene, pattern="striped"))
         assert scenes.stripe_score(plain) < 0.3 and scenes.stripe_score(gradient) < 0.5
         assert scenes.stripe_score(striped) > 1.2
+
+
+def test_inpaint_check_is_passable_and_not_passed_by_doing_nothing():
+    """eval-adapters' inpaint check: its masks lie over empty background two or more cells from the
+    scene's object (as in every training scene), so the right answer composited through the same mask
+    reads as a green star in the cell every time, and the untouched picture never does."""
+    from studio.dev import eval_adapters as ea
+    from studio.engine import inpaint as geo
+
+    cases = ea.inpaint_cases(12)
+    for case in cases:
+        (obj,) = case.scene.objects
+        assert case.cell in ea.free_cells(obj.position) and obj.position not in ea.free_cells(obj.position)
+        before = np.asarray(scenes.render(case.scene))
+        ideal = geo.composite(before, case.ideal(), geo.feather(case.mask, 4))
+        assert ea.inpaint_hits(ideal, case) == (True, True), case
+        assert ea.inpaint_hits(before, case) == (False, False), case
+    assert len({c.cell for c in cases}) >= 4
