@@ -37,22 +37,24 @@ def one_thread():
 
 
 def test_guidance_pulls_towards_the_prompt(engine):
-    """The demo model's recommended guidance gets more of the held-out prompts' colour and place
-    right than guidance 1 (no guidance). Guidance 7 overshoots on this model and does not (the
-    model card's table), so the check uses the guidance the studio sets for it."""
+    """The demo model's recommended guidance gets more of the held-out prompts wholly right (colour,
+    shape, place and background) than guidance 1 (no guidance). This model gets colour and place
+    right even without guidance; what guidance adds is the shape, and that needs the full 20 steps.
+    Guidance 7 overshoots on this model and does not (the model card's table), so the check uses
+    the guidance the studio sets for it."""
     from studio.core import recommend
     from studio.core.request import GenerationRequest
+    from studio.dev.eval_demo import score
 
     cfg = recommend.for_model("demo").cfg
     assert 1.0 < cfg
 
     def right(g: float) -> int:
         hits = 0
-        for i, (obj, _bg, prompt) in enumerate(scenes.eval_prompts(1)):
-            req = GenerationRequest(model=str(MODEL), prompt=prompt, steps=8, guidance_scale=g, seed=i,
+        for i, (obj, bg, prompt) in enumerate(scenes.eval_prompts(1)):
+            req = GenerationRequest(model=str(MODEL), prompt=prompt, steps=20, guidance_scale=g, seed=i,
                                     width=128, height=128, preview="none", scheduler="DDIM")
-            main = scenes.detect(engine.generate(req).images[0]).main()
-            hits += bool(main and main.colour == obj.colour and main.position == obj.position)
+            hits += all(score(engine.generate(req).images[0], obj, bg).values())
         return hits
 
     assert right(cfg) >= right(1.0) + CFG_MARGIN
@@ -80,7 +82,7 @@ def test_inpainting_fills_the_mask_with_the_asked_colour(tmp_path):
     assert r["colour"] >= INPAINT_MIN
 
 
-CFG_MARGIN = 2  # of 12 prompts
+CFG_MARGIN = 2  # of 12 prompts (measured: 7 at guidance 1, 10 at 3)
 LORA_N, LORA_MIN = 4, 0.75
 CN_N, CN_MIN = 4, 0.75
 INPAINT_N, INPAINT_MIN = 4, 0.75

@@ -7,6 +7,7 @@ import random
 
 import numpy as np
 import pytest
+from PIL import Image, ImageDraw, ImageFilter
 
 from studio.dev import scenes
 
@@ -88,6 +89,22 @@ def test_detector_each_shape(shape):
     assert det.background == "purple"
     assert det.main() is not None
     assert (det.main().shape, det.main().colour, det.main().position) == (shape, "yellow", "center")
+
+
+@pytest.mark.parametrize("size", ["medium", "large"])
+@pytest.mark.parametrize("shape", ["star", "cross"])
+def test_detector_counts_points_when_the_tips_are_rounded(shape, size):
+    """A decoder rounds a star's tips (solidity and extent then look like a cross's); its five lobes
+    remain, and a blurred cross keeps its four."""
+    image = scenes.render(scenes.Scene("blue", "plain", (scenes.Obj(shape, "yellow", size, "center"),)))
+    det = scenes.detect(image.filter(ImageFilter.GaussianBlur(2.5))).main()
+    assert det.shape == shape, det.features
+
+
+def test_a_pentagon_is_not_a_star():
+    image = Image.new("RGB", (scenes.SIZE, scenes.SIZE), scenes.PALETTE["blue"])
+    ImageDraw.Draw(image).regular_polygon((64, 64, 24), 5, fill=scenes.PALETTE["yellow"])
+    assert scenes.detect(image).main().shape == "circle"
 
 
 def test_detector_sees_nothing_on_an_empty_background():
