@@ -12,7 +12,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from studio.dev import train_demo  # noqa: E402
+from studio.dev import train_demo, train_vae  # noqa: E402
 
 SHIPPED = Path(__file__).resolve().parents[2] / "resources" / "demo-model"
 needs_shipped = pytest.mark.skipif(not (SHIPPED / "model_index.json").is_file(),
@@ -55,7 +55,7 @@ def test_a_stopped_and_resumed_vae_run_equals_an_unbroken_one(tmp_path, monkeypa
         calls["n"] += 1
         return calls["n"] >= 1
 
-    monkeypatch.setattr(train_demo, "_past", deadline_after_one_step)
+    monkeypatch.setattr(train_vae, "_past", deadline_after_one_step)
     assert _run(tmp_path / "b", "--stage", "vae") == 3  # stopped at the "deadline", checkpointed
     assert train_demo._load(tmp_path / "b" / "vae.pt")["step"] == 1
     monkeypatch.undo()
