@@ -81,12 +81,19 @@ class InpaintCase:
     scene: scenes.Scene  # the picture before (one object)
     cell: str  # the grid cell the mask covers
     mask: np.ndarray  # (SIZE, SIZE) uint8, 255 = repaint
-    prompt: str
+
+    @property
+    def asked(self) -> scenes.Obj:
+        """The object the prompt asks for, at the masked cell."""
+        return dataclasses.replace(INPAINT_OBJECT, position=self.cell)
+
+    @property
+    def prompt(self) -> str:
+        return scenes.prompt_for(self.asked, self.scene.background)
 
     def ideal(self) -> np.ndarray:
         """The right answer: the same scene drawn with the asked object at the cell."""
-        obj = dataclasses.replace(INPAINT_OBJECT, position=self.cell)
-        return np.asarray(scenes.render(dataclasses.replace(self.scene, objects=self.scene.objects + (obj,))))
+        return np.asarray(scenes.render(dataclasses.replace(self.scene, objects=self.scene.objects + (self.asked,))))
 
 
 def inpaint_cases(n: int, seed: int = 41) -> list[InpaintCase]:
@@ -101,9 +108,7 @@ def inpaint_cases(n: int, seed: int = 41) -> list[InpaintCase]:
         half = 26
         mask = np.zeros((scenes.SIZE, scenes.SIZE), np.uint8)
         mask[max(0, cy - half):cy + half, max(0, cx - half):cx + half] = 255
-        o = INPAINT_OBJECT
-        out.append(InpaintCase(scene, cell, mask, f"a {o.size} {o.colour} {o.shape} {scenes._at(cell)} on a "
-                                                  f"{scene.background} background"))
+        out.append(InpaintCase(scene, cell, mask))
     return out
 
 

@@ -411,8 +411,9 @@ def _hull_area(points: np.ndarray) -> float:
     return 0.5 * abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
 
 
-def radial_harmonics(filled: np.ndarray, bins: int = 72) -> tuple[float, float, float]:
-    """The 3-, 4- and 5-fold harmonics of a filled region's outline, as fractions of its mean radius.
+def radial_harmonics(filled: np.ndarray, edge: np.ndarray, bins: int = 72) -> tuple[float, float, float]:
+    """The 3-, 4- and 5-fold harmonics of a filled region's outline (`edge`, its boundary pixels), as
+    fractions of its mean radius.
 
     The outline's distance from the centroid is taken in `bins` directions (the farthest edge
     pixel in each); the amplitude of its k-th Fourier harmonic is how strongly the outline repeats
@@ -424,7 +425,7 @@ def radial_harmonics(filled: np.ndarray, bins: int = 72) -> tuple[float, float, 
     """
     ys, xs = np.nonzero(filled)
     cy, cx = ys.mean() + 0.5, xs.mean() + 0.5
-    ey, ex = np.nonzero(filled & ~_erode(filled))
+    ey, ex = np.nonzero(edge)
     dy, dx = ey + 0.5 - cy, ex + 0.5 - cx
     which = ((np.arctan2(dy, dx) + np.pi) / (2 * np.pi) * bins).astype(int) % bins
     radius = np.zeros(bins)
@@ -458,7 +459,7 @@ def shape_features(mask: np.ndarray) -> tuple[float, ...]:
     hole = (area - float(mask.sum())) / area
     yc = ys - ys.mean()
     skew = float((yc**3).mean() / max((yc**2).mean(), 1e-6) ** 1.5)
-    return (extent, solidity, hole, skew, *radial_harmonics(filled))
+    return (extent, solidity, hole, skew, *radial_harmonics(filled, edge))
 
 
 LOBES = 0.15  # a harmonic this strong (half a drawn star's or cross's) and the strongest: k lobes
