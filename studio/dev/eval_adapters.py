@@ -8,7 +8,10 @@
               prompt asks for "a large green star" there. Hit: inside the mask the detector finds a
               green object, and (shape) a star. Nothing outside the grown+feathered mask may change
               (checked too). The ideal answer (the scene drawn with the star, composited through
-              the same mask) scores 100 %.
+              the same mask) scores 100 %. Run with the whole picture as context (the studio's
+              default) and with "Only masked" (`--inpaint-padding`, the crop the model sees around
+              the mask); `star_size` is the median area of the stars found over the ideal star's
+              (Only masked draws at the crop's scale, so its stars come out smaller).
 - lora        The demo LoRA at weight 0 and 1 on held-out single-object prompts that ask for a plain
               background. Hit: the background is striped (`scenes.stripe_score` ≥ 1.5 grey levels;
               plain model output scores 0.3-0.9, rendered stripes 1.4-6).
@@ -112,18 +115,33 @@ def inpaint_cases(n: int, seed: int = 41) -> list[InpaintCase]:
     return out
 
 
+def _asked_in_cell(out: np.ndarray, case: InpaintCase):
+    """The largest object of the asked colour the detector finds in the masked cell, or None."""
+    inside = [o for o in scenes.detect(out).objects if o.colour == INPAINT_OBJECT.colour and o.position == case.cell]
+    return max(inside, key=lambda o: o.area) if inside else None
+
+
 def inpaint_hits(out: np.ndarray, case: InpaintCase) -> tuple[bool, bool]:
     """(an object of the asked colour in the masked cell, and it has the asked shape)."""
-    det = scenes.detect(out)
-    inside = [o for o in det.objects if o.colour == INPAINT_OBJECT.colour and o.position == case.cell]
-    return bool(inside), bool(inside and max(inside, key=lambda o: o.area).shape == INPAINT_OBJECT.shape)
+    found = _asked_in_cell(out, case)
+    return found is not None, bool(found and found.shape == INPAINT_OBJECT.shape)
 
 
-def eval_inpaint(model: Path, n: int, steps: int, guidance: float, tmp: Path) -> dict:
+def star_size(out: np.ndarray, case: InpaintCase) -> float | None:
+    """Area of the star found in the cell over the ideal answer's (None when no star is found)."""
+    found, ideal = _asked_in_cell(out, case), _asked_in_cell(case.ideal(), case)
+    if found is None or found.shape != INPAINT_OBJECT.shape or ideal is None:
+        return None
+    return found.area / ideal.area
+
+
+def eval_inpaint(model: Path, n: int, steps: int, guidance: float, tmp: Path,
+                 area: str = "whole", padding: int = 32) -> dict:
     from studio.core.request import ImageRef
 
     eng = _engine()
     hits = {"colour": 0, "shape": 0, "outside_unchanged": 0}
+    sizes = []
     t0 = time.time()
     for i, case in enumerate(inpaint_cases(n)):
         image = scenes.render(case.scene)
@@ -132,14 +150,19 @@ def eval_inpaint(model: Path, n: int, steps: int, guidance: float, tmp: Path) ->
         Image.fromarray(case.mask).save(mp)
         res = eng.generate(_req(model, case.prompt, 20_000 + i, steps, guidance,
                                 init_image=ImageRef(path=str(ip)), mask=ImageRef(path=str(mp)),
-                                mask_grow=0, mask_blur=4, strength=1.0))
+                                mask_grow=0, mask_blur=4, strength=1.0,
+                                inpaint_area=area, inpaint_padding=padding))
         out = res.images[0]
         grown = np.asarray(Image.fromarray(case.mask).filter(ImageFilter.MaxFilter(17)))
         hits["outside_unchanged"] += bool((out[grown == 0] == np.asarray(image)[grown == 0]).all())
         colour, shape = inpaint_hits(out, case)
         hits["colour"] += colour
         hits["shape"] += shape
-    return {"n": n, **{k: round(v / n, 3) for k, v in hits.items()},
+        if (size := star_size(out, case)) is not None:
+            sizes.append(size)
+    return {"n": n, "area": area, **({"padding": padding} if area == "only_masked" else {}),
+            **{k: round(v / n, 3) for k, v in hits.items()},
+            "star_size": round(float(np.median(sizes)), 2) if sizes else None,
             "s_per_image": round((time.time() - t0) / n, 2)}
 
 
@@ -199,6 +222,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-n", type=int, default=20, help="trials per check")
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--guidance", type=float, default=4.0)
+    p.add_argument("--inpaint-padding", type=int, default=8,
+                   help="px of context around the mask for the Only masked run")
     p.add_argument("--json", action="store_true")
     p.add_argument("--threads", type=int, default=None)
 
@@ -215,6 +240,8 @@ def run(args: argparse.Namespace) -> int:
         tmp = Path(t)
         if "inpaint" in only:
             results["inpaint"] = eval_inpaint(model, args.n, args.steps, args.guidance, tmp)
+            results["inpaint_only_masked"] = eval_inpaint(model, args.n, args.steps, args.guidance, tmp,
+                                                          "only_masked", args.inpaint_padding)
         if "lora" in only:
             results["lora"] = eval_lora(model, adapters / LORA_FILE, args.n, args.steps, args.guidance)
         if "controlnet" in only:

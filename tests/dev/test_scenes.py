@@ -150,4 +150,5 @@ def test_inpaint_check_is_passable_and_not_passed_by_doing_nothing():
         ideal = geo.composite(before, case.ideal(), geo.feather(case.mask, 4))
         assert ea.inpaint_hits(ideal, case) == (True, True), case
         assert ea.inpaint_hits(before, case) == (False, False), case
+        assert ea.star_size(ideal, case) == pytest.approx(1.0, abs=0.05) and ea.star_size(before, case) is None
     assert len({c.cell for c in cases}) >= 4
