@@ -38,7 +38,7 @@ MISSING_VAE = "The VAE this image was made with is not on this computer"  # the 
 
 # What a first start shows: something the bundled demo model (flat shapes, 128 px) draws well.
 STARTER_REQUEST = GenerationRequest(
-    model="demo", prompt="a large red circle in the center on a blue background", steps=20, guidance_scale=7.0,
+    model="demo", prompt="a large red circle in the center on a blue background", steps=20, guidance_scale=3.0,
     width=128, height=128, scheduler="DPM++ 2M", seed=11,
 )
 

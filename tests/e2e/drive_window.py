@@ -66,6 +66,9 @@ def spin_button_rects(spin, ratio: float) -> dict:
     return out
 
 
+PROMPT = "a large green circle at the top left on a blue background"
+
+
 def main(model: str, out_png: str, out_json: str, size: str = "64", steps: str = "6") -> int:
     from studio.qt.app import ensure_app
     from studio.qt.images import from_qimage
@@ -83,14 +86,13 @@ def main(model: str, out_png: str, out_json: str, size: str = "64", steps: str =
     w.show()
     w.raise_()
     p = w.prompt
-    p.set_model(model)
-    p.prompt.setPlainText("a large green circle at the top left on a blue background")
+    w._model_chosen(model)  # as picking it in the Models dialog: its recommended CFG and scheduler
+    p.prompt.setPlainText(PROMPT)
     p.negative.setPlainText("blurry, noise")
     p.steps.setValue(int(steps))
     p.set_size(int(size), int(size))
     p.seed.setValue(11)
     p.seed_lock.setChecked(True)
-    p.scheduler.setCurrentText("Euler")
     done: dict = {}
     w.controller.runFinished.connect(lambda rid, status: done.update(run=rid, status=status))
 
@@ -114,6 +116,8 @@ def main(model: str, out_png: str, out_json: str, size: str = "64", steps: str =
     info = {
         "status": done["status"],
         "steps": rec.kept_steps(),
+        "guidance": p.guidance.value(),
+        "scheduler": p.scheduler.currentText(),
         "canvas_rect": [int(top_left.x() * ratio), int(top_left.y() * ratio), int(r.width() * ratio), int(r.height() * ratio)],
         "image_mean": float(np.mean(rec.images[0])) if rec.images else None,
         "platform": app.platformName(),

@@ -71,3 +71,13 @@ def test_real_window_generates_and_looks_right(xvfb_display, tiny_sd15, tmp_path
     assert flat > diff + 5, "the canvas region is nearly flat: no image on it"
     # the surroundings are the dark theme, not the image
     assert shot[y - 20 if y >= 20 else 0, x + w // 2].mean() < 60
+
+    if size == 128:  # the demo model, at the settings the window recommends for it: the picture is what was asked
+        from studio.core.recommend import table
+        from studio.dev import scenes
+
+        demo = table()["demo"]
+        assert (info["guidance"], info["scheduler"]) == (demo["cfg"], demo["scheduler"])
+        seen = scenes.detect(made)
+        main = seen.main()
+        assert seen.background == "blue" and main is not None and (main.colour, main.shape, main.position) == ("green", "circle", "top left"), main
