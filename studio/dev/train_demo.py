@@ -184,8 +184,8 @@ def train_unet(args, work: Path, stop_at) -> bool:
             pick = torch.randint(0, len(singles), (n_single,), generator=g)
             idx[:n_single] = singles[pick]
         crng = random.Random(args.seed * 7_777_777 + step)
-        caps = [scenes.caption(scene_of(int(i)), crng, canonical_rate=args.canonical_rate)
-                for i in idx]
+        caps = [scenes.caption(scene_of(int(i)), crng, empty_rate=args.empty_rate,
+                               canonical_rate=args.canonical_rate) for i in idx]
         ids = tok(caps, padding="max_length", max_length=MAX_TOKENS, truncation=True,
                   return_tensors="pt").input_ids
         x0 = latents[idx].float() * scale
@@ -335,6 +335,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "UNet and text encoder (and its training step)")
     p.add_argument("--single-rate", type=float, default=0.0,
                    help="fraction of each UNet batch drawn from single-object scenes")
+    p.add_argument("--empty-rate", type=float, default=scenes.EMPTY_CAPTION_RATE,
+                   help="fraction of empty captions (the unconditional branch classifier-free guidance uses)")
     p.add_argument("--canonical-rate", type=float, default=0.0,
                    help="fraction of captions in the evaluation's canonical phrasing")
     p.add_argument("--high-noise-rate", type=float, default=0.0,

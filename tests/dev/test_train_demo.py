@@ -5,6 +5,7 @@ the decoder alone on latent crops) do what they say."""
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -107,3 +108,23 @@ def test_decoder_stage_trains_the_decoder_alone_on_latent_crops(tmp_path):
     assert frozen and all(torch.equal(before[k], after[k]) for k in frozen)
     assert any(not torch.equal(v, after[k]) for k, v in before.items() if k.startswith("decoder."))
     assert [m["step"] for m in _metrics(work) if m["stage"] == "decoder"] == [1, 2]
+
+
+def test_empty_rate_sets_how_many_unet_captions_are_empty(tmp_path, monkeypatch):
+    """--empty-rate is the share of empty captions (the unconditional branch guidance uses): 1.0
+    trains on empty captions only, and it defaults to the scenes' rate."""
+    from studio.dev import scenes
+
+    work = tmp_path / "w"
+    assert _run(work, "--stage", "vae") == 0
+    assert _run(work, "--stage", "latents") == 0
+    made, caption = [], scenes.caption
+    monkeypatch.setattr(scenes, "caption", lambda *a, **kw: made.append(caption(*a, **kw)) or made[-1])
+    assert _run(work, "--stage", "unet", "--empty-rate", "1.0") == 0
+    assert len(made) == 2 * 2 and set(made) == {""}
+    made.clear()
+    assert _run(work, "--stage", "unet", "--empty-rate", "0.0", "--unet-steps", "4") == 0
+    assert len(made) == 2 * 2 and "" not in made
+    parser = argparse.ArgumentParser()
+    train_demo.add_arguments(parser)
+    assert parser.parse_args(["--work", "x"]).empty_rate == scenes.EMPTY_CAPTION_RATE
