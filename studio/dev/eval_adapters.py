@@ -115,22 +115,21 @@ def inpaint_cases(n: int, seed: int = 41) -> list[InpaintCase]:
     return out
 
 
-def _asked_in_cell(out: np.ndarray, case: InpaintCase):
+def inpaint_found(out: np.ndarray, case: InpaintCase) -> scenes.Detected | None:
     """The largest object of the asked colour the detector finds in the masked cell, or None."""
     inside = [o for o in scenes.detect(out).objects if o.colour == INPAINT_OBJECT.colour and o.position == case.cell]
     return max(inside, key=lambda o: o.area) if inside else None
 
 
-def inpaint_hits(out: np.ndarray, case: InpaintCase) -> tuple[bool, bool]:
+def inpaint_hits(found: scenes.Detected | None) -> tuple[bool, bool]:
     """(an object of the asked colour in the masked cell, and it has the asked shape)."""
-    found = _asked_in_cell(out, case)
     return found is not None, bool(found and found.shape == INPAINT_OBJECT.shape)
 
 
-def star_size(out: np.ndarray, case: InpaintCase) -> float | None:
+def star_size(found: scenes.Detected | None, case: InpaintCase) -> float | None:
     """Area of the star found in the cell over the ideal answer's (None when no star is found)."""
-    found, ideal = _asked_in_cell(out, case), _asked_in_cell(case.ideal(), case)
-    if found is None or found.shape != INPAINT_OBJECT.shape or ideal is None:
+    ideal = inpaint_found(case.ideal(), case)
+    if not inpaint_hits(found)[1] or ideal is None:
         return None
     return found.area / ideal.area
 
@@ -155,10 +154,11 @@ def eval_inpaint(model: Path, n: int, steps: int, guidance: float, tmp: Path,
         out = res.images[0]
         grown = np.asarray(Image.fromarray(case.mask).filter(ImageFilter.MaxFilter(17)))
         hits["outside_unchanged"] += bool((out[grown == 0] == np.asarray(image)[grown == 0]).all())
-        colour, shape = inpaint_hits(out, case)
+        found = inpaint_found(out, case)
+        colour, shape = inpaint_hits(found)
         hits["colour"] += colour
         hits["shape"] += shape
-        if (size := star_size(out, case)) is not None:
+        if (size := star_size(found, case)) is not None:
             sizes.append(size)
     return {"n": n, "area": area, **({"padding": padding} if area == "only_masked" else {}),
             **{k: round(v / n, 3) for k, v in hits.items()},

@@ -148,7 +148,8 @@ def test_inpaint_check_is_passable_and_not_passed_by_doing_nothing():
         assert case.cell in ea.free_cells(obj.position) and obj.position not in ea.free_cells(obj.position)
         before = np.asarray(scenes.render(case.scene))
         ideal = geo.composite(before, case.ideal(), geo.feather(case.mask, 4))
-        assert ea.inpaint_hits(ideal, case) == (True, True), case
-        assert ea.inpaint_hits(before, case) == (False, False), case
-        assert ea.star_size(ideal, case) == pytest.approx(1.0, abs=0.05) and ea.star_size(before, case) is None
+        found_ideal, found_before = ea.inpaint_found(ideal, case), ea.inpaint_found(before, case)
+        assert ea.inpaint_hits(found_ideal) == (True, True), case
+        assert ea.inpaint_hits(found_before) == (False, False), case
+        assert ea.star_size(found_ideal, case) == pytest.approx(1.0, abs=0.05) and ea.star_size(found_before, case) is None
     assert len({c.cell for c in cases}) >= 4
