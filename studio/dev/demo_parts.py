@@ -163,6 +163,14 @@ def _load(path: Path):
     return torch.load(path, map_location="cpu", weights_only=False)
 
 
+def _stop_time(text: str | None) -> _dt.datetime | None:
+    """--stop-at "HH:MM" as today's local time (None: no deadline)."""
+    if not text:
+        return None
+    hh, mm = map(int, text.split(":"))
+    return _dt.datetime.now().replace(hour=hh, minute=mm, second=0, microsecond=0)
+
+
 def _past(stop_at: _dt.datetime | None) -> bool:
     return stop_at is not None and _dt.datetime.now() >= stop_at
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime as _dt
 import random
 import time
 from pathlib import Path
@@ -129,10 +128,7 @@ def train(kind: str, args: argparse.Namespace) -> Path:
     base._torch_setup(args.threads)
     work = Path(args.work) / kind
     work.mkdir(parents=True, exist_ok=True)
-    stop_at = None
-    if args.stop_at:
-        hh, mm = map(int, args.stop_at.split(":"))
-        stop_at = _dt.datetime.now().replace(hour=hh, minute=mm, second=0, microsecond=0)
+    stop_at = base._stop_time(args.stop_at)
     pipe = load_base(Path(args.model))
     if kind == "lora":
         from peft import LoraConfig
@@ -205,7 +201,7 @@ def train(kind: str, args: argparse.Namespace) -> Path:
         bar.update(1)
         bar.set_postfix(loss=f"{ema_loss:.4f}", lr=f"{lr:.1e}")
         last = step == args.steps
-        deadline = stop_at is not None and _dt.datetime.now() >= stop_at
+        deadline = base._past(stop_at)
         if step % args.ckpt_every == 0 or last or deadline:
             base._save_atomic({"params": [p.detach().clone() for p in params],
                                "opt": opt.state_dict(), "step": step}, ckpt)

@@ -25,7 +25,6 @@ the same batches it would have seen. `--stop-at HH:MM` checkpoints and stops at 
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import json
 import os
 import random
@@ -48,6 +47,7 @@ from studio.dev.demo_parts import (
     _save_atomic,
     _load,
     _past,
+    _stop_time,
     _cosine,
     _log,
     loss_target,
@@ -351,10 +351,7 @@ def run(args: argparse.Namespace) -> int:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     _torch_setup(args.threads)
-    stop_at = None
-    if args.stop_at:
-        hh, mm = map(int, args.stop_at.split(":"))
-        stop_at = _dt.datetime.now().replace(hour=hh, minute=mm, second=0, microsecond=0)
+    stop_at = _stop_time(args.stop_at)
     t0 = time.time()
     stages = ["vae", "latents", "unet"] if args.stage == "all" else [args.stage]
     for stage in stages:

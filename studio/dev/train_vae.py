@@ -94,23 +94,27 @@ def _crop64(sample: scenes.Sample, rng: random.Random, object_rate: float):
     return sample.image.crop((ox, oy, ox + 64, oy + 64))
 
 
+def _restore(state: dict | None, vae, opt) -> int:
+    """Put a stage checkpoint's weights and optimiser state back; the step it had reached (0: none)."""
+    if state is None:
+        return 0
+    vae.load_state_dict(state["vae"])
+    opt.load_state_dict(state["opt"])
+    return state["step"]
+
+
 def train_vae(args, work: Path, stop_at) -> bool:
     import torch
     from tqdm import tqdm
 
     ckpt = work / "vae.pt"
-    widths = tuple(args.vae_widths)
-    if ckpt.exists():  # a resumed run keeps the widths it was started with
-        widths = tuple(_load(ckpt).get("widths", VAE_WIDTHS))
+    state = _load(ckpt) if ckpt.exists() else None
+    # a resumed run keeps the widths it was started with
+    widths = tuple(state.get("widths", VAE_WIDTHS)) if state else tuple(args.vae_widths)
     vae = build_vae(widths)
     opt = torch.optim.AdamW(vae.parameters(), lr=args.vae_lr, weight_decay=0.0)
     total = args.vae_steps_64 + args.vae_steps_128
-    step = 0
-    if ckpt.exists():
-        state = _load(ckpt)
-        vae.load_state_dict(state["vae"])
-        opt.load_state_dict(state["opt"])
-        step = state["step"]
+    step = _restore(state, vae, opt)
     if step >= total:
         return True
     teacher = None
@@ -214,12 +218,8 @@ def train_decoder(args, work: Path, stop_at) -> bool:
         p.requires_grad_(False)
     params = [p for p in vae.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=args.decoder_lr, weight_decay=0.0)
-    step, total = 0, args.decoder_steps
-    if ckpt.exists():
-        state = _load(ckpt)
-        vae.load_state_dict(state["vae"])
-        opt.load_state_dict(state["opt"])
-        step = state["step"]
+    total = args.decoder_steps
+    step = _restore(_load(ckpt) if ckpt.exists() else None, vae, opt)
     if step >= total:
         return True
     vae.decoder.train()
