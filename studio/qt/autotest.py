@@ -12,6 +12,7 @@ from pathlib import Path
 from PySide6.QtCore import QTimer
 from PySide6.QtGui import QGuiApplication
 
+from studio.core import recommend
 from studio.core.request import GenerationRequest
 
 log = logging.getLogger(__name__)
@@ -29,8 +30,10 @@ def run_autotest(screenshot: Path, prompt: str = "a red circle at the top left o
     outcome = {"code": 1}
 
     def start() -> None:
+        demo = recommend.table()["demo"]  # the guidance and sampler the window recommends for the demo model
         window.prompt.set_request(GenerationRequest.create(model="demo", prompt=prompt, steps=16, width=128,
-                                                           height=128, seed=11, guidance_scale=7.0, scheduler="DPM++ 2M"))
+                                                           height=128, seed=11, guidance_scale=demo["cfg"],
+                                                           scheduler=demo["scheduler"]))
         window.controller.generate()
 
     def finished(run_id: str, status: str) -> None:
