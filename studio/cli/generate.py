@@ -26,6 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cfg", type=float, default=None,
                    help=f"guidance scale, 0–30 (default: the model family's recommended, else {FALLBACK_CFG:g})")
     p.add_argument("--cfg-rescale", type=float, default=0.0, help="guidance rescale (0–1)")
+    p.add_argument("--cfg-end", type=float, default=None,
+                   help="guide only this share of the steps, 0–1 (default: the model family's recommended, else 1)")
     p.add_argument("--seed", type=int, default=None, help="seed (random if not given)")
     p.add_argument("--size", default=None, help="WxH, multiples of 8 (default: the model's native size)")
     p.add_argument("--scheduler", default=None,
@@ -154,19 +156,20 @@ def parse_controlnet(text: str):
         raise InvalidRequest(f"--controlnet weight must be 0–2 and start/end 0–1: {text!r}") from None
 
 
-def sampling_defaults(args: argparse.Namespace) -> tuple[int, float, str]:
-    """(steps, guidance, scheduler): what was given, else the model family's recommended settings
+def sampling_defaults(args: argparse.Namespace) -> tuple[int, float, str, float]:
+    """(steps, guidance, scheduler, guidance end): what was given, else the model family's recommended settings
     (as the window applies when a model is chosen: the demo model's guidance 3, SD-Turbo's 1–4
     steps without guidance …), else A1111's 20 steps, CFG 7, Euler a."""
     from studio.core import recommend
 
     rec = None
-    if args.steps is None or args.cfg is None or args.scheduler is None:
+    if None in (args.steps, args.cfg, args.scheduler, args.cfg_end):
         rec = recommend.for_model(args.model)
     steps = args.steps if args.steps is not None else (rec.steps if rec else FALLBACK_STEPS)
     cfg = args.cfg if args.cfg is not None else (rec.cfg if rec else FALLBACK_CFG)
     scheduler = args.scheduler if args.scheduler is not None else (rec.scheduler if rec else FALLBACK_SCHEDULER)
-    return steps, cfg, scheduler
+    cfg_end = args.cfg_end if args.cfg_end is not None else (rec.cfg_end if rec else 1.0)
+    return steps, cfg, scheduler, cfg_end
 
 
 def image_size8(path: Path, extra_w: int = 0, extra_h: int = 0) -> tuple[int, int]:
@@ -210,7 +213,7 @@ def run(args: argparse.Namespace) -> int:
         width, height = image_size8(args.init, left + right, top + bottom)
     else:
         width = height = native_size(engine, args.model)
-    steps, cfg, scheduler = sampling_defaults(args)
+    steps, cfg, scheduler, cfg_end = sampling_defaults(args)
     request = GenerationRequest.create(
         model=args.model,
         prompt=args.prompt,
@@ -218,6 +221,7 @@ def run(args: argparse.Namespace) -> int:
         steps=steps,
         guidance_scale=cfg,
         guidance_rescale=args.cfg_rescale,
+        guidance_end=cfg_end,
         seed=args.seed if args.seed is not None else random.randrange(2**32),
         width=width,
         height=height,

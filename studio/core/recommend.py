@@ -1,4 +1,4 @@
-"""Recommended settings per model family (steps, guidance, size, scheduler).
+"""Recommended settings per model family (steps, guidance and the share of steps it acts on, size, scheduler).
 
 The table is `resources/recommended_settings.json`; the family comes from what the catalogue
 reads in the model's header or configs (architecture, v-prediction) and its name (Turbo,
@@ -31,11 +31,13 @@ class Recommendation:
     height: int
     scheduler: str
     note: str = ""
+    cfg_end: float = 1.0  # guidance on this share of the steps (GenerationRequest.guidance_end)
 
     def summary(self) -> str:
         lo, hi = self.steps_range
         clo, chi = self.cfg_range
-        return (f"{self.label}: {lo}–{hi} steps, CFG {clo:g}–{chi:g}, {self.width}×{self.height}, "
+        until = f" for the first {self.cfg_end:.0%} of the steps" if self.cfg_end < 1 else ""
+        return (f"{self.label}: {lo}–{hi} steps, CFG {clo:g}–{chi:g}{until}, {self.width}×{self.height}, "
                 f"{self.scheduler}")
 
 
@@ -77,6 +79,7 @@ def for_family(family: str) -> Recommendation | None:
         steps_range=tuple(row.get("steps_range", (row["steps"], row["steps"]))),
         cfg=float(row["cfg"]), cfg_range=tuple(row.get("cfg_range", (row["cfg"], row["cfg"]))),
         width=int(row["size"][0]), height=int(row["size"][1]), scheduler=row["scheduler"], note=row.get("note", ""),
+        cfg_end=float(row.get("cfg_end", 1.0)),
     )
 
 

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from studio.core.errors import InvalidRequest
 
-SCHEMA_VERSION = 2  # 2: color_correction (recipes without it were made without it)
+SCHEMA_VERSION = 3  # 2: color_correction (recipes without it were made without it); 3: guidance_end (without: 1)
 MAX_SEED = 2**32 - 1
 
 # Common names (as A1111 / ComfyUI users know them) -> documented in studio.engine.schedulers.
@@ -82,6 +82,8 @@ class GenerationRequest(_Frozen):
     steps: int = Field(20, ge=1, le=500)
     guidance_scale: float = Field(7.0, ge=0.0, le=30.0)
     guidance_rescale: float = Field(0.0, ge=0.0, le=1.0)
+    # Guidance on the first guidance_end of the steps only (1: every step; studio.engine.guidance).
+    guidance_end: float = Field(1.0, ge=0.0, le=1.0)
     seed: int = Field(0, ge=0, le=MAX_SEED)
     width: int = Field(512, ge=8, le=8192)
     height: int = Field(512, ge=8, le=8192)

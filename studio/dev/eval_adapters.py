@@ -52,11 +52,11 @@ def _engine():
     return Engine(device="cpu", dtype="float32")
 
 
-def _req(model: Path, prompt: str, seed: int, steps: int, guidance: float, **kw):
+def _req(model: Path, prompt: str, seed: int, steps: int, guidance: float, guidance_end: float = 1.0, **kw):
     from studio.core.request import GenerationRequest
 
     return GenerationRequest(model=str(model), prompt=prompt, seed=seed, steps=steps,
-                             guidance_scale=guidance, width=scenes.SIZE, height=scenes.SIZE,
+                             guidance_scale=guidance, guidance_end=guidance_end, width=scenes.SIZE, height=scenes.SIZE,
                              preview="none", scheduler="DDIM", **kw)
 
 
@@ -135,7 +135,7 @@ def star_size(found: scenes.Detected | None, case: InpaintCase) -> float | None:
 
 
 def eval_inpaint(model: Path, n: int, steps: int, guidance: float, tmp: Path,
-                 area: str = "whole", padding: int = 32) -> dict:
+                 area: str = "whole", padding: int = 32, guidance_end: float = 1.0) -> dict:
     from studio.core.request import ImageRef
 
     eng = _engine()
@@ -147,7 +147,7 @@ def eval_inpaint(model: Path, n: int, steps: int, guidance: float, tmp: Path,
         ip, mp = tmp / f"in{i}.png", tmp / f"mask{i}.png"
         image.save(ip)
         Image.fromarray(case.mask).save(mp)
-        res = eng.generate(_req(model, case.prompt, 20_000 + i, steps, guidance,
+        res = eng.generate(_req(model, case.prompt, 20_000 + i, steps, guidance, guidance_end,
                                 init_image=ImageRef(path=str(ip)), mask=ImageRef(path=str(mp)),
                                 mask_grow=0, mask_blur=4, strength=1.0,
                                 inpaint_area=area, inpaint_padding=padding))
@@ -166,7 +166,7 @@ def eval_inpaint(model: Path, n: int, steps: int, guidance: float, tmp: Path,
             "s_per_image": round((time.time() - t0) / n, 2)}
 
 
-def eval_lora(model: Path, lora: Path, n: int, steps: int, guidance: float) -> dict:
+def eval_lora(model: Path, lora: Path, n: int, steps: int, guidance: float, guidance_end: float = 1.0) -> dict:
     from studio.core.request import LoraRef
 
     eng, rng = _engine(), random.Random(42)
@@ -179,7 +179,7 @@ def eval_lora(model: Path, lora: Path, n: int, steps: int, guidance: float) -> d
         found, scores = 0, []
         for i, prompt in enumerate(prompts):
             loras = (LoraRef(name="demo-striped", path=str(lora), weight=weight),) if weight else ()
-            res = eng.generate(_req(model, prompt, 30_000 + i, steps, guidance, loras=loras))
+            res = eng.generate(_req(model, prompt, 30_000 + i, steps, guidance, guidance_end, loras=loras))
             score = scenes.stripe_score(res.images[0])
             scores.append(score)
             found += score >= STRIPE_HIT
@@ -189,7 +189,7 @@ def eval_lora(model: Path, lora: Path, n: int, steps: int, guidance: float) -> d
 
 
 def eval_controlnet(model: Path, controlnet: Path, n: int, steps: int, guidance: float,
-                    tmp: Path) -> dict:
+                    tmp: Path, guidance_end: float = 1.0) -> dict:
     from studio.core.request import ControlNetRef, ImageRef
 
     eng, rng = _engine(), random.Random(43)
@@ -206,7 +206,7 @@ def eval_controlnet(model: Path, controlnet: Path, n: int, steps: int, guidance:
         for i, (o, p, prompt) in enumerate(cases):
             units = (ControlNetRef(model=str(controlnet), image=ImageRef(path=str(p)),
                                    preprocessor="canny"),) if use else ()
-            res = eng.generate(_req(model, prompt, 40_000 + i, steps, guidance, controlnets=units))
+            res = eng.generate(_req(model, prompt, 40_000 + i, steps, guidance, guidance_end, controlnets=units))
             main = scenes.detect(res.images[0]).main()
             pos += bool(main and main.position == o.position)
             shape += bool(main and main.shape == o.shape)
@@ -222,6 +222,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-n", type=int, default=20, help="trials per check")
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--guidance", type=float, default=4.0)
+    p.add_argument("--guidance-end", type=float, default=1.0,
+                   help="guidance on this share of the steps only (GenerationRequest.guidance_end)")
     p.add_argument("--inpaint-padding", type=int, default=8,
                    help="px of context around the mask for the Only masked run")
     p.add_argument("--json", action="store_true")
@@ -235,18 +237,20 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     model, adapters = Path(args.model), Path(args.adapters)
     only = args.only or ["inpaint", "lora", "controlnet"]
-    results: dict = {"model": str(model), "steps": args.steps, "guidance": args.guidance}
+    results: dict = {"model": str(model), "steps": args.steps, "guidance": args.guidance,
+                     "guidance_end": args.guidance_end}
+    end = args.guidance_end
     with tempfile.TemporaryDirectory() as t:
         tmp = Path(t)
         if "inpaint" in only:
-            results["inpaint"] = eval_inpaint(model, args.n, args.steps, args.guidance, tmp)
+            results["inpaint"] = eval_inpaint(model, args.n, args.steps, args.guidance, tmp, guidance_end=end)
             results["inpaint_only_masked"] = eval_inpaint(model, args.n, args.steps, args.guidance, tmp,
-                                                          "only_masked", args.inpaint_padding)
+                                                          "only_masked", args.inpaint_padding, end)
         if "lora" in only:
-            results["lora"] = eval_lora(model, adapters / LORA_FILE, args.n, args.steps, args.guidance)
+            results["lora"] = eval_lora(model, adapters / LORA_FILE, args.n, args.steps, args.guidance, end)
         if "controlnet" in only:
             results["controlnet"] = eval_controlnet(model, adapters / CONTROLNET_DIR, args.n,
-                                                    args.steps, args.guidance, tmp)
+                                                    args.steps, args.guidance, tmp, end)
     print(json.dumps(results, indent=2 if args.json else None))
     return 0
 

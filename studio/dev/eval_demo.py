@@ -89,23 +89,29 @@ def evaluate(
     scheduler: str | None = None,
     save_dir: str | Path | None = None,
     threads: int | None = None,
+    guidance_end: float = 1.0,
 ) -> dict:
     import torch
+
+    from studio.engine.guidance import guided_steps, stop_guidance, tensor_inputs
 
     if threads:
         torch.set_num_threads(threads)
     pipe = load_pipeline(model, scheduler)
     prompts = scenes.eval_prompts(n_per_rule)
     results: dict = {"model": str(model), "steps": steps, "n_prompts": len(prompts),
-                     "scheduler": type(pipe.scheduler).__name__,
+                     "scheduler": type(pipe.scheduler).__name__, "guidance_end": guidance_end,
                      "vae_round_trip": round_trip_scores(pipe.vae, n_per_rule), "guidance": {}}
+    guided = guided_steps(steps, guidance_end)  # as the engine does: guidance on the first `guided` steps
+    cut = {"callback_on_step_end": lambda p, i, t, kw: stop_guidance(p, kw) if i + 1 == guided else kw,
+           "callback_on_step_end_tensor_inputs": tensor_inputs(pipe)} if 0 < guided < steps else {}
     for g in guidances:
         scores = []
         t0 = time.time()
         for i, (obj, bg, prompt) in enumerate(prompts):
             gen = torch.Generator().manual_seed(10_000 + i)
-            image = pipe(prompt, num_inference_steps=steps, guidance_scale=g, generator=gen,
-                         height=scenes.SIZE, width=scenes.SIZE).images[0]
+            image = pipe(prompt, num_inference_steps=steps, guidance_scale=g if guided else min(g, 1.0),
+                         generator=gen, height=scenes.SIZE, width=scenes.SIZE, **cut).images[0]
             scores.append(score(image, obj, bg))
             if save_dir:
                 d = Path(save_dir)
@@ -139,16 +145,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="override the model's scheduler")
     p.add_argument("--save-dir", default=None, help="also save every generated image here")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--guidance-end", type=float, default=1.0,
+                   help="guidance on this share of the steps only, as GenerationRequest.guidance_end (1: every step)")
 
 
 def run(args: argparse.Namespace) -> int:
     results = evaluate(args.model, tuple(args.guidance), args.steps, args.n_per_rule,
-                       args.scheduler, args.save_dir, args.threads)
+                       args.scheduler, args.save_dir, args.threads, args.guidance_end)
     if args.json:
         print(json.dumps(results, indent=2))
     else:
         print(f"{results['model']}: {results['n_prompts']} held-out prompts, {results['steps']} "
-              f"steps, {results['scheduler']}")
+              f"steps, {results['scheduler']}, guidance on {results['guidance_end']:g} of the steps")
         print(format_table(results))
     return 0
 

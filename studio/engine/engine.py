@@ -28,6 +28,7 @@ from studio.core.request import GenerationRequest, PreviewMode
 from studio.core.results import GenerationResult, LoadProgress, StepPreview
 from studio.engine.components import VaeSwitch, load_tiny_vae
 from studio.engine.edits import plan_edit, steps_run
+from studio.engine.guidance import guided_steps, stop_guidance, tensor_inputs
 from studio.engine.devices import DeviceInfo, attention_backend, choose_device, empty_cache, is_oom, memory_info
 from studio.engine.loader import LoadedModel, ModelCache
 from studio.engine.memory import apply as apply_memory
@@ -212,6 +213,7 @@ class Engine:
         elif mode is PreviewMode.VAE:
             preview_vae = pipe.vae
         state: dict[str, Any] = {"done": start, "last_decode": None, "preview_s": 0.0}
+        guided = guided_steps(steps, request.guidance_end)  # CFG on the first `guided` steps only
         t_sample = time.perf_counter()
 
         def callback(p, i, t, kwargs):
@@ -219,6 +221,8 @@ class Engine:
                 raise _Cancelled
             step = start + i + 1
             state["done"] = step
+            if step == guided < steps:
+                kwargs = stop_guidance(p, kwargs)
             if on_step is None:
                 return kwargs
             tc = time.perf_counter()
@@ -259,7 +263,7 @@ class Engine:
             prompt=ctx.prompt,
             negative_prompt=ctx.negative_prompt or None,
             num_inference_steps=request.steps,
-            guidance_scale=request.guidance_scale,
+            guidance_scale=request.guidance_scale if guided > start else min(request.guidance_scale, 1.0),
             guidance_rescale=request.guidance_rescale,
             height=request.height,
             width=request.width,
@@ -269,6 +273,8 @@ class Engine:
             output_type="np",
             callback_on_step_end=callback,
         )
+        if start < guided < steps:
+            kwargs["callback_on_step_end_tensor_inputs"] = tensor_inputs(pipe)
         if request.clip_skip:
             kwargs["clip_skip"] = request.clip_skip
         if plan is not None:

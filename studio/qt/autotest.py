@@ -30,10 +30,10 @@ def run_autotest(screenshot: Path, prompt: str = "a red circle at the top left o
     outcome = {"code": 1}
 
     def start() -> None:
-        demo = recommend.table()["demo"]  # the guidance and sampler the window recommends for the demo model
+        demo = recommend.for_family("demo")  # the guidance and sampler the window recommends for the demo model
         window.prompt.set_request(GenerationRequest.create(model="demo", prompt=prompt, steps=16, width=128,
-                                                           height=128, seed=11, guidance_scale=demo["cfg"],
-                                                           scheduler=demo["scheduler"]))
+                                                           height=128, seed=11, guidance_scale=demo.cfg,
+                                                           guidance_end=demo.cfg_end, scheduler=demo.scheduler))
         window.controller.generate()
 
     def finished(run_id: str, status: str) -> None:

@@ -23,7 +23,7 @@ from studio.qt.widgets import MessageBar, ProgressGroup
 
 # What "Branch from here" takes from the Prompt panel; everything else in the request is the parent
 # run's recipe, so a branch draws with the same model, size, steps, VAE, LoRAs and ControlNet units.
-BRANCH_FIELDS = ("prompt", "negative_prompt", "guidance_scale", "guidance_rescale", "seed", "scheduler",
+BRANCH_FIELDS = ("prompt", "negative_prompt", "guidance_scale", "guidance_rescale", "guidance_end", "seed", "scheduler",
                  "preview", "preview_every")
 PREVIEW_NAMES = {"latent2rgb": "latent preview", "x0": "x0 preview", "taesd": "TAESD preview", "vae": "VAE preview"}
 

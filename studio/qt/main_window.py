@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (
     QDockWidget, QFileDialog, QMainWindow, QMenu, QSplitter, QStackedWidget, QTabWidget, QVBoxLayout, QWidget,
 )
 
+from studio.core import recommend
 from studio.core.paths import demo_model_dir
 from studio.core.request import GenerationRequest
 from studio.qt.canvas import CanvasView
@@ -36,11 +37,15 @@ GALLERY_MODULE = "studio.qt.gallery_panel"
 MISSING_VAE = "The VAE this image was made with is not on this computer"  # the message bar's warning
 
 
-# What a first start shows: something the bundled demo model (flat shapes, 128 px) draws well.
-STARTER_REQUEST = GenerationRequest(
-    model="demo", prompt="a large red circle in the center on a blue background", steps=20, guidance_scale=3.0,
-    width=128, height=128, scheduler="DPM++ 2M", seed=11,
-)
+def starter_request() -> GenerationRequest:
+    """What a first start shows: something the bundled demo model (flat shapes, 128 px) draws well,
+    with the settings recommended for it (resources/recommended_settings.json)."""
+    demo = recommend.for_family("demo")
+    return GenerationRequest(
+        model="demo", prompt="a large red circle in the center on a blue background", steps=demo.steps,
+        guidance_scale=demo.cfg, guidance_end=demo.cfg_end, width=demo.width, height=demo.height,
+        scheduler=demo.scheduler, seed=11,
+    )
 
 
 def demo_model_present() -> bool:
@@ -346,7 +351,7 @@ class MainWindow(QMainWindow):
             self.restoreState(state)
         self.prompt.set_recent_models(s.recent_models())
         last = s.last_request()
-        self.prompt.set_request(last if last is not None else STARTER_REQUEST)
+        self.prompt.set_request(last if last is not None else starter_request())
         self.prompt.seed_lock.setChecked(s.value("prompt/seed_locked", False, bool))
         self.prompt.batch.setValue(s.value("prompt/batch_count", 1, int) or 1)
         if model:

@@ -121,9 +121,11 @@ class ModelSetup(QObject):
         p = self.w.prompt
         p.steps.setValue(rec.steps)
         p.guidance.setValue(rec.cfg)
+        p.guidance_end.setValue(rec.cfg_end)
         p.set_size(rec.width, rec.height)
         p.scheduler.setCurrentText(rec.scheduler)
-        self.w.statusBar().showMessage(f"Recommended for {rec.label}: {rec.steps} steps, CFG {rec.cfg:g}, "
+        until = f" for the first {rec.cfg_end:.0%} of the steps" if rec.cfg_end < 1 else ""
+        self.w.statusBar().showMessage(f"Recommended for {rec.label}: {rec.steps} steps, CFG {rec.cfg:g}{until}, "
                                        f"{rec.width}×{rec.height}, {rec.scheduler} — change them as you like.", 8000)
         return rec
 

@@ -170,6 +170,7 @@ def test_recommended_settings_per_family(arch, variant, name, family, steps, cfg
     r = recommend.for_entry(e)
     assert recommend.family_of(e) == family and (r.steps, r.cfg, r.width, r.height) == (steps, cfg, size, size)
     assert r.steps_range[0] <= r.steps <= r.steps_range[1] and r.cfg_range[0] <= r.cfg <= r.cfg_range[1]
+    assert r.cfg_end == 1.0 and "first" not in r.summary()  # a user's model is guided on every step
     if family == "lcm":
         assert r.scheduler == "LCM"
     assert recommend.for_entry(CatalogueEntry("/m/x.safetensors", "LoRA", arch=arch)) is None
@@ -179,6 +180,7 @@ def test_the_demo_model_recommends_its_native_size(monkeypatch, tiny_sd15):
     monkeypatch.setenv("STUDIO_DEMO_MODEL", str(tiny_sd15))
     r = recommend.for_model("demo")
     assert r.family == "demo" and (r.width, r.height) == (128, 128)
+    assert 0 < r.cfg_end < 1 and f"for the first {r.cfg_end:.0%} of the steps" in r.summary()
 
 
 def test_the_demo_models_recommendation_uses_the_one_demo_name():

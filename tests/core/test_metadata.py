@@ -50,6 +50,7 @@ def full_request(prompt: str, tmp_path) -> GenerationRequest:
         steps=31,
         guidance_scale=7.5,
         guidance_rescale=0.25,
+        guidance_end=0.6,
         seed=4_000_000_001,
         width=640,
         height=384,
@@ -83,7 +84,8 @@ def test_every_field_round_trips_through_the_png(prompt, tmp_path):
     assert params["Model hash"] == "0123456789"
     assert params["Sampler"] == "DPM++ 2M" and params["Schedule type"] == "Karras"
     assert params["Size"] == "640x384" and params["Seed"] == "4000000001"
-    assert params["Denoising strength"] == "0.55" and params["CFG scale"] == "7.5"
+    assert params["Denoising strength"] == "0.55" and params["CFG scale"] == "7.5" and params["CFG end"] == "0.6"
+    assert "guidance 7.5 for the first 60% of the steps," in recipe.describe(req)
     assert infotext.parse_hash_list(params["Lora hashes"]) == {
         "detail": "ab" * 6,
         "style, ink": "cd" * 6,

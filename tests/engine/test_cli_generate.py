@@ -65,9 +65,10 @@ def test_bad_input_exits_non_zero_with_one_line(tiny_sd15, tmp_path, capsys, arg
 
 
 def test_unset_steps_cfg_scheduler_take_the_model_familys_recommended(tiny_sd15, tmp_path, capsys):
-    """Like the window when a model is chosen: the demo model gets its guidance 3 (guidance 7 distorts
-    its shapes, see its model card) and DPM++ 2M, an SD 1.x model SD 1.x's settings; what is given wins."""
-    from studio.cli.generate import FALLBACK_CFG
+    """Like the window when a model is chosen: the demo model gets CFG 7 on the first half of the steps
+    only (on every step it distorts its shapes, see its model card) and DPM++ 2M, an SD 1.x model
+    SD 1.x's settings; what is given wins."""
+    from studio.cli.generate import FALLBACK_CFG, FALLBACK_SCHEDULER
     from studio.core import recommend
 
     def request(*argv):
@@ -79,10 +80,11 @@ def test_unset_steps_cfg_scheduler_take_the_model_familys_recommended(tiny_sd15,
     demo = recommend.for_model("demo")
     r = request("--steps", "2")
     assert (r["model"], r["guidance_scale"], r["scheduler"]) == ("demo", demo.cfg, demo.scheduler)
-    assert demo.cfg != FALLBACK_CFG
+    assert r["guidance_end"] == demo.cfg_end < 1  # guidance on the early steps only (see its model card)
+    assert (demo.cfg, demo.cfg_end, demo.scheduler) != (FALLBACK_CFG, 1.0, FALLBACK_SCHEDULER)
     sd1 = recommend.for_model(str(tiny_sd15))
     assert sd1 is not None and sd1.family == "sd1"
     r = request("--model", str(tiny_sd15))
-    assert (r["steps"], r["guidance_scale"], r["scheduler"]) == (sd1.steps, sd1.cfg, sd1.scheduler)
-    r = request("--model", str(tiny_sd15), "--steps", "2", "--cfg", "5.5", "--scheduler", "Euler")
-    assert (r["steps"], r["guidance_scale"], r["scheduler"]) == (2, 5.5, "Euler")
+    assert (r["steps"], r["guidance_scale"], r["scheduler"], r["guidance_end"]) == (sd1.steps, sd1.cfg, sd1.scheduler, 1.0)
+    r = request("--model", str(tiny_sd15), "--steps", "2", "--cfg", "5.5", "--scheduler", "Euler", "--cfg-end", "0.4")
+    assert (r["steps"], r["guidance_scale"], r["scheduler"], r["guidance_end"]) == (2, 5.5, "Euler", 0.4)

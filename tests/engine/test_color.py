@@ -9,7 +9,7 @@ from PIL import Image
 
 from studio.cli import main
 from studio.core.metadata import read_metadata
-from studio.core.request import GenerationRequest, ImageRef
+from studio.core.request import SCHEMA_VERSION, GenerationRequest, ImageRef
 from studio.engine.color import MIN_PIXELS, lab_to_rgb, match_colour, rgb_to_lab, surround
 from studio.engine.edits import plan_edit
 from studio.engine.inpaint import grow
@@ -160,7 +160,7 @@ def test_lab_round_trip_and_surround_ring():
 def test_old_recipes_load_without_correction_new_ones_round_trip(scene):
     d, _ = scene
     req = _request(d)
-    assert req.color_correction is True and req.schema_version == 2
+    assert req.color_correction is True and req.schema_version == SCHEMA_VERSION
     assert GenerationRequest.from_json(req.to_json()) == req
     off = req.replace(color_correction=False)
     assert GenerationRequest.from_json(off.to_json()) == off
@@ -168,7 +168,7 @@ def test_old_recipes_load_without_correction_new_ones_round_trip(scene):
     old.pop("color_correction")
     old["schema_version"] = 1
     loaded = GenerationRequest.from_dict(old)
-    assert loaded.color_correction is False and loaded.schema_version == 2  # made without, migrated
+    assert loaded.color_correction is False and loaded.schema_version == SCHEMA_VERSION  # made without, migrated
 
 
 def test_engine_records_it_and_only_the_mask_changes(engine, tiny_sd15, scene):

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from PySide6.QtWidgets import QInputDialog, QMessageBox
 
+from studio.core import recommend
 from studio.core import settings as core_settings
 from studio.qt.models_table import ENTRY_ROLE
 
@@ -107,9 +108,14 @@ def test_use_applies_the_recommended_settings_and_the_user_keeps_control(qtbot, 
     assert p.model_name() == str(extra / "Stable-diffusion" / "sd-turbo-tiny")
     assert p.steps.value() == 4 and p.guidance.value() == 0.0 and (p.width_.value(), p.height_.value()) == (512, 512)
     assert "Recommended for SD-Turbo" in w.statusBar().currentMessage()
+    assert p.guidance_end.value() == 1.0
     p.steps.setValue(2)  # the user changes them; choosing the same model again keeps the change
     w._model_chosen(p.model_name())
     assert p.steps.value() == 2 and p.fields()["steps"] == 2
+    w._model_chosen("demo")  # the demo model guides its early steps only
+    demo = recommend.for_model("demo")
+    assert p.fields()["guidance_end"] == demo.cfg_end < 1 and p.guidance.value() == demo.cfg
+    assert f"CFG {demo.cfg:g} for the first {demo.cfg_end:.0%} of the steps" in w.statusBar().currentMessage()
 
 
 def test_rename_and_move_to_trash(qtbot, make_window, fake_engine, extra, tmp_path, monkeypatch):

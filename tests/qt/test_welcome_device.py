@@ -22,7 +22,9 @@ def test_first_run_shows_the_welcome_page_and_the_choice_is_remembered(qtbot, ma
     assert not w.model_setup.welcome_shown and w.canvas.isVisible()
     p = w.prompt
     assert p.model_name() == "demo"
-    assert (p.steps.value(), p.guidance.value(), p.width_.value(), p.height_.value()) == (20, 3.0, 128, 128)  # the demo model's (its card)
+    # the demo model's (its card): CFG 7 on the first half of the steps
+    assert (p.steps.value(), p.guidance.value(), p.width_.value(), p.height_.value()) == (20, 7.0, 128, 128)
+    assert p.fields()["guidance_end"] == 0.5
     w.close()
     w2 = make_window(engine_factory=fake_engine)
     assert not w2.model_setup.welcome_if_first_run() and not w2.model_setup.welcome_shown

@@ -170,6 +170,7 @@ def test_settings_survive_a_restart(qtbot, make_window, fill_request, tiny_sd15)
     fill_request(w, tiny_sd15, prompt="a quiet harbour, morning fog", steps=13, size=64, seed=1234)
     w.prompt.negative.setPlainText("text, watermark")
     w.prompt.guidance.setValue(9.5)
+    w.prompt.guidance_end.setValue(0.6)
     w.prompt.scheduler.setCurrentText("DDIM")
     w.queue_dock.hide()
     w.resize(w.minimumSizeHint().width() + 40, 700)
@@ -182,7 +183,7 @@ def test_settings_survive_a_restart(qtbot, make_window, fill_request, tiny_sd15)
     f = w2.prompt.fields()
     assert f["prompt"] == "a quiet harbour, morning fog"
     assert f["negative_prompt"] == "text, watermark"
-    assert f["steps"] == 13 and f["seed"] == 1234 and f["guidance_scale"] == 9.5
+    assert f["steps"] == 13 and f["seed"] == 1234 and f["guidance_scale"] == 9.5 and f["guidance_end"] == 0.6
     assert f["scheduler"] == "DDIM" and f["width"] == 64 and f["model"] == str(tiny_sd15)
     assert w2.prompt.seed_lock.isChecked()
     assert str(tiny_sd15) in [w2.prompt.model.itemData(i) for i in range(w2.prompt.model.count())]
@@ -270,11 +271,12 @@ def test_gallery_recreate_loads_the_recipe(qtbot, make_window):
 
         pytest.skip("no gallery panel in this checkout")
     assert w.gallery_dock is not None and not w.gallery_dock.isHidden()
-    req = GenerationRequest.create(prompt="a red kite over dunes", seed=42, steps=9, scheduler="DDIM", width=768, height=512)
+    req = GenerationRequest.create(prompt="a red kite over dunes", seed=42, steps=9, scheduler="DDIM", width=768, height=512,
+                                   guidance_end=0.35)
     w.gallery.recreateRequested.emit(req)
     f = w.prompt.fields()
-    assert (f["prompt"], f["seed"], f["steps"], f["scheduler"], f["width"], f["height"]) == (
-        "a red kite over dunes", 42, 9, "DDIM", 768, 512)
+    assert (f["prompt"], f["seed"], f["steps"], f["scheduler"], f["width"], f["height"], f["guidance_end"]) == (
+        "a red kite over dunes", 42, 9, "DDIM", 768, 512, 0.35)
     assert w.prompt.seed_lock.isChecked()
     w.gallery.useAsInputRequested.emit("/tmp/no-such-dir/some.png")  # a missing file: said, nothing changes
     assert w.messages.isVisible() and w.messages.kind == "warning"

@@ -126,6 +126,8 @@ def a1111_params(
         params["Batch pos"] = int(info.get("batch_index", 0))
     if request.guidance_rescale:
         params["CFG Rescale phi"] = infotext.format_number(request.guidance_rescale)
+    if request.guidance_end < 1:  # the studio's own key: A1111 guides every step
+        params["CFG end"] = infotext.format_number(request.guidance_end)
     loras = lora_hashes(request, info)
     if loras:
         params["Lora hashes"] = ", ".join(
@@ -170,7 +172,9 @@ def describe(request: GenerationRequest) -> str:
     }[kind]
     parts = [
         f"{words} with {request.model}: {request.steps} steps of {request.scheduler}, "
-        f"guidance {infotext.format_number(request.guidance_scale)}, seed {request.seed}, "
+        f"guidance {infotext.format_number(request.guidance_scale)}"
+        + (f" for the first {request.guidance_end:.0%} of the steps" if request.guidance_end < 1 else "")
+        + f", seed {request.seed}, "
         f"{request.width}×{request.height}."
     ]
     if request.prompt:
