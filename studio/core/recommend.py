@@ -55,7 +55,7 @@ def family_of(entry: CatalogueEntry) -> str:
     """The table key for a checkpoint entry ("" for anything that is not a checkpoint)."""
     if entry.kind not in CHECKPOINT_KINDS:
         return ""
-    if Path(entry.path) == demo_model_dir():
+    if Path(entry.path).resolve() == demo_model_dir().resolve():  # "demo", or its folder by any path
         return "demo"
     variant = entry.variant.lower()
     xl = entry.arch.startswith("sdxl")

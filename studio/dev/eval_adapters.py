@@ -37,6 +37,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from studio.dev import scenes
+from studio.dev.eval_demo import recommended_end
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 DEFAULT_MODEL = ROOT / "resources" / "demo-model"
@@ -222,8 +223,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-n", type=int, default=20, help="trials per check")
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--guidance", type=float, default=4.0)
-    p.add_argument("--guidance-end", type=float, default=1.0,
-                   help="guidance on this share of the steps only (GenerationRequest.guidance_end)")
+    p.add_argument("--guidance-end", type=float, default=None,
+                   help="guidance on this share of the steps only (GenerationRequest.guidance_end; default: "
+                        "the model's recommended setting)")
     p.add_argument("--inpaint-padding", type=int, default=8,
                    help="px of context around the mask for the Only masked run")
     p.add_argument("--json", action="store_true")
@@ -237,9 +239,8 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     model, adapters = Path(args.model), Path(args.adapters)
     only = args.only or ["inpaint", "lora", "controlnet"]
-    results: dict = {"model": str(model), "steps": args.steps, "guidance": args.guidance,
-                     "guidance_end": args.guidance_end}
-    end = args.guidance_end
+    end = args.guidance_end if args.guidance_end is not None else recommended_end(model)
+    results: dict = {"model": str(model), "steps": args.steps, "guidance": args.guidance, "guidance_end": end}
     with tempfile.TemporaryDirectory() as t:
         tmp = Path(t)
         if "inpaint" in only:

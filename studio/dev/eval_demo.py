@@ -145,13 +145,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="override the model's scheduler")
     p.add_argument("--save-dir", default=None, help="also save every generated image here")
     p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--guidance-end", type=float, default=1.0,
-                   help="guidance on this share of the steps only, as GenerationRequest.guidance_end (1: every step)")
+    p.add_argument("--guidance-end", type=float, default=None,
+                   help="guidance on this share of the steps only, as GenerationRequest.guidance_end (1: every "
+                        "step; default: the model's recommended setting, as the window and `studio generate` use)")
+
+
+def recommended_end(model: str | Path) -> float:
+    """The share of the steps the studio guides for this model (the demo model's: 0.5; others 1)."""
+    from studio.core import recommend
+
+    rec = recommend.for_model(str(model))
+    return rec.cfg_end if rec else 1.0
 
 
 def run(args: argparse.Namespace) -> int:
+    end = args.guidance_end if args.guidance_end is not None else recommended_end(args.model)
     results = evaluate(args.model, tuple(args.guidance), args.steps, args.n_per_rule,
-                       args.scheduler, args.save_dir, args.threads, args.guidance_end)
+                       args.scheduler, args.save_dir, args.threads, end)
     if args.json:
         print(json.dumps(results, indent=2))
     else:

@@ -188,3 +188,11 @@ def test_the_demo_models_recommendation_uses_the_one_demo_name():
     from studio.core import recommend
 
     assert recommend.for_model("demo").label == library.DEMO_LABEL
+
+
+def test_the_demo_model_by_its_folder_gets_its_recommendation(monkeypatch, tmp_path):
+    """`studio generate --model resources/demo-model` (a relative path) is the demo model too."""
+    demo = library.demo_model_dir().resolve()
+    monkeypatch.chdir(demo.parent)
+    assert recommend.for_model(demo.name).family == "demo"
+    assert recommend.for_model(str(demo)).family == "demo"

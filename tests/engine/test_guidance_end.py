@@ -115,3 +115,17 @@ def test_recipe_round_trips_and_old_recipes_guide_every_step(tiny_sd15):
     assert GenerationRequest.from_dict(old).guidance_end == 1.0
     with pytest.raises(InvalidRequest, match="guidance_end"):
         _req(tiny_sd15, guidance_end=1.5)
+
+
+def test_eval_demo_guides_the_share_of_the_steps_the_studio_sets(tiny_sd15, monkeypatch):
+    """`studio dev eval-demo` cuts guidance as the engine does, at the model's recommended share by default."""
+    from studio.dev import eval_demo, scenes
+
+    assert eval_demo.recommended_end("demo") == 0.5 and eval_demo.recommended_end(tiny_sd15) == 1.0
+    batches = []
+    forward, prompts = UNet2DConditionModel.forward, scenes.eval_prompts
+    monkeypatch.setattr(UNet2DConditionModel, "forward",
+                        lambda self, sample, *a, **k: batches.append(sample.shape[0]) or forward(self, sample, *a, **k))
+    monkeypatch.setattr(scenes, "eval_prompts", lambda n: prompts(n)[:2])
+    r = eval_demo.evaluate(tiny_sd15, guidances=(7.0,), steps=4, guidance_end=0.5)
+    assert r["guidance_end"] == 0.5 and r["n_prompts"] == 2 and batches == [2, 2, 1, 1] * 2
