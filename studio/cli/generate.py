@@ -158,8 +158,8 @@ def parse_controlnet(text: str):
 
 def sampling_defaults(args: argparse.Namespace) -> tuple[int, float, str, float]:
     """(steps, guidance, scheduler, guidance end): what was given, else the model family's recommended settings
-    (as the window applies when a model is chosen: the demo model's guidance 3, SD-Turbo's 1–4
-    steps without guidance …), else A1111's 20 steps, CFG 7, Euler a."""
+    (as the window applies when a model is chosen: the demo model's CFG 7 on the first half of the
+    steps, SD-Turbo's 1–4 steps without guidance …), else A1111's 20 steps, CFG 7 on every step, Euler a."""
     from studio.core import recommend
 
     rec = None

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from studio.core.catalogue import CatalogueEntry
+from studio.core.request import guidance_span
 from studio.core.paths import demo_model_dir, resources_dir
 
 CHECKPOINT_KINDS = ("checkpoint", "inpaint checkpoint")
@@ -36,8 +37,8 @@ class Recommendation:
     def summary(self) -> str:
         lo, hi = self.steps_range
         clo, chi = self.cfg_range
-        until = f" for the first {self.cfg_end:.0%} of the steps" if self.cfg_end < 1 else ""
-        return (f"{self.label}: {lo}–{hi} steps, CFG {clo:g}–{chi:g}{until}, {self.width}×{self.height}, "
+        return (f"{self.label}: {lo}–{hi} steps, CFG {clo:g}–{chi:g}{guidance_span(self.cfg_end)}, "
+                f"{self.width}×{self.height}, "
                 f"{self.scheduler}")
 
 

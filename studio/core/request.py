@@ -38,6 +38,12 @@ class PreviewMode(str, Enum):
     NONE = "none"
 
 
+def guidance_span(guidance_end: float) -> str:
+    """How the recipe, the recommendations and the status bar say guidance_end: " for the first 50% of
+    the steps", or "" when every step is guided."""
+    return f" for the first {guidance_end:.0%} of the steps" if guidance_end < 1 else ""
+
+
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 

@@ -12,8 +12,6 @@ from pathlib import Path
 from PySide6.QtCore import QTimer
 from PySide6.QtGui import QGuiApplication
 
-from studio.core import recommend
-from studio.core.request import GenerationRequest
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +19,7 @@ log = logging.getLogger(__name__)
 def run_autotest(screenshot: Path, prompt: str = "a red circle at the top left on a blue background",
                  timeout_s: float = 300.0) -> int:
     from studio.qt.app import ensure_app
-    from studio.qt.main_window import MainWindow
+    from studio.qt.main_window import MainWindow, starter_request
 
     app = ensure_app()
     window = MainWindow(model="demo")
@@ -30,10 +28,8 @@ def run_autotest(screenshot: Path, prompt: str = "a red circle at the top left o
     outcome = {"code": 1}
 
     def start() -> None:
-        demo = recommend.for_family("demo")  # the guidance and sampler the window recommends for the demo model
-        window.prompt.set_request(GenerationRequest.create(model="demo", prompt=prompt, steps=16, width=128,
-                                                           height=128, seed=11, guidance_scale=demo.cfg,
-                                                           guidance_end=demo.cfg_end, scheduler=demo.scheduler))
+        # the first-start request (the demo model's recommended guidance and sampler), with this prompt
+        window.prompt.set_request(starter_request().replace(prompt=prompt, steps=16))
         window.controller.generate()
 
     def finished(run_id: str, status: str) -> None:

@@ -16,6 +16,7 @@ from PySide6.QtWidgets import QFileDialog, QMainWindow, QMenu, QMessageBox
 
 from studio.core import library, recommend
 from studio.core import settings as core_settings
+from studio.core.request import guidance_span
 from studio.core.recommend import Recommendation
 from studio.qt import background
 from studio.qt.models_download import Downloads, DownloadStatus
@@ -124,8 +125,8 @@ class ModelSetup(QObject):
         p.guidance_end.setValue(rec.cfg_end)
         p.set_size(rec.width, rec.height)
         p.scheduler.setCurrentText(rec.scheduler)
-        until = f" for the first {rec.cfg_end:.0%} of the steps" if rec.cfg_end < 1 else ""
-        self.w.statusBar().showMessage(f"Recommended for {rec.label}: {rec.steps} steps, CFG {rec.cfg:g}{until}, "
+        self.w.statusBar().showMessage(f"Recommended for {rec.label}: {rec.steps} steps, "
+                                       f"CFG {rec.cfg:g}{guidance_span(rec.cfg_end)}, "
                                        f"{rec.width}×{rec.height}, {rec.scheduler} — change them as you like.", 8000)
         return rec
 

@@ -25,7 +25,7 @@ from studio.core import hashing
 from studio.core.errors import StudioError
 from studio.core.metadata import infotext
 from studio.core.metadata.xmp import COMPOSITE, TRAINED
-from studio.core.request import GenerationRequest
+from studio.core.request import GenerationRequest, guidance_span
 
 SOFTWARE = "studio"
 KINDS = ("txt2img", "img2img", "inpaint", "outpaint", "branch")
@@ -172,9 +172,8 @@ def describe(request: GenerationRequest) -> str:
     }[kind]
     parts = [
         f"{words} with {request.model}: {request.steps} steps of {request.scheduler}, "
-        f"guidance {infotext.format_number(request.guidance_scale)}"
-        + (f" for the first {request.guidance_end:.0%} of the steps" if request.guidance_end < 1 else "")
-        + f", seed {request.seed}, "
+        f"guidance {infotext.format_number(request.guidance_scale)}{guidance_span(request.guidance_end)}, "
+        f"seed {request.seed}, "
         f"{request.width}×{request.height}."
     ]
     if request.prompt:
