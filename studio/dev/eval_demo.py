@@ -64,21 +64,25 @@ def accuracy(scores: list[dict[str, bool]]) -> dict[str, float]:
     return row
 
 
-def round_trip_scores(vae, n_per_rule: int = 3) -> dict[str, float]:
-    """accuracy() of the detector on VAE round trips of the held-out eval scenes."""
+def round_trip_scores(vae, n_per_rule: int = 3, prompts: list | None = None) -> dict[str, float]:
+    """accuracy() of the detector on VAE round trips of the held-out eval scenes (or of `prompts`)."""
     import numpy as np
     import torch
 
     from studio.dev.demo_parts import _image_tensor
 
-    prompts = scenes.eval_prompts(n_per_rule)
+    prompts = prompts if prompts is not None else scenes.eval_prompts(n_per_rule)
     param = next(vae.parameters())
-    x = _image_tensor([scenes.render(scenes.Scene(background=bg, objects=(obj,)))
-                       for obj, bg, _ in prompts]).to(param.device, param.dtype)
-    with torch.no_grad():
-        y = vae.decode(vae.encode(x).latent_dist.mean).sample.float().clamp(-1, 1)
-    out = ((y.permute(0, 2, 3, 1).cpu().numpy() + 1) * 127.5).round().astype(np.uint8)
-    return accuracy([score(rgb, obj, bg) for (obj, bg, _), rgb in zip(prompts, out)])
+    scores = []
+    for at in range(0, len(prompts), 64):  # in batches: the training set's 294 at once take GBs
+        chunk = prompts[at:at + 64]
+        x = _image_tensor([scenes.render(scenes.Scene(background=bg, objects=(obj,)))
+                           for obj, bg, _ in chunk]).to(param.device, param.dtype)
+        with torch.no_grad():
+            y = vae.decode(vae.encode(x).latent_dist.mean).sample.float().clamp(-1, 1)
+        out = ((y.permute(0, 2, 3, 1).cpu().numpy() + 1) * 127.5).round().astype(np.uint8)
+        scores += [score(rgb, obj, bg) for (obj, bg, _), rgb in zip(chunk, out)]
+    return accuracy(scores)
 
 
 def evaluate(
@@ -90,6 +94,7 @@ def evaluate(
     save_dir: str | Path | None = None,
     threads: int | None = None,
     guidance_end: float = 1.0,
+    prompt_set: str = "held-out",
 ) -> dict:
     import torch
 
@@ -98,10 +103,10 @@ def evaluate(
     if threads:
         torch.set_num_threads(threads)
     pipe = load_pipeline(model, scheduler)
-    prompts = scenes.eval_prompts(n_per_rule)
-    results: dict = {"model": str(model), "steps": steps, "n_prompts": len(prompts),
+    prompts = scenes.eval_prompts(n_per_rule) if prompt_set == "held-out" else scenes.combo_prompts(n_per_rule)
+    results: dict = {"model": str(model), "prompts": prompt_set, "steps": steps, "n_prompts": len(prompts),
                      "scheduler": type(pipe.scheduler).__name__, "guidance_end": guidance_end,
-                     "vae_round_trip": round_trip_scores(pipe.vae, n_per_rule), "guidance": {}}
+                     "vae_round_trip": round_trip_scores(pipe.vae, prompts=prompts), "guidance": {}}
     guided = guided_steps(steps, guidance_end)  # as the engine does: guidance on the first `guided` steps
     cut = {"callback_on_step_end": lambda p, i, t, kw: stop_guidance(p, kw) if i + 1 == guided else kw,
            "callback_on_step_end_tensor_inputs": tensor_inputs(pipe)} if 0 < guided < steps else {}
@@ -118,9 +123,20 @@ def evaluate(
                 d.mkdir(parents=True, exist_ok=True)
                 image.save(d / f"g{g:g}_{i:03d}.png")
         row = accuracy(scores)
+        if prompt_set == "training":
+            row["per_combo"] = per_combo(prompts, scores)
+            row["missed"] = sorted(k for k, v in row["per_combo"].items() if v == 0)
         row["s_per_image"] = round((time.time() - t0) / len(prompts), 3)
         results["guidance"][f"{g:g}"] = row
     return results
+
+
+def per_combo(prompts: list[tuple[scenes.Obj, str, str]], scores: list[dict[str, bool]]) -> dict[str, float]:
+    """Share of each colour–shape–background combination's images that were wholly right."""
+    hits: dict[str, list[bool]] = {}
+    for (obj, bg, _), s in zip(prompts, scores):
+        hits.setdefault(scenes.combo_key(obj.colour, obj.shape, bg), []).append(all(s.values()))
+    return {k: round(sum(v) / len(v), 3) for k, v in hits.items()}
 
 
 def format_table(results: dict) -> str:
@@ -140,7 +156,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--guidance", type=float, nargs="+", default=[1.0, 4.0, 7.0])
-    p.add_argument("--n-per-rule", type=int, default=3, help="prompts per held-out rule")
+    p.add_argument("--n-per-rule", type=int, default=3,
+                   help="prompts per held-out rule (with --prompts training: per combination)")
+    p.add_argument("--prompts", default="held-out", choices=["held-out", "training"],
+                   help="held-out pairs and layouts (the target), or every combination training shows")
     p.add_argument("--scheduler", default=None, choices=["ddim", "dpm", "euler"],
                    help="override the model's scheduler")
     p.add_argument("--save-dir", default=None, help="also save every generated image here")
@@ -161,13 +180,16 @@ def recommended_end(model: str | Path) -> float:
 def run(args: argparse.Namespace) -> int:
     end = args.guidance_end if args.guidance_end is not None else recommended_end(args.model)
     results = evaluate(args.model, tuple(args.guidance), args.steps, args.n_per_rule,
-                       args.scheduler, args.save_dir, args.threads, end)
+                       args.scheduler, args.save_dir, args.threads, end, args.prompts)
     if args.json:
         print(json.dumps(results, indent=2))
     else:
-        print(f"{results['model']}: {results['n_prompts']} held-out prompts, {results['steps']} "
+        print(f"{results['model']}: {results['n_prompts']} {results['prompts']} prompts, {results['steps']} "
               f"steps, {results['scheduler']}, guidance on {results['guidance_end']:g} of the steps")
         print(format_table(results))
+        for g, row in results["guidance"].items():
+            if "missed" in row:
+                print(f"guidance {g}: never right: {', '.join(row['missed']) or 'none'}")
     return 0
 
 

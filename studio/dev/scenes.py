@@ -317,6 +317,35 @@ def eval_prompts(n_per_rule: int = 3, seed: int = 1234) -> list[tuple[Obj, str, 
     return out
 
 
+def combo_key(colour: str, shape: str, background: str) -> str:
+    """How a (colour, shape, background) combination is named in results: "green star on blue"."""
+    return f"{colour} {shape} on {background}"
+
+
+def combo_prompts(n_per_combo: int = 1, seed: int = 4321) -> list[tuple[Obj, str, str]]:
+    """Single-object prompts for every colour–shape–background combination training shows.
+
+    One entry per combination and draw (8 colours × 6 shapes × 7 backgrounds, less the held-out
+    colour–shape pairs: 294), at a position that is not a held-out layout for the shape, medium
+    or large. Unlike eval_prompts() these test what was trained, to find the combinations the
+    model gets wrong (train_demo --focus trains more on those).
+    """
+    rng = random.Random(seed)
+    out = []
+    for colour in COLOURS:
+        for shape in SHAPES:
+            if (colour, shape) in HELD_OUT_PAIRS:
+                continue
+            for bg in COLOURS:
+                if bg == colour:
+                    continue
+                for _ in range(n_per_combo):
+                    pos = rng.choice([p for p in POSITIONS if (shape, p) not in HELD_OUT_LAYOUTS])
+                    obj = Obj(shape, colour, rng.choice(("medium", "large")), pos)
+                    out.append((obj, bg, prompt_for(obj, bg)))
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 # Detector
 

@@ -11,7 +11,8 @@ studio.dev.train_vae):
   2. latents Posterior *means* of a fixed set of training scenes; scaling_factor = 1 / their std.
   3. unet    UNet2DConditionModel + CLIPTextModel (real 49,408-token vocabulary) jointly on the latents:
              v prediction (demo_parts.PREDICTION), offset noise, SNR weighting, warm-up + cosine LR, EMA;
-             from scratch or from an exported model (--init-from).
+             from scratch or from an exported model (--init-from); --focus trains more on the
+             combinations an `eval-demo --prompts training` run got wrong.
   +  decoder (optional, may run beside the unet stage) the decoder alone fine-tuned at 128²
              with the encoder frozen, so the latents stay valid (--decoder-crop-steps: first on
              latent crops around objects).
@@ -110,6 +111,28 @@ def _ema_update(ema: list, params: list, decay: float) -> None:
         torch._foreach_add_(ema, [p.detach() for p in params], alpha=1 - decay)
 
 
+def focus_scenes(results_path: str | Path, singles):
+    """(scene indices, sampling weights): the single-object training scenes whose colour–shape–
+    background combination an `eval-demo --prompts training --json` run did not always get right,
+    weighted by how often it got them wrong (1 − the share right, at the run's first guidance)."""
+    import torch
+
+    results = json.loads(Path(results_path).read_text())
+    row = next(iter(results["guidance"].values()))
+    wrong = {k: 1.0 - v for k, v in row["per_combo"].items() if v < 1.0}
+    idx, w = [], []
+    for i in singles.tolist():
+        o = scene_of(i).objects[0]
+        miss = wrong.get(scenes.combo_key(o.colour, o.shape, scene_of(i).background))
+        if miss:
+            idx.append(i)
+            w.append(miss)
+    if not idx:
+        raise ValueError(f"{results_path}: no training scene has a combination that was missed")
+    print(f"focus: {len(wrong)} combinations missed at times, {len(idx)} training scenes of them", flush=True)
+    return torch.tensor(idx), torch.tensor(w, dtype=torch.float)
+
+
 def init_from_export(folder: Path, unet, te) -> int:
     """Load an exported model's UNet and text encoder weights (its EMA weights) into unet and te.
 
@@ -176,6 +199,10 @@ def train_unet(args, work: Path, stop_at) -> bool:
     # evaluation asks for single objects too. --single-rate of each batch comes from them.
     singles = torch.tensor([i for i in range(n) if len(scene_of(i).objects) == 1])
     n_single = int(round(bs * args.single_rate))
+    # --focus: --focus-rate of each batch from the single-object scenes of the combinations an
+    # `eval-demo --prompts training` run got wrong, each as often as it was wrong.
+    focus, focus_w = focus_scenes(args.focus, singles) if args.focus else (None, None)
+    n_focus = int(round(bs * args.focus_rate)) if focus is not None else 0
     base = args.schedule_from if args.schedule_from is not None else 0
     while step < total:
         g = torch.Generator().manual_seed(args.seed * 1_000_003 + step)
@@ -183,6 +210,8 @@ def train_unet(args, work: Path, stop_at) -> bool:
         if n_single:
             pick = torch.randint(0, len(singles), (n_single,), generator=g)
             idx[:n_single] = singles[pick]
+        if n_focus:
+            idx[:n_focus] = focus[torch.multinomial(focus_w, n_focus, replacement=True, generator=g)]
         crng = random.Random(args.seed * 7_777_777 + step)
         caps = [scenes.caption(scene_of(int(i)), crng, empty_rate=args.empty_rate,
                                canonical_rate=args.canonical_rate) for i in idx]
@@ -341,6 +370,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="fraction of captions in the evaluation's canonical phrasing")
     p.add_argument("--high-noise-rate", type=float, default=0.0,
                    help="fraction of timesteps drawn from the upper 60 %% of the schedule")
+    p.add_argument("--focus", default=None,
+                   help="an `eval-demo --prompts training --json` result: train more on the "
+                        "combinations it got wrong (see --focus-rate)")
+    p.add_argument("--focus-rate", type=float, default=0.25,
+                   help="with --focus: fraction of each batch from the missed combinations' scenes")
     p.add_argument("--ema", type=float, default=0.999)
     p.add_argument("--ckpt-every", type=int, default=100)
     p.add_argument("--export-every", type=int, default=500)

@@ -61,6 +61,18 @@ def test_eval_prompts_are_all_held_out():
         assert obj.colour in prompt and obj.shape in prompt and bg in prompt
 
 
+def test_combo_prompts_ask_for_every_trained_combination_once_per_draw():
+    """`eval-demo --prompts training` asks for what training shows, nothing held out."""
+    prompts = scenes.combo_prompts(2)
+    n = (len(scenes.COLOURS) * len(scenes.SHAPES) - len(scenes.HELD_OUT_PAIRS)) * (len(scenes.COLOURS) - 1)
+    assert n == 294 and len(prompts) == 2 * n
+    keys = [scenes.combo_key(obj.colour, obj.shape, bg) for obj, bg, _ in prompts]
+    assert len(set(keys)) == n and all(keys.count(k) == 2 for k in set(keys[:10]))
+    for obj, bg, prompt in prompts:
+        assert not scenes.is_held_out(obj) and bg != obj.colour
+        assert prompt == scenes.prompt_for(obj, bg)
+
+
 def test_detector_reads_rendered_scenes():
     n_obj = hits_colour = hits_shape = hits_pos = hits_bg = 0
     n = 120

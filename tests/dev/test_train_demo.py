@@ -128,3 +128,36 @@ def test_empty_rate_sets_how_many_unet_captions_are_empty(tmp_path, monkeypatch)
     parser = argparse.ArgumentParser()
     train_demo.add_arguments(parser)
     assert parser.parse_args(["--work", "x"]).empty_rate == scenes.EMPTY_CAPTION_RATE
+
+
+def test_focus_trains_on_the_combinations_an_evaluation_missed(tmp_path, monkeypatch):
+    """--focus takes an `eval-demo --prompts training --json` result: with --focus-rate 1 every
+    scene of every batch is a single-object scene of a combination it got wrong, drawn as often as
+    it was wrong; a combination it always got right is never drawn for the focus part."""
+    from studio.dev import scenes
+
+    work = tmp_path / "w"
+    assert _run(work, "--stage", "vae") == 0
+    assert _run(work, "--stage", "latents") == 0
+    singles = [i for i in range(8) if len(train_demo.scene_of(i).objects) == 1]
+    assert len(singles) >= 2
+    key = lambda i: scenes.combo_key(train_demo.scene_of(i).objects[0].colour,  # noqa: E731
+                                     train_demo.scene_of(i).objects[0].shape, train_demo.scene_of(i).background)
+    missed, right = key(singles[0]), key(singles[1])
+    assert missed != right
+    results = tmp_path / "combos.json"
+    results.write_text(json.dumps({"guidance": {"7": {"per_combo": {missed: 0.5, right: 1.0}}}}))
+
+    idx, w = train_demo.focus_scenes(results, torch.tensor(singles))
+    assert {key(i) for i in idx.tolist()} == {missed} and torch.allclose(w, torch.full_like(w, 0.5))
+
+    seen, caption = [], scenes.caption
+    monkeypatch.setattr(scenes, "caption", lambda scene, *a, **kw: seen.append(scene) or caption(scene, *a, **kw))
+    assert _run(work, "--stage", "unet", "--focus", str(results), "--focus-rate", "1.0") == 0
+    assert len(seen) == 2 * 2
+    assert {scenes.combo_key(s.objects[0].colour, s.objects[0].shape, s.background) for s in seen} == {missed}
+
+    nothing = tmp_path / "none.json"
+    nothing.write_text(json.dumps({"guidance": {"7": {"per_combo": {right: 1.0}}}}))
+    with pytest.raises(ValueError, match="no training scene"):
+        train_demo.focus_scenes(nothing, torch.tensor(singles))
