@@ -135,7 +135,7 @@ def per_combo(prompts: list[tuple[scenes.Obj, str, str]], scores: list[dict[str,
     """Share of each colour–shape–background combination's images that were wholly right."""
     hits: dict[str, list[bool]] = {}
     for (obj, bg, _), s in zip(prompts, scores):
-        hits.setdefault(scenes.combo_key(obj.colour, obj.shape, bg), []).append(all(s.values()))
+        hits.setdefault(scenes.combo_key(obj, bg), []).append(all(s.values()))
     return {k: round(sum(v) / len(v), 3) for k, v in hits.items()}
 
 

@@ -317,9 +317,9 @@ def eval_prompts(n_per_rule: int = 3, seed: int = 1234) -> list[tuple[Obj, str, 
     return out
 
 
-def combo_key(colour: str, shape: str, background: str) -> str:
-    """How a (colour, shape, background) combination is named in results: "green star on blue"."""
-    return f"{colour} {shape} on {background}"
+def combo_key(obj: Obj, background: str) -> str:
+    """How an object's colour–shape–background combination is named in results: "green star on blue"."""
+    return f"{obj.colour} {obj.shape} on {background}"
 
 
 def combo_prompts(n_per_combo: int = 1, seed: int = 4321) -> list[tuple[Obj, str, str]]:

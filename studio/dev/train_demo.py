@@ -122,8 +122,8 @@ def focus_scenes(results_path: str | Path, singles):
     wrong = {k: 1.0 - v for k, v in row["per_combo"].items() if v < 1.0}
     idx, w = [], []
     for i in singles.tolist():
-        o = scene_of(i).objects[0]
-        miss = wrong.get(scenes.combo_key(o.colour, o.shape, scene_of(i).background))
+        scene = scene_of(i)
+        miss = wrong.get(scenes.combo_key(scene.objects[0], scene.background))
         if miss:
             idx.append(i)
             w.append(miss)

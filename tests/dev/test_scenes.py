@@ -66,7 +66,7 @@ def test_combo_prompts_ask_for_every_trained_combination_once_per_draw():
     prompts = scenes.combo_prompts(2)
     n = (len(scenes.COLOURS) * len(scenes.SHAPES) - len(scenes.HELD_OUT_PAIRS)) * (len(scenes.COLOURS) - 1)
     assert n == 294 and len(prompts) == 2 * n
-    keys = [scenes.combo_key(obj.colour, obj.shape, bg) for obj, bg, _ in prompts]
+    keys = [scenes.combo_key(obj, bg) for obj, bg, _ in prompts]
     assert len(set(keys)) == n and all(keys.count(k) == 2 for k in set(keys[:10]))
     for obj, bg, prompt in prompts:
         assert not scenes.is_held_out(obj) and bg != obj.colour

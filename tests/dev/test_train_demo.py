@@ -141,8 +141,7 @@ def test_focus_trains_on_the_combinations_an_evaluation_missed(tmp_path, monkeyp
     assert _run(work, "--stage", "latents") == 0
     singles = [i for i in range(8) if len(train_demo.scene_of(i).objects) == 1]
     assert len(singles) >= 2
-    key = lambda i: scenes.combo_key(train_demo.scene_of(i).objects[0].colour,  # noqa: E731
-                                     train_demo.scene_of(i).objects[0].shape, train_demo.scene_of(i).background)
+    key = lambda i: scenes.combo_key(train_demo.scene_of(i).objects[0], train_demo.scene_of(i).background)  # noqa: E731
     missed, right = key(singles[0]), key(singles[1])
     assert missed != right
     results = tmp_path / "combos.json"
@@ -155,7 +154,7 @@ def test_focus_trains_on_the_combinations_an_evaluation_missed(tmp_path, monkeyp
     monkeypatch.setattr(scenes, "caption", lambda scene, *a, **kw: seen.append(scene) or caption(scene, *a, **kw))
     assert _run(work, "--stage", "unet", "--focus", str(results), "--focus-rate", "1.0") == 0
     assert len(seen) == 2 * 2
-    assert {scenes.combo_key(s.objects[0].colour, s.objects[0].shape, s.background) for s in seen} == {missed}
+    assert {scenes.combo_key(s.objects[0], s.background) for s in seen} == {missed}
 
     nothing = tmp_path / "none.json"
     nothing.write_text(json.dumps({"guidance": {"7": {"per_combo": {right: 1.0}}}}))
