@@ -45,6 +45,25 @@ STAGE_NAMES = {
 }
 
 
+def own_aligned_memory(pipe) -> None:
+    """Give every CPU weight of the pipeline its own, 64-byte-aligned memory.
+
+    Weights read from a file can sit at any offset of it (a folder's and a single file's differ),
+    and the CPU kernels take different vector paths, with different rounding, for misaligned
+    data: the same weights gave different pixels from a diffusers folder and from its single
+    file. Copied into fresh tensors (only those not aligned already), a seed gives the same
+    image whichever format the model came in.
+    """
+    import torch
+
+    with torch.no_grad():
+        for part in pipe.components.values():
+            if isinstance(part, torch.nn.Module):
+                for t in [*part.parameters(), *part.buffers()]:
+                    if t.device.type == "cpu" and t.numel() and t.data_ptr() % 64:
+                        t.data = t.data.clone()
+
+
 @dataclass
 class LoadedModel:
     key: tuple
@@ -222,6 +241,8 @@ class ModelCache:
             pipe = load_single_file(path, info, progress, allow_pickle)
         _progress(progress, f"moving model to {info.device}…", 0.95)
         pipe = pipe.to(info.torch_device)
+        if pipe.device.type == "cpu":
+            own_aligned_memory(pipe)
         pipe.set_progress_bar_config(disable=True)
         self.loads += 1
         _progress(progress, "model ready", 1.0)
