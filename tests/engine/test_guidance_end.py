@@ -87,8 +87,11 @@ def test_guidance_stops_after_its_share_of_the_steps(engine, tiny_models, inputs
         assert batches == [2] * run
     monkeypatch.setattr(guidance, "FAST", frozenset())
     safe, full = last_latent(req), last_latent(req.replace(guidance_end=1.0))
-    apart = np.abs(full - safe).max()
-    assert np.abs(cut - safe).max() < 1e-3 * apart and apart > 1e-3
+    apart, off = np.abs(full - safe).max(), np.abs(cut - safe).max()
+    # The fast path runs the UNet on a batch of 1 where the safe one runs 2: the same sums, rounded
+    # by other kernels. Equal to float32 rounding of the latents, and tiny beside guidance's effect
+    # (img2img's is the smallest, ≈ 0.18, where the rounding reached 1.1e-3 on a fresh machine).
+    assert off < 1e-3 * np.abs(safe).max() and off < 2e-2 * apart and apart > 1e-3
 
 
 def test_guidance_end_zero_is_no_guidance_and_one_is_every_step(engine, tiny_sd15):
