@@ -29,7 +29,7 @@ LATENT_SEED_BASE = 2_000_000_000
 # Models
 
 
-VAE_WIDTHS = (16, 32, 64, 64)  # the shipped VAE's; `train-demo --vae-widths` picks others
+VAE_WIDTHS = (16, 32, 64, 64)  # phase 1's VAE; the shipped v2 VAE is (32, 64, 128, 128), via `--vae-widths`
 
 
 def build_vae(widths: tuple[int, ...] = VAE_WIDTHS):
