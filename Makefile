@@ -28,8 +28,13 @@ system-deps:
 run: setup
 	$(BIN)/studio run
 
-test: setup
+# Lint before the tests: ruff (rules and format in pyproject.toml) and the import contracts.
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+
+test: setup lint
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest $(TEST_ARGS)
 
 package: setup

@@ -21,7 +21,7 @@ out = Path(sys.argv[1])
 from studio.engine.clip_vocab import vocab_path
 shutil.copy(vocab_path(), out / vocab_path().name)
 try:
-    from plugins.controlnet.hed import weights_path
+    from studio_plugins.controlnet.hed import weights_path
     shutil.copy(weights_path(), out / weights_path().name)
 except Exception as exc:  # HED is optional in a build
     print("build: no HED weights bundled:", exc)

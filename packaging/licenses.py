@@ -11,11 +11,22 @@ def main(out: str) -> None:
     rows = []
     for dist in sorted(importlib.metadata.distributions(), key=lambda d: (d.metadata["Name"] or "").lower()):
         name = dist.metadata["Name"]
-        if not name or name.lower() in {"pip", "setuptools", "wheel", "pyinstaller", "pyinstaller-hooks-contrib", "studio"}:
+        if not name or name.lower() in {
+            "pip",
+            "setuptools",
+            "wheel",
+            "pyinstaller",
+            "pyinstaller-hooks-contrib",
+            "studio",
+        }:
             continue
         lic = dist.metadata.get("License-Expression") or dist.metadata.get("License") or ""
         if not lic or len(lic) > 80:
-            classifiers = [c.split("::")[-1].strip() for c in dist.metadata.get_all("Classifier") or [] if c.startswith("License ::")]
+            classifiers = [
+                c.split("::")[-1].strip()
+                for c in dist.metadata.get_all("Classifier") or []
+                if c.startswith("License ::")
+            ]
             lic = ", ".join(classifiers) or (lic.splitlines()[0][:80] if lic else "see the package")
         rows.append(f"{name} {dist.version}: {lic}")
     Path(out).parent.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,7 @@
-"""The public plugin API. First-party plugins (`plugins/`) use only this, as third-party ones do.
+"""The public plugin API. First-party plugins (`studio_plugins/`) use only this, as third-party ones do.
 
 A plugin is an object with a `manifest` and any of the hooks below; the studio finds plugins in
-the `plugins/` package, the user plugins folder (`<data dir>/plugins/<name>/__init__.py`) and
+the `studio_plugins` package, the user plugins folder (`<data dir>/plugins/<name>/__init__.py`) and
 the entry-point group `studio.plugins` (value: `module:OBJECT`, an instance or a zero-argument
 factory). A plugin that fails to import or raises in a hook is disabled, logged and shown to the
 user; a run then fails cleanly or goes on without it, as the user chose.

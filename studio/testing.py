@@ -71,8 +71,12 @@ def tiny_components(arch: str = "sd15", seed: int = 0) -> dict[str, Any]:
     unet_cfg = copy.deepcopy(_SD_UNET)
     clip_cfg = copy.deepcopy(_CLIP)
     sched_kw: dict[str, Any] = dict(
-        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000,
-        steps_offset=1, timestep_spacing="leading",
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        num_train_timesteps=1000,
+        steps_offset=1,
+        timestep_spacing="leading",
     )
     vae_cfg = copy.deepcopy(_VAE)
     if arch == "sd15-inpaint":
@@ -112,8 +116,15 @@ def tiny_components(arch: str = "sd15", seed: int = 0) -> dict[str, Any]:
         components["text_encoder"] = CLIPTextModel(CLIPTextConfig(**clip_cfg))
         torch.manual_seed(seed + 3)
         # Wider than the first encoder, as in SDXL (768 vs 1280): the widths tell them apart.
-        cfg2 = dict(clip_cfg, hidden_act="gelu", pad_token_id=0, hidden_size=128,
-                    intermediate_size=256, num_attention_heads=2, projection_dim=128)
+        cfg2 = dict(
+            clip_cfg,
+            hidden_act="gelu",
+            pad_token_id=0,
+            hidden_size=128,
+            intermediate_size=256,
+            num_attention_heads=2,
+            projection_dim=128,
+        )
         components["text_encoder_2"] = CLIPTextModelWithProjection(CLIPTextConfig(**cfg2))
         components["tokenizer_2"] = build_clip_tokenizer(pad_token="!")
     else:
@@ -174,9 +185,14 @@ def save_tiny_lora(out: str | Path, arch: str = "sd15", fmt: str = "peft", seed:
     out.parent.mkdir(parents=True, exist_ok=True)
     unet = tiny_components(arch, seed=0)["unet"]
     torch.manual_seed(seed)
-    unet.add_adapter(LoraConfig(r=rank, lora_alpha=rank, target_modules=["to_q", "to_k", "to_v", "to_out.0"],
-                                init_lora_weights=False))
-    state = {k: v.detach().clone() * (0.5 if ".lora_B." in k else 1.0) for k, v in get_peft_model_state_dict(unet).items()}
+    unet.add_adapter(
+        LoraConfig(
+            r=rank, lora_alpha=rank, target_modules=["to_q", "to_k", "to_v", "to_out.0"], init_lora_weights=False
+        )
+    )
+    state = {
+        k: v.detach().clone() * (0.5 if ".lora_B." in k else 1.0) for k, v in get_peft_model_state_dict(unet).items()
+    }
     if fmt == "peft":
         tensors = {f"unet.{k}": v.contiguous() for k, v in state.items()}
     elif fmt == "kohya":

@@ -64,7 +64,9 @@ def xvfb_display(request):
     r, w = os.pipe()
     proc = subprocess.Popen(
         [exe, "-displayfd", str(w), "-screen", "0", f"{width}x{height}x24", "-nolisten", "tcp"],
-        pass_fds=(w,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        pass_fds=(w,),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     os.close(w)
     number, deadline = b"", time.monotonic() + 20

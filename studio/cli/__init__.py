@@ -32,8 +32,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     run = sub.add_parser("run", help="open the studio window (the default)")
     run.add_argument("--model", default=None, help="model to open with (default: the last one, or the demo model)")
-    run.add_argument("--autotest-screenshot", type=Path, default=None, metavar="PNG",
-                     help="generate once with the demo model, save a screenshot, exit")
+    run.add_argument(
+        "--autotest-screenshot",
+        type=Path,
+        default=None,
+        metavar="PNG",
+        help="generate once with the demo model, save a screenshot, exit",
+    )
     run.set_defaults(func=_run_window)
     register_from(COMMAND_MODULES, sub, "register")
     return parser
@@ -54,10 +59,10 @@ def register_from(modules: tuple[str, ...], sub: argparse._SubParsersAction, hoo
 
 def _run_window(args: argparse.Namespace) -> int:
     if getattr(args, "autotest_screenshot", None):
-        from studio.qt.autotest import run_autotest
+        from studio.qt.app.autotest import run_autotest
 
         return run_autotest(args.autotest_screenshot)
-    from studio.qt.app import run_app
+    from studio.qt.app.app import run_app
 
     return run_app(args)
 

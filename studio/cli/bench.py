@@ -10,23 +10,34 @@ import time
 from studio.cli import register_from
 
 # Modules that add more `studio bench` sub-commands through register_bench(subparsers).
-BENCH_MODULES = ("studio.qt.bench",)
+BENCH_MODULES = ("studio.qt.app.window_bench",)
 
 FULL_UNETS = {
     "sd15": dict(
-        sample_size=64, in_channels=4, out_channels=4, layers_per_block=2,
+        sample_size=64,
+        in_channels=4,
+        out_channels=4,
+        layers_per_block=2,
         block_out_channels=(320, 640, 1280, 1280),
         down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
         up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
-        cross_attention_dim=768, attention_head_dim=8,
+        cross_attention_dim=768,
+        attention_head_dim=8,
     ),
     "sdxl": dict(
-        sample_size=128, in_channels=4, out_channels=4, layers_per_block=2,
+        sample_size=128,
+        in_channels=4,
+        out_channels=4,
+        layers_per_block=2,
         block_out_channels=(320, 640, 1280),
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-        transformer_layers_per_block=(1, 2, 10), attention_head_dim=(5, 10, 20), use_linear_projection=True,
-        cross_attention_dim=2048, addition_embed_type="text_time", addition_time_embed_dim=256,
+        transformer_layers_per_block=(1, 2, 10),
+        attention_head_dim=(5, 10, 20),
+        use_linear_projection=True,
+        cross_attention_dim=2048,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=256,
         projection_class_embeddings_input_dim=2816,
     ),
 }
@@ -59,7 +70,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(func=bench_lora_swap)
 
-    sm = bsub.add_parser("seam", help="inpainting seam: colour step across the feather band, with and without colour correction (demo model)")
+    sm = bsub.add_parser(
+        "seam",
+        help="inpainting seam: colour step across the feather band, with and without colour correction (demo model)",
+    )
     sm.add_argument("--model", default="demo")
     sm.add_argument("--steps", type=int, default=12)
     sm.add_argument("--blur", type=int, default=8)
@@ -94,8 +108,14 @@ def bench_overhead(args: argparse.Namespace) -> int:
         path = save_tiny_model(tmp + "/tiny", "sd15")
         engine = Engine(device="cpu")
         request = GenerationRequest.create(
-            model=str(path), prompt="a red circle at the top left on a blue background", steps=args.steps,
-            width=args.size, height=args.size, seed=1, scheduler="Euler", preview=args.preview,
+            model=str(path),
+            prompt="a red circle at the top left on a blue background",
+            steps=args.steps,
+            width=args.size,
+            height=args.size,
+            seed=1,
+            scheduler="Euler",
+            preview=args.preview,
         )
         lm = engine.load(str(path))
         pipe = lm.pipe
@@ -106,8 +126,12 @@ def bench_overhead(args: argparse.Namespace) -> int:
             t = time.perf_counter()
             with torch.inference_mode():
                 pipe(
-                    prompt=request.prompt, num_inference_steps=request.steps, guidance_scale=request.guidance_scale,
-                    height=request.height, width=request.width, output_type="np",
+                    prompt=request.prompt,
+                    num_inference_steps=request.steps,
+                    guidance_scale=request.guidance_scale,
+                    height=request.height,
+                    width=request.width,
+                    output_type="np",
                     generator=[torch.Generator("cpu").manual_seed(request.seed)],
                 )
             return time.perf_counter() - t
@@ -131,12 +155,18 @@ def bench_overhead(args: argparse.Namespace) -> int:
         b, s = statistics.median(bare_s), statistics.median(studio_s)
         _emit(
             {
-                "bare_s": round(b, 4), "studio_s": round(s, 4), "ratio": round(s / b, 4),
-                "preview": args.preview, "previews_per_run": len(previews), "steps": args.steps,
+                "bare_s": round(b, 4),
+                "studio_s": round(s, 4),
+                "ratio": round(s / b, 4),
+                "preview": args.preview,
+                "previews_per_run": len(previews),
+                "steps": args.steps,
                 # time spent making previews inside the loop: the part of the overhead noise cannot fake
                 "preview_s": round(statistics.median(preview_s), 5),
                 "preview_fraction": round(statistics.median(preview_s) / s, 5),
-                "size": args.size, "runs": args.runs, "device": engine.device_info.device,
+                "size": args.size,
+                "runs": args.runs,
+                "device": engine.device_info.device,
                 "threads": torch.get_num_threads(),
             },
             args.json,
@@ -185,9 +215,15 @@ def bench_unet(args: argparse.Namespace) -> int:
     mem = memory_info(info)
     _emit(
         {
-            "arch": args.arch, "size": args.size, "device": info.device, "dtype": info.dtype,
-            "params_m": round(params, 1), "step_s": round(statistics.median(times[1:]), 4),
-            "first_step_s": round(times[0], 4), "peak_mb": mem["peak_mb"], "allocated_mb": mem["allocated_mb"],
+            "arch": args.arch,
+            "size": args.size,
+            "device": info.device,
+            "dtype": info.dtype,
+            "params_m": round(params, 1),
+            "step_s": round(statistics.median(times[1:]), 4),
+            "first_step_s": round(times[0], 4),
+            "peak_mb": mem["peak_mb"],
+            "allocated_mb": mem["allocated_mb"],
         },
         args.json,
     )
@@ -213,8 +249,10 @@ def bench_lora_swap(args: argparse.Namespace) -> int:
         lora = engine.plugins.get("lora")
         from studio.core.request import GenerationRequest
 
-        sets = [(LoraRef(name="a", path=str(a), weight=0.8),), (LoraRef(name="b", path=str(b), weight=0.6),
-                                                                 LoraRef(name="a", path=str(a), weight=0.3))]
+        sets = [
+            (LoraRef(name="a", path=str(a), weight=0.8),),
+            (LoraRef(name="b", path=str(b), weight=0.6), LoraRef(name="a", path=str(a), weight=0.3)),
+        ]
         lm = engine.load(str(model))
         swap_s, cold_s = [], []
         for i in range(args.runs + 1):
@@ -228,8 +266,16 @@ def bench_lora_swap(args: argparse.Namespace) -> int:
             cold_s.append(time.perf_counter() - t)
         swap = statistics.median(swap_s[2:] or swap_s)  # after each file's first (one-time) adapter load
         cold = statistics.median(cold_s)
-        _emit({"swap_s": round(swap, 4), "first_load_s": round(max(swap_s[:2]), 4), "cold_load_s": round(cold, 4),
-               "ratio": round(swap / cold, 4), "runs": args.runs}, args.json)
+        _emit(
+            {
+                "swap_s": round(swap, 4),
+                "first_load_s": round(max(swap_s[:2]), 4),
+                "cold_load_s": round(cold, 4),
+                "ratio": round(swap / cold, 4),
+                "runs": args.runs,
+            },
+            args.json,
+        )
     return 0
 
 
@@ -265,9 +311,17 @@ def bench_seam(args: argparse.Namespace) -> int:
         for seed in range(args.seeds):
             for cc in (True, False):
                 req = GenerationRequest.create(
-                    model=args.model, prompt="a blue background", steps=args.steps, seed=seed, width=size, height=size,
-                    init_image=ImageRef(path=str(Path(tmp) / "in.png")), mask=ImageRef(path=str(Path(tmp) / "mask.png")),
-                    mask_blur=args.blur, color_correction=cc)
+                    model=args.model,
+                    prompt="a blue background",
+                    steps=args.steps,
+                    seed=seed,
+                    width=size,
+                    height=size,
+                    init_image=ImageRef(path=str(Path(tmp) / "in.png")),
+                    mask=ImageRef(path=str(Path(tmp) / "mask.png")),
+                    mask_blur=args.blur,
+                    color_correction=cc,
+                )
                 out = engine.generate(req).images[0].astype(np.float64)
                 m = plan_edit(req).blend_mask
                 band = (m > 0) & (m < 255)
@@ -277,10 +331,20 @@ def bench_seam(args: argparse.Namespace) -> int:
                 found[cc]["band"].append(float(np.abs(out[band] - img[band]).mean()))
                 found[cc]["changed"].append(int((out[m == 0] != img[m == 0]).any()))
     on, off = (float(np.median(found[cc]["step"])) for cc in (True, False))
-    _emit({"model": args.model, "size": size, "blur_px": args.blur, "seeds": args.seeds, "steps": args.steps,
-           "seam_step_levels": round(on, 2), "seam_step_levels_uncorrected": round(off, 2),
-           "correction_ratio": round(on / off, 3) if off else None,
-           "band_mean_abs_diff": round(float(np.median(found[True]["band"])), 2),
-           "band_mean_abs_diff_uncorrected": round(float(np.median(found[False]["band"])), 2),
-           "runs_with_changes_outside_mask": sum(found[True]["changed"]) + sum(found[False]["changed"])}, args.json)
+    _emit(
+        {
+            "model": args.model,
+            "size": size,
+            "blur_px": args.blur,
+            "seeds": args.seeds,
+            "steps": args.steps,
+            "seam_step_levels": round(on, 2),
+            "seam_step_levels_uncorrected": round(off, 2),
+            "correction_ratio": round(on / off, 3) if off else None,
+            "band_mean_abs_diff": round(float(np.median(found[True]["band"])), 2),
+            "band_mean_abs_diff_uncorrected": round(float(np.median(found[False]["band"])), 2),
+            "runs_with_changes_outside_mask": sum(found[True]["changed"]) + sum(found[False]["changed"]),
+        },
+        args.json,
+    )
     return 0

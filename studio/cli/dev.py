@@ -43,17 +43,28 @@ def _fit_latent_rgb(args: argparse.Namespace) -> int:
     import torch
     from diffusers import AutoencoderKL
 
-    from studio.engine.previews import fit_latent_rgb, latent_rgb_error, latent_rgb_factors
-
     from studio.core.errors import ModelNotFound
+    from studio.engine.previews import fit_latent_rgb, latent_rgb_error, latent_rgb_factors
 
     folder = Path(args.model)
     if not (folder / "vae" / "config.json").is_file():
         raise ModelNotFound(f"{folder} is not a diffusers model folder with a vae/ subfolder.")
-    vae = AutoencoderKL.from_pretrained(folder, subfolder="vae", local_files_only=True, torch_dtype=torch.float32).eval()
+    vae = AutoencoderKL.from_pretrained(
+        folder, subfolder="vae", local_files_only=True, torch_dtype=torch.float32
+    ).eval()
     fitted = fit_latent_rgb(vae)
     before = latent_rgb_error(vae, *latent_rgb_factors("sd1"))
     after = latent_rgb_error(vae, torch.tensor(fitted["factors"]), torch.tensor(fitted["bias"]))
-    (folder / "latent_rgb.json").write_text(json.dumps({"_comment": "fitted by studio dev fit-latent-rgb", **fitted}, indent=1))
-    print(json.dumps({"path": str(folder / "latent_rgb.json"), "error_sd1_factors": round(before, 4), "error_fitted": round(after, 4)}))
+    (folder / "latent_rgb.json").write_text(
+        json.dumps({"_comment": "fitted by studio dev fit-latent-rgb", **fitted}, indent=1)
+    )
+    print(
+        json.dumps(
+            {
+                "path": str(folder / "latent_rgb.json"),
+                "error_sd1_factors": round(before, 4),
+                "error_fitted": round(after, 4),
+            }
+        )
+    )
     return 0

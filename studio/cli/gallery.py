@@ -50,7 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     bench.set_defaults(func=_bench)
 
 
-def _open(args: argparse.Namespace):  # noqa: ANN202
+def _open(args: argparse.Namespace):
     from studio.core.gallery import Gallery
 
     return Gallery(args.library)
@@ -79,7 +79,8 @@ def _list(args: argparse.Namespace) -> int:
         star = "★" if i.favourite else " "
         prompt = i.prompt.replace("\n", " ")
         prompt = prompt if len(prompt) <= 60 else prompt[:59] + "…"
-        print(f"{i.id[:12]} {star} {i.created.astimezone():%Y-%m-%d %H:%M} {i.kind:8} {badge:7} {i.model[:20]:20} {prompt}")
+        when = f"{i.created.astimezone():%Y-%m-%d %H:%M}"
+        print(f"{i.id[:12]} {star} {when} {i.kind:8} {badge:7} {i.model[:20]:20} {prompt}")
     if not items:
         print("no images")
     return 0
@@ -111,7 +112,9 @@ def _show(args: argparse.Namespace) -> int:
         print(f"parent:     {p.id[:12]} {p.kind} “{p.prompt[:50]}”")
     for c in children:
         print(f"child:      {c.id[:12]} {c.kind} “{c.prompt[:50]}”")
-    print(f"provenance: C2PA {status.state if status else 'missing'} — {status.detail if status else 'file is missing'}")
+    print(
+        f"provenance: C2PA {status.state if status else 'missing'} — {status.detail if status else 'file is missing'}"
+    )
     return 0
 
 
@@ -133,9 +136,9 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from studio.core.gallery import bench
+    from studio.core.gallery import search_bench
 
-    result = bench.run(rows=args.rows)
+    result = search_bench.run(rows=args.rows)
     if args.json:
         print(json.dumps(result, indent=2))
     else:

@@ -11,7 +11,6 @@ from pathlib import Path
 from studio.core.errors import InvalidRequest
 from studio.core.request import SCHEDULER_NAMES, GenerationRequest, PreviewMode
 
-
 # Used where the model's family has no recommended settings (studio.core.recommend), as A1111 does.
 FALLBACK_STEPS, FALLBACK_CFG, FALLBACK_SCHEDULER = 20, 7.0, "Euler a"
 
@@ -21,49 +20,98 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default="demo", help='"demo" (bundled), a diffusers folder or a .safetensors checkpoint')
     p.add_argument("--prompt", required=True)
     p.add_argument("--negative", default="", help="negative prompt")
-    p.add_argument("--steps", type=int, default=None,
-                   help=f"denoising steps (default: the model family's recommended, else {FALLBACK_STEPS})")
-    p.add_argument("--cfg", type=float, default=None,
-                   help=f"guidance scale, 0–30 (default: the model family's recommended, else {FALLBACK_CFG:g})")
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help=f"denoising steps (default: the model family's recommended, else {FALLBACK_STEPS})",
+    )
+    p.add_argument(
+        "--cfg",
+        type=float,
+        default=None,
+        help=f"guidance scale, 0–30 (default: the model family's recommended, else {FALLBACK_CFG:g})",
+    )
     p.add_argument("--cfg-rescale", type=float, default=0.0, help="guidance rescale (0–1)")
-    p.add_argument("--cfg-end", type=float, default=None,
-                   help="guide only this share of the steps, 0–1 (default: the model family's recommended, else 1)")
+    p.add_argument(
+        "--cfg-end",
+        type=float,
+        default=None,
+        help="guide only this share of the steps, 0–1 (default: the model family's recommended, else 1)",
+    )
     p.add_argument("--seed", type=int, default=None, help="seed (random if not given)")
     p.add_argument("--size", default=None, help="WxH, multiples of 8 (default: the model's native size)")
-    p.add_argument("--scheduler", default=None,
-                   help=f"one of: {', '.join(SCHEDULER_NAMES)} (default: the model family's recommended, "
-                        f"else {FALLBACK_SCHEDULER})")
+    p.add_argument(
+        "--scheduler",
+        default=None,
+        help=f"one of: {', '.join(SCHEDULER_NAMES)} (default: the model family's recommended, "
+        f"else {FALLBACK_SCHEDULER})",
+    )
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--clip-skip", type=int, default=0, help="final text-encoder layers to skip (0 = none)")
-    p.add_argument("--lora", action="append", default=[], metavar="PATH_OR_NAME:WEIGHT",
-                   help="apply a LoRA (repeatable); <lora:name:0.8> in the prompt works too")
-    p.add_argument("--controlnet", action="append", default=[], metavar="MODEL:IMAGE:PREPROCESSOR:WEIGHT[:START:END]",
-                   help="a ControlNet unit (repeatable); preprocessors: none, canny, hed, …")
+    p.add_argument(
+        "--lora",
+        action="append",
+        default=[],
+        metavar="PATH_OR_NAME:WEIGHT",
+        help="apply a LoRA (repeatable); <lora:name:0.8> in the prompt works too",
+    )
+    p.add_argument(
+        "--controlnet",
+        action="append",
+        default=[],
+        metavar="MODEL:IMAGE:PREPROCESSOR:WEIGHT[:START:END]",
+        help="a ControlNet unit (repeatable); preprocessors: none, canny, hed, …",
+    )
     p.add_argument("--guess-mode", action="store_true", help="ControlNet guess mode")
     p.add_argument("--preview", default="latent2rgb", choices=[m.value for m in PreviewMode])
     p.add_argument("--preview-every", type=int, default=1)
     p.add_argument("--previews-dir", type=Path, default=None, help="write every step's preview PNG here")
-    p.add_argument("--taesd", type=Path, default=None,
-                   help="tiny autoencoder (folder or .safetensors) for --preview taesd (default: the ones set in the Models dialog)")
-    p.add_argument("--vae", type=Path, default=None, help="a VAE (.safetensors file or diffusers folder) instead of the model's own")
+    p.add_argument(
+        "--taesd",
+        type=Path,
+        default=None,
+        help="tiny autoencoder (folder or .safetensors) for --preview taesd "
+        "(default: the ones set in the Models dialog)",
+    )
+    p.add_argument(
+        "--vae",
+        type=Path,
+        default=None,
+        help="a VAE (.safetensors file or diffusers folder) instead of the model's own",
+    )
     p.add_argument("--device", default=None, help="auto (default), cuda, mps or cpu")
     p.add_argument("--dtype", default=None, help="auto (default), float16, bfloat16 or float32")
-    p.add_argument("--memory", default=None, choices=["fast", "balanced", "low memory"],
-                   help="memory preset (default: the one saved in the Device dialog, else chosen from the device's memory)")
-    p.add_argument("--oom-fallback", action="store_true", help="on out-of-memory, retry once with the next lower preset")
+    p.add_argument(
+        "--memory",
+        default=None,
+        choices=["fast", "balanced", "low memory"],
+        help="memory preset (default: the one saved in the Device dialog, else chosen from the device's memory)",
+    )
+    p.add_argument(
+        "--oom-fallback", action="store_true", help="on out-of-memory, retry once with the next lower preset"
+    )
     p.add_argument("--allow-pickle", action="store_true", help="allow pickled .ckpt/.bin models (they can run code)")
     e = p.add_argument_group("image to image, inpainting, outpainting")
     e.add_argument("--init", type=Path, default=None, help="input image (img2img / inpaint / outpaint)")
-    e.add_argument("--strength", type=float, default=None, help="how much to change (0–1; img2img default 0.75, else 1)")
+    e.add_argument(
+        "--strength", type=float, default=None, help="how much to change (0–1; img2img default 0.75, else 1)"
+    )
     e.add_argument("--mask", type=Path, default=None, help="mask image: white = repaint")
     e.add_argument("--mask-grow", type=int, default=0, help="grow the mask by PX pixels")
     e.add_argument("--mask-blur", type=int, default=4, help="feather the mask edge by PX pixels")
     e.add_argument("--only-masked", action="store_true", help="generate only the masked area (plus padding) at --size")
     e.add_argument("--padding", type=int, default=32, help="pixels around the mask with --only-masked")
-    e.add_argument("--outpaint", default=None, metavar="L,T,R,B", help="expand the canvas by these pixels and fill them")
+    e.add_argument(
+        "--outpaint", default=None, metavar="L,T,R,B", help="expand the canvas by these pixels and fill them"
+    )
     e.add_argument("--outpaint-fill", default="edge", choices=["edge", "mirror", "noise"])
-    e.add_argument("--color-correction", action=argparse.BooleanOptionalAction, default=True,
-                   help="inpaint/outpaint: match the repainted colours to the unmasked surround (default: on)")
+    e.add_argument(
+        "--color-correction",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="inpaint/outpaint: match the repainted colours to the unmasked surround (default: on)",
+    )
     p.add_argument("--out", type=Path, required=True, help="output PNG (batch: name-1.png, name-2.png, …)")
     p.add_argument("--json", action="store_true", help="print a machine-readable summary")
     p.add_argument("--no-gallery", action="store_true", help="do not record the images in the gallery")
@@ -93,7 +141,9 @@ def edit_fields(args: argparse.Namespace) -> dict:
             raise InvalidRequest(f"{flag} file not found: {path}")
     fields: dict = {
         "init_image": ImageRef(path=str(args.init.resolve()), sha256=sha256_file(args.init)),
-        "strength": args.strength if args.strength is not None else (0.75 if args.mask is None and not args.outpaint else 1.0),
+        "strength": args.strength
+        if args.strength is not None
+        else (0.75 if args.mask is None and not args.outpaint else 1.0),
         "mask_grow": args.mask_grow,
         "mask_blur": args.mask_blur,
         "inpaint_area": "only_masked" if args.only_masked else "whole",
@@ -149,9 +199,14 @@ def parse_controlnet(text: str):
     try:
         nums = [float(v) for v in parts[3:]]
         start, end = (nums[1], nums[2]) if len(nums) == 3 else (0.0, 1.0)
-        return ControlNetRef(model=str(Path(model).expanduser().resolve()),
-                             image=ImageRef(path=str(Path(image).resolve()), sha256=sha256_file(image)),
-                             preprocessor=pre, weight=nums[0], start=start, end=end)
+        return ControlNetRef(
+            model=str(Path(model).expanduser().resolve()),
+            image=ImageRef(path=str(Path(image).resolve()), sha256=sha256_file(image)),
+            preprocessor=pre,
+            weight=nums[0],
+            start=start,
+            end=end,
+        )
     except (ValueError, ValidationError):
         raise InvalidRequest(f"--controlnet weight must be 0–2 and start/end 0–1: {text!r}") from None
 
@@ -202,8 +257,14 @@ def run(args: argparse.Namespace) -> int:
     else:
         taesd = {arch: saved.taesd_for(arch) for arch in core_settings.ARCHES if saved.taesd_for(arch)}
     preset = args.memory or (saved.memory_preset if saved.memory_preset != "auto" else None)
-    engine = Engine(device=args.device, dtype=args.dtype, allow_pickle=args.allow_pickle, taesd=taesd,
-                    preset=preset, auto_fallback=args.oom_fallback or saved.oom_fallback)
+    engine = Engine(
+        device=args.device,
+        dtype=args.dtype,
+        allow_pickle=args.allow_pickle,
+        taesd=taesd,
+        preset=preset,
+        auto_fallback=args.oom_fallback or saved.oom_fallback,
+    )
     bar = _Progress(enabled=sys.stderr.isatty() and not args.json)
     edit = edit_fields(args)
     if args.size:

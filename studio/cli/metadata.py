@@ -30,7 +30,19 @@ def _read(args: argparse.Namespace) -> int:
     n = result.normalised
     if result.source == "none":
         print("no generation metadata found")
-    for key in ("source", "prompt", "negative_prompt", "steps", "sampler", "cfg_scale", "seed", "width", "height", "model", "model_hash"):
+    for key in (
+        "source",
+        "prompt",
+        "negative_prompt",
+        "steps",
+        "sampler",
+        "cfg_scale",
+        "seed",
+        "width",
+        "height",
+        "model",
+        "model_hash",
+    ):
         if n.get(key) not in (None, ""):
             print(f"{key}: {n[key]}")
     for lo in n.get("loras") or []:

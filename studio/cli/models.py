@@ -16,9 +16,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     ls = msub.add_parser("list", help="the bundled demo model, the models library and the extra model folders")
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(func=_list)
-    fo = msub.add_parser("folders", help="the extra model folders scanned with the library (A1111, ComfyUI, HF cache …)")
+    fo = msub.add_parser(
+        "folders", help="the extra model folders scanned with the library (A1111, ComfyUI, HF cache …)"
+    )
     fo.add_argument("--add", type=Path, action="append", default=[], metavar="DIR", help="add a folder (repeatable)")
-    fo.add_argument("--remove", type=Path, action="append", default=[], metavar="DIR", help="remove a folder (repeatable)")
+    fo.add_argument(
+        "--remove", type=Path, action="append", default=[], metavar="DIR", help="remove a folder (repeatable)"
+    )
     fo.add_argument("--json", action="store_true")
     fo.set_defaults(func=_folders)
     sc = msub.add_parser("scan", help="identify every model under a folder (A1111, ComfyUI, HF cache …)")
@@ -137,8 +141,17 @@ def _download(args: argparse.Namespace) -> int:
         if bar is not None:
             bar.close()
     if args.json:
-        print(json.dumps({"repo_id": plan.repo_id, "revision": plan.revision, "path": str(dest),
-                          "files": [n for n, _ in plan.files], "bytes": plan.total_bytes}))
+        print(
+            json.dumps(
+                {
+                    "repo_id": plan.repo_id,
+                    "revision": plan.revision,
+                    "path": str(dest),
+                    "files": [n for n, _ in plan.files],
+                    "bytes": plan.total_bytes,
+                }
+            )
+        )
     else:
         print(dest)
     return 0

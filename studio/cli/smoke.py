@@ -40,8 +40,15 @@ def _run(t0: float) -> int:
             engine = Engine()
             lm = engine.load("demo")
             size = int(lm.pipe.unet.config.sample_size) * 8
-            request = GenerationRequest.create(model="demo", prompt="a red circle on a blue background", steps=8,
-                                               width=size, height=size, seed=7, guidance_scale=4.0)
+            request = GenerationRequest.create(
+                model="demo",
+                prompt="a red circle on a blue background",
+                steps=8,
+                width=size,
+                height=size,
+                seed=7,
+                guidance_scale=4.0,
+            )
             steps = []
             result = engine.generate(request, on_step=steps.append)
             problems = []
@@ -67,6 +74,8 @@ def _run(t0: float) -> int:
         if problems:
             print("smoke test FAILED: " + "; ".join(problems), file=sys.stderr)
             return 1
-        print(f"smoke test passed: {size}×{size}, {request.steps} steps on {result.device}/{result.dtype}, "
-              f"provenance valid, {time.perf_counter() - t0:.1f} s")
+        print(
+            f"smoke test passed: {size}×{size}, {request.steps} steps on {result.device}/{result.dtype}, "
+            f"provenance valid, {time.perf_counter() - t0:.1f} s"
+        )
         return 0

@@ -119,7 +119,11 @@ def identify_file(path: Path) -> CatalogueEntry:
         entry.kind = "tiny autoencoder"
     elif what == "a VAE":
         entry.kind = "VAE"
-    elif any(k.startswith(p) for k in keys for p in (CLIP_SD1, CLIP_XL, OPENCLIP_SD2, OPENCLIP_XL, OPENCLIP_XL_REFINER, "text_model.")):
+    elif any(
+        k.startswith(p)
+        for k in keys
+        for p in (CLIP_SD1, CLIP_XL, OPENCLIP_SD2, OPENCLIP_XL, OPENCLIP_XL_REFINER, "text_model.")
+    ):
         entry.kind = "text encoder"
     else:
         entry.usable = False
@@ -157,8 +161,12 @@ def identify_folder(path: Path) -> CatalogueEntry | None:
             return entry
         if config.is_file():
             cls = str(json.loads(config.read_text()).get("_class_name", ""))
-            kinds = {"AutoencoderKL": "VAE", "AutoencoderTiny": "tiny autoencoder", "ControlNetModel": "ControlNet",
-                     "UNet2DConditionModel": "UNet"}
+            kinds = {
+                "AutoencoderKL": "VAE",
+                "AutoencoderTiny": "tiny autoencoder",
+                "ControlNetModel": "ControlNet",
+                "UNet2DConditionModel": "UNet",
+            }
             if cls in kinds:
                 entry.kind = kinds[cls]
                 return entry

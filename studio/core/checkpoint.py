@@ -50,7 +50,9 @@ class CheckpointInfo:
     @property
     def pipeline_class(self) -> str:
         if self.inpaint:
-            return "StableDiffusionXLInpaintPipeline" if self.arch.startswith("sdxl") else "StableDiffusionInpaintPipeline"
+            return (
+                "StableDiffusionXLInpaintPipeline" if self.arch.startswith("sdxl") else "StableDiffusionInpaintPipeline"
+            )
         return defaults()[self.arch]["pipeline"]
 
 

@@ -82,8 +82,11 @@ def _explain(exc: Exception, repo_id: str) -> StudioError:
 
 def choose_files(names_sizes: list[tuple[str, int]], fp16: bool) -> list[tuple[str, int]]:
     """Configs, tokenizer files and safetensors weights; the fp16 variant when asked and present."""
-    keep = [(n, s) for n, s in names_sizes
-            if any(fnmatch.fnmatch(Path(n).name, p) for p in WANTED) and not any(fnmatch.fnmatch(n, p) for p in NEVER)]
+    keep = [
+        (n, s)
+        for n, s in names_sizes
+        if any(fnmatch.fnmatch(Path(n).name, p) for p in WANTED) and not any(fnmatch.fnmatch(n, p) for p in NEVER)
+    ]
     weights = [n for n, _ in keep if n.endswith(".safetensors")]
     fp16_names = {n for n in weights if ".fp16." in n}
     chosen = []
@@ -98,8 +101,14 @@ def choose_files(names_sizes: list[tuple[str, int]], fp16: bool) -> list[tuple[s
     return chosen
 
 
-def plan_download(repo_id: str, files: list[str] | None = None, *, fp16: bool = False,
-                  endpoint: str | None = None, token: str | None = None) -> DownloadPlan:
+def plan_download(
+    repo_id: str,
+    files: list[str] | None = None,
+    *,
+    fp16: bool = False,
+    endpoint: str | None = None,
+    token: str | None = None,
+) -> DownloadPlan:
     from huggingface_hub import HfApi
 
     try:
@@ -120,8 +129,15 @@ def plan_download(repo_id: str, files: list[str] | None = None, *, fp16: bool = 
     return DownloadPlan(repo_id, info.sha or "main", chosen)
 
 
-def download(plan: DownloadPlan, dest: Path | None = None, *, on_progress: ProgressFn = None,
-             cancel: threading.Event | None = None, endpoint: str | None = None, token: str | None = None) -> Path:
+def download(
+    plan: DownloadPlan,
+    dest: Path | None = None,
+    *,
+    on_progress: ProgressFn = None,
+    cancel: threading.Event | None = None,
+    endpoint: str | None = None,
+    token: str | None = None,
+) -> Path:
     """Fetch the plan's files and move them into `dest` (default: models library / repo name)."""
     from huggingface_hub import hf_hub_download
     from tqdm import tqdm
@@ -139,6 +155,7 @@ def download(plan: DownloadPlan, dest: Path | None = None, *, on_progress: Progr
     done_before = 0
 
     for name, size in plan.files:
+
         class _Progress(tqdm):  # huggingface_hub drives it with byte counts
             def __init__(self, *a, **k):
                 k["disable"] = True
@@ -158,8 +175,16 @@ def download(plan: DownloadPlan, dest: Path | None = None, *, on_progress: Progr
                 on_progress(base + in_file, plan.total_bytes, name)
 
         try:
-            hf_hub_download(plan.repo_id, name, revision=plan.revision, local_dir=staging, endpoint=_endpoint(endpoint),
-                            token=token, etag_timeout=15, tqdm_class=_Progress)
+            hf_hub_download(
+                plan.repo_id,
+                name,
+                revision=plan.revision,
+                local_dir=staging,
+                endpoint=_endpoint(endpoint),
+                token=token,
+                etag_timeout=15,
+                tqdm_class=_Progress,
+            )
         except Exception as exc:  # noqa: BLE001
             raise _explain(exc, plan.repo_id) from None
         done_before += size

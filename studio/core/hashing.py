@@ -8,6 +8,7 @@ time changes. `hash_in_background()` runs the work on a single worker thread and
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -109,10 +110,8 @@ class HashCache:
                 "mtime_ns": st.st_mtime_ns,
                 "sha256": digest,
             }
-            try:
+            with contextlib.suppress(OSError):  # caching is an optimisation; the hash itself is right
                 self._save()
-            except OSError:
-                pass  # caching is an optimisation; the hash itself is right
         return digest
 
 

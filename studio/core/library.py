@@ -65,7 +65,13 @@ def scan_all(settings: settings_mod.Settings | None = None) -> tuple[list[Catalo
             if key in seen:
                 continue
             seen.add(key)
-            e.source = "Demo model" if src.label == "Demo model" else f"{src.label}: {src.path}" if src.removable else src.label
+            e.source = (
+                "Demo model"
+                if src.label == "Demo model"
+                else f"{src.label}: {src.path}"
+                if src.removable
+                else src.label
+            )
             entries.append(e)
     return entries, problems
 
@@ -117,10 +123,7 @@ def model_label(model: str) -> str:
 def is_protected(path: str | Path) -> bool:
     """The bundled demo model and anything else shipped in resources/ cannot be renamed or deleted."""
     p = Path(path).resolve()
-    for root in (demo_model_dir().resolve(), resources_dir().resolve()):
-        if p == root or root in p.parents:
-            return True
-    return False
+    return any(p == root or root in p.parents for root in (demo_model_dir().resolve(), resources_dir().resolve()))
 
 
 def _check_name(name: str) -> str:
@@ -152,13 +155,17 @@ def import_model(src: str | Path, mode: str = "copy", dest_dir: Path | None = No
         try:
             os.symlink(src.resolve(), dest, target_is_directory=src.is_dir())
         except OSError as exc:
-            raise LibraryError(f"Cannot link {src.name} into the library: {exc.strerror or exc}.", "Import a copy instead.") from None
+            raise LibraryError(
+                f"Cannot link {src.name} into the library: {exc.strerror or exc}.", "Import a copy instead."
+            ) from None
         return dest
     need = _size(src)
     free = shutil.disk_usage(dest_dir).free
     if free < need + 50 * 2**20:
-        raise LibraryError(f"Not enough disk space to copy {src.name}: {need / 2**30:.2f} GB needed, {free / 2**30:.2f} GB free.",
-                           "Link it instead, or free some space.")
+        raise LibraryError(
+            f"Not enough disk space to copy {src.name}: {need / 2**30:.2f} GB needed, {free / 2**30:.2f} GB free.",
+            "Link it instead, or free some space.",
+        )
     tmp = Path(tempfile.mkdtemp(prefix=".import-", dir=dest_dir))
     try:  # copy beside the target, then one rename: never a half-copied model in the library
         staged = tmp / src.name
@@ -219,7 +226,9 @@ def trash_model(path: str | Path) -> None:
         try:
             send2trash(str(path))
         except (OSError, TrashPermissionError) as exc:
-            raise LibraryError(f"Cannot move {path.name} to the trash: {exc}.", "Delete it in your file manager.") from None
+            raise LibraryError(
+                f"Cannot move {path.name} to the trash: {exc}.", "Delete it in your file manager."
+            ) from None
     _update_settings(lambda s: s.forget_path(path))
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from studio.core.catalogue import CatalogueEntry
-from studio.core.request import guidance_span
 from studio.core.paths import demo_model_dir, resources_dir
+from studio.core.request import guidance_span
 
 CHECKPOINT_KINDS = ("checkpoint", "inpaint checkpoint")
 
@@ -37,9 +37,11 @@ class Recommendation:
     def summary(self) -> str:
         lo, hi = self.steps_range
         clo, chi = self.cfg_range
-        return (f"{self.label}: {lo}–{hi} steps, CFG {clo:g}–{chi:g}{guidance_span(self.cfg_end)}, "
-                f"{self.width}×{self.height}, "
-                f"{self.scheduler}")
+        return (
+            f"{self.label}: {lo}–{hi} steps, CFG {clo:g}–{chi:g}{guidance_span(self.cfg_end)}, "
+            f"{self.width}×{self.height}, "
+            f"{self.scheduler}"
+        )
 
 
 @lru_cache(maxsize=4)
@@ -76,10 +78,16 @@ def for_family(family: str) -> Recommendation | None:
     if row is None:
         return None
     return Recommendation(
-        family=family, label=row.get("label", family), steps=int(row["steps"]),
+        family=family,
+        label=row.get("label", family),
+        steps=int(row["steps"]),
         steps_range=tuple(row.get("steps_range", (row["steps"], row["steps"]))),
-        cfg=float(row["cfg"]), cfg_range=tuple(row.get("cfg_range", (row["cfg"], row["cfg"]))),
-        width=int(row["size"][0]), height=int(row["size"][1]), scheduler=row["scheduler"], note=row.get("note", ""),
+        cfg=float(row["cfg"]),
+        cfg_range=tuple(row.get("cfg_range", (row["cfg"], row["cfg"]))),
+        width=int(row["size"][0]),
+        height=int(row["size"][1]),
+        scheduler=row["scheduler"],
+        note=row.get("note", ""),
         cfg_end=float(row.get("cfg_end", 1.0)),
     )
 

@@ -188,9 +188,7 @@ class GenerationRequest(_Frozen):
     def from_dict(cls, data: dict[str, Any]) -> GenerationRequest:
         version = data.get("schema_version", SCHEMA_VERSION)
         if not isinstance(version, int) or version > SCHEMA_VERSION:
-            raise InvalidRequest(
-                f"the recipe was written by a newer studio (schema {version}); update the studio"
-            )
+            raise InvalidRequest(f"the recipe was written by a newer studio (schema {version}); update the studio")
         if version < 2:  # made before colour correction existed, so made without it
             data = {**data, "color_correction": data.get("color_correction", False)}
         return cls.create(**{**data, "schema_version": SCHEMA_VERSION})

@@ -3,7 +3,7 @@
 What lives here is what more than the window needs: the extra model folders the user added
 (their A1111 or ComfyUI `models/`, the Hugging Face cache), the default VAE and tiny autoencoder
 per architecture, and the memory preset. Window layout and the last request stay in the window's
-own `window.ini` (`studio.qt.settings`).
+own `window.ini` (`studio.qt.app.settings`).
 
 Every change is written at once, atomically (temp file + rename), so a crash never leaves half a
 file; a damaged file is set aside as `studio.json.bad` and the defaults are used.
@@ -11,6 +11,7 @@ file; a damaged file is set aside as `studio.json.bad` and the defaults are used
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -103,10 +104,8 @@ def load() -> Settings:
         return Settings()
     except (OSError, ValueError) as exc:
         log.warning("settings file %s is damaged (%s); using defaults and keeping it as %s.bad", path, exc, path.name)
-        try:
+        with contextlib.suppress(OSError):
             os.replace(path, path.with_name(path.name + ".bad"))
-        except OSError:
-            pass
         return Settings()
     if not isinstance(data, dict):
         return Settings()

@@ -56,9 +56,19 @@ def _engine():
 def _req(model: Path, prompt: str, seed: int, steps: int, guidance: float, guidance_end: float = 1.0, **kw):
     from studio.core.request import GenerationRequest
 
-    return GenerationRequest(model=str(model), prompt=prompt, seed=seed, steps=steps,
-                             guidance_scale=guidance, guidance_end=guidance_end, width=scenes.SIZE, height=scenes.SIZE,
-                             preview="none", scheduler="DDIM", **kw)
+    return GenerationRequest(
+        model=str(model),
+        prompt=prompt,
+        seed=seed,
+        steps=steps,
+        guidance_scale=guidance,
+        guidance_end=guidance_end,
+        width=scenes.SIZE,
+        height=scenes.SIZE,
+        preview="none",
+        scheduler="DDIM",
+        **kw,
+    )
 
 
 def _scene(rng: random.Random, held_out: bool) -> scenes.Scene:
@@ -104,14 +114,17 @@ def inpaint_cases(n: int, seed: int = 41) -> list[InpaintCase]:
     rng, out = random.Random(seed), []
     for _ in range(n):
         scene = _scene(rng, held_out=False)
-        while INPAINT_OBJECT.colour in (scene.background, scene.objects[0].colour) or scene.objects[0].position == "center":
+        while (
+            INPAINT_OBJECT.colour in (scene.background, scene.objects[0].colour)
+            or scene.objects[0].position == "center"
+        ):
             scene = _scene(rng, held_out=False)
         cell = rng.choice(free_cells(scene.objects[0].position))
         row, col = divmod(scenes.POSITIONS.index(cell), 3)
         cx, cy = int(scenes.GRID[col] * scenes.SIZE), int(scenes.GRID[row] * scenes.SIZE)
         half = 26
         mask = np.zeros((scenes.SIZE, scenes.SIZE), np.uint8)
-        mask[max(0, cy - half):cy + half, max(0, cx - half):cx + half] = 255
+        mask[max(0, cy - half) : cy + half, max(0, cx - half) : cx + half] = 255
         out.append(InpaintCase(scene, cell, mask))
     return out
 
@@ -135,8 +148,16 @@ def star_size(found: scenes.Detected | None, case: InpaintCase) -> float | None:
     return found.area / ideal.area
 
 
-def eval_inpaint(model: Path, n: int, steps: int, guidance: float, tmp: Path,
-                 area: str = "whole", padding: int = 32, guidance_end: float = 1.0) -> dict:
+def eval_inpaint(
+    model: Path,
+    n: int,
+    steps: int,
+    guidance: float,
+    tmp: Path,
+    area: str = "whole",
+    padding: int = 32,
+    guidance_end: float = 1.0,
+) -> dict:
     from studio.core.request import ImageRef
 
     eng = _engine()
@@ -148,10 +169,23 @@ def eval_inpaint(model: Path, n: int, steps: int, guidance: float, tmp: Path,
         ip, mp = tmp / f"in{i}.png", tmp / f"mask{i}.png"
         image.save(ip)
         Image.fromarray(case.mask).save(mp)
-        res = eng.generate(_req(model, case.prompt, 20_000 + i, steps, guidance, guidance_end,
-                                init_image=ImageRef(path=str(ip)), mask=ImageRef(path=str(mp)),
-                                mask_grow=0, mask_blur=4, strength=1.0,
-                                inpaint_area=area, inpaint_padding=padding))
+        res = eng.generate(
+            _req(
+                model,
+                case.prompt,
+                20_000 + i,
+                steps,
+                guidance,
+                guidance_end,
+                init_image=ImageRef(path=str(ip)),
+                mask=ImageRef(path=str(mp)),
+                mask_grow=0,
+                mask_blur=4,
+                strength=1.0,
+                inpaint_area=area,
+                inpaint_padding=padding,
+            )
+        )
         out = res.images[0]
         grown = np.asarray(Image.fromarray(case.mask).filter(ImageFilter.MaxFilter(17)))
         hits["outside_unchanged"] += bool((out[grown == 0] == np.asarray(image)[grown == 0]).all())
@@ -161,10 +195,14 @@ def eval_inpaint(model: Path, n: int, steps: int, guidance: float, tmp: Path,
         hits["shape"] += shape
         if (size := star_size(found, case)) is not None:
             sizes.append(size)
-    return {"n": n, "area": area, **({"padding": padding} if area == "only_masked" else {}),
-            **{k: round(v / n, 3) for k, v in hits.items()},
-            "star_size": round(float(np.median(sizes)), 2) if sizes else None,
-            "s_per_image": round((time.time() - t0) / n, 2)}
+    return {
+        "n": n,
+        "area": area,
+        **({"padding": padding} if area == "only_masked" else {}),
+        **{k: round(v / n, 3) for k, v in hits.items()},
+        "star_size": round(float(np.median(sizes)), 2) if sizes else None,
+        "s_per_image": round((time.time() - t0) / n, 2),
+    }
 
 
 def eval_lora(model: Path, lora: Path, n: int, steps: int, guidance: float, guidance_end: float = 1.0) -> dict:
@@ -184,13 +222,13 @@ def eval_lora(model: Path, lora: Path, n: int, steps: int, guidance: float, guid
             score = scenes.stripe_score(res.images[0])
             scores.append(score)
             found += score >= STRIPE_HIT
-        out[f"weight_{weight:g}"] = {"striped": round(found / n, 3),
-                                     "mean_score": round(float(np.mean(scores)), 2)}
+        out[f"weight_{weight:g}"] = {"striped": round(found / n, 3), "mean_score": round(float(np.mean(scores)), 2)}
     return out
 
 
-def eval_controlnet(model: Path, controlnet: Path, n: int, steps: int, guidance: float,
-                    tmp: Path, guidance_end: float = 1.0) -> dict:
+def eval_controlnet(
+    model: Path, controlnet: Path, n: int, steps: int, guidance: float, tmp: Path, guidance_end: float = 1.0
+) -> dict:
     from studio.core.request import ControlNetRef, ImageRef
 
     eng, rng = _engine(), random.Random(43)
@@ -205,14 +243,16 @@ def eval_controlnet(model: Path, controlnet: Path, n: int, steps: int, guidance:
     for use in (False, True):
         pos = shape = 0
         for i, (o, p, prompt) in enumerate(cases):
-            units = (ControlNetRef(model=str(controlnet), image=ImageRef(path=str(p)),
-                                   preprocessor="canny"),) if use else ()
+            units = (
+                (ControlNetRef(model=str(controlnet), image=ImageRef(path=str(p)), preprocessor="canny"),)
+                if use
+                else ()
+            )
             res = eng.generate(_req(model, prompt, 40_000 + i, steps, guidance, guidance_end, controlnets=units))
             main = scenes.detect(res.images[0]).main()
             pos += bool(main and main.position == o.position)
             shape += bool(main and main.shape == o.shape)
-        out["with_controlnet" if use else "without"] = {"position": round(pos / n, 3),
-                                                         "shape": round(shape / n, 3)}
+        out["with_controlnet" if use else "without"] = {"position": round(pos / n, 3), "shape": round(shape / n, 3)}
     return out
 
 
@@ -223,11 +263,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-n", type=int, default=20, help="trials per check")
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--guidance", type=float, default=4.0)
-    p.add_argument("--guidance-end", type=float, default=None,
-                   help="guidance on this share of the steps only (GenerationRequest.guidance_end; default: "
-                        "the model's recommended setting)")
-    p.add_argument("--inpaint-padding", type=int, default=8,
-                   help="px of context around the mask for the Only masked run")
+    p.add_argument(
+        "--guidance-end",
+        type=float,
+        default=None,
+        help="guidance on this share of the steps only (GenerationRequest.guidance_end; default: "
+        "the model's recommended setting)",
+    )
+    p.add_argument(
+        "--inpaint-padding", type=int, default=8, help="px of context around the mask for the Only masked run"
+    )
     p.add_argument("--json", action="store_true")
     p.add_argument("--threads", type=int, default=None)
 
@@ -245,20 +290,25 @@ def run(args: argparse.Namespace) -> int:
         tmp = Path(t)
         if "inpaint" in only:
             results["inpaint"] = eval_inpaint(model, args.n, args.steps, args.guidance, tmp, guidance_end=end)
-            results["inpaint_only_masked"] = eval_inpaint(model, args.n, args.steps, args.guidance, tmp,
-                                                          "only_masked", args.inpaint_padding, end)
+            results["inpaint_only_masked"] = eval_inpaint(
+                model, args.n, args.steps, args.guidance, tmp, "only_masked", args.inpaint_padding, end
+            )
         if "lora" in only:
             results["lora"] = eval_lora(model, adapters / LORA_FILE, args.n, args.steps, args.guidance, end)
         if "controlnet" in only:
-            results["controlnet"] = eval_controlnet(model, adapters / CONTROLNET_DIR, args.n,
-                                                    args.steps, args.guidance, tmp, end)
+            results["controlnet"] = eval_controlnet(
+                model, adapters / CONTROLNET_DIR, args.n, args.steps, args.guidance, tmp, end
+            )
     print(json.dumps(results, indent=2 if args.json else None))
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m studio.dev.eval_adapters", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m studio.dev.eval_adapters",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_arguments(p)
     return run(p.parse_args(argv))
 

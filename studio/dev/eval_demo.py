@@ -37,8 +37,7 @@ def load_pipeline(path: str | Path, scheduler: str | None = None):
     if scheduler:
         from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler
 
-        cls = {"ddim": DDIMScheduler, "dpm": DPMSolverMultistepScheduler,
-               "euler": EulerDiscreteScheduler}[scheduler]
+        cls = {"ddim": DDIMScheduler, "dpm": DPMSolverMultistepScheduler, "euler": EulerDiscreteScheduler}[scheduler]
         pipe.scheduler = cls.from_config(pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
     return pipe
@@ -75,9 +74,10 @@ def round_trip_scores(vae, n_per_rule: int = 3, prompts: list | None = None) -> 
     param = next(vae.parameters())
     scores = []
     for at in range(0, len(prompts), 64):  # in batches: the training set's 294 at once take GBs
-        chunk = prompts[at:at + 64]
-        x = _image_tensor([scenes.render(scenes.Scene(background=bg, objects=(obj,)))
-                           for obj, bg, _ in chunk]).to(param.device, param.dtype)
+        chunk = prompts[at : at + 64]
+        x = _image_tensor([scenes.render(scenes.Scene(background=bg, objects=(obj,))) for obj, bg, _ in chunk]).to(
+            param.device, param.dtype
+        )
         with torch.no_grad():
             y = vae.decode(vae.encode(x).latent_dist.mean).sample.float().clamp(-1, 1)
         out = ((y.permute(0, 2, 3, 1).cpu().numpy() + 1) * 127.5).round().astype(np.uint8)
@@ -104,19 +104,39 @@ def evaluate(
         torch.set_num_threads(threads)
     pipe = load_pipeline(model, scheduler)
     prompts = scenes.eval_prompts(n_per_rule) if prompt_set == "held-out" else scenes.combo_prompts(n_per_rule)
-    results: dict = {"model": str(model), "prompts": prompt_set, "steps": steps, "n_prompts": len(prompts),
-                     "scheduler": type(pipe.scheduler).__name__, "guidance_end": guidance_end,
-                     "vae_round_trip": round_trip_scores(pipe.vae, prompts=prompts), "guidance": {}}
+    results: dict = {
+        "model": str(model),
+        "prompts": prompt_set,
+        "steps": steps,
+        "n_prompts": len(prompts),
+        "scheduler": type(pipe.scheduler).__name__,
+        "guidance_end": guidance_end,
+        "vae_round_trip": round_trip_scores(pipe.vae, prompts=prompts),
+        "guidance": {},
+    }
     guided = guided_steps(steps, guidance_end)  # as the engine does: guidance on the first `guided` steps
-    cut = {"callback_on_step_end": lambda p, i, t, kw: stop_guidance(p, kw) if i + 1 == guided else kw,
-           "callback_on_step_end_tensor_inputs": tensor_inputs(pipe)} if 0 < guided < steps else {}
+    cut = (
+        {
+            "callback_on_step_end": lambda p, i, t, kw: stop_guidance(p, kw) if i + 1 == guided else kw,
+            "callback_on_step_end_tensor_inputs": tensor_inputs(pipe),
+        }
+        if 0 < guided < steps
+        else {}
+    )
     for g in guidances:
         scores = []
         t0 = time.time()
         for i, (obj, bg, prompt) in enumerate(prompts):
             gen = torch.Generator().manual_seed(10_000 + i)
-            image = pipe(prompt, num_inference_steps=steps, guidance_scale=g if guided else min(g, 1.0),
-                         generator=gen, height=scenes.SIZE, width=scenes.SIZE, **cut).images[0]
+            image = pipe(
+                prompt,
+                num_inference_steps=steps,
+                guidance_scale=g if guided else min(g, 1.0),
+                generator=gen,
+                height=scenes.SIZE,
+                width=scenes.SIZE,
+                **cut,
+            ).images[0]
             scores.append(score(image, obj, bg))
             if save_dir:
                 d = Path(save_dir)
@@ -156,17 +176,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--guidance", type=float, nargs="+", default=[1.0, 4.0, 7.0])
-    p.add_argument("--n-per-rule", type=int, default=3,
-                   help="prompts per held-out rule (with --prompts training: per combination)")
-    p.add_argument("--prompts", default="held-out", choices=["held-out", "training"],
-                   help="held-out pairs and layouts (the target), or every combination training shows")
-    p.add_argument("--scheduler", default=None, choices=["ddim", "dpm", "euler"],
-                   help="override the model's scheduler")
+    p.add_argument(
+        "--n-per-rule", type=int, default=3, help="prompts per held-out rule (with --prompts training: per combination)"
+    )
+    p.add_argument(
+        "--prompts",
+        default="held-out",
+        choices=["held-out", "training"],
+        help="held-out pairs and layouts (the target), or every combination training shows",
+    )
+    p.add_argument("--scheduler", default=None, choices=["ddim", "dpm", "euler"], help="override the model's scheduler")
     p.add_argument("--save-dir", default=None, help="also save every generated image here")
     p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--guidance-end", type=float, default=None,
-                   help="guidance on this share of the steps only, as GenerationRequest.guidance_end (1: every "
-                        "step; default: the model's recommended setting, as the window and `studio generate` use)")
+    p.add_argument(
+        "--guidance-end",
+        type=float,
+        default=None,
+        help="guidance on this share of the steps only, as GenerationRequest.guidance_end (1: every "
+        "step; default: the model's recommended setting, as the window and `studio generate` use)",
+    )
 
 
 def recommended_end(model: str | Path) -> float:
@@ -179,13 +207,24 @@ def recommended_end(model: str | Path) -> float:
 
 def run(args: argparse.Namespace) -> int:
     end = args.guidance_end if args.guidance_end is not None else recommended_end(args.model)
-    results = evaluate(args.model, tuple(args.guidance), args.steps, args.n_per_rule,
-                       args.scheduler, args.save_dir, args.threads, end, args.prompts)
+    results = evaluate(
+        args.model,
+        tuple(args.guidance),
+        args.steps,
+        args.n_per_rule,
+        args.scheduler,
+        args.save_dir,
+        args.threads,
+        end,
+        args.prompts,
+    )
     if args.json:
         print(json.dumps(results, indent=2))
     else:
-        print(f"{results['model']}: {results['n_prompts']} {results['prompts']} prompts, {results['steps']} "
-              f"steps, {results['scheduler']}, guidance on {results['guidance_end']:g} of the steps")
+        print(
+            f"{results['model']}: {results['n_prompts']} {results['prompts']} prompts, {results['steps']} "
+            f"steps, {results['scheduler']}, guidance on {results['guidance_end']:g} of the steps"
+        )
         print(format_table(results))
         for g, row in results["guidance"].items():
             if "missed" in row:

@@ -143,9 +143,7 @@ def _bg_words(scene: Scene, rng: random.Random) -> str:
     c = scene.background
     if scene.pattern == "plain" or rng.random() < 0.3:
         return c
-    return {"gradient": f"{c} gradient", "striped": f"striped {c}", "checkered": f"checkered {c}"}[
-        scene.pattern
-    ]
+    return {"gradient": f"{c} gradient", "striped": f"striped {c}", "checkered": f"checkered {c}"}[scene.pattern]
 
 
 def _obj_words(obj: Obj, rng: random.Random, with_size: bool) -> str:
@@ -156,8 +154,9 @@ def _at(position: str) -> str:
     return "in the center" if position == "center" else f"at the {position}"
 
 
-def caption(scene: Scene, rng: random.Random, empty_rate: float = EMPTY_CAPTION_RATE,
-            canonical_rate: float = 0.0) -> str:
+def caption(
+    scene: Scene, rng: random.Random, empty_rate: float = EMPTY_CAPTION_RATE, canonical_rate: float = 0.0
+) -> str:
     """One caption for the scene, in one of several phrasings (or empty, at empty_rate).
 
     With canonical_rate > 0, that fraction of the non-empty captions uses the evaluation's own
@@ -165,8 +164,7 @@ def caption(scene: Scene, rng: random.Random, empty_rate: float = EMPTY_CAPTION_
     """
     if rng.random() < empty_rate:
         return ""
-    if (canonical_rate and len(scene.objects) == 1 and scene.pattern == "plain"
-            and rng.random() < canonical_rate):
+    if canonical_rate and len(scene.objects) == 1 and scene.pattern == "plain" and rng.random() < canonical_rate:
         return prompt_for(scene.objects[0], scene.background)
     bg = _bg_words(scene, rng)
     with_size = rng.random() < 0.6
@@ -481,9 +479,7 @@ def shape_features(mask: np.ndarray) -> tuple[float, ...]:
     extent = area / float(h * w)
     edge = filled & ~_erode(filled)
     ey, ex = np.nonzero(edge)
-    corners = np.concatenate(
-        [np.stack([ex + dx, ey + dy], 1) for dx in (0, 1) for dy in (0, 1)], 0
-    )
+    corners = np.concatenate([np.stack([ex + dx, ey + dy], 1) for dx in (0, 1) for dy in (0, 1)], 0)
     solidity = area / max(_hull_area(corners), 1.0)
     hole = (area - float(mask.sum())) / area
     yc = ys - ys.mean()
@@ -540,7 +536,6 @@ def detect(image: Image.Image | np.ndarray, min_area: int = 60) -> Detection:
         cx = (xs.min() + xs.max() + 1) / 2
         objs.append(Detected(colour, classify_shape(feats), position_of(cx, cy, size), area, feats))
     return Detection(COLOURS[bg], tuple(objs))
-
 
 
 def stripe_score(image: Image.Image | np.ndarray) -> float:

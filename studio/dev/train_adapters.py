@@ -4,9 +4,10 @@
     python -m studio.dev.train_adapters controlnet --out resources/demo-adapters/demo-canny-controlnet
 
 - lora        A LoRA (diffusers format, rank 8 on the UNet's attention, feed-forward, projection and
-              ResNet convolution layers and on the text encoder's attention and MLP) whose style is a striped background: trained on scenes whose
-              background is always striped, under the captions of the same scene with a plain
-              background, so the prompt never asks for the stripes; the base model frozen. The
+              ResNet convolution layers and on the text encoder's attention and MLP) whose style is a
+              striped background: trained on scenes whose background is always striped, under the
+              captions of the same scene with a plain background, so the prompt never asks for the
+              stripes; the base model frozen. The
               target is the base model's own prediction for the same noised scene when its caption
               does ask for stripes, pushed 3× further from its plain-caption prediction (prompt
               distillation, as concept sliders do): learning from the noise alone lowered the
@@ -32,13 +33,24 @@ from pathlib import Path
 
 import numpy as np
 
-from studio.dev import scenes
 from studio.dev import demo_parts as base
+from studio.dev import scenes
 
 ADAPTER_SEED_BASE = 3_000_000_000
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent.parent / "resources" / "demo-model"
 TEXT_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"]
-LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0", "ff.net.0.proj", "ff.net.2", "proj_in", "proj_out", "conv1", "conv2"]
+LORA_TARGETS = [
+    "to_q",
+    "to_k",
+    "to_v",
+    "to_out.0",
+    "ff.net.0.proj",
+    "ff.net.2",
+    "proj_in",
+    "proj_out",
+    "conv1",
+    "conv2",
+]
 
 
 def canny_map(image) -> np.ndarray:
@@ -52,8 +64,7 @@ def canny_map(image) -> np.ndarray:
 def caption_without_position(scene: scenes.Scene, rng: random.Random) -> str:
     """'a red circle on a blue background' (sizes named sometimes; every object, no positions)."""
     with_size = rng.random() < 0.5
-    objs = [f"a {o.size} {o.colour} {o.shape}" if with_size else f"a {o.colour} {o.shape}"
-            for o in scene.objects]
+    objs = [f"a {o.size} {o.colour} {o.shape}" if with_size else f"a {o.colour} {o.shape}" for o in scene.objects]
     return f"{' and '.join(objs)} on a {scene.background} background"
 
 
@@ -62,8 +73,8 @@ def load_base(model: Path):
     from diffusers import StableDiffusionPipeline
 
     pipe = StableDiffusionPipeline.from_pretrained(
-        str(model), local_files_only=True, safety_checker=None, requires_safety_checker=False,
-        torch_dtype=torch.float32)
+        str(model), local_files_only=True, safety_checker=None, requires_safety_checker=False, torch_dtype=torch.float32
+    )
     for m in (pipe.unet, pipe.vae, pipe.text_encoder):
         m.requires_grad_(False)
         m.eval()
@@ -97,13 +108,17 @@ def _batch(pipe, step: int, args, striped: bool, positionless: float):
     x = base._image_tensor([im for im, _ in samples])
     with torch.no_grad():
         x0 = pipe.vae.encode(x).latent_dist.mean * pipe.vae.config.scaling_factor
-    ids = pipe.tokenizer([c for _, c in samples], padding="max_length", max_length=base.MAX_TOKENS,
-                         truncation=True, return_tensors="pt").input_ids
+    ids = pipe.tokenizer(
+        [c for _, c in samples], padding="max_length", max_length=base.MAX_TOKENS, truncation=True, return_tensors="pt"
+    ).input_ids
     if striped:  # the teacher's prompt: the same caption asking for the stripes
-        asks = [c.replace(f"{sc.background} background", f"striped {sc.background} background")
-                for (_, c), sc in zip(samples, plain_scenes)]
-        cond = pipe.tokenizer(asks, padding="max_length", max_length=base.MAX_TOKENS,
-                              truncation=True, return_tensors="pt").input_ids
+        asks = [
+            c.replace(f"{sc.background} background", f"striped {sc.background} background")
+            for (_, c), sc in zip(samples, plain_scenes)
+        ]
+        cond = pipe.tokenizer(
+            asks, padding="max_length", max_length=base.MAX_TOKENS, truncation=True, return_tensors="pt"
+        ).input_ids
     else:
         arr = np.stack([canny_map(im) for im, _ in samples]).astype(np.float32) / 255.0
         cond = torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous()
@@ -133,13 +148,16 @@ def train(kind: str, args: argparse.Namespace) -> Path:
     if kind == "lora":
         from peft import LoraConfig
 
-        pipe.unet.add_adapter(LoraConfig(r=args.rank, lora_alpha=args.rank,
-                                         init_lora_weights="gaussian", target_modules=LORA_TARGETS))
+        pipe.unet.add_adapter(
+            LoraConfig(r=args.rank, lora_alpha=args.rank, init_lora_weights="gaussian", target_modules=LORA_TARGETS)
+        )
         # The text encoder gets one too: the base model already draws stripes when the prompt says
         # "striped", so the quickest way to the style is to make a plain prompt read like that.
-        pipe.text_encoder.add_adapter(LoraConfig(r=args.rank, lora_alpha=args.rank,
-                                                 init_lora_weights="gaussian",
-                                                 target_modules=TEXT_LORA_TARGETS))
+        pipe.text_encoder.add_adapter(
+            LoraConfig(
+                r=args.rank, lora_alpha=args.rank, init_lora_weights="gaussian", target_modules=TEXT_LORA_TARGETS
+            )
+        )
         trained = pipe.unet
         params = [p for m in (pipe.unet, pipe.text_encoder) for p in m.parameters() if p.requires_grad]
     else:
@@ -159,13 +177,11 @@ def train(kind: str, args: argparse.Namespace) -> Path:
                 p.copy_(s)
         opt.load_state_dict(state["opt"])
         step = state["step"]
-    print(f"{kind}: {sum(p.numel() for p in params) / 1e6:.2f} M trained params, step {step}/"
-          f"{args.steps}", flush=True)
+    print(f"{kind}: {sum(p.numel() for p in params) / 1e6:.2f} M trained params, step {step}/{args.steps}", flush=True)
     bar = tqdm(total=args.steps, initial=step, desc=kind, dynamic_ncols=True, mininterval=5)
     ema_loss, t0 = None, time.time()
     while step < args.steps:
-        x0, ids, cond = _batch(pipe, step, args, striped=kind == "lora",
-                               positionless=0.0 if kind == "lora" else 0.5)
+        x0, ids, cond = _batch(pipe, step, args, striped=kind == "lora", positionless=0.0 if kind == "lora" else 0.5)
         xt, target, t, w = _noised(pipe, x0, step, args)
         lr = args.lr * base._cosine(step, args.steps, args.warmup, floor=0.1)
         for grp in opt.param_groups:
@@ -188,8 +204,9 @@ def train(kind: str, args: argparse.Namespace) -> Path:
             pred = pipe.unet(xt, t, text).sample
         else:
             down, mid = trained(xt, t, text, controlnet_cond=cond, return_dict=False)
-            pred = pipe.unet(xt, t, text, down_block_additional_residuals=down,
-                             mid_block_additional_residual=mid).sample
+            pred = pipe.unet(
+                xt, t, text, down_block_additional_residuals=down, mid_block_additional_residual=mid
+            ).sample
         loss = (w * (pred - target).pow(2).mean(dim=(1, 2, 3))).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -203,10 +220,10 @@ def train(kind: str, args: argparse.Namespace) -> Path:
         last = step == args.steps
         deadline = base._past(stop_at)
         if step % args.ckpt_every == 0 or last or deadline:
-            base._save_atomic({"params": [p.detach().clone() for p in params],
-                               "opt": opt.state_dict(), "step": step}, ckpt)
-            base._log(work, {"stage": kind, "step": step, "loss": ema_loss,
-                             "s": round(time.time() - t0, 1)})
+            base._save_atomic(
+                {"params": [p.detach().clone() for p in params], "opt": opt.state_dict(), "step": step}, ckpt
+            )
+            base._log(work, {"stage": kind, "step": step, "loss": ema_loss, "s": round(time.time() - t0, 1)})
             if deadline:
                 break
     bar.close()
@@ -235,8 +252,11 @@ def save(kind: str, pipe, trained, out: Path) -> Path:
             return {k: v.detach().to(torch.float16).contiguous() for k, v in sd.items()}
 
         StableDiffusionPipeline.save_lora_weights(
-            str(tmp), unet_lora_layers=layers(pipe.unet),
-            text_encoder_lora_layers=layers(pipe.text_encoder), safe_serialization=True)
+            str(tmp),
+            unet_lora_layers=layers(pipe.unet),
+            text_encoder_lora_layers=layers(pipe.text_encoder),
+            safe_serialization=True,
+        )
         os.replace(tmp / "pytorch_lora_weights.safetensors", out)
         shutil.rmtree(tmp, ignore_errors=True)
         return out
@@ -256,8 +276,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--lr", type=float, default=None, help="default: 1e-3 (LoRA), 3e-4 (ControlNet)")
     p.add_argument("--rank", type=int, default=8)
-    p.add_argument("--style-scale", type=float, default=3.0,
-                   help="LoRA: how far past the base model's 'striped' prediction to aim (1 = as asked)")
+    p.add_argument(
+        "--style-scale",
+        type=float,
+        default=3.0,
+        help="LoRA: how far past the base model's 'striped' prediction to aim (1 = as asked)",
+    )
     p.add_argument("--warmup", type=int, default=50)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
@@ -273,8 +297,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m studio.dev.train_adapters", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m studio.dev.train_adapters",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_arguments(p)
     return run(p.parse_args(argv))
 

@@ -34,23 +34,23 @@ from pathlib import Path
 
 from studio.dev import scenes
 from studio.dev.demo_parts import (
+    LATENT_SEED_BASE,
     MAX_TOKENS,
     OFFSET_NOISE,
     VAE_WIDTHS,
-    LATENT_SEED_BASE,
-    build_unet,
+    _cosine,
+    _image_tensor,
+    _load,
+    _log,
+    _make_scheduler,
+    _past,
+    _save_atomic,
+    _stop_time,
+    _torch_setup,
     build_text_encoder,
     build_tokenizer,
-    _make_scheduler,
+    build_unet,
     count_params,
-    _torch_setup,
-    _image_tensor,
-    _save_atomic,
-    _load,
-    _past,
-    _stop_time,
-    _cosine,
-    _log,
     loss_target,
 )
 from studio.dev.train_vae import load_vae, train_decoder, train_vae
@@ -90,8 +90,10 @@ def encode_latents(args, work: Path) -> None:
     record = {"n": args.n_scenes, "latents": lat, "std": std, "mean": float(lat.float().mean())}
     _save_atomic(record, out)
     partial.unlink(missing_ok=True)
-    print(f"latents: {tuple(lat.shape)}, mean {record['mean']:.3f}, std {std:.3f}, "
-          f"scaling_factor {1 / std:.3f}", flush=True)
+    print(
+        f"latents: {tuple(lat.shape)}, mean {record['mean']:.3f}, std {std:.3f}, scaling_factor {1 / std:.3f}",
+        flush=True,
+    )
 
 
 def scene_of(index: int) -> scenes.Scene:
@@ -140,8 +142,9 @@ def init_from_export(folder: Path, unet, te) -> int:
     """
     from safetensors.torch import load_file
 
-    unet.load_state_dict({k: v.float() for k, v in
-                          load_file(str(folder / "unet" / "diffusion_pytorch_model.safetensors")).items()})
+    unet.load_state_dict(
+        {k: v.float() for k, v in load_file(str(folder / "unet" / "diffusion_pytorch_model.safetensors")).items()}
+    )
     te_state = {k: v.float() for k, v in load_file(str(folder / "text_encoder" / "model.safetensors")).items()}
     missing, unexpected = te.load_state_dict(te_state, strict=False)
     # transformers keeps position_ids as a buffer some versions do not save
@@ -187,8 +190,11 @@ def train_unet(args, work: Path, stop_at) -> bool:
     total = args.unet_steps
     if step >= total:
         return True
-    print(f"unet: {count_params(unet) / 1e6:.2f} M + text encoder {count_params(te) / 1e6:.2f} M "
-          f"params, {n} scenes, scaling_factor {scale:.3f}, step {step}/{total}", flush=True)
+    print(
+        f"unet: {count_params(unet) / 1e6:.2f} M + text encoder {count_params(te) / 1e6:.2f} M "
+        f"params, {n} scenes, scaling_factor {scale:.3f}, step {step}/{total}",
+        flush=True,
+    )
     unet.train()
     te.train()
     bar = tqdm(total=total, initial=step, desc="unet", dynamic_ncols=True, mininterval=5)
@@ -213,10 +219,11 @@ def train_unet(args, work: Path, stop_at) -> bool:
         if n_focus:
             idx[:n_focus] = focus[torch.multinomial(focus_w, n_focus, replacement=True, generator=g)]
         crng = random.Random(args.seed * 7_777_777 + step)
-        caps = [scenes.caption(scene_of(int(i)), crng, empty_rate=args.empty_rate,
-                               canonical_rate=args.canonical_rate) for i in idx]
-        ids = tok(caps, padding="max_length", max_length=MAX_TOKENS, truncation=True,
-                  return_tensors="pt").input_ids
+        caps = [
+            scenes.caption(scene_of(int(i)), crng, empty_rate=args.empty_rate, canonical_rate=args.canonical_rate)
+            for i in idx
+        ]
+        ids = tok(caps, padding="max_length", max_length=MAX_TOKENS, truncation=True, return_tensors="pt").input_ids
         x0 = latents[idx].float() * scale
         noise = torch.randn(x0.shape, generator=g)
         noise = noise + OFFSET_NOISE * torch.randn((bs, 4, 1, 1), generator=g)
@@ -245,11 +252,15 @@ def train_unet(args, work: Path, stop_at) -> bool:
         bar.set_postfix(loss=f"{ema_loss:.4f}", lr=f"{lr:.1e}")
         last = step == total
         if step % args.ckpt_every == 0 or last or _past(stop_at):
-            state = {"unet": unet.state_dict(), "te": te.state_dict(), "opt": opt.state_dict(),
-                     "ema": ema, "step": step}
+            state = {
+                "unet": unet.state_dict(),
+                "te": te.state_dict(),
+                "opt": opt.state_dict(),
+                "ema": ema,
+                "step": step,
+            }
             _save_atomic(state, ckpt)
-            _log(work, {"stage": "unet", "step": step, "loss": ema_loss,
-                        "s": round(time.time() - t0, 1)})
+            _log(work, {"stage": "unet", "step": step, "loss": ema_loss, "s": round(time.time() - t0, 1)})
             if step % args.export_every == 0 or last or _past(stop_at):
                 export(args, work, work / "export")
                 bar.write(f"unet: step {step}, loss {ema_loss:.4f}, exported to {work / 'export'}")
@@ -288,8 +299,7 @@ def export(args, work: Path, out: Path, scheduler: str = "ddim") -> Path:
     with torch.no_grad():
         for p, e in zip(params, state["ema"]):
             p.copy_(e)
-    cls = {"ddim": DDIMScheduler, "dpm": DPMSolverMultistepScheduler,
-           "euler": EulerDiscreteScheduler}[scheduler]
+    cls = {"ddim": DDIMScheduler, "dpm": DPMSolverMultistepScheduler, "euler": EulerDiscreteScheduler}[scheduler]
     pipe = StableDiffusionPipeline(
         vae=vae.half(),
         text_encoder=te.half(),
@@ -329,52 +339,102 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--stop-at", default=None, help="HH:MM local time: checkpoint and stop then")
-    p.add_argument("--vae-widths", type=int, nargs=4, default=list(VAE_WIDTHS),
-                   help="the VAE's block widths (a new run only; a resumed one keeps its own)")
+    p.add_argument(
+        "--vae-widths",
+        type=int,
+        nargs=4,
+        default=list(VAE_WIDTHS),
+        help="the VAE's block widths (a new run only; a resumed one keeps its own)",
+    )
     p.add_argument("--vae-steps-64", type=int, default=700)
     p.add_argument("--vae-steps-128", type=int, default=120)
     p.add_argument("--vae-batch-64", type=int, default=16)
     p.add_argument("--vae-batch-128", type=int, default=8)
     p.add_argument("--vae-lr", type=float, default=2e-3)
     p.add_argument("--vae-kl", type=float, default=1e-4)
-    p.add_argument("--vae-object-crops", type=float, default=0.0,
-                   help="fraction of the 64² crops centred (with jitter) on an object")
-    p.add_argument("--vae-edge", type=float, default=0.0,
-                   help="weight of the L1 on pixel differences (sharp edges, a star's points)")
-    p.add_argument("--vae-teacher", default=None,
-                   help="a trained VAE (or model folder) whose latents the new VAE stays near")
-    p.add_argument("--vae-align", type=float, default=0.0,
-                   help="weight of the squared distance to the teacher's latents, in its latent std")
+    p.add_argument(
+        "--vae-object-crops",
+        type=float,
+        default=0.0,
+        help="fraction of the 64² crops centred (with jitter) on an object",
+    )
+    p.add_argument(
+        "--vae-edge",
+        type=float,
+        default=0.0,
+        help="weight of the L1 on pixel differences (sharp edges, a star's points)",
+    )
+    p.add_argument(
+        "--vae-teacher", default=None, help="a trained VAE (or model folder) whose latents the new VAE stays near"
+    )
+    p.add_argument(
+        "--vae-align",
+        type=float,
+        default=0.0,
+        help="weight of the squared distance to the teacher's latents, in its latent std",
+    )
     p.add_argument("--decoder-steps", type=int, default=2000)
     p.add_argument("--decoder-lr", type=float, default=5e-4)
-    p.add_argument("--decoder-crop-steps", type=int, default=0,
-                   help="the first N decoder steps decode 8×8 latent crops around objects (64² pixels)")
-    p.add_argument("--decoder-noise", type=float, default=0.1,
-                   help="noise added to the latents the decoder learns from, in their std")
+    p.add_argument(
+        "--decoder-crop-steps",
+        type=int,
+        default=0,
+        help="the first N decoder steps decode 8×8 latent crops around objects (64² pixels)",
+    )
+    p.add_argument(
+        "--decoder-noise",
+        type=float,
+        default=0.1,
+        help="noise added to the latents the decoder learns from, in their std",
+    )
     p.add_argument("--n-scenes", type=int, default=24_000)
     p.add_argument("--unet-steps", type=int, default=7000)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--warmup", type=int, default=200)
-    p.add_argument("--schedule-from", type=int, default=None,
-                   help="restart warm-up + cosine at this UNet step (continuing a finished run)")
+    p.add_argument(
+        "--schedule-from",
+        type=int,
+        default=None,
+        help="restart warm-up + cosine at this UNet step (continuing a finished run)",
+    )
     p.add_argument("--reset-ema", action="store_true", help="restart the EMA from the resumed weights")
-    p.add_argument("--init-from", default=None,
-                   help="with no UNet checkpoint in --work yet: start from this exported model's "
-                        "UNet and text encoder (and its training step)")
-    p.add_argument("--single-rate", type=float, default=0.0,
-                   help="fraction of each UNet batch drawn from single-object scenes")
-    p.add_argument("--empty-rate", type=float, default=scenes.EMPTY_CAPTION_RATE,
-                   help="fraction of empty captions (the unconditional branch classifier-free guidance uses)")
-    p.add_argument("--canonical-rate", type=float, default=0.0,
-                   help="fraction of captions in the evaluation's canonical phrasing")
-    p.add_argument("--high-noise-rate", type=float, default=0.0,
-                   help="fraction of timesteps drawn from the upper 60 %% of the schedule")
-    p.add_argument("--focus", default=None,
-                   help="an `eval-demo --prompts training --json` result: train more on the "
-                        "combinations it got wrong (see --focus-rate)")
-    p.add_argument("--focus-rate", type=float, default=0.25,
-                   help="with --focus: fraction of each batch from the missed combinations' scenes")
+    p.add_argument(
+        "--init-from",
+        default=None,
+        help="with no UNet checkpoint in --work yet: start from this exported model's "
+        "UNet and text encoder (and its training step)",
+    )
+    p.add_argument(
+        "--single-rate", type=float, default=0.0, help="fraction of each UNet batch drawn from single-object scenes"
+    )
+    p.add_argument(
+        "--empty-rate",
+        type=float,
+        default=scenes.EMPTY_CAPTION_RATE,
+        help="fraction of empty captions (the unconditional branch classifier-free guidance uses)",
+    )
+    p.add_argument(
+        "--canonical-rate", type=float, default=0.0, help="fraction of captions in the evaluation's canonical phrasing"
+    )
+    p.add_argument(
+        "--high-noise-rate",
+        type=float,
+        default=0.0,
+        help="fraction of timesteps drawn from the upper 60 %% of the schedule",
+    )
+    p.add_argument(
+        "--focus",
+        default=None,
+        help="an `eval-demo --prompts training --json` result: train more on the "
+        "combinations it got wrong (see --focus-rate)",
+    )
+    p.add_argument(
+        "--focus-rate",
+        type=float,
+        default=0.25,
+        help="with --focus: fraction of each batch from the missed combinations' scenes",
+    )
     p.add_argument("--ema", type=float, default=0.999)
     p.add_argument("--ckpt-every", type=int, default=100)
     p.add_argument("--export-every", type=int, default=500)
@@ -404,8 +464,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m studio.dev.train_demo", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m studio.dev.train_demo",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_arguments(p)
     return run(p.parse_args(argv))
 

@@ -14,20 +14,20 @@ import time
 from pathlib import Path
 
 from studio.dev import scenes
-from studio.dev.eval_demo import round_trip_scores
 from studio.dev.demo_parts import (
     IMAGE_SIZE,
     VAE_SEED_BASE,
     VAE_WIDTHS,
+    _cosine,
+    _image_tensor,
+    _load,
+    _log,
+    _past,
+    _save_atomic,
     build_vae,
     count_params,
-    _image_tensor,
-    _save_atomic,
-    _load,
-    _past,
-    _cosine,
-    _log,
 )
+from studio.dev.eval_demo import round_trip_scores
 
 
 def palette_kept(vae, n: int = 32, seed: int = 7) -> tuple[float, float]:
@@ -52,7 +52,8 @@ def _edge_l1(y, x):
     star's points and a cross's arms weigh as much as the background around them.
     """
     return ((y[..., :, 1:] - y[..., :, :-1]) - (x[..., :, 1:] - x[..., :, :-1])).abs().mean() + (
-        (y[..., 1:, :] - y[..., :-1, :]) - (x[..., 1:, :] - x[..., :-1, :])).abs().mean()
+        (y[..., 1:, :] - y[..., :-1, :]) - (x[..., 1:, :] - x[..., :-1, :])
+    ).abs().mean()
 
 
 def load_teacher(path: str | Path):
@@ -77,8 +78,9 @@ def _near_object(sample: scenes.Sample, rng: random.Random, side: int) -> tuple[
     obj = rng.choice(sample.scene.objects)
     row, col = divmod(scenes.POSITIONS.index(obj.position), 3)
     hi = IMAGE_SIZE - side
-    return tuple(min(hi, max(0, int(scenes.GRID[i] * IMAGE_SIZE - side / 2 + rng.uniform(-14, 14))))
-                 for i in (col, row))
+    return tuple(
+        min(hi, max(0, int(scenes.GRID[i] * IMAGE_SIZE - side / 2 + rng.uniform(-14, 14)))) for i in (col, row)
+    )
 
 
 def _crop64(sample: scenes.Sample, rng: random.Random, object_rate: float):
@@ -160,14 +162,16 @@ def train_vae(args, work: Path, stop_at) -> bool:
         r = float(rec.detach())
         ema_loss = r if ema_loss is None else 0.95 * ema_loss + 0.05 * r
         bar.update(1)
-        bar.set_postfix(l1=f"{ema_loss:.4f}", kl=f"{float(kl.detach()):.2f}", align=f"{float(align.detach()):.4f}",
-                        lr=f"{lr:.1e}")
+        bar.set_postfix(
+            l1=f"{ema_loss:.4f}", kl=f"{float(kl.detach()):.2f}", align=f"{float(align.detach()):.4f}", lr=f"{lr:.1e}"
+        )
         last = step == total
         if step % args.ckpt_every == 0 or last or _past(stop_at):
-            _save_atomic({"vae": vae.state_dict(), "opt": opt.state_dict(), "step": step,
-                          "widths": widths}, ckpt)
-            _log(work, {"stage": "vae", "step": step, "l1": ema_loss, "align": float(align.detach()),
-                        "s": time.time() - t0})
+            _save_atomic({"vae": vae.state_dict(), "opt": opt.state_dict(), "step": step, "widths": widths}, ckpt)
+            _log(
+                work,
+                {"stage": "vae", "step": step, "l1": ema_loss, "align": float(align.detach()), "s": time.time() - t0},
+            )
             if _past(stop_at) and not last:
                 bar.close()
                 print("vae: stopped at the deadline", flush=True)
@@ -176,8 +180,11 @@ def train_vae(args, work: Path, stop_at) -> bool:
     vae.eval()
     l1, kept = palette_kept(vae)
     ceiling = round_trip_scores(vae)
-    print(f"vae: done, round-trip L1 {l1:.4f}, palette kept {kept * 100:.1f} %, "
-          f"detector on round trips of the eval scenes {ceiling}", flush=True)
+    print(
+        f"vae: done, round-trip L1 {l1:.4f}, palette kept {kept * 100:.1f} %, "
+        f"detector on round trips of the eval scenes {ceiling}",
+        flush=True,
+    )
     _log(work, {"stage": "vae-eval", "l1": l1, "palette_kept": kept, "round_trip": ceiling})
     return True
 
@@ -235,14 +242,12 @@ def train_decoder(args, work: Path, stop_at) -> bool:
         with torch.no_grad():
             post = vae.encode(x).latent_dist
             # a little noise so the decoder forgives a UNet that lands near, not on, a mean
-            z = post.mean + args.decoder_noise * post.mean.std() * torch.randn(post.mean.shape,
-                                                                                generator=gen)
+            z = post.mean + args.decoder_noise * post.mean.std() * torch.randn(post.mean.shape, generator=gen)
         if cropped:  # 8×8 latents around an object and their 64² pixels: a quarter of the cost
             rng = random.Random(args.seed * 7919 + step)
             boxes = [_latent_box(s, rng) for s in samples]
-            z = torch.stack([z[i, :, ly:ly + 8, lx:lx + 8] for i, (lx, ly) in enumerate(boxes)])
-            x = torch.stack([x[i, :, ly * 8:ly * 8 + 64, lx * 8:lx * 8 + 64]
-                             for i, (lx, ly) in enumerate(boxes)])
+            z = torch.stack([z[i, :, ly : ly + 8, lx : lx + 8] for i, (lx, ly) in enumerate(boxes)])
+            x = torch.stack([x[i, :, ly * 8 : ly * 8 + 64, lx * 8 : lx * 8 + 64] for i, (lx, ly) in enumerate(boxes)])
         lr = args.decoder_lr * _cosine(step, total, 20, floor=0.1)
         for g in opt.param_groups:
             g["lr"] = lr
@@ -268,8 +273,10 @@ def train_decoder(args, work: Path, stop_at) -> bool:
     vae.eval()
     l1, kept = palette_kept(vae)
     ceiling = round_trip_scores(vae)
-    print(f"decoder: step {step}, round-trip L1 {l1:.4f}, palette kept {kept * 100:.1f} %, "
-          f"detector on round trips of the eval scenes {ceiling}", flush=True)
-    _log(work, {"stage": "decoder-eval", "step": step, "l1": l1, "palette_kept": kept,
-                "round_trip": ceiling})
+    print(
+        f"decoder: step {step}, round-trip L1 {l1:.4f}, palette kept {kept * 100:.1f} %, "
+        f"detector on round trips of the eval scenes {ceiling}",
+        flush=True,
+    )
+    _log(work, {"stage": "decoder-eval", "step": step, "l1": l1, "palette_kept": kept, "round_trip": ceiling})
     return step >= total

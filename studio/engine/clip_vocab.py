@@ -47,9 +47,7 @@ def vocab_path() -> Path:
 def _byte_symbols() -> list[str]:
     """GPT-2/CLIP's reversible byte -> printable character table, in id order."""
     printable = (
-        list(range(ord("!"), ord("~") + 1))
-        + list(range(ord("¡"), ord("¬") + 1))
-        + list(range(ord("®"), ord("ÿ") + 1))
+        list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
     )
     chars = printable[:]
     extra = 0

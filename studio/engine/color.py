@@ -60,8 +60,12 @@ class Correction:
     shift: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
     def to_dict(self) -> dict:
-        return {"applied": self.applied, "pixels": self.pixels, "cells": self.cells,
-                "shift_lab": [round(v, 3) for v in self.shift]}
+        return {
+            "applied": self.applied,
+            "pixels": self.pixels,
+            "cells": self.cells,
+            "shift_lab": [round(v, 3) for v in self.shift],
+        }
 
 
 def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
@@ -97,8 +101,9 @@ def surround(blend: np.ndarray, ring: int = RING_PX) -> np.ndarray:
     return near & ~touched
 
 
-def match_colour(generated: np.ndarray, original: np.ndarray, reference: np.ndarray,
-                 target: np.ndarray | None = None) -> tuple[np.ndarray, Correction]:
+def match_colour(
+    generated: np.ndarray, original: np.ndarray, reference: np.ndarray, target: np.ndarray | None = None
+) -> tuple[np.ndarray, Correction]:
     """Take the colour cast off `generated`, measured against `original` on the `reference` pixels.
 
     `generated` and `original` are (H, W, 3) uint8 of the same place; `reference` an (H, W) bool

@@ -45,8 +45,12 @@ def load_vae(path: str | Path, like: Any, info: DeviceInfo) -> Any:
     _check_file(path, "VAE")
     try:
         if path.is_dir():
-            vae = AutoencoderKL.from_pretrained(_component_folder(path, "vae"), local_files_only=True,
-                                                torch_dtype=info.torch_dtype, use_safetensors=True)
+            vae = AutoencoderKL.from_pretrained(
+                _component_folder(path, "vae"),
+                local_files_only=True,
+                torch_dtype=info.torch_dtype,
+                use_safetensors=True,
+            )
         else:
             from safetensors.torch import load_file
 
@@ -59,15 +63,20 @@ def load_vae(path: str | Path, like: Any, info: DeviceInfo) -> Any:
             vae = AutoencoderKL.from_config(config)
             missing, unexpected = vae.load_state_dict(state, strict=False)
             if missing:
-                raise UnsupportedModel(f"{path.name} does not fit this model's VAE ({len(missing)} weights missing, "
-                                       f"e.g. {missing[0]}).", "Choose a VAE made for this architecture.")
+                raise UnsupportedModel(
+                    f"{path.name} does not fit this model's VAE ({len(missing)} weights missing, e.g. {missing[0]}).",
+                    "Choose a VAE made for this architecture.",
+                )
     except (UnsupportedModel, PickleRefused):
         raise
     except Exception as exc:  # noqa: BLE001 — a broken or foreign file: say which
         raise CorruptModel(f"The VAE {path.name} cannot be loaded ({type(exc).__name__}: {exc}).") from None
     if vae.config.latent_channels != like.config.latent_channels:
-        raise UnsupportedModel(f"{path.name} has {vae.config.latent_channels} latent channels; this model uses "
-                               f"{like.config.latent_channels}.", "Choose a VAE made for this architecture.")
+        raise UnsupportedModel(
+            f"{path.name} has {vae.config.latent_channels} latent channels; this model uses "
+            f"{like.config.latent_channels}.",
+            "Choose a VAE made for this architecture.",
+        )
     return vae.to(info.torch_device, info.torch_dtype).eval()
 
 
@@ -79,8 +88,9 @@ def load_tiny_vae(path: str | Path, info: DeviceInfo) -> Any:
     _check_file(path, "tiny autoencoder")
     try:
         if path.is_dir():
-            vae = AutoencoderTiny.from_pretrained(_component_folder(path, "vae"), local_files_only=True,
-                                                  torch_dtype=info.torch_dtype)
+            vae = AutoencoderTiny.from_pretrained(
+                _component_folder(path, "vae"), local_files_only=True, torch_dtype=info.torch_dtype
+            )
         elif (path.parent / "config.json").is_file():
             vae = AutoencoderTiny.from_pretrained(path.parent, local_files_only=True, torch_dtype=info.torch_dtype)
         else:
@@ -91,7 +101,9 @@ def load_tiny_vae(path: str | Path, info: DeviceInfo) -> Any:
     except UnsupportedModel:
         raise
     except Exception as exc:  # noqa: BLE001
-        raise CorruptModel(f"The tiny autoencoder {path.name} cannot be loaded ({type(exc).__name__}: {exc}).") from None
+        raise CorruptModel(
+            f"The tiny autoencoder {path.name} cannot be loaded ({type(exc).__name__}: {exc})."
+        ) from None
     return vae.to(info.torch_device, info.torch_dtype).eval()
 
 

@@ -12,8 +12,14 @@ import torch
 
 from studio.core.errors import InvalidRequest
 
-DTYPES = {"float16": torch.float16, "fp16": torch.float16, "bfloat16": torch.bfloat16,
-          "bf16": torch.bfloat16, "float32": torch.float32, "fp32": torch.float32}
+DTYPES = {
+    "float16": torch.float16,
+    "fp16": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float32": torch.float32,
+    "fp32": torch.float32,
+}
 
 
 @dataclass(frozen=True)
@@ -72,8 +78,11 @@ def memory_info(info: DeviceInfo) -> dict[str, float | None]:
             "total_mb": torch.cuda.get_device_properties(dev).total_memory / mib,
         }
     if info.device == "mps":
-        return {"allocated_mb": torch.mps.current_allocated_memory() / mib, "peak_mb": None,
-                "total_mb": torch.mps.recommended_max_memory() / mib}
+        return {
+            "allocated_mb": torch.mps.current_allocated_memory() / mib,
+            "peak_mb": None,
+            "total_mb": torch.mps.recommended_max_memory() / mib,
+        }
     import psutil
 
     proc = psutil.Process()
@@ -98,9 +107,15 @@ def attention_backend(info: DeviceInfo, sliced: bool = False) -> str:
     kernels it may pick; attention slicing (low-memory preset) runs it in slices."""
     text = "PyTorch SDPA"
     if info.device.startswith("cuda"):
-        kernels = [name for name, on in (("flash", torch.backends.cuda.flash_sdp_enabled()),
-                                          ("memory-efficient", torch.backends.cuda.mem_efficient_sdp_enabled()),
-                                          ("math", torch.backends.cuda.math_sdp_enabled())) if on]
+        kernels = [
+            name
+            for name, on in (
+                ("flash", torch.backends.cuda.flash_sdp_enabled()),
+                ("memory-efficient", torch.backends.cuda.mem_efficient_sdp_enabled()),
+                ("math", torch.backends.cuda.math_sdp_enabled()),
+            )
+            if on
+        ]
         text += f" ({', '.join(kernels)})"
     return text + (", sliced" if sliced else "")
 

@@ -78,8 +78,9 @@ def plan_edit(request: GenerationRequest) -> EditPlan:
     h, w = canvas.shape[:2]
     if request.outpaint is not None:  # a mask, if any, is painted on the input and repainted as well
         painted = geo.load_mask(request.mask.path, (w, h)) if request.mask is not None else None
-        canvas, mask, _ = geo.outpaint_with_mask(canvas, request.outpaint, request.outpaint_fill, request.seed,
-                                                 geo.outpaint_band(request.mask_blur), painted)
+        canvas, mask, _ = geo.outpaint_with_mask(
+            canvas, request.outpaint, request.outpaint_fill, request.seed, geo.outpaint_band(request.mask_blur), painted
+        )
         kind = "outpaint"
     elif request.mask is not None:
         mask = geo.load_mask(request.mask.path, (w, h))

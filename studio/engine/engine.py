@@ -27,16 +27,16 @@ from studio.core.errors import InvalidRequest, OutOfMemory, PromptTooLong, Studi
 from studio.core.request import GenerationRequest, PreviewMode
 from studio.core.results import GenerationResult, LoadProgress, StepPreview
 from studio.engine.components import VaeSwitch, load_tiny_vae
+from studio.engine.devices import DeviceInfo, attention_backend, choose_device, empty_cache, is_oom, memory_info
 from studio.engine.edits import plan_edit, steps_run
 from studio.engine.guidance import guided_steps, stop_guidance, tensor_inputs
-from studio.engine.devices import DeviceInfo, attention_backend, choose_device, empty_cache, is_oom, memory_info
 from studio.engine.loader import LoadedModel, ModelCache
 from studio.engine.memory import apply as apply_memory
-from studio.engine.plugins import PluginHost
-from studio.plugin_api import PipelineContext
 from studio.engine.memory import auto_preset, lower, options_for
+from studio.engine.plugins import PluginHost
 from studio.engine.previews import decode_preview, latent_rgb_factors, latent_to_rgb
 from studio.engine.schedulers import is_sigma_space, make_scheduler
+from studio.plugin_api import PipelineContext
 
 StepFn = Callable[[StepPreview], None] | None
 ProgressFn = Callable[[LoadProgress], None] | None
@@ -84,7 +84,9 @@ class Engine:
         except Exception as exc:
             if is_oom(exc):
                 empty_cache(self.device_info)
-                raise OutOfMemory("Not enough memory to load the model.", "Close other programs or use a smaller model.") from None
+                raise OutOfMemory(
+                    "Not enough memory to load the model.", "Close other programs or use a smaller model."
+                ) from None
             raise
 
     def memory_info(self) -> dict[str, float | None]:
@@ -98,10 +100,18 @@ class Engine:
     def describe(self) -> dict[str, Any]:
         """Device, dtype, memory preset and what it turns on, attention backend (for the Device dialog)."""
         info, opts = self.device_info, options_for(self.preset)
-        return {"device": info.device, "dtype": info.dtype, "name": info.name, "preset": self.preset,
-                "auto_fallback": self.auto_fallback, "attention": attention_backend(info, opts.attention_slicing),
-                "vae_slicing": opts.vae_slicing, "vae_tiling": opts.vae_tiling, "cpu_offload": opts.cpu_offload,
-                "torch": torch.__version__}
+        return {
+            "device": info.device,
+            "dtype": info.dtype,
+            "name": info.name,
+            "preset": self.preset,
+            "auto_fallback": self.auto_fallback,
+            "attention": attention_backend(info, opts.attention_slicing),
+            "vae_slicing": opts.vae_slicing,
+            "vae_tiling": opts.vae_tiling,
+            "cpu_offload": opts.cpu_offload,
+            "torch": torch.__version__,
+        }
 
     def _tiny_vae(self, arch: str):
         if arch not in self._taesd:
@@ -109,7 +119,8 @@ class Engine:
             if folder is None:
                 raise InvalidRequest(
                     "The tiny-autoencoder preview needs a TAESD model for this architecture.",
-                    "Set one in Models ▸ Models… (select a tiny autoencoder, Set as default), or choose the latent→RGB preview.",
+                    "Set one in Models ▸ Models… (select a tiny autoencoder, Set as default), "
+                    "or choose the latent→RGB preview.",
                 )
             self._taesd[arch] = load_tiny_vae(folder, self.device_info)
         return self._taesd[arch]
@@ -150,7 +161,8 @@ class Engine:
                     continue
                 hint = f"Choose the “{nxt}” memory preset, or lower" if nxt else "Lower"
                 raise OutOfMemory(
-                    f"Out of memory at {request.width}×{request.height}, batch {request.batch_size} (preset “{self.preset}”).",
+                    f"Out of memory at {request.width}×{request.height}, batch {request.batch_size} "
+                    f"(preset “{self.preset}”).",
                     f"{hint} the size or batch. Nothing made so far is lost.",
                 ) from None
         raise AssertionError("unreachable")
@@ -184,9 +196,15 @@ class Engine:
             if request.strength == 0:  # nothing to denoise: the input through the VAE and back
                 return self._round_trip(lm, request, plan, t0, t_loaded)
         pipe = _edit_pipeline(lm, plan)
-        ctx = PipelineContext(pipe=pipe, request=request, arch=lm.arch, device=self.device_info.device,
-                              prompt=request.prompt, negative_prompt=request.negative_prompt,
-                              size=plan.gen_size if plan is not None else (request.width, request.height))
+        ctx = PipelineContext(
+            pipe=pipe,
+            request=request,
+            arch=lm.arch,
+            device=self.device_info.device,
+            prompt=request.prompt,
+            negative_prompt=request.negative_prompt,
+            size=plan.gen_size if plan is not None else (request.width, request.height),
+        )
         self.plugins.prepare(ctx)
         extra_params = self.plugins.parameters(request)
         if extra_params:
@@ -202,7 +220,9 @@ class Engine:
         start = 0
         latents_in = None
         if request.branch is not None:
-            start, latents_in = self._branch_start(lm, request, branch_latent, (request.batch_size, pipe.unet.config.out_channels, h, w))
+            start, latents_in = self._branch_start(
+                lm, request, branch_latent, (request.batch_size, pipe.unet.config.out_channels, h, w)
+            )
         self._wrap_scheduler(scheduler, start)
 
         mode = PreviewMode(request.preview)
@@ -316,10 +336,21 @@ class Engine:
             device=self.device_info.device,
             dtype=self.device_info.dtype,
             model_name=lm.name,
-            timings={"load_s": t_loaded - t0, "sample_s": t_end - t_sample, "total_s": t_end - t0,
-                     "preview_s": state["preview_s"]},
-            extra={"arch": lm.arch, "model_path": str(lm.path), "branch_start": start, "kind": request.kind,
-                   **ctx.metadata, **({"notes": ctx.notes} if ctx.notes else {}), **_corrections(plan)},
+            timings={
+                "load_s": t_loaded - t0,
+                "sample_s": t_end - t_sample,
+                "total_s": t_end - t0,
+                "preview_s": state["preview_s"],
+            },
+            extra={
+                "arch": lm.arch,
+                "model_path": str(lm.path),
+                "branch_start": start,
+                "kind": request.kind,
+                **ctx.metadata,
+                **({"notes": ctx.notes} if ctx.notes else {}),
+                **_corrections(plan),
+            },
         )
 
     @torch.inference_mode()
@@ -333,10 +364,16 @@ class Engine:
         image = plan.finish(region)
         t_end = time.perf_counter()
         return GenerationResult(
-            request=request, images=[image] * request.batch_size,
+            request=request,
+            images=[image] * request.batch_size,
             seeds=[(request.seed + i) % 2**32 for i in range(request.batch_size)],
-            status="done", steps_done=0, total_steps=0, device=self.device_info.device, dtype=self.device_info.dtype,
-            model_name=lm.name, model_hash=_model_hash(lm.path),
+            status="done",
+            steps_done=0,
+            total_steps=0,
+            device=self.device_info.device,
+            dtype=self.device_info.dtype,
+            model_name=lm.name,
+            model_hash=_model_hash(lm.path),
             timings={"load_s": t_loaded - t0, "sample_s": t_end - t_loaded, "total_s": t_end - t0},
             extra={"arch": lm.arch, "model_path": str(lm.path), "kind": request.kind, **_corrections(plan)},
         )
@@ -382,9 +419,15 @@ class Engine:
                 x0 = getattr(out, "pred_original_sample", None)
                 if x0 is None:
                     x0 = getattr(out, "denoised", None)
-            if x0 is None and getattr(scheduler, "model_outputs", None):
-                if getattr(scheduler.config, "algorithm_type", "") == "dpmsolver++" or getattr(scheduler, "predict_x0", False):
-                    x0 = scheduler.model_outputs[-1]
+            if (
+                x0 is None
+                and getattr(scheduler, "model_outputs", None)
+                and (
+                    getattr(scheduler.config, "algorithm_type", "") == "dpmsolver++"
+                    or getattr(scheduler, "predict_x0", False)
+                )
+            ):
+                x0 = scheduler.model_outputs[-1]
             scheduler._studio_x0 = x0
             return out
 

@@ -50,8 +50,10 @@ def stop_guidance(pipe, kwargs: dict[str, Any]) -> dict[str, Any]:
         return hasattr(v, "shape") and v.ndim > 0 and v.shape[0] == 2 * n
 
     if not is_fast(pipe):
-        return {k: (v[n:].repeat(2, *[1] * (v.ndim - 1)) if k in CONDITIONING and doubled(v) else v)
-                for k, v in kwargs.items()}
+        return {
+            k: (v[n:].repeat(2, *[1] * (v.ndim - 1)) if k in CONDITIONING and doubled(v) else v)
+            for k, v in kwargs.items()
+        }
 
     def half(v):
         if doubled(v):

@@ -125,8 +125,9 @@ def outpaint_band(mask_blur: int) -> int:
     return max(mask_blur, 8)
 
 
-def outpaint_with_mask(image: np.ndarray, sides: tuple[int, int, int, int], fill: str, seed: int, band: int,
-                       mask: np.ndarray | None = None):
+def outpaint_with_mask(
+    image: np.ndarray, sides: tuple[int, int, int, int], fill: str, seed: int, band: int, mask: np.ndarray | None = None
+):
     """`outpaint_canvas`, plus a mask painted on the input (its size, white = repaint) repainted too:
     an outpaint that also changes part of the old picture. Returns (canvas, mask, box of the original)."""
     canvas, out, box = outpaint_canvas(image, sides, fill, seed, band)

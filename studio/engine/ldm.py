@@ -90,7 +90,7 @@ def vae_key_to_ldm(key: str, n_levels: int) -> str:
             continue
         rest = key[len(part) + 1 :]
         if rest.startswith("conv_norm_out."):
-            return f"{part}.norm_out.{rest[len('conv_norm_out.'):]}"
+            return f"{part}.norm_out.{rest[len('conv_norm_out.') :]}"
         m = re.match(r"(down|up)_blocks\.(\d+)\.resnets\.(\d+)\.(.*)", rest)
         if m:
             i = int(m[2]) if m[1] == "down" else n_levels - 1 - int(m[2])
@@ -107,7 +107,7 @@ def vae_key_to_ldm(key: str, n_levels: int) -> str:
             inner = m[1]
             for new, old in VAE_ATTN_NAMES.items():
                 if inner.startswith(new + "."):
-                    return f"{part}.mid.attn_1.{old}{inner[len(new):]}"
+                    return f"{part}.mid.attn_1.{old}{inner[len(new) :]}"
         return f"{part}.{rest}"  # conv_in, conv_out
     return key  # quant_conv, post_quant_conv
 
@@ -139,9 +139,7 @@ def openclip_to_ldm(state: dict, prefix: str) -> dict:
             out[prefix + fixed[k]] = v
         elif k == "text_projection.weight":
             out[prefix + "text_projection"] = v.T.contiguous()
-    layer_ids = sorted(
-        {int(m[1]) for k in state if (m := re.match(r"text_model\.encoder\.layers\.(\d+)\.", k))}
-    )
+    layer_ids = sorted({int(m[1]) for k in state if (m := re.match(r"text_model\.encoder\.layers\.(\d+)\.", k))})
     for n in layer_ids:
         src = f"text_model.encoder.layers.{n}."
         dst = f"{prefix}transformer.resblocks.{n}."

@@ -123,7 +123,8 @@ def _refuse_pickles(folder: Path, allow_pickle: bool) -> None:
         weights = [p for p in sub.iterdir() if p.suffix in PICKLE_SUFFIXES | {".safetensors"}]
         if weights and not any(p.suffix == ".safetensors" for p in weights) and not allow_pickle:
             raise PickleRefused(
-                f"{folder.name}/{sub.name} has only pickled weights ({weights[0].name}), which can run code when loaded.",
+                f"{folder.name}/{sub.name} has only pickled weights ({weights[0].name}), "
+                "which can run code when loaded.",
                 "Convert the model to .safetensors, or allow pickled models in the settings if you trust its source.",
             )
 
@@ -140,7 +141,9 @@ def load_diffusers_folder(folder: Path, info: DeviceInfo, progress: ProgressFn, 
     cls_name = index.get("_class_name", "")
     pipe_cls = getattr(diffusers, cls_name, None)
     if pipe_cls is None or not cls_name.startswith("StableDiffusion"):
-        raise UnsupportedModel(f"{folder.name} is a {cls_name or 'unknown'} model; this studio runs Stable Diffusion 1.x/2.x/XL.")
+        raise UnsupportedModel(
+            f"{folder.name} is a {cls_name or 'unknown'} model; this studio runs Stable Diffusion 1.x/2.x/XL."
+        )
     parts = {k: v for k, v in index.items() if not k.startswith("_") and isinstance(v, list)}
     components: dict[str, Any] = {}
     for n, (name, (lib, cls)) in enumerate(parts.items()):
@@ -163,8 +166,10 @@ def load_diffusers_folder(folder: Path, info: DeviceInfo, progress: ProgressFn, 
                 components[name] = klass.from_pretrained(folder, local_files_only=True, **kwargs)
         except StudioError:
             raise
-        except Exception as exc:  # a broken component file: say which one
-            raise CorruptModel(f"{folder.name}: the {STAGE_NAMES.get(name, name)} cannot be loaded ({exc.__class__.__name__}: {exc})") from None
+        except Exception as exc:  # noqa: BLE001 — a broken component file: say which one
+            raise CorruptModel(
+                f"{folder.name}: the {STAGE_NAMES.get(name, name)} cannot be loaded ({exc.__class__.__name__}: {exc})"
+            ) from None
     params = inspect.signature(pipe_cls.__init__).parameters
     for pname, p in params.items():
         if pname not in components and pname != "self" and p.default is inspect.Parameter.empty:
@@ -187,7 +192,9 @@ def load_single_file(path: Path, info: DeviceInfo, progress: ProgressFn, allow_p
                 f"{path.name} is a pickled checkpoint, which can run code when loaded.",
                 "Use a .safetensors version, or allow pickled models in the settings if you trust its source.",
             )
-        raise UnsupportedModel(f"{path.name}: pickled single-file checkpoints are not supported yet; convert it to .safetensors.")
+        raise UnsupportedModel(
+            f"{path.name}: pickled single-file checkpoints are not supported yet; convert it to .safetensors."
+        )
     if path.suffix.lower() != ".safetensors":
         raise NotADiffusionModel(f"{path.name} is not a model file (.safetensors) or a diffusers model folder.")
     _progress(progress, "reading checkpoint header…", 0.02)
@@ -201,7 +208,7 @@ def load_single_file(path: Path, info: DeviceInfo, progress: ProgressFn, allow_p
         )
     except StudioError:
         raise
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 — a broken file: say which
         raise CorruptModel(f"{path.name} could not be loaded: {exc.__class__.__name__}: {exc}") from None
     return pipe
 
@@ -218,7 +225,13 @@ class ModelCache:
 
     def get(self, model: str, info: DeviceInfo, progress: ProgressFn = None, allow_pickle: bool = False) -> LoadedModel:
         name, path = resolve_model(model)
-        st = path.stat() if path.is_file() else (path / "model_index.json").stat() if (path / "model_index.json").exists() else path.stat()
+        st = (
+            path.stat()
+            if path.is_file()
+            else (path / "model_index.json").stat()
+            if (path / "model_index.json").exists()
+            else path.stat()
+        )
         key = (str(path), st.st_size, st.st_mtime_ns, info.device, info.dtype)
         with self._lock:
             if key in self._items:
@@ -235,7 +248,9 @@ class ModelCache:
     def _load(self, key, name, path, info, progress, allow_pickle) -> LoadedModel:
         if path.is_dir():
             if not (path / "model_index.json").is_file():
-                raise NotADiffusionModel(f"{path.name} is a folder without model_index.json: not a diffusers model folder.")
+                raise NotADiffusionModel(
+                    f"{path.name} is a folder without model_index.json: not a diffusers model folder."
+                )
             pipe = load_diffusers_folder(path, info, progress, allow_pickle)
         else:
             pipe = load_single_file(path, info, progress, allow_pickle)

@@ -48,7 +48,11 @@ class PluginHost:
         pkg = _first_party() if first_party else None
         if pkg is not None:
             for info in pkgutil.iter_modules(pkg.__path__):
-                self._load(f"plugins.{info.name}", "first-party", lambda n=info.name: importlib.import_module(f"plugins.{n}"))
+                self._load(
+                    f"studio_plugins.{info.name}",
+                    "first-party",
+                    lambda n=info.name: importlib.import_module(f"studio_plugins.{n}"),
+                )
         user_dir = user_dir if user_dir is not None else data_dir() / "plugins"
         if user_dir.is_dir():
             for d in sorted(p for p in user_dir.iterdir() if (p / "__init__.py").is_file()):
@@ -122,17 +126,19 @@ class PluginHost:
 
 
 def _first_party():
-    """The `plugins` package (a folder in a checkout, frozen modules in a packaged build)."""
+    """The `studio_plugins` package (a folder in a checkout, frozen modules in a packaged build)."""
     try:
-        import plugins
+        import studio_plugins
     except ImportError:
         return None
-    return plugins
+    return studio_plugins
 
 
 def _import_path(folder: Path):
     name = f"studio_user_plugin_{folder.name}"
-    spec = importlib.util.spec_from_file_location(name, folder / "__init__.py", submodule_search_locations=[str(folder)])
+    spec = importlib.util.spec_from_file_location(
+        name, folder / "__init__.py", submodule_search_locations=[str(folder)]
+    )
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     spec.loader.exec_module(module)

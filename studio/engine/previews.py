@@ -74,7 +74,11 @@ def _sample_images(n: int, size: int, seed: int) -> np.ndarray:
         img[:] = rng.uniform(-1, 1, 3)
         for _ in range(rng.integers(1, 4)):
             cx, cy, r = rng.uniform(0, size, 2).tolist() + [rng.uniform(size / 8, size / 3)]
-            inside = (xx - cx) ** 2 + (yy - cy) ** 2 < r**2 if rng.random() < 0.5 else (abs(xx - cx) < r) & (abs(yy - cy) < r)
+            inside = (
+                (xx - cx) ** 2 + (yy - cy) ** 2 < r**2
+                if rng.random() < 0.5
+                else (abs(xx - cx) < r) & (abs(yy - cy) < r)
+            )
             img[inside] = rng.uniform(-1, 1, 3)
         out[i] = img
     return out
@@ -97,7 +101,9 @@ def fit_latent_rgb(vae, n: int = 48, size: int = 128, seed: int = 0) -> dict:
     return {"factors": sol[:-1].tolist(), "bias": sol[-1].tolist()}
 
 
-def latent_rgb_error(vae, factors: torch.Tensor, bias: torch.Tensor, n: int = 16, size: int = 128, seed: int = 1) -> float:
+def latent_rgb_error(
+    vae, factors: torch.Tensor, bias: torch.Tensor, n: int = 16, size: int = 128, seed: int = 1
+) -> float:
     """Mean absolute colour error of a linear preview against the images (held-out samples)."""
     imgs = torch.from_numpy(_sample_images(n, size, seed)).permute(0, 3, 1, 2)
     scale = getattr(vae.config, "scaling_factor", 1.0) or 1.0

@@ -75,8 +75,13 @@ class FakeHub:
                         self.send_response(404)
                         self.send_header("X-Error-Code", "RepoNotFound")
                     else:
-                        body = json.dumps({"id": repo, "sha": COMMIT, "siblings": [
-                            {"rfilename": n, "size": len(d)} for n, d in hub.repos[repo].items()]}).encode()
+                        body = json.dumps(
+                            {
+                                "id": repo,
+                                "sha": COMMIT,
+                                "siblings": [{"rfilename": n, "size": len(d)} for n, d in hub.repos[repo].items()],
+                            }
+                        ).encode()
                         self.send_response(200)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(body)))

@@ -6,10 +6,9 @@ import threading
 import time
 
 import pytest
+from fake_hub import FakeHub
 
 from studio.core.download import DownloadCancelled, DownloadError, choose_files, download, plan_download
-
-from fake_hub import FakeHub  # noqa: E402 — tests/core is on sys.path
 
 REPO = "someone/tiny-sd"
 BIG = os.urandom(3 * 2**20)
@@ -39,8 +38,16 @@ def test_only_needed_files_and_the_fp16_variant():
     listed = [(n, len(d)) for n, d in FILES.items()]
     full = {n for n, _ in choose_files(listed, fp16=False)}
     half = {n for n, _ in choose_files(listed, fp16=True)}
-    assert full == {"model_index.json", "unet/config.json", "unet/diffusion_pytorch_model.safetensors", "tokenizer/merges.txt"}
-    assert "unet/diffusion_pytorch_model.fp16.safetensors" in half and "unet/diffusion_pytorch_model.safetensors" not in half
+    assert full == {
+        "model_index.json",
+        "unet/config.json",
+        "unet/diffusion_pytorch_model.safetensors",
+        "tokenizer/merges.txt",
+    }
+    assert (
+        "unet/diffusion_pytorch_model.fp16.safetensors" in half
+        and "unet/diffusion_pytorch_model.safetensors" not in half
+    )
 
 
 def test_download_completes_and_resumes_after_a_cut(hub, tmp_path):

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fake_hub import FakeHub  # noqa: E402
+from fake_hub import FakeHub
 
 
 def test_a_client_hanging_up_mid_file_is_quiet():
@@ -19,7 +19,9 @@ def test_a_client_hanging_up_mid_file_is_quiet():
         hub.slow.add("big.bin")
         hub.chunk_delay_s = 0.002
         errors: list = []
-        hub.server.handle_error = lambda request, address: errors.append(sys.exc_info()[1])  # what would print a traceback
+        hub.server.handle_error = lambda request, address: errors.append(
+            sys.exc_info()[1]
+        )  # what would print a traceback
         host, port = hub.server.server_address[:2]
         for _ in range(2):
             s = socket.create_connection((host, port))

@@ -81,9 +81,7 @@ def test_database_settings_and_schema_version(gallery):
     assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     with pytest.raises(sqlite3.IntegrityError):
-        conn.execute(
-            "INSERT INTO tags VALUES ('no-such-item', 'x')"
-        )
+        conn.execute("INSERT INTO tags VALUES ('no-such-item', 'x')")
 
 
 def test_newer_schema_is_refused_and_reopen_keeps_data(tmp_path):
@@ -283,7 +281,7 @@ def test_gallery_and_metadata_stay_plain_python():
 
     code = (
         "import sys, studio.core.gallery, studio.core.metadata, studio.core.hashing, "
-        "studio.core.gallery.bench, studio.cli.gallery, studio.cli.metadata\n"
+        "studio.core.gallery.search_bench, studio.cli.gallery, studio.cli.metadata\n"
         "studio.core.metadata.provenance.ensure_identity\n"
         "bad = [m for m in ('PySide6', 'torch', 'diffusers', 'studio.qt', 'studio.engine') if m in sys.modules]\n"
         "print(','.join(bad))"
@@ -332,11 +330,15 @@ def test_the_split_store_keeps_its_public_names():
     import studio.core.gallery as pkg
     from studio.core.gallery import check, images, items, search, store
 
-    assert {"KINDS", "SCHEMA_VERSION", "CheckReport", "Gallery", "GalleryItem", "fts_query", "record_result"} <= set(pkg.__all__)
+    assert {"KINDS", "SCHEMA_VERSION", "CheckReport", "Gallery", "GalleryItem", "fts_query", "record_result"} <= set(
+        pkg.__all__
+    )
     for name in pkg.__all__:
         assert getattr(pkg, name) is not None
     assert store.GalleryItem is items.GalleryItem and pkg.GalleryItem is items.GalleryItem
     assert store.CheckReport is check.CheckReport and store.fts_query is search.fts_query
     assert store.make_thumbnail is images.make_thumbnail and store.write_copy is images.write_copy
     assert store.THUMBS_DIR == ".thumbs" and store.TRASH_DIR == ".trash" and callable(store.item_json)
-    assert {"recover", "check", "query", "search", "ids", "trash", "restore", "lineage", "thumbnail"} <= set(dir(store.Gallery))
+    assert {"recover", "check", "query", "search", "ids", "trash", "restore", "lineage", "thumbnail"} <= set(
+        dir(store.Gallery)
+    )

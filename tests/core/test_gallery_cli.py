@@ -67,8 +67,20 @@ def test_metadata_read_and_verify(library, capsys):
     code, out, _ = run(capsys, "metadata", "read", str(item.path), "--json")
     data = json.loads(out)
     assert code == 0 and data["source"] == "studio" and data["prompt"] == item.prompt
-    assert set(data) >= {"prompt", "negative_prompt", "steps", "sampler", "cfg_scale", "seed", "width",
-                         "height", "model", "model_hash", "loras", "source"}
+    assert set(data) >= {
+        "prompt",
+        "negative_prompt",
+        "steps",
+        "sampler",
+        "cfg_scale",
+        "seed",
+        "width",
+        "height",
+        "model",
+        "model_hash",
+        "loras",
+        "source",
+    }
     assert run(capsys, "metadata", "verify", str(item.path))[0] == 0
     raw = bytearray(item.path.read_bytes())
     raw[raw.find(b"IDAT") + 6] ^= 0xFF

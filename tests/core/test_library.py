@@ -24,8 +24,14 @@ def _checkpoint_file(path: Path) -> Path:
     from safetensors.numpy import save_file
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({"lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k.lora_down.weight":
-               np.zeros((4, 768), np.float16)}, str(path))
+    save_file(
+        {
+            "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k.lora_down.weight": np.zeros(
+                (4, 768), np.float16
+            )
+        },
+        str(path),
+    )
     return path
 
 
@@ -39,7 +45,9 @@ def test_settings_round_trip_and_a_damaged_file(home):
     settings_mod.save(s)
     again = settings_mod.load()
     assert again.model_folders == [str((home / "a1111" / "models").resolve())]
-    assert again.vae_for("sdxl") == "/m/sdxl-vae" and again.taesd_for("sd1") == "/m/taesd" and again.vae_for("sd1") == ""
+    assert (
+        again.vae_for("sdxl") == "/m/sdxl-vae" and again.taesd_for("sd1") == "/m/taesd" and again.vae_for("sd1") == ""
+    )
     assert again.taesd_for("sdxl-refiner") == ""
     assert again.memory_preset == "low memory"
     settings_mod.settings_path().write_text("{ not json")
@@ -64,7 +72,9 @@ def test_scan_all_lists_library_and_extra_folders_once(home, tmp_path):
     assert {"style.safetensors", "detail.safetensors", "old.ckpt"} <= set(by_name)
     assert len([e for e in entries if e.path.endswith("style.safetensors")]) == 1
     assert by_name["style.safetensors"].source == "Library"
-    assert by_name["detail.safetensors"].source.startswith("Extra folder") and by_name["detail.safetensors"].kind == "LoRA"
+    assert (
+        by_name["detail.safetensors"].source.startswith("Extra folder") and by_name["detail.safetensors"].kind == "LoRA"
+    )
     assert not by_name["old.ckpt"].usable and "pickle" in by_name["old.ckpt"].reason
     assert any("gone" in p for p in problems)
 
@@ -77,7 +87,7 @@ def test_cli_models_list_honours_extra_folders(home, tmp_path, capsys):
     assert main(["models", "folders", "--add", str(extra)]) == 0
     assert main(["models", "list", "--json"]) == 0
     out = capsys.readouterr().out
-    listed = json.loads(out[out.index("["):])
+    listed = json.loads(out[out.index("[") :])
     assert any(e["path"].endswith("ink.safetensors") and e["source"].startswith("Extra folder") for e in listed)
     assert main(["models", "folders", "--remove", str(extra)]) == 0
     assert settings_mod.load().model_folders == []
@@ -94,8 +104,12 @@ def test_the_demo_model_has_one_name(tmp_path, monkeypatch):
     demo.mkdir(parents=True)
     monkeypatch.setenv("STUDIO_DEMO_MODEL", str(demo))
     (tmp_path / "linked").symlink_to(demo)
-    names = {library.display_name(demo), library.model_label("demo"), library.model_label(str(demo)),
-             library.model_label(str(tmp_path / "linked"))}
+    names = {
+        library.display_name(demo),
+        library.model_label("demo"),
+        library.model_label(str(demo)),
+        library.model_label(str(tmp_path / "linked")),
+    }
     assert names == {library.DEMO_LABEL}
     assert library.display_name(tmp_path / "other" / "demo-model") == "demo-model"  # another folder of that name
 
@@ -157,14 +171,17 @@ def test_delete_goes_to_the_trash(home, tmp_path, monkeypatch):
         library.trash_model(library.demo_model_dir())
 
 
-@pytest.mark.parametrize("arch, variant, name, family, steps, cfg, size", [
-    ("sd2", "Turbo", "sd_turbo.safetensors", "sd-turbo", 4, 0.0, 512),
-    ("sdxl", "Turbo", "sdxl_turbo.safetensors", "sdxl-turbo", 4, 0.0, 512),
-    ("sd1", "LCM", "lcm-dreamshaper.safetensors", "lcm", 6, 1.5, 512),
-    ("sd1", "", "v1-5.safetensors", "sd1", 25, 7.0, 512),
-    ("sd2", "v-prediction", "v2-1_768.safetensors", "sd2-v", 25, 7.0, 768),
-    ("sdxl", "", "sdxl_base.safetensors", "sdxl", 30, 6.0, 1024),
-])
+@pytest.mark.parametrize(
+    "arch, variant, name, family, steps, cfg, size",
+    [
+        ("sd2", "Turbo", "sd_turbo.safetensors", "sd-turbo", 4, 0.0, 512),
+        ("sdxl", "Turbo", "sdxl_turbo.safetensors", "sdxl-turbo", 4, 0.0, 512),
+        ("sd1", "LCM", "lcm-dreamshaper.safetensors", "lcm", 6, 1.5, 512),
+        ("sd1", "", "v1-5.safetensors", "sd1", 25, 7.0, 512),
+        ("sd2", "v-prediction", "v2-1_768.safetensors", "sd2-v", 25, 7.0, 768),
+        ("sdxl", "", "sdxl_base.safetensors", "sdxl", 30, 6.0, 1024),
+    ],
+)
 def test_recommended_settings_per_family(arch, variant, name, family, steps, cfg, size):
     e = CatalogueEntry(f"/m/{name}", "checkpoint", arch=arch, variant=variant)
     r = recommend.for_entry(e)

@@ -11,8 +11,7 @@ import pytest
 from PIL import ExifTags, Image
 
 from studio.core import hashing
-from studio.core.metadata import export_image, read_metadata, read_metadata_bytes, verify, write_png
-from studio.core.metadata import infotext, recipe
+from studio.core.metadata import export_image, infotext, read_metadata, read_metadata_bytes, recipe, verify, write_png
 from studio.core.metadata.png import PARAMETERS_KEY, REQUEST_KEY, XMP_KEY, encode_png
 from studio.core.metadata.readers import map_sampler
 from studio.core.metadata.xmp import read_source_type
@@ -33,7 +32,7 @@ def pixels(seed: int = 0, size: int = 32) -> np.ndarray:
 TRICKY_PROMPTS = [
     "a castle, at dawn, highly detailed",
     "portrait: a woman, style: oil painting",
-    'a sign that says "hello, world" and \'hi\'',
+    "a sign that says \"hello, world\" and 'hi'",
     "line one\nline two, with comma\nline three: colon",
     "(masterpiece:1.2), [bad:good:0.5], <lora:detail:0.7>",
     "unicode — café 東京 🚀",
@@ -174,8 +173,15 @@ def test_an_outpaint_request_is_recorded_as_outpaint_with_its_amounts_and_fill(t
     init = tmp_path / "in.png"
     Image.fromarray(pixels(3)).save(init)
     mask = {"mask": ImageRef(path=str(init))} if with_mask else {}
-    req = GenerationRequest.create(prompt="x", init_image=ImageRef(path=str(init)), outpaint=(0, 0, 32, 8),
-                                   outpaint_fill="mirror", width=64, height=40, **mask)
+    req = GenerationRequest.create(
+        prompt="x",
+        init_image=ImageRef(path=str(init)),
+        outpaint=(0, 0, 32, 8),
+        outpaint_fill="mirror",
+        width=64,
+        height=40,
+        **mask,
+    )
     assert recipe.kind_of(req) == req.kind == "outpaint"  # not "inpaint", even with a mask painted on the picture
     text = recipe.describe(req)
     assert text.startswith("Outpainted around an input image")
@@ -190,13 +196,24 @@ def test_the_a1111_text_of_an_outpaint_says_its_amounts_and_fill_and_reads_back(
 
     init = tmp_path / "in.png"
     Image.fromarray(pixels(3)).save(init)
-    req = GenerationRequest.create(prompt="a wide beach", init_image=ImageRef(path=str(init)), outpaint=(48, 0, 16, 8),
-                                   outpaint_fill="noise", width=64, height=40)
+    req = GenerationRequest.create(
+        prompt="a wide beach",
+        init_image=ImageRef(path=str(init)),
+        outpaint=(48, 0, 16, 8),
+        outpaint_fill="noise",
+        width=64,
+        height=40,
+    )
     path = write_png(tmp_path / "out.png", pixels(), req, {})
     meta = read_metadata(path)
     params = infotext.parse(meta.raw[PARAMETERS_KEY])[2]
-    assert (params["Outpaint left"], params["Outpaint top"], params["Outpaint right"], params["Outpaint bottom"],
-            params["Outpaint fill"]) == ("48", "0", "16", "8", "noise")
+    assert (
+        params["Outpaint left"],
+        params["Outpaint top"],
+        params["Outpaint right"],
+        params["Outpaint bottom"],
+        params["Outpaint fill"],
+    ) == ("48", "0", "16", "8", "noise")
     # the studio's A1111 reader alone (no JSON recipe beside it) reads them back, and does not call them unknown
     a1111 = interpret({PARAMETERS_KEY: meta.raw[PARAMETERS_KEY]})
     assert a1111.source == "a1111"
@@ -215,21 +232,39 @@ def test_the_a1111_text_of_an_inpaint_says_its_mask_settings_and_reads_back(tmp_
     init = tmp_path / "in.png"
     Image.fromarray(pixels(3)).save(init)
     edit = {"mask": ImageRef(path=str(init))} if kind == "inpaint" else {"outpaint": (16, 0, 0, 0)}
-    req = GenerationRequest.create(prompt="a green star", init_image=ImageRef(path=str(init)), strength=0.75,
-                                   mask_blur=5, mask_grow=6, inpaint_area="only_masked", inpaint_padding=40,
-                                   width=64, height=64, **edit)
+    req = GenerationRequest.create(
+        prompt="a green star",
+        init_image=ImageRef(path=str(init)),
+        strength=0.75,
+        mask_blur=5,
+        mask_grow=6,
+        inpaint_area="only_masked",
+        inpaint_padding=40,
+        width=64,
+        height=64,
+        **edit,
+    )
     path = write_png(tmp_path / "out.png", pixels(), req, {})
     text = read_metadata(path).raw[PARAMETERS_KEY]
     params = infotext.parse(text)[2]
     # A1111's keys with A1111's meaning ("Mask blur" is the Gaussian's sigma: half the studio's feather px) …
-    assert (params["Denoising strength"], params["Mask blur"], params["Inpaint area"],
-            params["Masked area padding"]) == ("0.75", "2.5", "Only masked", "40")
+    assert (
+        params["Denoising strength"],
+        params["Mask blur"],
+        params["Inpaint area"],
+        params["Masked area padding"],
+    ) == ("0.75", "2.5", "Only masked", "40")
     assert params["Mask grow"] == "6"  # … and the studio's own for what A1111 has no key for
     a1111 = interpret({PARAMETERS_KEY: text})  # the studio's A1111 reader alone reads them back
     assert a1111.source == "a1111"
     n = a1111.normalised
     assert (n["denoising_strength"], n["mask_blur"], n["mask_grow"], n["inpaint_area"], n["inpaint_padding"]) == (
-        0.75, 5, 6, "only_masked", 40)
+        0.75,
+        5,
+        6,
+        "only_masked",
+        40,
+    )
     assert not any(note.split(":")[0] in infotext.MASK_FIELDS.values() for note in a1111.unmapped)
     assert any("mask settings kept aside" in note for note in a1111.unmapped)
     # the whole picture: said, without the padding that only "Only masked" uses (as A1111 writes it)
@@ -260,12 +295,16 @@ def test_a1111_mask_blur_is_the_sigma_of_the_studios_feather():
 def test_a1111_inpaint_text_from_a1111_itself_reads_in_the_studios_terms():
     from studio.core.metadata.readers import interpret
 
-    text = ("a cat\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 1, Size: 512x512, Denoising strength: 0.5, "
-            "Mask blur: 4, Inpaint area: Only masked, Masked area padding: 32, Version: v1.10.1")
+    text = (
+        "a cat\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 1, Size: 512x512, Denoising strength: 0.5, "
+        "Mask blur: 4, Inpaint area: Only masked, Masked area padding: 32, Version: v1.10.1"
+    )
     n = interpret({PARAMETERS_KEY: text}).normalised
     assert (n["mask_blur"], n["inpaint_area"], n["inpaint_padding"]) == (8, "only_masked", 32)
     assert "mask_grow" not in n  # A1111 does not grow masks: not said, not guessed
-    odd = interpret({PARAMETERS_KEY: text.replace("Only masked", "Somewhere else").replace("Mask blur: 4", "Mask blur: x")})
+    odd = interpret(
+        {PARAMETERS_KEY: text.replace("Only masked", "Somewhere else").replace("Mask blur: 4", "Mask blur: x")}
+    )
     assert "inpaint_area" not in odd.normalised and "mask_blur" not in odd.normalised
     assert any(note.startswith("Inpaint area: Somewhere else") for note in odd.unmapped)
 
@@ -339,7 +378,10 @@ def _png_with_texts(texts: dict[str, str]) -> bytes:
 def test_reads_comfyui_prompt_graph():
     graph = {
         "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sd15.safetensors"}},
-        "10": {"class_type": "LoraLoader", "inputs": {"lora_name": "ink.safetensors", "strength_model": 0.6, "model": ["4", 0]}},
+        "10": {
+            "class_type": "LoraLoader",
+            "inputs": {"lora_name": "ink.safetensors", "strength_model": 0.6, "model": ["4", 0]},
+        },
         "5": {"class_type": "EmptyLatentImage", "inputs": {"width": 512, "height": 640, "batch_size": 1}},
         "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a fox, in snow", "clip": ["4", 1]}},
         "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "blurry", "clip": ["4", 1]}},
@@ -380,7 +422,12 @@ def test_reads_invokeai_metadata():
     }  # fmt: skip
     n = read_metadata_bytes(_png_with_texts({"invokeai_metadata": json.dumps(meta)})).normalised
     assert n["source"] == "invokeai"
-    assert (n["prompt"], n["sampler"], n["model"], n["model_hash"]) == ("a robot", "DPM++ 2M Karras", "juggernaut", "blake3:abc")
+    assert (n["prompt"], n["sampler"], n["model"], n["model_hash"]) == (
+        "a robot",
+        "DPM++ 2M Karras",
+        "juggernaut",
+        "blake3:abc",
+    )
     assert n["loras"] == [{"name": "chrome", "weight": 0.5, "hash": None}]
 
 

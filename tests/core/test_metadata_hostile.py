@@ -34,8 +34,16 @@ def test_well_formed_synthetic_png_reads():
     "name,data,message",
     [
         ("huge text chunk", png(chunk(b"tEXt", b"parameters\0" + b"a" * (9 << 20))), "larger than"),
-        ("zTXt bomb", png(chunk(b"zTXt", b"parameters\0\0" + zlib.compress(b"a" * (64 << 20), 9))), "decompression bomb"),
-        ("iTXt bomb", png(chunk(b"iTXt", b"parameters\0\1\0\0\0" + zlib.compress(b"{" * (64 << 20), 9))), "decompression bomb"),
+        (
+            "zTXt bomb",
+            png(chunk(b"zTXt", b"parameters\0\0" + zlib.compress(b"a" * (64 << 20), 9))),
+            "decompression bomb",
+        ),
+        (
+            "iTXt bomb",
+            png(chunk(b"iTXt", b"parameters\0\1\0\0\0" + zlib.compress(b"{" * (64 << 20), 9))),
+            "decompression bomb",
+        ),
         ("bad UTF-8 in iTXt", png(chunk(b"iTXt", b"studio-request\0\0\0\0\0\xff\xfe{\xc3\x28}")), "UTF-8"),
         ("pixel bomb", png(width=100_000, height=100_000), "safety limit"),
         ("truncated", png(chunk(b"tEXt", b"parameters\0hello"))[:60], "truncated"),

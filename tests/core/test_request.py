@@ -6,11 +6,24 @@ from studio.core.request import BranchRef, GenerationRequest, ImageRef, LoraRef,
 
 def test_json_round_trip_is_lossless():
     r = GenerationRequest.create(
-        model="/models/x.safetensors", prompt='a "red", circle: top\nleft', negative_prompt="blur, 🙂",
-        steps=7, guidance_scale=6.5, guidance_rescale=0.3, seed=2**32 - 1, width=640, height=384,
-        scheduler="dpm++ 2m karras", batch_size=3, clip_skip=1, preview="x0",
-        init_image=ImageRef(path="/a.png", sha256="ab"), mask=ImageRef(path="/m.png"), strength=0.4,
-        loras=(LoraRef(name="style", weight=-0.5),), branch=BranchRef(parent_id="run1", step=3),
+        model="/models/x.safetensors",
+        prompt='a "red", circle: top\nleft',
+        negative_prompt="blur, 🙂",
+        steps=7,
+        guidance_scale=6.5,
+        guidance_rescale=0.3,
+        seed=2**32 - 1,
+        width=640,
+        height=384,
+        scheduler="dpm++ 2m karras",
+        batch_size=3,
+        clip_skip=1,
+        preview="x0",
+        init_image=ImageRef(path="/a.png", sha256="ab"),
+        mask=ImageRef(path="/m.png"),
+        strength=0.4,
+        loras=(LoraRef(name="style", weight=-0.5),),
+        branch=BranchRef(parent_id="run1", step=3),
         plugins={"demo": {"x": [1, 2]}},
     )
     again = GenerationRequest.from_json(r.to_json())
@@ -21,7 +34,7 @@ def test_json_round_trip_is_lossless():
 
 def test_frozen():
     r = GenerationRequest.create(prompt="x")
-    with pytest.raises(Exception):
+    with pytest.raises(Exception):  # noqa: B017 — any refusal will do
         r.prompt = "y"
     assert r.replace(prompt="y").prompt == "y" and r.prompt == "x"
 

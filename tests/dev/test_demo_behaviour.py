@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from studio.dev import eval_adapters, scenes
@@ -18,9 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 MODEL = ROOT / "resources" / "demo-model"
 ADAPTERS = ROOT / "resources" / "demo-adapters"
 
-pytestmark = pytest.mark.skipif(
-    not (MODEL / "model_index.json").is_file(), reason="resources/demo-model is not there"
-)
+pytestmark = pytest.mark.skipif(not (MODEL / "model_index.json").is_file(), reason="resources/demo-model is not there")
 needs_adapters = pytest.mark.skipif(
     not (ADAPTERS / eval_adapters.LORA_FILE).is_file() or not (ADAPTERS / eval_adapters.CONTROLNET_DIR).is_dir(),
     reason="resources/demo-adapters is not there",
@@ -47,13 +44,23 @@ def test_guidance_pulls_towards_the_prompt(engine):
     from studio.dev.eval_demo import score
 
     rec = recommend.for_model("demo")
-    assert 1.0 < rec.cfg and 0 < rec.cfg_end < 1
+    assert rec.cfg > 1.0 and 0 < rec.cfg_end < 1
 
     def right(g: float, end: float = 1.0) -> int:
         hits = 0
         for i, (obj, bg, prompt) in enumerate(scenes.eval_prompts(1)):
-            req = GenerationRequest(model=str(MODEL), prompt=prompt, steps=20, guidance_scale=g, guidance_end=end,
-                                    seed=i, width=128, height=128, preview="none", scheduler="DDIM")
+            req = GenerationRequest(
+                model=str(MODEL),
+                prompt=prompt,
+                steps=20,
+                guidance_scale=g,
+                guidance_end=end,
+                seed=i,
+                width=128,
+                height=128,
+                preview="none",
+                scheduler="DDIM",
+            )
             hits += all(score(engine.generate(req).images[0], obj, bg).values())
         return hits
 
@@ -73,8 +80,9 @@ def test_striped_lora_adds_its_style_at_weight_1_only():
 
 @needs_adapters
 def test_controlnet_puts_the_shape_where_the_edges_are(tmp_path):
-    r = eval_adapters.eval_controlnet(MODEL, ADAPTERS / eval_adapters.CONTROLNET_DIR, n=CN_N, steps=10,
-                                      guidance=4.0, tmp=tmp_path)
+    r = eval_adapters.eval_controlnet(
+        MODEL, ADAPTERS / eval_adapters.CONTROLNET_DIR, n=CN_N, steps=10, guidance=4.0, tmp=tmp_path
+    )
     assert r["with_controlnet"]["position"] >= CN_MIN
     assert r["with_controlnet"]["position"] > r["without"]["position"]
 

@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from studio.dev import eval_demo, scenes  # noqa: E402
+from studio.dev import eval_demo, scenes
 
 
 def test_per_combo_counts_an_image_right_only_when_all_four_are():
@@ -31,7 +31,11 @@ def test_training_prompts_report_every_combination_and_the_missed(tiny_sd15, mon
     assert row["missed"] == sorted(row["per_combo"]) and row["overall"] == 0.0
     assert r["vae_round_trip"]["background"] <= 1.0
 
-    assert eval_demo.main(["--model", str(tiny_sd15), "--prompts", "training", "--guidance", "1",
-                           "--steps", "1", "--json"]) == 0
+    assert (
+        eval_demo.main(
+            ["--model", str(tiny_sd15), "--prompts", "training", "--guidance", "1", "--steps", "1", "--json"]
+        )
+        == 0
+    )
     out = json.loads(capsys.readouterr().out)
     assert out["guidance"]["1"]["missed"]

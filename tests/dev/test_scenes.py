@@ -163,5 +163,7 @@ def test_inpaint_check_is_passable_and_not_passed_by_doing_nothing():
         found_ideal, found_before = ea.inpaint_found(ideal, case), ea.inpaint_found(before, case)
         assert ea.inpaint_hits(found_ideal) == (True, True), case
         assert ea.inpaint_hits(found_before) == (False, False), case
-        assert ea.star_size(found_ideal, case) == pytest.approx(1.0, abs=0.05) and ea.star_size(found_before, case) is None
+        assert (
+            ea.star_size(found_ideal, case) == pytest.approx(1.0, abs=0.05) and ea.star_size(found_before, case) is None
+        )
     assert len({c.cell for c in cases}) >= 4

@@ -12,16 +12,28 @@ from studio.dev import scenes
 
 MODEL = Path(__file__).resolve().parents[2] / "resources" / "demo-model"
 
-pytestmark = pytest.mark.skipif(
-    not (MODEL / "model_index.json").is_file(), reason="resources/demo-model is not there"
-)
+pytestmark = pytest.mark.skipif(not (MODEL / "model_index.json").is_file(), reason="resources/demo-model is not there")
 
 
 def _train(kind: str, tmp_path: Path, out: Path, steps: int = 2) -> Path:
     from studio.dev import train_adapters
 
-    args = ["--model", str(MODEL), "--out", str(out), "--work", str(tmp_path / "work"),
-            "--steps", str(steps), "--batch", "2", "--ckpt-every", "1", "--threads", "1"]
+    args = [
+        "--model",
+        str(MODEL),
+        "--out",
+        str(out),
+        "--work",
+        str(tmp_path / "work"),
+        "--steps",
+        str(steps),
+        "--batch",
+        "2",
+        "--ckpt-every",
+        "1",
+        "--threads",
+        "1",
+    ]
     assert train_adapters.main([kind, *args]) == 0
     return out
 
@@ -37,9 +49,8 @@ def test_positionless_captions_name_colours_but_no_place():
 
 
 def test_canny_map_is_what_the_plugin_gives():
-    from plugins.controlnet.preprocessors import canny
-
     from studio.dev.train_adapters import canny_map
+    from studio_plugins.controlnet.preprocessors import canny
 
     image = scenes.render(scenes.sample_scene(random.Random(2)))
     assert np.array_equal(canny_map(image), canny(np.asarray(image)))
@@ -62,8 +73,16 @@ def test_lora_trains_resumes_and_loads_through_the_plugin(tmp_path, engine):
 
     lines = [json.loads(x) for x in (tmp_path / "work" / "lora" / "metrics.jsonl").read_text().splitlines()]
     assert [x["step"] for x in lines] == [1, 2, 3]  # went on from step 2, did not start again
-    req = GenerationRequest(model=str(MODEL), prompt="a red circle", steps=2, seed=1, preview="none",
-                            width=128, height=128, loras=(LoraRef(name="striped", path=str(out)),))
+    req = GenerationRequest(
+        model=str(MODEL),
+        prompt="a red circle",
+        steps=2,
+        seed=1,
+        preview="none",
+        width=128,
+        height=128,
+        loras=(LoraRef(name="striped", path=str(out)),),
+    )
     res = engine.generate(req)
     assert res.images[0].shape == (128, 128, 3)
 
@@ -75,9 +94,15 @@ def test_controlnet_trains_and_loads_through_the_plugin(tmp_path, engine):
     assert (out / "config.json").is_file() and (out / "diffusion_pytorch_model.safetensors").is_file()
     control = tmp_path / "control.png"
     scenes.render(scenes.sample_scene(random.Random(9))).save(control)
-    req = GenerationRequest(model=str(MODEL), prompt="a red circle", steps=2, seed=1, preview="none",
-                            width=128, height=128,
-                            controlnets=(ControlNetRef(model=str(out), image=ImageRef(path=str(control)),
-                                                       preprocessor="canny"),))
+    req = GenerationRequest(
+        model=str(MODEL),
+        prompt="a red circle",
+        steps=2,
+        seed=1,
+        preview="none",
+        width=128,
+        height=128,
+        controlnets=(ControlNetRef(model=str(out), image=ImageRef(path=str(control)), preprocessor="canny"),),
+    )
     res = engine.generate(req)
     assert res.images[0].shape == (128, 128, 3)

@@ -16,12 +16,37 @@ torch = pytest.importorskip("torch")
 from studio.dev import train_demo, train_vae  # noqa: E402
 
 SHIPPED = Path(__file__).resolve().parents[2] / "resources" / "demo-model"
-needs_shipped = pytest.mark.skipif(not (SHIPPED / "model_index.json").is_file(),
-                                   reason="resources/demo-model is not there")
+needs_shipped = pytest.mark.skipif(
+    not (SHIPPED / "model_index.json").is_file(), reason="resources/demo-model is not there"
+)
 
-TINY = ["--threads", "1", "--vae-widths", "8", "16", "16", "16", "--vae-steps-64", "2",
-        "--vae-steps-128", "1", "--vae-batch-64", "2", "--vae-batch-128", "1", "--n-scenes", "8",
-        "--unet-steps", "2", "--batch", "2", "--ckpt-every", "1", "--export-every", "100"]
+TINY = [
+    "--threads",
+    "1",
+    "--vae-widths",
+    "8",
+    "16",
+    "16",
+    "16",
+    "--vae-steps-64",
+    "2",
+    "--vae-steps-128",
+    "1",
+    "--vae-batch-64",
+    "2",
+    "--vae-batch-128",
+    "1",
+    "--n-scenes",
+    "8",
+    "--unet-steps",
+    "2",
+    "--batch",
+    "2",
+    "--ckpt-every",
+    "1",
+    "--export-every",
+    "100",
+]
 
 
 def _run(work: Path, *extra: str) -> int:
@@ -43,8 +68,9 @@ def test_all_stages_export_a_pipeline_the_studio_loads(tmp_path, engine):
     assert vae_cfg["block_out_channels"] == [8, 16, 16, 16]
     assert vae_cfg["scaling_factor"] == pytest.approx(1 / latents["std"], abs=1e-4)
     assert (out / "training_step.txt").read_text().strip() == "2"
-    res = engine.generate(GenerationRequest(model=str(out), prompt="a red circle", steps=2, seed=1,
-                                            width=128, height=128, preview="none"))
+    res = engine.generate(
+        GenerationRequest(model=str(out), prompt="a red circle", steps=2, seed=1, width=128, height=128, preview="none")
+    )
     assert res.images[0].shape == (128, 128, 3)
 
 
@@ -69,8 +95,22 @@ def test_a_stopped_and_resumed_vae_run_equals_an_unbroken_one(tmp_path, monkeypa
 
 @needs_shipped
 def test_vae_align_keeps_the_new_latents_near_the_teachers(tmp_path):
-    assert _run(tmp_path / "w", "--stage", "vae", "--vae-teacher", str(SHIPPED), "--vae-align", "1",
-                "--vae-edge", "1", "--vae-object-crops", "1") == 0
+    assert (
+        _run(
+            tmp_path / "w",
+            "--stage",
+            "vae",
+            "--vae-teacher",
+            str(SHIPPED),
+            "--vae-align",
+            "1",
+            "--vae-edge",
+            "1",
+            "--vae-object-crops",
+            "1",
+        )
+        == 0
+    )
     logged = [m for m in _metrics(tmp_path / "w") if m["stage"] == "vae"]
     assert logged and all(m["align"] > 0 for m in logged)
     assert _run(tmp_path / "plain", "--stage", "vae") == 0
@@ -101,8 +141,7 @@ def test_decoder_stage_trains_the_decoder_alone_on_latent_crops(tmp_path):
     work = tmp_path / "w"
     assert _run(work, "--stage", "vae") == 0
     before = train_demo._load(work / "vae.pt")["vae"]
-    assert _run(work, "--stage", "decoder", "--decoder-steps", "2", "--decoder-crop-steps", "1",
-                "--vae-edge", "1") == 0
+    assert _run(work, "--stage", "decoder", "--decoder-steps", "2", "--decoder-crop-steps", "1", "--vae-edge", "1") == 0
     after = train_demo._load(work / "decoder.pt")["vae"]
     frozen = [k for k in before if k.startswith(("encoder.", "quant_conv."))]
     assert frozen and all(torch.equal(before[k], after[k]) for k in frozen)

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from drive_window import wait  # noqa: E402
+from drive_window import wait
 
 
 def rect(widget) -> list[int]:
@@ -22,8 +22,8 @@ def rect(widget) -> list[int]:
 
 
 def main(out_dir: str, extra: str) -> int:
-    from studio.qt.app import ensure_app
-    from studio.qt.main_window import MainWindow
+    from studio.qt.app.app import ensure_app
+    from studio.qt.app.main_window import MainWindow
 
     out = Path(out_dir)
     app = ensure_app()
@@ -43,9 +43,13 @@ def main(out_dir: str, extra: str) -> int:
     wait(lambda: time.monotonic() > end, 2)
     w.screen().grabWindow(0).save(str(out / "studio-welcome.png"))
     view = w.model_setup.welcome
-    info = {"first_run": first, "welcome_shown": w.model_setup.welcome_shown, "platform": app.platformName(),
-            "demo_button": rect(view.buttons["demo"]) if view else None,
-            "canvas_visible_on_welcome": w.canvas.isVisible()}
+    info = {
+        "first_run": first,
+        "welcome_shown": w.model_setup.welcome_shown,
+        "platform": app.platformName(),
+        "demo_button": rect(view.buttons["demo"]) if view else None,
+        "canvas_visible_on_welcome": w.canvas.isVisible(),
+    }
 
     w.model_setup.settings.add_folder(extra)
     from studio.core import settings as core_settings
@@ -67,8 +71,13 @@ def main(out_dir: str, extra: str) -> int:
     view.buttons["demo"].click()
     end = time.monotonic() + 0.5
     wait(lambda: time.monotonic() > end, 2)
-    info.update(after_choice_welcome_shown=w.model_setup.welcome_shown, canvas_visible=w.canvas.isVisible(),
-                model=w.prompt.model_name(), steps=w.prompt.steps.value(), size=w.prompt.width_.value())
+    info.update(
+        after_choice_welcome_shown=w.model_setup.welcome_shown,
+        canvas_visible=w.canvas.isVisible(),
+        model=w.prompt.model_name(),
+        steps=w.prompt.steps.value(),
+        size=w.prompt.width_.value(),
+    )
     w.screen().grabWindow(0).save(str(out / "studio-after-welcome.png"))
     (out / "welcome.json").write_text(json.dumps(info))
     w.shutdown()

@@ -43,9 +43,18 @@ def global_rect(widget, ratio: float) -> list[int] | None:
 def key_controls(w) -> dict:
     """Controls a person must be able to reach, for the small-screen test."""
     p, s, q = w.prompt, w.strip, w.queue
-    controls = {"Generate": p.generate_button, "Cancel": p.cancel_button, "model": p.model, "prompt": p.prompt,
-                "Use settings": s.use_settings, "Branch from here": s.branch, "step slider": s.slider,
-                "queue cancel all": q.cancel_all, "progress": w.progress.bar, "tabs": w.tabs.tabBar()}
+    controls = {
+        "Generate": p.generate_button,
+        "Cancel": p.cancel_button,
+        "model": p.model,
+        "prompt": p.prompt,
+        "Use settings": s.use_settings,
+        "Branch from here": s.branch,
+        "step slider": s.slider,
+        "queue cancel all": q.cancel_all,
+        "progress": w.progress.bar,
+        "tabs": w.tabs.tabBar(),
+    }
     if w.gallery is not None:
         controls.update({"gallery search": w.gallery.search, "gallery grid": w.gallery.view})
         controls.update({f"gallery {k}": b for k, b in w.gallery.buttons.items()})
@@ -70,9 +79,9 @@ PROMPT = "a large green circle at the top left on a blue background"
 
 
 def main(model: str, out_png: str, out_json: str, size: str = "64", steps: str = "6") -> int:
-    from studio.qt.app import ensure_app
-    from studio.qt.images import from_qimage
-    from studio.qt.main_window import MainWindow
+    from studio.qt.app.app import ensure_app
+    from studio.qt.app.main_window import MainWindow
+    from studio.qt.common.images import from_qimage
 
     app = ensure_app()
 
@@ -118,7 +127,12 @@ def main(model: str, out_png: str, out_json: str, size: str = "64", steps: str =
         "steps": rec.kept_steps(),
         "guidance": p.guidance.value(),
         "scheduler": p.scheduler.currentText(),
-        "canvas_rect": [int(top_left.x() * ratio), int(top_left.y() * ratio), int(r.width() * ratio), int(r.height() * ratio)],
+        "canvas_rect": [
+            int(top_left.x() * ratio),
+            int(top_left.y() * ratio),
+            int(r.width() * ratio),
+            int(r.height() * ratio),
+        ],
         "image_mean": float(np.mean(rec.images[0])) if rec.images else None,
         "platform": app.platformName(),
         "window": [w.x(), w.y(), w.width(), w.height()],

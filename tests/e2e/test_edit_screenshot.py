@@ -34,8 +34,9 @@ def input_picture(w: int, h: int) -> np.ndarray:
 
 def drive(model: str, out_png: str, out_json: str, size: str, steps: str) -> int:
     from drive_window import wait  # this file runs as a script from its own folder
-    from studio.qt.app import ensure_app
-    from studio.qt.main_window import MainWindow
+
+    from studio.qt.app.app import ensure_app
+    from studio.qt.app.main_window import MainWindow
 
     app = ensure_app()
     size_i, steps_i = int(size), int(steps)
@@ -87,9 +88,15 @@ def drive(model: str, out_png: str, out_json: str, size: str, steps: str) -> int
     tl = c.mapToGlobal(r.topLeft().toPoint())
     ratio = shot.devicePixelRatio()
     info = {
-        "platform": app.platformName(), "steps": seen, "running_at_shot": running, "status": done["status"], "edit_mode": w.edit_mode(),
+        "platform": app.platformName(),
+        "steps": seen,
+        "running_at_shot": running,
+        "status": done["status"],
+        "edit_mode": w.edit_mode(),
         "canvas_rect": [int(tl.x() * ratio), int(tl.y() * ratio), int(r.width() * ratio), int(r.height() * ratio)],
-        "input": c.image().tolist(), "mask": c.mask().tolist(), "previews_shown": w.edit.previews_shown,
+        "input": c.image().tolist(),
+        "mask": c.mask().tolist(),
+        "previews_shown": w.edit.previews_shown,
     }
     Path(out_json).write_text(json.dumps(info))
     w.shutdown()
@@ -105,8 +112,13 @@ def test_real_window_inpaint_in_progress(xvfb_display, tiny_sd15, tmp_path):
     env = dict(os.environ)
     env.update(DISPLAY=xvfb_display, QT_QPA_PLATFORM="xcb", STUDIO_HOME=str(tmp_path / "home"))
     env.pop("WAYLAND_DISPLAY", None)
-    proc = subprocess.run([sys.executable, str(HERE), model, str(out_png), str(out_json), str(size), str(steps)],
-                          env=env, capture_output=True, text=True, timeout=240)
+    proc = subprocess.run(
+        [sys.executable, str(HERE), model, str(out_png), str(out_json), str(size), str(steps)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     dest = os.environ.get("STUDIO_SCREENSHOT_DIR")
     if dest:
@@ -122,7 +134,12 @@ def test_real_window_inpaint_in_progress(xvfb_display, tiny_sd15, tmp_path):
     region = shot[y + 3 : y + h - 3, x + 3 : x + w - 3]
     inp = np.asarray(info["input"], np.uint8)
     mask = np.asarray(info["mask"], np.uint8)
-    scale = lambda a: np.asarray(Image.fromarray(a).resize((region.shape[1], region.shape[0]), Image.BILINEAR)).astype(np.float32)  # noqa: E731
+
+    def scale(a):
+        return np.asarray(Image.fromarray(a).resize((region.shape[1], region.shape[0]), Image.BILINEAR)).astype(
+            np.float32
+        )
+
     m = scale(mask)
     inp_s = scale(inp)
     far = m < 1  # well away from the mask: the input shows through the preview

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 from PIL import Image
-
 from test_window_screenshot import drive_window, picture_model
 
 XVFB_SCREEN = (1366, 768)  # read by the shared xvfb_display fixture (tests/conftest.py)

@@ -28,17 +28,28 @@ def test_first_run_welcome_page_and_models_dialog(xvfb_display, tiny_models, tmp
     extra = tmp_path / "webui" / "models"
     (extra / "Stable-diffusion").mkdir(parents=True)
     os.symlink(tiny_models("sd15", "single-file"), extra / "Stable-diffusion" / "tiny_sd15.safetensors")
-    (extra / "Stable-diffusion" / "half_downloaded.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\":")
+    (extra / "Stable-diffusion" / "half_downloaded.safetensors").write_bytes(b'\x10\x00\x00\x00\x00\x00\x00\x00{"a":')
     (extra / "Lora").mkdir()
-    save_file({"lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k.lora_down.weight":
-               np.zeros((4, 768), np.float16)}, str(extra / "Lora" / "watercolor.safetensors"))
+    save_file(
+        {
+            "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k.lora_down.weight": np.zeros(
+                (4, 768), np.float16
+            )
+        },
+        str(extra / "Lora" / "watercolor.safetensors"),
+    )
     out = tmp_path / "shots"
     out.mkdir()
     env = dict(os.environ)
     env.update(DISPLAY=xvfb_display, QT_QPA_PLATFORM="xcb", STUDIO_HOME=str(tmp_path / "home"))
     env.pop("WAYLAND_DISPLAY", None)
-    proc = subprocess.run([sys.executable, str(HERE / "drive_welcome.py"), str(out), str(extra)],
-                          env=env, capture_output=True, text=True, timeout=180)
+    proc = subprocess.run(
+        [sys.executable, str(HERE / "drive_welcome.py"), str(out), str(extra)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     dest = os.environ.get("STUDIO_SCREENSHOT_DIR")
     if dest:

@@ -36,7 +36,10 @@ def drive_window(xvfb_display, tmp_path, model, out_png, out_json, size, steps) 
     env.pop("WAYLAND_DISPLAY", None)
     proc = subprocess.run(
         [sys.executable, str(HERE / "drive_window.py"), model, str(out_png), str(out_json), str(size), str(steps)],
-        env=env, capture_output=True, text=True, timeout=180,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     dest = os.environ.get("STUDIO_SCREENSHOT_DIR")
@@ -64,7 +67,9 @@ def test_real_window_generates_and_looks_right(xvfb_display, tiny_sd15, tmp_path
     assert w > 200 and h > 200, info["canvas_rect"]
     region = shot[y + 4 : y + h - 4, x + 4 : x + w - 4]
     made = np.asarray(info["canvas_pixels"], dtype=np.uint8)
-    ref = np.asarray(Image.fromarray(made).resize((region.shape[1], region.shape[0]), Image.BILINEAR)).astype(np.float32)
+    ref = np.asarray(Image.fromarray(made).resize((region.shape[1], region.shape[0]), Image.BILINEAR)).astype(
+        np.float32
+    )
     diff = np.abs(region - ref).mean()
     assert diff < 20, f"the canvas does not show the generated image (mean abs diff {diff:.1f})"
     flat = np.abs(region - region.mean(axis=(0, 1))).mean()
@@ -80,4 +85,8 @@ def test_real_window_generates_and_looks_right(xvfb_display, tiny_sd15, tmp_path
         assert (info["guidance"], info["scheduler"]) == (demo["cfg"], demo["scheduler"])
         seen = scenes.detect(made)
         main = seen.main()
-        assert seen.background == "blue" and main is not None and (main.colour, main.shape, main.position) == ("green", "circle", "top left"), main
+        assert (
+            seen.background == "blue"
+            and main is not None
+            and (main.colour, main.shape, main.position) == ("green", "circle", "top left")
+        ), main

@@ -22,13 +22,26 @@ def test_scan_a_mixed_folder(tiny_models, tmp_path, capsys):
         shutil.copytree(tiny_models(arch, "diffusers"), lib / "diffusers" / arch)
         shutil.copy(tiny_models(arch, "single-file"), lib / "Stable-diffusion" / f"{arch}.safetensors")
     shutil.copy(tiny_models("sd2", "single-file"), lib / "Stable-diffusion" / "sd2-turbo.safetensors")
-    _tensor_file(lib / "Lora" / "style.safetensors", {
-        "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k.lora_down.weight": (4, 768),
-        "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k.lora_up.weight": (320, 4)})
-    _tensor_file(lib / "Lora" / "xl.safetensors", {"lora_te2_text_model_encoder_layers_0_mlp_fc1.lora_down.weight": (4, 1280)})
-    _tensor_file(lib / "vae.safetensors", {"encoder.down.0.block.0.conv1.weight": (8, 8, 3, 3), "decoder.up.0.block.0.conv1.weight": (8, 8, 3, 3)})
-    _tensor_file(lib / "taesd.safetensors", {"encoder.layers.0.weight": (8, 3, 3, 3), "decoder.layers.0.weight": (8, 4, 3, 3)})
-    _tensor_file(lib / "cn.safetensors", {"control_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight": (320, 768)})
+    _tensor_file(
+        lib / "Lora" / "style.safetensors",
+        {
+            "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k.lora_down.weight": (4, 768),
+            "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k.lora_up.weight": (320, 4),
+        },
+    )
+    _tensor_file(
+        lib / "Lora" / "xl.safetensors", {"lora_te2_text_model_encoder_layers_0_mlp_fc1.lora_down.weight": (4, 1280)}
+    )
+    _tensor_file(
+        lib / "vae.safetensors",
+        {"encoder.down.0.block.0.conv1.weight": (8, 8, 3, 3), "decoder.up.0.block.0.conv1.weight": (8, 8, 3, 3)},
+    )
+    _tensor_file(
+        lib / "taesd.safetensors", {"encoder.layers.0.weight": (8, 3, 3, 3), "decoder.layers.0.weight": (8, 4, 3, 3)}
+    )
+    _tensor_file(
+        lib / "cn.safetensors", {"control_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight": (320, 768)}
+    )
     (lib / "broken.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
     torch.save({}, lib / "old.ckpt")
     (lib / "notes.txt").write_text("ignored: not a model suffix")

@@ -13,9 +13,28 @@ def test_generate_writes_png_with_recipe_and_gallery_row(tiny_models, tmp_path, 
     model = tiny_models("sd15", "single-file")
     out = tmp_path / "out.png"
     lib = tmp_path / "lib"
-    rc = main(["generate", "--model", str(model), "--prompt", "a red, circle: top", "--steps", "3",
-               "--size", "64x64", "--seed", "5", "--out", str(out), "--json", "--library", str(lib),
-               "--previews-dir", str(tmp_path / "prev")])
+    rc = main(
+        [
+            "generate",
+            "--model",
+            str(model),
+            "--prompt",
+            "a red, circle: top",
+            "--steps",
+            "3",
+            "--size",
+            "64x64",
+            "--seed",
+            "5",
+            "--out",
+            str(out),
+            "--json",
+            "--library",
+            str(lib),
+            "--previews-dir",
+            str(tmp_path / "prev"),
+        ]
+    )
     assert rc == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["status"] == "done" and summary["files"] == [str(out)] and summary["seeds"] == [5]
@@ -36,8 +55,29 @@ def test_generate_writes_png_with_recipe_and_gallery_row(tiny_models, tmp_path, 
 
 def test_no_gallery_and_batch_names(tiny_sd15, tmp_path):
     out = tmp_path / "b.png"
-    assert main(["generate", "--model", str(tiny_sd15), "--prompt", "x", "--steps", "2", "--size", "64x64",
-                 "--batch", "2", "--no-gallery", "--library", str(tmp_path / "lib"), "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "--model",
+                str(tiny_sd15),
+                "--prompt",
+                "x",
+                "--steps",
+                "2",
+                "--size",
+                "64x64",
+                "--batch",
+                "2",
+                "--no-gallery",
+                "--library",
+                str(tmp_path / "lib"),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     a, b = (np.asarray(Image.open(tmp_path / f"b-{i}.png")) for i in (1, 2))
     assert a.shape == (64, 64, 3) and not np.array_equal(a, b)
     assert not (tmp_path / "lib").exists()
@@ -73,8 +113,27 @@ def test_unset_steps_cfg_scheduler_take_the_model_familys_recommended(tiny_sd15,
 
     def request(*argv):
         out = tmp_path / "r.png"
-        assert main(["generate", "--prompt", "a red circle", "--size", "64x64", "--seed", "1", "--no-gallery",
-                     "--out", str(out), "--json", "--preview", "none", *argv]) == 0
+        assert (
+            main(
+                [
+                    "generate",
+                    "--prompt",
+                    "a red circle",
+                    "--size",
+                    "64x64",
+                    "--seed",
+                    "1",
+                    "--no-gallery",
+                    "--out",
+                    str(out),
+                    "--json",
+                    "--preview",
+                    "none",
+                    *argv,
+                ]
+            )
+            == 0
+        )
         return json.loads(capsys.readouterr().out)["request"]
 
     demo = recommend.for_model("demo")
@@ -85,6 +144,11 @@ def test_unset_steps_cfg_scheduler_take_the_model_familys_recommended(tiny_sd15,
     sd1 = recommend.for_model(str(tiny_sd15))
     assert sd1 is not None and sd1.family == "sd1"
     r = request("--model", str(tiny_sd15))
-    assert (r["steps"], r["guidance_scale"], r["scheduler"], r["guidance_end"]) == (sd1.steps, sd1.cfg, sd1.scheduler, 1.0)
+    assert (r["steps"], r["guidance_scale"], r["scheduler"], r["guidance_end"]) == (
+        sd1.steps,
+        sd1.cfg,
+        sd1.scheduler,
+        1.0,
+    )
     r = request("--model", str(tiny_sd15), "--steps", "2", "--cfg", "5.5", "--scheduler", "Euler", "--cfg-end", "0.4")
     assert (r["steps"], r["guidance_scale"], r["scheduler"], r["guidance_end"]) == (2, 5.5, "Euler", 0.4)

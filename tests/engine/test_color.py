@@ -38,8 +38,15 @@ def scene(tmp_path):
 
 
 def _request(d, **kw):
-    fields = dict(model="demo", prompt="a red blob", width=64, height=64, mask_blur=8,
-                  init_image=ImageRef(path=str(d / "in.png")), mask=ImageRef(path=str(d / "mask.png")))
+    fields = dict(
+        model="demo",
+        prompt="a red blob",
+        width=64,
+        height=64,
+        mask_blur=8,
+        init_image=ImageRef(path=str(d / "in.png")),
+        mask=ImageRef(path=str(d / "mask.png")),
+    )
     return GenerationRequest.create(**{**fields, **kw})
 
 
@@ -91,8 +98,16 @@ def test_a_known_cast_is_removed_and_the_outside_stays_byte_identical(scene, are
 
 def test_outpaint_cast_is_removed_and_the_original_stays(scene):
     d, img = scene
-    req = GenerationRequest.create(model="demo", prompt="x", width=64, height=64, mask_blur=8, outpaint_fill="edge",
-                                   init_image=ImageRef(path=str(d / "in.png")), outpaint=(32, 0, 0, 16))
+    req = GenerationRequest.create(
+        model="demo",
+        prompt="x",
+        width=64,
+        height=64,
+        mask_blur=8,
+        outpaint_fill="edge",
+        init_image=ImageRef(path=str(d / "in.png")),
+        outpaint=(32, 0, 0, 16),
+    )
     plan = plan_edit(req)
     gen = (plan.canvas.astype(np.int64) + CAST).clip(0, 255).astype(np.uint8)
     out = plan.finish(np.asarray(Image.fromarray(gen).resize(plan.gen_size, Image.Resampling.LANCZOS)))
@@ -184,8 +199,24 @@ def test_engine_records_it_and_only_the_mask_changes(engine, tiny_sd15, scene):
 
 def test_cli_flag_lands_in_recipe_and_infotext(tiny_sd15, scene, capsys):
     d, _ = scene
-    args = ["generate", "--model", str(tiny_sd15), "--prompt", "x", "--steps", "2", "--no-gallery", "--size", "64x64",
-            "--init", str(d / "in.png"), "--mask", str(d / "mask.png"), "--only-masked", "--json"]
+    args = [
+        "generate",
+        "--model",
+        str(tiny_sd15),
+        "--prompt",
+        "x",
+        "--steps",
+        "2",
+        "--no-gallery",
+        "--size",
+        "64x64",
+        "--init",
+        str(d / "in.png"),
+        "--mask",
+        str(d / "mask.png"),
+        "--only-masked",
+        "--json",
+    ]
     for flag, want in (([], True), (["--no-color-correction"], False)):
         assert main([*args, *flag, "--out", str(d / "o.png")]) == 0
         summary = json.loads(capsys.readouterr().out)

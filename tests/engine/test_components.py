@@ -91,7 +91,11 @@ def test_describe_says_device_preset_and_attention(engine):
     finally:
         engine.set_preset(d["preset"])
     mem = engine.memory_info()
-    assert mem["allocated_mb"] > 10 and mem["peak_mb"] >= mem["allocated_mb"] * 0.5 and mem["total_mb"] > mem["allocated_mb"]
+    assert (
+        mem["allocated_mb"] > 10
+        and mem["peak_mb"] >= mem["allocated_mb"] * 0.5
+        and mem["total_mb"] > mem["allocated_mb"]
+    )
 
 
 def test_cli_generate_vae_and_the_saved_preset(tiny_sd15, other_vae, tmp_path, capsys, monkeypatch):
@@ -104,8 +108,28 @@ def test_cli_generate_vae_and_the_saved_preset(tiny_sd15, other_vae, tmp_path, c
     core_settings.update(memory_preset="balanced")
     file, _folder = other_vae
     out = tmp_path / "v.png"
-    assert main(["generate", "--model", str(tiny_sd15), "--prompt", "x", "--steps", "2", "--size", "64x64",
-                 "--vae", str(file), "--no-gallery", "--out", str(out), "--json"]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "--model",
+                str(tiny_sd15),
+                "--prompt",
+                "x",
+                "--steps",
+                "2",
+                "--size",
+                "64x64",
+                "--vae",
+                str(file),
+                "--no-gallery",
+                "--out",
+                str(out),
+                "--json",
+            ]
+        )
+        == 0
+    )
     summary = json.loads(capsys.readouterr().out)
     assert summary["request"]["vae"] == str(file) and summary["memory_preset"] == "balanced"
     from PIL import Image

@@ -30,12 +30,15 @@ def cn(tmp_path_factory):
 
 
 def _unit(cn, model="folder", **kw):
-    return ControlNetRef(model=str(cn[model]), image=ImageRef(path=str(cn["control"])), **{"preprocessor": "canny", **kw})
+    return ControlNetRef(
+        model=str(cn[model]), image=ImageRef(path=str(cn["control"])), **{"preprocessor": "canny", **kw}
+    )
 
 
 def _req(model, **kw):
-    return GenerationRequest.create(**{**dict(model=str(model), prompt="a cat", steps=4, width=64, height=64, seed=1,
-                                              scheduler="Euler"), **kw})
+    return GenerationRequest.create(
+        **{**dict(model=str(model), prompt="a cat", steps=4, width=64, height=64, seed=1, scheduler="Euler"), **kw}
+    )
 
 
 def test_weight_zero_is_the_base_and_units_steer(engine, tiny_sd15, cn):
@@ -58,8 +61,14 @@ def test_multi_controlnet_with_start_end_in_every_mode(engine, tiny_sd15, cn):
 
 
 def test_inpainting_checkpoint_with_controlnet(engine, tiny_models, cn):
-    res = engine.generate(_req(tiny_models("sd15-inpaint"), controlnets=(_unit(cn),),
-                               init_image=ImageRef(path=str(cn["control"])), mask=ImageRef(path=str(cn["mask"]))))
+    res = engine.generate(
+        _req(
+            tiny_models("sd15-inpaint"),
+            controlnets=(_unit(cn),),
+            init_image=ImageRef(path=str(cn["control"])),
+            mask=ImageRef(path=str(cn["mask"])),
+        )
+    )
     assert res.status == "done"
 
 
@@ -67,7 +76,12 @@ def test_bad_units_are_refused_clearly(engine, tiny_sd15, cn, tmp_path):
     with pytest.raises(PluginFailed, match="another model architecture"):
         engine.generate(_req(tiny_sd15, controlnets=(_unit(cn, "xl"),)))
     with pytest.raises(PluginFailed, match="not found"):
-        engine.generate(_req(tiny_sd15, controlnets=(ControlNetRef(model=str(tmp_path / "none"), image=ImageRef(path=str(cn["control"]))),)))
+        engine.generate(
+            _req(
+                tiny_sd15,
+                controlnets=(ControlNetRef(model=str(tmp_path / "none"), image=ImageRef(path=str(cn["control"]))),),
+            )
+        )
     with pytest.raises(PluginFailed, match="end"):
         engine.generate(_req(tiny_sd15, controlnets=(_unit(cn, start=0.5, end=0.5),)))
     with pytest.raises(PluginFailed, match="unknown preprocessor"):
@@ -76,7 +90,7 @@ def test_bad_units_are_refused_clearly(engine, tiny_sd15, cn, tmp_path):
 
 
 def test_hed_edges_lie_on_the_photo_edges():
-    from plugins.controlnet.hed import hed_edges
+    from studio_plugins.controlnet.hed import hed_edges
 
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0:160, 0:224]
@@ -94,14 +108,51 @@ def test_hed_edges_lie_on_the_photo_edges():
 
 def test_cli_controlnet_and_preprocess(tiny_sd15, cn, tmp_path, capsys):
     out = tmp_path / "c.png"
-    assert main(["generate", "--model", str(tiny_sd15), "--prompt", "x", "--steps", "2", "--size", "64x64", "--no-gallery",
-                 "--controlnet", f"{cn['folder']}:{cn['control']}:canny:1.0:0.0:0.8", "--guess-mode", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "--model",
+                str(tiny_sd15),
+                "--prompt",
+                "x",
+                "--steps",
+                "2",
+                "--size",
+                "64x64",
+                "--no-gallery",
+                "--controlnet",
+                f"{cn['folder']}:{cn['control']}:canny:1.0:0.0:0.8",
+                "--guess-mode",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert main(["preprocess", "canny", str(cn["control"]), "--out", str(tmp_path / "edges.png")]) == 0
     edges = np.asarray(Image.open(tmp_path / "edges.png"))
-    assert edges[14:18, 30].max() == 255 and edges[:10, :10].max() == 0 and edges[24:40, 24:40].max() == 0  # the square's border, not its surroundings
+    assert (
+        edges[14:18, 30].max() == 255 and edges[:10, :10].max() == 0 and edges[24:40, 24:40].max() == 0
+    )  # the square's border, not its surroundings
     assert main(["preprocess", "--list", "x"]) == 0 and "hed" in capsys.readouterr().out
-    assert main(["generate", "--model", str(tiny_sd15), "--prompt", "x", "--no-gallery",
-                 "--controlnet", "m:img", "--out", str(out)]) == 2
+    assert (
+        main(
+            [
+                "generate",
+                "--model",
+                str(tiny_sd15),
+                "--prompt",
+                "x",
+                "--no-gallery",
+                "--controlnet",
+                "m:img",
+                "--out",
+                str(out),
+            ]
+        )
+        == 2
+    )
 
 
 def test_controlnet_aux_detectors_are_offered_and_explain_missing_weights(monkeypatch):
@@ -112,8 +163,8 @@ def test_controlnet_aux_detectors_are_offered_and_explain_missing_weights(monkey
 
     from PIL import Image as PILImage
 
-    from plugins.controlnet import preprocessors
     from studio.plugin_api import PluginError
+    from studio_plugins.controlnet import preprocessors
 
     fake = types.ModuleType("controlnet_aux")
 

@@ -25,16 +25,30 @@ def files(tmp_path_factory):
 
 
 def _req(model, files, **kw):
-    fields = dict(model=str(model), prompt="a green star", steps=3, width=64, height=64,
-                  init_image=ImageRef(path=str(files / "in.png")), seed=1)
+    fields = dict(
+        model=str(model),
+        prompt="a green star",
+        steps=3,
+        width=64,
+        height=64,
+        init_image=ImageRef(path=str(files / "in.png")),
+        seed=1,
+    )
     return GenerationRequest.create(**{**fields, **kw})
 
 
 @pytest.mark.parametrize("arch", ["sd15", "sd15-inpaint"])
 @pytest.mark.parametrize("area", ["whole", "only_masked"])
 def test_inpaint_keeps_everything_outside_the_feathered_mask(engine, tiny_models, files, arch, area):
-    r = _req(tiny_models(arch), files, mask=ImageRef(path=str(files / "mask.png")), mask_grow=3, mask_blur=6,
-             inpaint_area=area, inpaint_padding=8)
+    r = _req(
+        tiny_models(arch),
+        files,
+        mask=ImageRef(path=str(files / "mask.png")),
+        mask_grow=3,
+        mask_blur=6,
+        inpaint_area=area,
+        inpaint_padding=8,
+    )
     original = np.asarray(Image.open(files / "in.png"))
     out = engine.generate(r).images[0]
     plan = plan_edit(r)
@@ -49,7 +63,9 @@ def test_inpaint_keeps_everything_outside_the_feathered_mask(engine, tiny_models
         assert keep.any() and np.array_equal(out[keep], original[keep])
 
 
-@pytest.mark.parametrize("arch, fill", [("sd15", "edge"), ("sd15", "mirror"), ("sd15", "noise"), ("sd15-inpaint", "mirror")])
+@pytest.mark.parametrize(
+    "arch, fill", [("sd15", "edge"), ("sd15", "mirror"), ("sd15", "noise"), ("sd15-inpaint", "mirror")]
+)
 def test_outpaint_size_and_original_in_place(engine, tiny_models, files, arch, fill):
     r = _req(tiny_models(arch), files, outpaint=(16, 0, 8, 24), outpaint_fill=fill, mask_blur=4)
     original = np.asarray(Image.open(files / "in.png"))
@@ -65,8 +81,15 @@ def test_outpaint_size_and_original_in_place(engine, tiny_models, files, arch, f
 
 def test_outpaint_with_a_mask_repaints_the_masked_part_of_the_picture_too(engine, tiny_sd15, files):
     """The window's outpaint sends the mask painted on the picture with it: both are repainted."""
-    r = _req(tiny_sd15, files, outpaint=(0, 8, 16, 0), outpaint_fill="edge", mask=ImageRef(path=str(files / "mask.png")),
-             mask_blur=4, steps=2)
+    r = _req(
+        tiny_sd15,
+        files,
+        outpaint=(0, 8, 16, 0),
+        outpaint_fill="edge",
+        mask=ImageRef(path=str(files / "mask.png")),
+        mask_blur=4,
+        steps=2,
+    )
     plan = plan_edit(r)
     assert plan.kind == "outpaint" and plan.canvas.shape == (H + 8, W + 16, 3)
     painted = np.asarray(Image.open(files / "mask.png")) > 127
@@ -96,7 +119,9 @@ def test_strength_zero_is_a_vae_round_trip(engine, tiny_sd15, files):
     with torch.inference_mode():
         x = torch.from_numpy(src).permute(2, 0, 1)[None].float() / 127.5 - 1
         y = vae.decode(vae.encode(x).latent_dist.mode()).sample[0].permute(1, 2, 0)
-    expect = np.asarray(Image.fromarray(((y.clamp(-1, 1) + 1) * 127.5).round().byte().numpy()).resize((W, H), Image.Resampling.LANCZOS))
+    expect = np.asarray(
+        Image.fromarray(((y.clamp(-1, 1) + 1) * 127.5).round().byte().numpy()).resize((W, H), Image.Resampling.LANCZOS)
+    )
     assert res.steps_done == 0 and np.array_equal(res.images[0], expect)
 
 
@@ -134,8 +159,15 @@ def _save(path, im):
 )
 def test_odd_inputs(engine, tiny_sd15, tmp_path, make, ok):
     path = make(tmp_path)
-    r = GenerationRequest.create(model=str(tiny_sd15), prompt="x", steps=2, width=64, height=64,
-                                 init_image=ImageRef(path=str(path)), strength=0.5)
+    r = GenerationRequest.create(
+        model=str(tiny_sd15),
+        prompt="x",
+        steps=2,
+        width=64,
+        height=64,
+        init_image=ImageRef(path=str(path)),
+        strength=0.5,
+    )
     if ok:
         assert engine.generate(r).images[0].shape == (H, W, 3)
     else:
@@ -154,24 +186,104 @@ def test_mask_problems(engine, tiny_sd15, files, tmp_path):
 
 def test_cli_inpaint_and_outpaint(tiny_sd15, files, tmp_path):
     out = tmp_path / "o.png"
-    assert main(["generate", "--model", str(tiny_sd15), "--prompt", "x", "--steps", "2", "--no-gallery",
-                 "--init", str(files / "in.png"), "--mask", str(files / "mask.png"), "--mask-grow", "2",
-                 "--mask-blur", "3", "--only-masked", "--padding", "4", "--size", "64x64", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "--model",
+                str(tiny_sd15),
+                "--prompt",
+                "x",
+                "--steps",
+                "2",
+                "--no-gallery",
+                "--init",
+                str(files / "in.png"),
+                "--mask",
+                str(files / "mask.png"),
+                "--mask-grow",
+                "2",
+                "--mask-blur",
+                "3",
+                "--only-masked",
+                "--padding",
+                "4",
+                "--size",
+                "64x64",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert Image.open(out).size == (W, H)
-    assert main(["generate", "--model", str(tiny_sd15), "--prompt", "x", "--steps", "2", "--no-gallery",
-                 "--init", str(files / "in.png"), "--outpaint", "8,8,0,0", "--outpaint-fill", "mirror",
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "--model",
+                str(tiny_sd15),
+                "--prompt",
+                "x",
+                "--steps",
+                "2",
+                "--no-gallery",
+                "--init",
+                str(files / "in.png"),
+                "--outpaint",
+                "8,8,0,0",
+                "--outpaint-fill",
+                "mirror",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert Image.open(out).size == (W + 8, H + 8)
-    assert main(["generate", "--model", str(tiny_sd15), "--prompt", "x", "--no-gallery",
-                 "--init", str(files / "in.png"), "--outpaint", "8,8", "--out", str(out)]) == 2
+    assert (
+        main(
+            [
+                "generate",
+                "--model",
+                str(tiny_sd15),
+                "--prompt",
+                "x",
+                "--no-gallery",
+                "--init",
+                str(files / "in.png"),
+                "--outpaint",
+                "8,8",
+                "--out",
+                str(out),
+            ]
+        )
+        == 2
+    )
 
 
 def test_a_mask_that_is_not_an_image_and_a_mask_over_everything(engine, tiny_sd15, files, tmp_path, capsys):
     (tmp_path / "mask.png").write_text("not a mask")
     with pytest.raises(InvalidRequest, match="not an image"):
         engine.generate(_req(tiny_sd15, files, mask=ImageRef(path=str(tmp_path / "mask.png"))))
-    code = main(["generate", "--model", str(tiny_sd15), "--prompt", "x", "--steps", "2", "--no-gallery",
-                 "--init", str(files / "in.png"), "--mask", str(tmp_path / "mask.png"), "--out", str(tmp_path / "o.png")])
+    code = main(
+        [
+            "generate",
+            "--model",
+            str(tiny_sd15),
+            "--prompt",
+            "x",
+            "--steps",
+            "2",
+            "--no-gallery",
+            "--init",
+            str(files / "in.png"),
+            "--mask",
+            str(tmp_path / "mask.png"),
+            "--out",
+            str(tmp_path / "o.png"),
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) >= 1 and "mask.png" in err[0] and "Traceback" not in "\n".join(err)
     assert not (tmp_path / "o.png").exists()

@@ -33,7 +33,8 @@ def test_batch_seeds_follow_a1111(engine, tiny_sd15):
 
 
 @pytest.mark.parametrize(
-    "mode, size", [("latent2rgb", (8, 8, 3)), ("x0", (8, 8, 3)), ("vae", (64, 64, 3)), ("taesd", (64, 64, 3)), ("none", None)]
+    "mode, size",
+    [("latent2rgb", (8, 8, 3)), ("x0", (8, 8, 3)), ("vae", (64, 64, 3)), ("taesd", (64, 64, 3)), ("none", None)],
 )
 def test_one_preview_per_step_of_right_size(tiny_sd15, tmp_path, mode, size):
     from diffusers import AutoencoderTiny
@@ -41,8 +42,12 @@ def test_one_preview_per_step_of_right_size(tiny_sd15, tmp_path, mode, size):
     from studio.engine.engine import Engine
 
     taesd = tmp_path / "taesd"
-    AutoencoderTiny(encoder_block_out_channels=(8, 8, 8, 8), decoder_block_out_channels=(8, 8, 8, 8),
-                    num_encoder_blocks=(1, 1, 1, 1), num_decoder_blocks=(1, 1, 1, 1)).save_pretrained(taesd)
+    AutoencoderTiny(
+        encoder_block_out_channels=(8, 8, 8, 8),
+        decoder_block_out_channels=(8, 8, 8, 8),
+        num_encoder_blocks=(1, 1, 1, 1),
+        num_decoder_blocks=(1, 1, 1, 1),
+    ).save_pretrained(taesd)
     eng = Engine(device="cpu", taesd={"sd1": taesd})
     previews = []
     eng.generate(_req(tiny_sd15, preview=mode, preview_every=2), on_step=previews.append)
@@ -90,7 +95,9 @@ def test_cancel_before_start_stops_at_first_step(engine, tiny_sd15):
 
 
 # Single-step solvers continue exactly; multistep ones restart their history at first order.
-@pytest.mark.parametrize("scheduler, tol", [("Euler", 1), ("DDIM", 1), ("DPM++ 2M", 4), ("UniPC", 4), ("Euler a", None)])
+@pytest.mark.parametrize(
+    "scheduler, tol", [("Euler", 1), ("DDIM", 1), ("DPM++ 2M", 4), ("UniPC", 4), ("Euler a", None)]
+)
 def test_branch_with_same_settings_continues_the_parent(engine, tiny_sd15, scheduler, tol):
     parent = _req(tiny_sd15, steps=8, scheduler=scheduler)
     previews = []

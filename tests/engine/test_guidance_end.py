@@ -20,14 +20,31 @@ def inputs(tmp_path_factory):
     m = np.zeros((64, 64), np.uint8)
     m[16:48, 8:40] = 255
     Image.fromarray(m).save(d / "mask.png")
-    return {"in": ImageRef(path=str(d / "in.png")), "mask": ImageRef(path=str(d / "mask.png")),
-            "cn": save_tiny_controlnet(d / "cn", seed=0), "cn-xl": save_tiny_controlnet(d / "cn-xl", arch="sdxl")}
+    return {
+        "in": ImageRef(path=str(d / "in.png")),
+        "mask": ImageRef(path=str(d / "mask.png")),
+        "cn": save_tiny_controlnet(d / "cn", seed=0),
+        "cn-xl": save_tiny_controlnet(d / "cn-xl", arch="sdxl"),
+    }
 
 
 def _req(model, **kw):
-    return GenerationRequest.create(**{**dict(model=str(model), prompt="a red circle", negative_prompt="blurry",
-                                              steps=6, width=64, height=64, seed=5, guidance_scale=7.0,
-                                              scheduler="Euler"), **kw})
+    return GenerationRequest.create(
+        **{
+            **dict(
+                model=str(model),
+                prompt="a red circle",
+                negative_prompt="blurry",
+                steps=6,
+                width=64,
+                height=64,
+                seed=5,
+                guidance_scale=7.0,
+                scheduler="Euler",
+            ),
+            **kw,
+        }
+    )
 
 
 def _cases(inputs):
@@ -40,15 +57,27 @@ def _cases(inputs):
         "sdxl": ("sdxl", {}),
         "sdxl inpaint": ("sdxl", dict(init_image=inputs["in"], mask=inputs["mask"])),
         "controlnet": ("sd15", dict(controlnets=(unit("cn"),))),
-        "multi-controlnet img2img": ("sd15", dict(controlnets=(unit("cn"), unit("cn")), init_image=inputs["in"],
-                                                  strength=0.8)),
+        "multi-controlnet img2img": (
+            "sd15",
+            dict(controlnets=(unit("cn"), unit("cn")), init_image=inputs["in"], strength=0.8),
+        ),
         "controlnet inpaint": ("sd15", dict(controlnets=(unit("cn"),), init_image=inputs["in"], mask=inputs["mask"])),
         "sdxl controlnet": ("sdxl", dict(controlnets=(unit("cn-xl"),))),
     }
 
 
-CASES = ["txt2img", "img2img", "inpaint", "inpainting checkpoint", "sdxl", "sdxl inpaint", "controlnet",
-         "multi-controlnet img2img", "controlnet inpaint", "sdxl controlnet"]
+CASES = [
+    "txt2img",
+    "img2img",
+    "inpaint",
+    "inpainting checkpoint",
+    "sdxl",
+    "sdxl inpaint",
+    "controlnet",
+    "multi-controlnet img2img",
+    "controlnet inpaint",
+    "sdxl controlnet",
+]
 SAFE_ONLY = {"controlnet inpaint", "sdxl controlnet"}  # pipelines not in guidance.FAST
 
 
@@ -127,8 +156,11 @@ def test_eval_demo_guides_the_share_of_the_steps_the_studio_sets(tiny_sd15, monk
     assert eval_demo.recommended_end("demo") == 0.5 and eval_demo.recommended_end(tiny_sd15) == 1.0
     batches = []
     forward, prompts = UNet2DConditionModel.forward, scenes.eval_prompts
-    monkeypatch.setattr(UNet2DConditionModel, "forward",
-                        lambda self, sample, *a, **k: batches.append(sample.shape[0]) or forward(self, sample, *a, **k))
+    monkeypatch.setattr(
+        UNet2DConditionModel,
+        "forward",
+        lambda self, sample, *a, **k: batches.append(sample.shape[0]) or forward(self, sample, *a, **k),
+    )
     monkeypatch.setattr(scenes, "eval_prompts", lambda n: prompts(n)[:2])
     r = eval_demo.evaluate(tiny_sd15, guidances=(7.0,), steps=4, guidance_end=0.5)
     assert r["guidance_end"] == 0.5 and r["n_prompts"] == 2 and batches == [2, 2, 1, 1] * 2

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from studio.core.request import GenerationRequest
 from studio.core.checkpoint import identify, read_header
+from studio.core.request import GenerationRequest
 from studio.engine.engine import Engine
 
 CASES = [

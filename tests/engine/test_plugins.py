@@ -32,7 +32,9 @@ def eng(loras):
 
 
 def _req(model, **kw):
-    return GenerationRequest.create(**{**dict(model=str(model), prompt="a cat", steps=3, width=64, height=64, seed=1), **kw})
+    return GenerationRequest.create(
+        **{**dict(model=str(model), prompt="a cat", steps=3, width=64, height=64, seed=1), **kw}
+    )
 
 
 def test_weight_zero_is_the_base_image_and_weights_change_it(eng, tiny_sd15):
@@ -73,13 +75,48 @@ def test_wrong_architecture_is_refused_clearly(eng, tiny_sd15, loras):
 
 def test_cli_lora_flag(tiny_sd15, loras, tmp_path):
     out = tmp_path / "l.png"
-    assert main(["generate", "--model", str(tiny_sd15), "--prompt", "x", "--steps", "2", "--size", "64x64",
-                 "--lora", f"{loras['peft']}:0.7", "--library", str(tmp_path / "lib"), "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "--model",
+                str(tiny_sd15),
+                "--prompt",
+                "x",
+                "--steps",
+                "2",
+                "--size",
+                "64x64",
+                "--lora",
+                f"{loras['peft']}:0.7",
+                "--library",
+                str(tmp_path / "lib"),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     from PIL import Image
 
     assert "peftstyle" in Image.open(out).text["parameters"]  # Lora hashes in the A1111 text
-    assert main(["generate", "--model", str(tiny_sd15), "--prompt", "x", "--no-gallery",
-                 "--lora", "x.safetensors:9", "--out", str(out)]) == 2
+    assert (
+        main(
+            [
+                "generate",
+                "--model",
+                str(tiny_sd15),
+                "--prompt",
+                "x",
+                "--no-gallery",
+                "--lora",
+                "x.safetensors:9",
+                "--out",
+                str(out),
+            ]
+        )
+        == 2
+    )
 
 
 class _Raises:
@@ -108,18 +145,22 @@ def test_broken_third_party_plugin_via_entry_point(tmp_path, tiny_sd15, monkeypa
     site = tmp_path / "site"
     (site / "broken_plugin").mkdir(parents=True)
     (site / "broken_plugin" / "__init__.py").write_text("raise ImportError('missing dependency: frobnicate')\n")
-    (site / "good_plugin.py").write_text(textwrap.dedent("""
+    (site / "good_plugin.py").write_text(
+        textwrap.dedent("""
         from studio.plugin_api import PluginManifest
         class Good:
             manifest = PluginManifest(name="good", version="1.2", contributes=("prepare",))
             def prepare(self, ctx):
                 ctx.metadata["good"] = True
         PLUGIN = Good()
-    """))
+    """)
+    )
     dist = site / "studio_test_plugins-0.1.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: studio-test-plugins\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text("[studio.plugins]\nbroken = broken_plugin:PLUGIN\ngood = good_plugin:PLUGIN\n")
+    (dist / "entry_points.txt").write_text(
+        "[studio.plugins]\nbroken = broken_plugin:PLUGIN\ngood = good_plugin:PLUGIN\n"
+    )
     monkeypatch.syspath_prepend(str(site))
     user = tmp_path / "user-plugins" / "mine"
     user.mkdir(parents=True)

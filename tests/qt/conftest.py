@@ -10,7 +10,7 @@ import pytest
 pytest.importorskip("PySide6")
 pytest.importorskip("pytestqt")
 
-from PySide6.QtCore import QThread  # noqa: E402
+from PySide6.QtCore import QThread
 
 RUN_TIMEOUT_MS = 90_000
 
@@ -66,7 +66,7 @@ def studio_home(tmp_path, monkeypatch):
 
 @pytest.fixture
 def themed_app(qapp):
-    from studio.qt.app import ensure_app
+    from studio.qt.app.app import ensure_app
 
     return ensure_app()
 
@@ -80,7 +80,7 @@ def cpu_engine():
 @pytest.fixture
 def make_window(qtbot, themed_app, studio_home):
     """make_window(**kw) -> a shown MainWindow driving a CPU engine; closed (thread stopped) after."""
-    from studio.qt.main_window import MainWindow
+    from studio.qt.app.main_window import MainWindow
 
     made = []
 
@@ -158,10 +158,19 @@ class FakeEngine:
             lat = np.full((1, 4, 8, 8), float(step), np.float32)
             done = step
             if on_step:
-                on_step(StepPreview(step, request.steps, 1000.0 - step, img, lat, "latent2rgb", time.perf_counter() - t0))
+                on_step(
+                    StepPreview(step, request.steps, 1000.0 - step, img, lat, "latent2rgb", time.perf_counter() - t0)
+                )
         images = [np.zeros((64, 64, 3), np.uint8)] if status == "done" else []
-        return GenerationResult(request=request, images=images, seeds=[request.seed], status=status,
-                                steps_done=done, total_steps=request.steps, timings={"total_s": time.perf_counter() - t0})
+        return GenerationResult(
+            request=request,
+            images=images,
+            seeds=[request.seed],
+            status=status,
+            steps_done=done,
+            total_steps=request.steps,
+            timings={"total_s": time.perf_counter() - t0},
+        )
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@ from studio import __version__
 
 
 def test_about_shows_version_device_and_licences(qtbot, tmp_path, monkeypatch):
-    from studio.qt import about
+    from studio.qt.common import about
 
     dlg = about.AboutDialog(device="CPU · float32")
     qtbot.addWidget(dlg)

@@ -18,8 +18,11 @@ def picture(w: int = 80, h: int = 56) -> np.ndarray:
 def drop(canvas, path) -> None:
     md = QMimeData()
     md.setUrls([QUrl.fromLocalFile(str(path))])
-    canvas.dropEvent(QDropEvent(QPointF(20, 20), Qt.DropAction.CopyAction, md, Qt.MouseButton.LeftButton,
-                                Qt.KeyboardModifier.NoModifier))
+    canvas.dropEvent(
+        QDropEvent(
+            QPointF(20, 20), Qt.DropAction.CopyAction, md, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier
+        )
+    )
 
 
 def edit_window(make_window, fake_engine):

@@ -76,7 +76,9 @@ def test_inpaint_from_the_edit_canvas(qtbot, make_window, fill_request, tiny_sd1
     w.edit.canvas.show_preview = lambda a: (shown_previews.append(None if a is None else a.shape), orig_show(a))
     step_previews: list[np.ndarray] = []
     orig_step = w.edit.show_step
-    w.edit.show_step = lambda img, serial, rid=None: orig_step(img, serial, rid) and (step_previews.append(w.edit.last_preview) or True)
+    w.edit.show_step = lambda img, serial, rid=None: (
+        orig_step(img, serial, rid) and (step_previews.append(w.edit.last_preview) or True)
+    )
 
     def ctrl_enter_on_canvas():  # Ctrl+Enter generates even while the canvas has the keyboard
         w.activateWindow()
@@ -94,7 +96,7 @@ def test_inpaint_from_the_edit_canvas(qtbot, make_window, fill_request, tiny_sd1
     assert (req.width, req.height) == (64, 64)
     init = Image.open(req.init_image.path)
     assert np.array_equal(np.asarray(init), src)
-    assert sha256_bytes(open(req.init_image.path, "rb").read()) == req.init_image.sha256
+    assert sha256_bytes(open(req.init_image.path, "rb").read()) == req.init_image.sha256  # noqa: SIM115
     assert np.array_equal(file_pixels(req.mask.path), mask)
     # live previews went to the Edit canvas: full-canvas (composited) pictures with the canvas's aspect
     rec = w.history.get(run_id)
@@ -297,7 +299,9 @@ def test_outpaint_from_the_menu_with_a_mask_painted_on_the_picture(qtbot, make_w
     assert w.prompt.build_requests()[0].outpaint is None
 
 
-def test_only_masked_uses_the_size_fields_and_an_empty_edit_tab_generates_text_to_image(qtbot, make_window, fake_engine):
+def test_only_masked_uses_the_size_fields_and_an_empty_edit_tab_generates_text_to_image(
+    qtbot, make_window, fake_engine
+):
     w = make_window(engine_factory=fake_engine)
     w.prompt.set_model("fake")
     w.prompt.set_size(64, 48)

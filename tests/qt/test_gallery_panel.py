@@ -12,14 +12,15 @@ from PIL import Image, PngImagePlugin
 pytest.importorskip("PySide6")
 pytest.importorskip("pytestqt")
 
-from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl  # noqa: E402
-from PySide6.QtGui import QDropEvent, QGuiApplication  # noqa: E402
+from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PySide6.QtGui import QDropEvent, QGuiApplication
 
-from studio.core.errors import MetadataError  # noqa: E402
-from studio.core.gallery import Gallery, bench  # noqa: E402
-from studio.core.metadata import read_metadata  # noqa: E402
-from studio.core.request import GenerationRequest, ImageRef  # noqa: E402
-from studio.qt.gallery_panel import BadgeRole, GalleryPanel, read_dropped_file  # noqa: E402
+from studio.core.errors import MetadataError
+from studio.core.gallery import Gallery
+from studio.core.gallery import search_bench as bench
+from studio.core.metadata import read_metadata
+from studio.core.request import GenerationRequest, ImageRef
+from studio.qt.gallery.panel import BadgeRole, GalleryPanel, read_dropped_file
 
 
 @pytest.fixture(autouse=True)
@@ -40,7 +41,9 @@ def library(tmp_path):
         g.add_image(
             img(3),
             GenerationRequest.create(
-                prompt="the harbour, repainted", init_image=ImageRef(path=str(root.path), sha256=root.sha256), strength=0.5
+                prompt="the harbour, repainted",
+                init_image=ImageRef(path=str(root.path), sha256=root.sha256),
+                strength=0.5,
             ),
         )
     return lib
@@ -96,8 +99,11 @@ def test_search_and_filters(panel, qtbot):
     panel.date_filter.setCurrentIndex(panel.date_filter.findData(0))  # today
     assert panel.model.rowCount() == 3
     with Gallery(panel.gallery.root) as g:  # an old image, recorded by another process
-        g.add_image(img(9), GenerationRequest.create(prompt="an old photo"),
-                    info={"sign": False, "created": datetime(2020, 1, 1, tzinfo=timezone.utc)})
+        g.add_image(
+            img(9),
+            GenerationRequest.create(prompt="an old photo"),
+            info={"sign": False, "created": datetime(2020, 1, 1, tzinfo=timezone.utc)},
+        )
     panel.refresh()
     assert panel.model.rowCount() == 3
     panel.date_filter.setCurrentIndex(0)
@@ -198,7 +204,8 @@ def _png_with(tmp_path, name, texts):
 def test_read_dropped_file(tmp_path):
     a1111 = _png_with(
         tmp_path, "a1111.png",
-        {"parameters": "a fox\nNegative prompt: blur\nSteps: 9, Sampler: DPM++ SDE, Schedule type: Karras, CFG scale: 4, Seed: 5, Size: 520x512"},
+        {"parameters": "a fox\nNegative prompt: blur\n"
+                       "Steps: 9, Sampler: DPM++ SDE, Schedule type: Karras, CFG scale: 4, Seed: 5, Size: 520x512"},
     )  # fmt: skip
     request, norm, notes = read_dropped_file(a1111)
     assert request.prompt == "a fox" and request.seed == 5 and request.width == 520
@@ -215,10 +222,14 @@ def test_read_dropped_file(tmp_path):
 
 
 def test_drop_on_panel_offers_to_load(panel, qtbot, tmp_path):
-    path = _png_with(tmp_path, "comfy.png", {"parameters": "a whale\nSteps: 3, Sampler: Euler, CFG scale: 2, Seed: 1, Size: 64x64"})
+    path = _png_with(
+        tmp_path, "comfy.png", {"parameters": "a whale\nSteps: 3, Sampler: Euler, CFG scale: 2, Seed: 1, Size: 64x64"}
+    )
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(path))])
-    event = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier)
+    event = QDropEvent(
+        QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier
+    )
     panel.dropEvent(event)
     assert panel.drop_bar.isVisible() and "A1111" in panel.drop_label.text()
     with qtbot.waitSignal(panel.recreateRequested) as sig:

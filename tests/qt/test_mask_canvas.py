@@ -17,11 +17,11 @@ import pytest
 from PIL import Image
 
 pytest.importorskip("PySide6")
-from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl  # noqa: E402
-from PySide6.QtGui import QDropEvent, QGuiApplication  # noqa: E402
+from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
+from PySide6.QtGui import QDropEvent, QGuiApplication
 
-from studio.qt.images import from_qimage, to_qimage  # noqa: E402
-from studio.qt.mask_canvas import CanvasSession, MaskCanvas  # noqa: E402
+from studio.qt.common.images import from_qimage, to_qimage
+from studio.qt.edit.mask_canvas import CanvasSession, MaskCanvas
 
 W, H = 160, 120
 A, B = (42.0, 32.0), (122.0, 92.0)  # centres of the red and green 4×4 markers, in image pixels
@@ -255,7 +255,9 @@ def test_autosave_restores_after_a_crash(qtbot, studio_home):
     c.deleteLater()  # the window goes away without session.close()
     qtbot.wait(60)
     files = s.state()["files"]
-    assert sorted(f.name for f in s.folder.iterdir()) == sorted([*files.values(), "state.json"])  # no temp or stale files
+    assert sorted(f.name for f in s.folder.iterdir()) == sorted(
+        [*files.values(), "state.json"]
+    )  # no temp or stale files
 
     c2 = MaskCanvas(size=(32, 32))
     qtbot.addWidget(c2)
@@ -373,8 +375,16 @@ def test_wheel_zooms_around_the_cursor_and_space_drag_pans(qtbot, canvas):
     at = QPointF(150, 100)
     under = canvas.map_to_image(at)
     z0 = canvas.zoom()
-    ev = QWheelEvent(at, canvas.mapToGlobal(at), P(0, 0), P(0, 240), Qt.MouseButton.NoButton,
-                     Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase, False)
+    ev = QWheelEvent(
+        at,
+        canvas.mapToGlobal(at),
+        P(0, 0),
+        P(0, 240),
+        Qt.MouseButton.NoButton,
+        Qt.KeyboardModifier.NoModifier,
+        Qt.ScrollPhase.NoScrollPhase,
+        False,
+    )
     QApplication.sendEvent(canvas, ev)
     assert abs(canvas.zoom() - z0 * 1.25**2) < 1e-9
     again = canvas.map_to_image(at)
@@ -432,7 +442,7 @@ def test_expand_handles_and_numbers(qtbot, canvas):
 
 
 def test_toolbar_drives_the_canvas(qtbot, canvas):
-    from studio.qt.mask_canvas_toolbar import MaskToolBar
+    from studio.qt.edit.toolbar import MaskToolBar
 
     bar = MaskToolBar(canvas)
     qtbot.addWidget(bar)
@@ -472,7 +482,9 @@ def test_paste_drop_export_and_preview(qtbot, canvas, tmp_path):
     Image.fromarray(test_image()).save(f)
     md = QMimeData()
     md.setUrls([QUrl.fromLocalFile(str(f))])
-    ev = QDropEvent(QPointF(50, 50), Qt.DropAction.CopyAction, md, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    ev = QDropEvent(
+        QPointF(50, 50), Qt.DropAction.CopyAction, md, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier
+    )
     canvas.dropEvent(ev)
     assert np.array_equal(canvas.image(), test_image())
 
@@ -563,10 +575,18 @@ def _screenshot(out: str) -> None:
     r = c.image_rect()
     origin = c.mapToGlobal(QPoint(0, 0))
     color = c.overlay_color()
-    Path(out).with_suffix(".json").write_text(json.dumps({
-        "platform": QGuiApplication.platformName(), "x": origin.x() + r.x(), "y": origin.y() + r.y(),
-        "zoom": c.zoom(), "overlay": [color.red(), color.green(), color.blue()], "opacity": c.overlay_opacity(),
-    }))
+    Path(out).with_suffix(".json").write_text(
+        json.dumps(
+            {
+                "platform": QGuiApplication.platformName(),
+                "x": origin.x() + r.x(),
+                "y": origin.y() + r.y(),
+                "zoom": c.zoom(),
+                "overlay": [color.red(), color.green(), color.blue()],
+                "opacity": c.overlay_opacity(),
+            }
+        )
+    )
     np.savez(Path(out).with_suffix(".npz"), mask=c.mask(), preview=preview)
 
 

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 pytest.importorskip("PySide6")
-from PySide6.QtCore import QPoint, QRect, Qt  # noqa: E402
-from PySide6.QtWidgets import QAbstractSpinBox, QToolButton, QWidget  # noqa: E402
+from PySide6.QtCore import QPoint, QRect, Qt
+from PySide6.QtWidgets import QAbstractSpinBox, QToolButton, QWidget
 
-from studio.qt.edit_workspace import EditWorkspace  # noqa: E402
+from studio.qt.edit.workspace import EditWorkspace
 
 W, H = 96, 64
 

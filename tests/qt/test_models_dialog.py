@@ -15,10 +15,10 @@ from PySide6.QtWidgets import QInputDialog, QMessageBox
 
 from studio.core import recommend
 from studio.core import settings as core_settings
-from studio.qt.models_table import ENTRY_ROLE
+from studio.qt.models.table import ENTRY_ROLE
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "core"))
-from fake_hub import FakeHub  # noqa: E402
+from fake_hub import FakeHub
 
 TIMEOUT = 60_000
 
@@ -34,8 +34,9 @@ def header_file(path: Path, tensors: dict[str, tuple]) -> Path:
 def turbo_folder(path: Path) -> Path:
     """A diffusers folder the catalogue reads as SD 2.x Turbo from its configs alone (weights never read)."""
     (path / "unet").mkdir(parents=True)
-    (path / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline",
-                                                       "text_encoder": ["transformers", "CLIPTextModel"]}))
+    (path / "model_index.json").write_text(
+        json.dumps({"_class_name": "StableDiffusionPipeline", "text_encoder": ["transformers", "CLIPTextModel"]})
+    )
     (path / "unet" / "config.json").write_text(json.dumps({"cross_attention_dim": 1024, "in_channels": 4}))
     header_file(path / "unet" / "diffusion_pytorch_model.safetensors", {"w": (1,)})
     return path
@@ -46,8 +47,10 @@ def extra(tmp_path, tiny_sd15):
     """An A1111-like models folder: a Turbo model, a LoRA, a VAE folder, a broken file, a pickle."""
     root = tmp_path / "webui" / "models"
     turbo_folder(root / "Stable-diffusion" / "sd-turbo-tiny")
-    header_file(root / "Lora" / "ink.safetensors",
-                {"lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k.lora_down.weight": (4, 768)})
+    header_file(
+        root / "Lora" / "ink.safetensors",
+        {"lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k.lora_down.weight": (4, 768)},
+    )
     (root / "VAE").mkdir()
     os.symlink(tiny_sd15 / "vae", root / "VAE" / "tiny-vae")
     (root / "Stable-diffusion" / "broken.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{bad")
@@ -147,11 +150,15 @@ def test_import_a_file_into_the_library_and_extra_folders(qtbot, make_window, fa
 
     w = make_window(engine_factory=fake_engine)
     d = open_dialog(qtbot, w)
-    src = header_file(tmp_path / "downloads" / "paper.safetensors",
-                      {"lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k.lora_down.weight": (4, 768)})
+    src = header_file(
+        tmp_path / "downloads" / "paper.safetensors",
+        {"lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k.lora_down.weight": (4, 768)},
+    )
     d.import_path(str(src), "copy")
     target = models_dir() / "paper.safetensors"
-    qtbot.waitUntil(lambda: not d.busy and d.selected() is not None and d.selected().path == str(target), timeout=TIMEOUT)
+    qtbot.waitUntil(
+        lambda: not d.busy and d.selected() is not None and d.selected().path == str(target), timeout=TIMEOUT
+    )
     assert target.is_file() and not target.is_symlink() and d.fields["Found in"].text() == "Library"
     d.tabs.setCurrentIndex(1)
     assert d.add_folder(str(extra))
@@ -170,8 +177,12 @@ def test_default_vae_goes_into_requests_and_taesd_into_the_engine(qtbot, make_wi
     from diffusers import AutoencoderTiny
 
     taesd = tmp_path / "webui" / "models" / "VAE-approx" / "taesd-tiny"
-    AutoencoderTiny(encoder_block_out_channels=(8, 8, 8, 8), decoder_block_out_channels=(8, 8, 8, 8),
-                    num_encoder_blocks=(1, 1, 1, 1), num_decoder_blocks=(1, 1, 1, 1)).save_pretrained(taesd)
+    AutoencoderTiny(
+        encoder_block_out_channels=(8, 8, 8, 8),
+        decoder_block_out_channels=(8, 8, 8, 8),
+        num_encoder_blocks=(1, 1, 1, 1),
+        num_decoder_blocks=(1, 1, 1, 1),
+    ).save_pretrained(taesd)
     w = make_window()  # the real CPU engine
     w.prompt.set_model(str(tiny_sd15))
     assert "vae" not in w.prompt.build_requests()[0].model_dump(exclude_defaults=True)
@@ -185,8 +196,10 @@ def test_default_vae_goes_into_requests_and_taesd_into_the_engine(qtbot, make_wi
     d.select_path(str(taesd))
     d.default_arch.setCurrentIndex(d.default_arch.findData("sd1"))
     d.default_button.click()
-    qtbot.waitUntil(lambda: w.bridge.worker.engine is not None
-                    and w.bridge.worker.engine.taesd_dirs.get("sd1") == taesd, timeout=TIMEOUT)
+    qtbot.waitUntil(
+        lambda: w.bridge.worker.engine is not None and w.bridge.worker.engine.taesd_dirs.get("sd1") == taesd,
+        timeout=TIMEOUT,
+    )
     d.tabs.setCurrentIndex(1)
     assert d.defaults.count() == 2
     d.defaults.setCurrentRow(0)
@@ -201,8 +214,11 @@ def hub(monkeypatch):
     monkeypatch.setattr(c, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(c, "DOWNLOAD_CHUNK_SIZE", 64 * 1024)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    files = {"model_index.json": b'{"_class_name": "StableDiffusionPipeline"}', "unet/config.json": b"{}",
-             "unet/diffusion_pytorch_model.safetensors": os.urandom(2 * 2**20)}
+    files = {
+        "model_index.json": b'{"_class_name": "StableDiffusionPipeline"}',
+        "unet/config.json": b"{}",
+        "unet/diffusion_pytorch_model.safetensors": os.urandom(2 * 2**20),
+    }
     with FakeHub({"someone/tiny-turbo": files}) as h:
         monkeypatch.setenv("HF_ENDPOINT", h.url)
         yield h
@@ -231,10 +247,14 @@ def test_download_with_progress_stop_and_resume(qtbot, make_window, fake_engine,
     assert not (models_dir() / "someone--tiny-turbo").exists()  # nothing half-written in the library
     hub.slow.clear()
     panel.start_button.click()
-    qtbot.waitUntil(lambda: not d.busy and d.selected() is not None and d.selected().path.endswith("someone--tiny-turbo"),
-                    timeout=TIMEOUT)
+    qtbot.waitUntil(
+        lambda: not d.busy and d.selected() is not None and d.selected().path.endswith("someone--tiny-turbo"),
+        timeout=TIMEOUT,
+    )
     assert panel.bar.format() == "Done" and d.tabs.currentIndex() == 0
-    assert (models_dir() / "someone--tiny-turbo" / "unet" / "diffusion_pytorch_model.safetensors").stat().st_size == 2 * 2**20
+    assert (
+        models_dir() / "someone--tiny-turbo" / "unet" / "diffusion_pytorch_model.safetensors"
+    ).stat().st_size == 2 * 2**20
 
 
 BIG = "unet/diffusion_pytorch_model.safetensors"
@@ -266,8 +286,14 @@ def test_a_download_goes_on_with_the_dialog_closed_and_ends_in_the_model_list(qt
     status.show_button.click()  # reopened: the Download tab shows the same download, live
     assert w.model_setup.models_dialog is d and d.isVisible() and d.tabs.currentIndex() == 2 and status.isHidden()
     panel = d.download
-    assert panel.repo.text() == "someone/tiny-turbo" and panel.stop_button.isEnabled() and not panel.start_button.isEnabled()
-    assert panel.bar.maximum() == 1000 and panel.bar.value() >= max(values) and "someone/tiny-turbo" in panel.status.text()
+    assert (
+        panel.repo.text() == "someone/tiny-turbo"
+        and panel.stop_button.isEnabled()
+        and not panel.start_button.isEnabled()
+    )
+    assert (
+        panel.bar.maximum() == 1000 and panel.bar.value() >= max(values) and "someone/tiny-turbo" in panel.status.text()
+    )
     d.close()
 
     hub.slow.clear()
@@ -333,15 +359,18 @@ def test_reopening_the_dialog_rescans(qtbot, make_window, fake_engine, extra):
     w = make_window(engine_factory=fake_engine)
     d = open_dialog(qtbot, w, extra)
     d.close()
-    header_file(extra / "Lora" / "new-one.safetensors",
-                {"lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k.lora_down.weight": (4, 768)})
+    header_file(
+        extra / "Lora" / "new-one.safetensors",
+        {"lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k.lora_down.weight": (4, 768)},
+    )
     d2 = w.model_setup.open_models()
     assert d2 is d and d2.isVisible()
     qtbot.waitUntil(lambda: not d2.busy and "new-one.safetensors" in visible_names(d2), timeout=TIMEOUT)
 
 
 def test_the_demo_model_has_one_name_in_the_models_dialog_the_model_box_and_the_status_bar(
-        qtbot, make_window, fake_engine, tiny_sd15, monkeypatch):
+    qtbot, make_window, fake_engine, tiny_sd15, monkeypatch
+):
     from studio.core import library
 
     monkeypatch.setenv("STUDIO_DEMO_MODEL", str(tiny_sd15))  # the tiny model stands in for the bundled one

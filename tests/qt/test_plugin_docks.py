@@ -11,7 +11,7 @@ RUN_TIMEOUT_MS = 180_000
 
 
 def test_plugin_docks_feed_requests_and_the_engine(qtbot, make_window, fill_request, tiny_sd15, tmp_path):
-    from plugins.lora.files import read_lora
+    from studio_plugins.lora.files import read_lora
 
     lora = save_tiny_lora(tmp_path / "loras" / "style.safetensors", "sd15", "kohya")
     w = make_window(engine_factory=None)
@@ -62,7 +62,7 @@ def test_third_party_panel_is_docked_and_a_broken_one_is_disabled(qtbot, make_wi
     from PySide6.QtWidgets import QLabel
 
     from studio.plugin_api import PluginManifest
-    from studio.qt import plugin_docks
+    from studio.qt.plugins import docks as plugin_docks
 
     class WithPanel:
         manifest = PluginManifest(name="sketchy", version="1", title="Sketchy", contributes=("panel",))
@@ -84,7 +84,7 @@ def test_third_party_panel_is_docked_and_a_broken_one_is_disabled(qtbot, make_wi
         host.add(BrokenPanel(), source="entry point")
         return host
 
-    monkeypatch.setattr("studio.qt.main_window.discover_plugins", discover)
+    monkeypatch.setattr("studio.qt.app.main_window.discover_plugins", discover)
     w = make_window()
     titles = [d.windowTitle() for d in w.plugin_docks.extra_docks]
     assert titles == ["Sketchy"]

@@ -77,14 +77,19 @@ class FakeControlNet:
 
 # -- plugin manager ---------------------------------------------------------------------------------
 def test_manager_lists_failed_plugin_and_toggles(qtbot, monkeypatch):
-    from plugins.lora import LoraPlugin
     from studio.engine.plugins import PluginHost, PluginRecord
-    from studio.qt.plugin_manager import PluginManagerDialog
+    from studio.qt.plugins.manager import PluginManagerDialog
+    from studio_plugins.lora import LoraPlugin
 
     host = PluginHost()
     host.add(LoraPlugin(folders=[]))
-    host.records["broken"] = PluginRecord("broken", "entry point", "broken_pkg:PLUGIN", enabled=False,
-                                          error="failed to load: ImportError: No module named 'numpyy'")
+    host.records["broken"] = PluginRecord(
+        "broken",
+        "entry point",
+        "broken_pkg:PLUGIN",
+        enabled=False,
+        error="failed to load: ImportError: No module named 'numpyy'",
+    )
     calls = []
     orig = host.set_enabled
     monkeypatch.setattr(host, "set_enabled", lambda n, on: (calls.append((n, on)), orig(n, on)))
@@ -112,9 +117,9 @@ def test_manager_lists_failed_plugin_and_toggles(qtbot, monkeypatch):
 
 
 def test_manager_reload_keeps_choices_and_survives_a_failing_discovery(qtbot):
-    from plugins.lora import LoraPlugin
     from studio.engine.plugins import PluginHost
-    from studio.qt.plugin_manager import PluginManagerDialog
+    from studio.qt.plugins.manager import PluginManagerDialog
+    from studio_plugins.lora import LoraPlugin
 
     class Extra:
         manifest = PluginManifest(name="extra", version="2.1", title="Extra")
@@ -141,8 +146,8 @@ def test_manager_reload_keeps_choices_and_survives_a_failing_discovery(qtbot):
 
 # -- LoRA panel -------------------------------------------------------------------------------------
 def test_lora_panel_finds_files_with_trigger_words_and_persists_folders(qtbot, lora_dir, settings):
-    from plugins.lora import LoraPlugin
-    from studio.qt.plugin_lora_panel import LoraPanel
+    from studio.qt.plugins.lora_panel import LoraPanel
+    from studio_plugins.lora import LoraPlugin
 
     panel = LoraPanel(LoraPlugin(folders=[]), settings=settings)
     qtbot.addWidget(panel)
@@ -171,8 +176,8 @@ def test_lora_panel_finds_files_with_trigger_words_and_persists_folders(qtbot, l
 
 
 def test_lora_panel_active_loras_and_weights(qtbot, lora_dir, settings):
-    from plugins.lora import LoraPlugin
-    from studio.qt.plugin_lora_panel import LoraPanel
+    from studio.qt.plugins.lora_panel import LoraPanel
+    from studio_plugins.lora import LoraPlugin
 
     panel = LoraPanel(LoraPlugin(folders=[lora_dir]), settings=settings)
     qtbot.addWidget(panel)
@@ -207,10 +212,11 @@ def test_lora_panel_active_loras_and_weights(qtbot, lora_dir, settings):
 
 
 # -- ControlNet panel -------------------------------------------------------------------------------
-def test_controlnet_units_reflect_controls_and_canny_preview_runs_off_thread(qtbot, controlnet_file, square_png,
-                                                                             settings, _no_thread_left_running):
-    from plugins.controlnet import ControlNetPlugin
-    from studio.qt.plugin_controlnet_panel import ControlNetPanel, PreviewThread
+def test_controlnet_units_reflect_controls_and_canny_preview_runs_off_thread(
+    qtbot, controlnet_file, square_png, settings, _no_thread_left_running
+):
+    from studio.qt.plugins.controlnet_panel import ControlNetPanel, PreviewThread
+    from studio_plugins.controlnet import ControlNetPlugin
 
     panel = ControlNetPanel(ControlNetPlugin(), settings=settings)
     qtbot.addWidget(panel)
@@ -235,9 +241,16 @@ def test_controlnet_units_reflect_controls_and_canny_preview_runs_off_thread(qtb
     assert edges[40:56, 40:56].max() == 0 and edges[0:16, 0:16].max() == 0  # edges only on the border
     assert edges[20:28, 20:76].max() == 255
 
-    assert panel.units() == (ControlNetRef(model=str(controlnet_file),
-                                           image=ImageRef(path=str(square_png.resolve()), sha256=sha256_file(square_png)),
-                                           preprocessor="canny", weight=0.8, start=0.1, end=0.9),)
+    assert panel.units() == (
+        ControlNetRef(
+            model=str(controlnet_file),
+            image=ImageRef(path=str(square_png.resolve()), sha256=sha256_file(square_png)),
+            preprocessor="canny",
+            weight=0.8,
+            start=0.1,
+            end=0.9,
+        ),
+    )
     assert panel.guess_mode()
     assert panel.recent_models()[0] == str(controlnet_file)  # remembered for the next unit / next start
 
@@ -251,7 +264,7 @@ def test_controlnet_units_reflect_controls_and_canny_preview_runs_off_thread(qtb
 
 def test_controlnet_array_image_saved_by_content_hash(qtbot, settings, studio_home):
     from studio.core import paths
-    from studio.qt.plugin_controlnet_panel import ControlNetPanel
+    from studio.qt.plugins.controlnet_panel import ControlNetPanel
 
     plugin = FakeControlNet()
     panel = ControlNetPanel(plugin, settings=settings)
@@ -283,7 +296,7 @@ def test_controlnet_array_image_saved_by_content_hash(qtbot, settings, studio_ho
 
 
 def test_controlnet_bad_inputs_give_messages_in_the_panel(qtbot, settings, tmp_path, square_png):
-    from studio.qt.plugin_controlnet_panel import ControlNetPanel
+    from studio.qt.plugins.controlnet_panel import ControlNetPanel
 
     plugin = FakeControlNet()
     panel = ControlNetPanel(plugin, settings=settings)
@@ -318,7 +331,7 @@ def test_controlnet_bad_inputs_give_messages_in_the_panel(qtbot, settings, tmp_p
 
 
 def test_controlnet_preview_is_debounced(qtbot, settings, square_png):
-    from studio.qt.plugin_controlnet_panel import ControlNetPanel
+    from studio.qt.plugins.controlnet_panel import ControlNetPanel
 
     plugin = FakeControlNet()
     panel = ControlNetPanel(plugin, settings=settings)
@@ -336,22 +349,37 @@ def test_controlnet_preview_is_debounced(qtbot, settings, square_png):
 
 
 def test_plugin_widgets_do_not_import_torch():
-    code = ("import sys; import studio.qt.plugin_manager, studio.qt.plugin_lora_panel, studio.qt.plugin_controlnet_panel;"
-            "bad = [m for m in ('torch', 'diffusers') if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
+    code = (
+        "import sys; import studio.qt.plugins.manager, studio.qt.plugins.lora_panel, "
+        "studio.qt.plugins.controlnet_panel;"
+        "bad = [m for m in ('torch', 'diffusers') if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
 
 
 def test_set_units_round_trip(qtbot, settings, controlnet_file, square_png):
-    from studio.qt.plugin_controlnet_panel import ControlNetPanel
+    from studio.qt.plugins.controlnet_panel import ControlNetPanel
 
     panel = ControlNetPanel(FakeControlNet(), settings=settings)
     qtbot.addWidget(panel)
     refs = (
-        ControlNetRef(model=str(controlnet_file), image=ImageRef(path=str(square_png.resolve()), sha256="ab" * 32),
-                      preprocessor="invert", weight=1.5, start=0.0, end=0.5),
-        ControlNetRef(model=str(controlnet_file), image=ImageRef(path=str(square_png.resolve()), sha256="cd" * 32),
-                      preprocessor="none", weight=0.25, start=0.25, end=1.0),
+        ControlNetRef(
+            model=str(controlnet_file),
+            image=ImageRef(path=str(square_png.resolve()), sha256="ab" * 32),
+            preprocessor="invert",
+            weight=1.5,
+            start=0.0,
+            end=0.5,
+        ),
+        ControlNetRef(
+            model=str(controlnet_file),
+            image=ImageRef(path=str(square_png.resolve()), sha256="cd" * 32),
+            preprocessor="none",
+            weight=0.25,
+            start=0.25,
+            end=1.0,
+        ),
     )
     panel.set_units(refs, guess_mode=True)
     assert panel.units() == refs and panel.guess_mode() and len(panel.unit_widgets) == 2
@@ -363,7 +391,7 @@ def test_panel_deleted_while_its_preview_runs_does_not_crash(qtbot, settings, sq
 
     from PySide6.QtCore import QCoreApplication, QEvent
 
-    from studio.qt.plugin_controlnet_panel import ControlNetPanel, wait_all_previews
+    from studio.qt.plugins.controlnet_panel import ControlNetPanel, wait_all_previews
 
     class Slow(FakeControlNet):
         def preprocess(self, name, image):
@@ -380,9 +408,9 @@ def test_panel_deleted_while_its_preview_runs_does_not_crash(qtbot, settings, sq
 
 
 def test_lora_folders_default_to_plugins_ini(qtbot, lora_dir, studio_home):
-    from plugins.lora import LoraPlugin
     from studio.core.paths import config_dir
-    from studio.qt.plugin_lora_panel import LoraPanel
+    from studio.qt.plugins.lora_panel import LoraPanel
+    from studio_plugins.lora import LoraPlugin
 
     panel = LoraPanel(LoraPlugin(folders=[]))
     qtbot.addWidget(panel)

@@ -52,20 +52,49 @@ def problem(window, name: str, widget: QWidget) -> str | None:
 def main_controls(w) -> dict[str, QWidget]:
     p, s = w.prompt, w.strip
     controls = {
-        "model": p.model, "model folder": p.browse_folder, "model file": p.browse_file, "prompt": p.prompt,
-        "negative": p.negative, "steps": p.steps, "guidance": p.guidance, "scheduler": p.scheduler, "seed": p.seed,
-        "random seed": p.dice, "seed lock": p.seed_lock, "size preset": p.size_preset, "width": p.width_,
-        "height": p.height_, "batch": p.batch, "Generate": p.generate_button, "Cancel": p.cancel_button,
-        "tabs": w.tabs.tabBar(), "run picker": s.runs, "step thumbnails": s.thumbs, "step slider": s.slider,
-        "Use settings": s.use_settings, "Branch from here": s.branch,
-        "queue up": w.queue.up, "queue down": w.queue.down, "queue cancel": w.queue.cancel_one,
-        "queue cancel all": w.queue.cancel_all, "progress": w.progress.bar,
+        "model": p.model,
+        "model folder": p.browse_folder,
+        "model file": p.browse_file,
+        "prompt": p.prompt,
+        "negative": p.negative,
+        "steps": p.steps,
+        "guidance": p.guidance,
+        "scheduler": p.scheduler,
+        "seed": p.seed,
+        "random seed": p.dice,
+        "seed lock": p.seed_lock,
+        "size preset": p.size_preset,
+        "width": p.width_,
+        "height": p.height_,
+        "batch": p.batch,
+        "Generate": p.generate_button,
+        "Cancel": p.cancel_button,
+        "tabs": w.tabs.tabBar(),
+        "run picker": s.runs,
+        "step thumbnails": s.thumbs,
+        "step slider": s.slider,
+        "Use settings": s.use_settings,
+        "Branch from here": s.branch,
+        "queue up": w.queue.up,
+        "queue down": w.queue.down,
+        "queue cancel": w.queue.cancel_one,
+        "queue cancel all": w.queue.cancel_all,
+        "progress": w.progress.bar,
     }
     g = w.gallery
     if g is not None:
-        controls.update({"gallery search": g.search, "model filter": g.model_filter, "kind filter": g.kind_filter,
-                         "date filter": g.date_filter, "favourites only": g.favourites_only, "show trash": g.show_trash,
-                         "gallery grid": g.view, "gallery details": g.details_scroll})
+        controls.update(
+            {
+                "gallery search": g.search,
+                "model filter": g.model_filter,
+                "kind filter": g.kind_filter,
+                "date filter": g.date_filter,
+                "favourites only": g.favourites_only,
+                "show trash": g.show_trash,
+                "gallery grid": g.view,
+                "gallery details": g.details_scroll,
+            }
+        )
         controls.update({f"gallery {k}": b for k, b in g.buttons.items()})
     return controls
 
@@ -73,9 +102,18 @@ def main_controls(w) -> dict[str, QWidget]:
 def edit_controls(w) -> dict[str, QWidget]:
     tb, ii = w.edit.toolbar, w.prompt.image_input
     controls = {f"toolbar {b.text() or b.toolTip()}": b for b in tb.findChildren(QAbstractButton) if b.isVisibleTo(tb)}
-    controls.update({"mask canvas": w.edit.canvas, "strength": ii.strength, "mask grow": ii.grow, "mask blur": ii.blur,
-                     "only masked": ii.only_masked, "padding": ii.padding, "colour correction": ii.color_correction,
-                     "Generate": w.prompt.generate_button})
+    controls.update(
+        {
+            "mask canvas": w.edit.canvas,
+            "strength": ii.strength,
+            "mask grow": ii.grow,
+            "mask blur": ii.blur,
+            "only masked": ii.only_masked,
+            "padding": ii.padding,
+            "colour correction": ii.color_correction,
+            "Generate": w.prompt.generate_button,
+        }
+    )
     return controls
 
 

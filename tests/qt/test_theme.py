@@ -5,9 +5,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PySide6.QtWidgets import QComboBox, QSpinBox, QStyle, QStyleOptionComboBox, QStyleOptionSpinBox, QWidget, QVBoxLayout
+from PySide6.QtWidgets import (
+    QComboBox,
+    QSpinBox,
+    QStyle,
+    QStyleOptionComboBox,
+    QStyleOptionSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
 
-from studio.qt.images import from_qimage
+from studio.qt.common.images import from_qimage
 
 pytestmark = pytest.mark.usefixtures("themed_app")
 
@@ -68,5 +76,7 @@ def test_combo_box_arrow_is_visible(qtbot):
     img = shown(qtbot, combo)
     opt = QStyleOptionComboBox()
     combo.initStyleOption(opt)
-    rect = combo.style().subControlRect(QStyle.ComplexControl.CC_ComboBox, opt, QStyle.SubControl.SC_ComboBoxArrow, combo)
+    rect = combo.style().subControlRect(
+        QStyle.ComplexControl.CC_ComboBox, opt, QStyle.SubControl.SC_ComboBoxArrow, combo
+    )
     assert contrast(img, rect, img.shape[1] / combo.width()) > 90

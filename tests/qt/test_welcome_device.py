@@ -54,8 +54,9 @@ def test_welcome_import_links_a_checkpoint_into_the_library(qtbot, make_window, 
     assert w.settings.value("welcome/choice") == "import"
 
 
-def test_welcome_folder_adds_an_extra_folder_and_lists_its_checkpoints(qtbot, make_window, fake_engine, tiny_models,
-                                                                      monkeypatch):
+def test_welcome_folder_adds_an_extra_folder_and_lists_its_checkpoints(
+    qtbot, make_window, fake_engine, tiny_models, monkeypatch
+):
     ckpt = tiny_models("sd15", "single-file")
     w = make_window(engine_factory=fake_engine)
     w.model_setup.welcome_if_first_run()
@@ -88,8 +89,9 @@ def test_welcome_download_opens_the_download_tab(qtbot, make_window, fake_engine
 def test_choosing_a_turbo_model_sets_steps_and_cfg(qtbot, make_window, fake_engine, tmp_path, tiny_sd15):
     turbo = tmp_path / "sdxl-turbo-mini"
     (turbo / "unet").mkdir(parents=True)
-    (turbo / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionXLPipeline",
-                                                        "text_encoder": ["transformers", "CLIPTextModel"]}))
+    (turbo / "model_index.json").write_text(
+        json.dumps({"_class_name": "StableDiffusionXLPipeline", "text_encoder": ["transformers", "CLIPTextModel"]})
+    )
     (turbo / "unet" / "config.json").write_text(json.dumps({"cross_attention_dim": 2048, "in_channels": 4}))
     (turbo / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(b"")
     w = make_window(engine_factory=fake_engine)
@@ -133,8 +135,8 @@ def test_studio_run_module_opens_on_welcome_only_without_a_model(monkeypatch, qt
     """run_app(): no --model and fresh settings → the welcome page; --model given → straight to the studio."""
     import argparse
 
-    import studio.qt.app as app_mod
-    from studio.qt.main_window import MainWindow
+    import studio.qt.app.app as app_mod
+    from studio.qt.app.main_window import MainWindow
 
     seen = {}
 
@@ -144,7 +146,7 @@ def test_studio_run_module_opens_on_welcome_only_without_a_model(monkeypatch, qt
             seen["model"] = self.prompt.model_name()
             super().show()
 
-    monkeypatch.setattr("studio.qt.main_window.MainWindow", Probe)
+    monkeypatch.setattr("studio.qt.app.main_window.MainWindow", Probe)
     monkeypatch.setattr(themed_app, "exec", lambda: 0)
     monkeypatch.setattr(app_mod, "_quit_on_signals", lambda app: None)
     assert app_mod.run_app(argparse.Namespace(model=None)) == 0

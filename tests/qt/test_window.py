@@ -9,7 +9,7 @@ import numpy as np
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication
 
-from studio.qt.images import from_qimage, to_qimage
+from studio.qt.common.images import from_qimage, to_qimage
 
 RUN_TIMEOUT_MS = 90_000
 
@@ -86,7 +86,9 @@ def test_scrub_during_run_then_branch_from_step_k(qtbot, make_window, fill_reque
     w.prompt.prompt.setPlainText("a green square on a yellow background")
     w.prompt.guidance.setValue(4.5)
     w.prompt.seed.setValue(99)
-    child_id, status, steps = run_and_wait(qtbot, w, lambda: qtbot.mouseClick(w.strip.branch, Qt.MouseButton.LeftButton))
+    child_id, status, steps = run_and_wait(
+        qtbot, w, lambda: qtbot.mouseClick(w.strip.branch, Qt.MouseButton.LeftButton)
+    )
     assert status == "done"
     assert steps == [3, 4]  # N − k = 2 steps, numbered on from the branch point
     child = w.history.get(child_id)
@@ -194,7 +196,7 @@ def test_settings_survive_a_restart(qtbot, make_window, fill_request, tiny_sd15)
 
 
 def test_demo_model_missing_is_said_without_a_dialog(qtbot, make_window, monkeypatch, tmp_path):
-    import studio.qt.main_window as mw
+    import studio.qt.app.main_window as mw
 
     monkeypatch.setattr(mw, "demo_model_dir", lambda: tmp_path / "no-demo")
     w = make_window()
@@ -271,12 +273,20 @@ def test_gallery_recreate_loads_the_recipe(qtbot, make_window):
 
         pytest.skip("no gallery panel in this checkout")
     assert w.gallery_dock is not None and not w.gallery_dock.isHidden()
-    req = GenerationRequest.create(prompt="a red kite over dunes", seed=42, steps=9, scheduler="DDIM", width=768, height=512,
-                                   guidance_end=0.35)
+    req = GenerationRequest.create(
+        prompt="a red kite over dunes", seed=42, steps=9, scheduler="DDIM", width=768, height=512, guidance_end=0.35
+    )
     w.gallery.recreateRequested.emit(req)
     f = w.prompt.fields()
     assert (f["prompt"], f["seed"], f["steps"], f["scheduler"], f["width"], f["height"], f["guidance_end"]) == (
-        "a red kite over dunes", 42, 9, "DDIM", 768, 512, 0.35)
+        "a red kite over dunes",
+        42,
+        9,
+        "DDIM",
+        768,
+        512,
+        0.35,
+    )
     assert w.prompt.seed_lock.isChecked()
     w.gallery.useAsInputRequested.emit("/tmp/no-such-dir/some.png")  # a missing file: said, nothing changes
     assert w.messages.isVisible() and w.messages.kind == "warning"
@@ -365,7 +375,7 @@ def test_model_box_shows_a_short_name_and_keeps_the_path(qtbot, make_window, fak
 
 def test_branch_keeps_the_parent_recipe_and_changes_only_the_branch_fields(qtbot, make_window, fake_engine, tmp_path):
     from studio.core.request import BranchRef, ControlNetRef, GenerationRequest, ImageRef, LoraRef
-    from studio.qt.controller import BRANCH_FIELDS
+    from studio.qt.generate.controller import BRANCH_FIELDS
 
     engine = fake_engine()
     w = make_window(engine_factory=lambda: engine)
@@ -375,11 +385,22 @@ def test_branch_keeps_the_parent_recipe_and_changes_only_the_branch_fields(qtbot
     w.model_setup.arch_of = lambda _model: "sd1"  # a default VAE is set for "sd1": Generate would add it
     w.model_setup.settings.set_default("vae", "sd1", default_vae)
     parent = GenerationRequest.create(
-        model=str(tmp_path / "some-model"), prompt="a red kite", negative_prompt="blurry", seed=3, steps=4,
-        width=64, height=64, scheduler="Euler", clip_skip=2, vae=str(parent_vae),
+        model=str(tmp_path / "some-model"),
+        prompt="a red kite",
+        negative_prompt="blurry",
+        seed=3,
+        steps=4,
+        width=64,
+        height=64,
+        scheduler="Euler",
+        clip_skip=2,
+        vae=str(parent_vae),
         loras=(LoraRef(name="ink", path=str(tmp_path / "ink.safetensors"), weight=0.7),),
-        controlnets=(ControlNetRef(model=str(tmp_path / "cn"), image=ImageRef(path=str(tmp_path / "edges.png")),
-                                   weight=0.5, end=0.8),),
+        controlnets=(
+            ControlNetRef(
+                model=str(tmp_path / "cn"), image=ImageRef(path=str(tmp_path / "edges.png")), weight=0.5, end=0.8
+            ),
+        ),
         plugins={"controlnet": {"guess_mode": True}},
     )
     with qtbot.waitSignal(w.controller.runFinished, timeout=RUN_TIMEOUT_MS) as blocker:
@@ -387,8 +408,19 @@ def test_branch_keeps_the_parent_recipe_and_changes_only_the_branch_fields(qtbot
     assert blocker.args == [parent_id, "done"]
 
     # the panels now say something else: another model's settings, no LoRA, no ControlNet, the default VAE
-    w.prompt.set_request(GenerationRequest.create(model="demo", prompt="a blue kite", negative_prompt="", seed=99,
-                                                  steps=9, width=128, height=96, guidance_scale=4.5, scheduler="DDIM"))
+    w.prompt.set_request(
+        GenerationRequest.create(
+            model="demo",
+            prompt="a blue kite",
+            negative_prompt="",
+            seed=99,
+            steps=9,
+            width=128,
+            height=96,
+            guidance_scale=4.5,
+            scheduler="DDIM",
+        )
+    )
     w.prompt.seed_lock.setChecked(True)
     if w.plugin_docks.lora_panel is not None:
         w.plugin_docks.lora_panel.set_loras(())
@@ -405,7 +437,9 @@ def test_branch_keeps_the_parent_recipe_and_changes_only_the_branch_fields(qtbot
     child = engine.runs[-1]
     panel = w.prompt.fields()
     # the whole parent recipe (VAE, clip skip, LoRA, ControlNet, plugin parameters, model, size, steps) …
-    assert child == parent.replace(**{k: panel[k] for k in BRANCH_FIELDS}, branch=BranchRef(parent_id=parent_id, step=2))
+    assert child == parent.replace(
+        **{k: panel[k] for k in BRANCH_FIELDS}, branch=BranchRef(parent_id=parent_id, step=2)
+    )
     assert child.vae == str(parent_vae) and child.loras == parent.loras and child.controlnets == parent.controlnets
     assert child.plugins == parent.plugins and child.clip_skip == 2
     assert (child.model, child.width, child.height, child.steps) == (parent.model, 64, 64, 4)
@@ -416,16 +450,18 @@ def test_branch_keeps_the_parent_recipe_and_changes_only_the_branch_fields(qtbot
 
 def test_branch_is_disabled_for_edit_runs_and_says_why(qtbot, make_window, fake_engine, tmp_path):
     from studio.core.request import GenerationRequest, ImageRef
-    from studio.qt.steps_strip import BRANCH_TIP
+    from studio.qt.generate.steps_strip import BRANCH_TIP
 
     w = make_window(engine_factory=fake_engine)
     base = GenerationRequest.create(model=str(tmp_path / "m"), prompt="a kite", steps=4, width=64, height=64)
     init, mask = ImageRef(path=str(tmp_path / "in.png")), ImageRef(path=str(tmp_path / "mask.png"))
     runs = {}
-    for kind, req in [("txt2img", base),
-                      ("img2img", base.replace(init_image=init, strength=0.6)),
-                      ("inpaint", base.replace(init_image=init, mask=mask)),
-                      ("outpaint", base.replace(init_image=init, outpaint=(16, 0, 0, 0)))]:
+    for kind, req in [
+        ("txt2img", base),
+        ("img2img", base.replace(init_image=init, strength=0.6)),
+        ("inpaint", base.replace(init_image=init, mask=mask)),
+        ("outpaint", base.replace(init_image=init, outpaint=(16, 0, 0, 0))),
+    ]:
         assert req.kind == kind
         with qtbot.waitSignal(w.controller.runFinished, timeout=RUN_TIMEOUT_MS) as blocker:
             runs[kind] = w.controller._submit(req)
@@ -448,7 +484,9 @@ def test_branch_is_disabled_for_edit_runs_and_says_why(qtbot, make_window, fake_
     assert asked == [(runs["txt2img"], 2)]
 
 
-def test_missing_recorded_vae_that_is_also_the_default_offers_what_the_window_shows(qtbot, make_window, fake_engine, tmp_path):
+def test_missing_recorded_vae_that_is_also_the_default_offers_what_the_window_shows(
+    qtbot, make_window, fake_engine, tmp_path
+):
     from studio.core import settings as core_settings
     from studio.core.request import GenerationRequest
 

@@ -8,8 +8,8 @@ import numpy as np
 
 from studio.core.request import GenerationRequest
 from studio.core.results import StepPreview
-from studio.qt.engine_worker import EngineBridge, Job
-from studio.qt.history import StepHistory, resolve_step
+from studio.qt.generate.engine_worker import EngineBridge, Job
+from studio.session.step_history import StepHistory, resolve_step
 
 TIMEOUT = 30_000
 
@@ -20,8 +20,9 @@ def req(**kw):
 
 
 def preview(step, total=5, size=8, latent_kb=4):
-    return StepPreview(step, total, 0.0, np.zeros((size, size, 3), np.uint8),
-                       np.zeros(latent_kb * 256, np.float32), "latent2rgb", 0.0)
+    return StepPreview(
+        step, total, 0.0, np.zeros((size, size, 3), np.uint8), np.zeros(latent_kb * 256, np.float32), "latent2rgb", 0.0
+    )
 
 
 def test_mailbox_notifies_once_until_drained():
@@ -80,7 +81,7 @@ def test_queue_reorder_remove_cancel_one_cancel_all(qtbot, fake_engine):
 
 
 def test_queue_panel_buttons(qtbot, fake_engine):
-    from studio.qt.queue_panel import QueuePanel
+    from studio.qt.generate.queue_panel import QueuePanel
 
     engine = fake_engine(step_s=0.02)
     bridge = EngineBridge(lambda: engine, record=False)
@@ -134,7 +135,7 @@ def test_branch_steps_resolve_to_parent_up_to_the_branch_point():
 
 def test_token_counter_uses_the_clip_window(qtbot):
     from studio.engine.clip_vocab import build_clip_tokenizer
-    from studio.qt.prompt_panel import TOKEN_LIMIT, PromptPanel
+    from studio.qt.generate.prompt_panel import TOKEN_LIMIT, PromptPanel
 
     panel = PromptPanel()
     qtbot.addWidget(panel)
@@ -149,7 +150,7 @@ def test_token_counter_uses_the_clip_window(qtbot):
 
 
 def test_guidance_snaps_to_half_steps_and_size_to_multiples_of_8(qtbot):
-    from studio.qt.prompt_panel import PromptPanel
+    from studio.qt.generate.prompt_panel import PromptPanel
 
     panel = PromptPanel()
     qtbot.addWidget(panel)
@@ -163,8 +164,21 @@ def test_guidance_snaps_to_half_steps_and_size_to_multiples_of_8(qtbot):
     panel.size_preset.setCurrentIndex(4)
     panel.size_preset.activated.emit(4)
     assert (panel.fields()["width"], panel.fields()["height"]) == (512, 768)
-    for w in (panel.prompt, panel.steps, panel.guidance, panel.seed, panel.dice, panel.seed_lock, panel.width_,
-              panel.scheduler, panel.batch, panel.rescale, panel.preview, panel.model, panel.generate_button):
+    for w in (
+        panel.prompt,
+        panel.steps,
+        panel.guidance,
+        panel.seed,
+        panel.dice,
+        panel.seed_lock,
+        panel.width_,
+        panel.scheduler,
+        panel.batch,
+        panel.rescale,
+        panel.preview,
+        panel.model,
+        panel.generate_button,
+    ):
         assert w.toolTip(), f"{w} has no tooltip"
 
 

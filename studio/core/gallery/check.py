@@ -94,8 +94,7 @@ def recover(g: Gallery) -> list[str]:
     now = time.time()
     with g._lock:
         rows = g.conn.execute(
-            "SELECT id, seq, rel_path, sha256, writer_pid, created_at FROM items "
-            "WHERE state = 'pending'"
+            "SELECT id, seq, rel_path, sha256, writer_pid, created_at FROM items WHERE state = 'pending'"
         ).fetchall()
     for row in rows:
         if _pid_alive(row["writer_pid"]) and now - row["created_at"] < STALE_PENDING_S:
@@ -104,9 +103,7 @@ def recover(g: Gallery) -> list[str]:
         ok = path.is_file() and sha256_file(path) == row["sha256"]
         with g._tx() as conn:
             if ok:
-                conn.execute(
-                    "UPDATE items SET state = 'ok', writer_pid = NULL WHERE id = ?", (row["id"],)
-                )
+                conn.execute("UPDATE items SET state = 'ok', writer_pid = NULL WHERE id = ?", (row["id"],))
                 index_item(conn, row["seq"])
                 done.append(f"finished interrupted save {row['rel_path']}")
             else:
@@ -152,13 +149,9 @@ def check(g: Gallery, repair: bool = False, verify_hashes: bool = True) -> Check
     if repair:
         report.repaired += recover(g)
     with g._lock:
-        rows = g.conn.execute(
-            "SELECT id, rel_path, sha256, state, writer_pid FROM items"
-        ).fetchall()
+        rows = g.conn.execute("SELECT id, rel_path, sha256, state, writer_pid FROM items").fetchall()
     by_path = {r["rel_path"]: r for r in rows}
-    report.pending = [
-        r["id"] for r in rows if r["state"] == "pending" and not _pid_alive(r["writer_pid"])
-    ]
+    report.pending = [r["id"] for r in rows if r["state"] == "pending" and not _pid_alive(r["writer_pid"])]
     report.temp_files = [str(p.relative_to(g.root)) for p in temp_files(g.root)]
     files = set(library_files(g.root))
     for r in rows:

@@ -14,6 +14,7 @@ from studio.core.errors import StudioError
 from studio.core.metadata import recipe
 from studio.core.request import GenerationRequest
 
+
 @dataclass
 class GalleryItem:
     id: str

@@ -99,8 +99,7 @@ def migrate(conn: sqlite3.Connection) -> int:
         if version > SCHEMA_VERSION:
             conn.execute("ROLLBACK")
             raise GalleryError(
-                f"the gallery database has schema {version}, newer than this studio knows "
-                f"({SCHEMA_VERSION})",
+                f"the gallery database has schema {version}, newer than this studio knows ({SCHEMA_VERSION})",
                 "Update the studio to open this library.",
             )
         for target, script in MIGRATIONS:

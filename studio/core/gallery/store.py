@@ -109,9 +109,7 @@ class Gallery:
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
             marks = ",".join("?" * len(chunk))
-            for r in self.conn.execute(
-                f"SELECT item_id, tag FROM tags WHERE item_id IN ({marks}) ORDER BY tag", chunk
-            ):
+            for r in self.conn.execute(f"SELECT item_id, tag FROM tags WHERE item_id IN ({marks}) ORDER BY tag", chunk):
                 out.setdefault(r[0], []).append(r[1])
         return out
 
@@ -250,9 +248,7 @@ class Gallery:
             if not rows:
                 raise GalleryItemNotFound(f"no gallery image with id {item_id!r}")
             if len(rows) > 1 and rows[0]["id"] != key:
-                raise GalleryItemNotFound(
-                    f"id {item_id!r} matches more than one image", "Give more of the id."
-                )
+                raise GalleryItemNotFound(f"id {item_id!r} matches more than one image", "Give more of the id.")
             return self._item(rows[0], self._tags_for([rows[0]["id"]]).get(rows[0]["id"], []))
 
     def query(
@@ -302,8 +298,7 @@ class Gallery:
         order = "DESC" if sort == "newest" else "ASC"
         with self._lock:
             rows = self.conn.execute(
-                f"SELECT items.id FROM items {join} WHERE {where} "
-                f"ORDER BY items.created_at {order}, items.seq {order}",
+                f"SELECT items.id FROM items {join} WHERE {where} ORDER BY items.created_at {order}, items.seq {order}",
                 args,
             ).fetchall()
         return [r[0] for r in rows]
@@ -315,9 +310,7 @@ class Gallery:
             for start in range(0, len(wanted), 500):
                 chunk = wanted[start : start + 500]
                 marks = ",".join("?" * len(chunk))
-                rows = self.conn.execute(
-                    f"SELECT {COLUMNS} FROM items WHERE id IN ({marks})", chunk
-                ).fetchall()
+                rows = self.conn.execute(f"SELECT {COLUMNS} FROM items WHERE id IN ({marks})", chunk).fetchall()
                 tags = self._tags_for([r["id"] for r in rows])
                 out.update({r["id"]: self._item(r, tags.get(r["id"], [])) for r in rows})
         return out
@@ -328,10 +321,7 @@ class Gallery:
     def models(self) -> list[str]:
         with self._lock:
             return [
-                r[0]
-                for r in self.conn.execute(
-                    "SELECT DISTINCT model FROM items WHERE state = 'ok' ORDER BY model"
-                )
+                r[0] for r in self.conn.execute("SELECT DISTINCT model FROM items WHERE state = 'ok' ORDER BY model")
             ]
 
     # -- favourites, tags --------------------------------------------------------------------------------
@@ -352,9 +342,7 @@ class Gallery:
     def remove_tags(self, item_id: str, *tags: str) -> None:
         item = self.get(item_id)
         with self._tx() as conn:
-            conn.executemany(
-                "DELETE FROM tags WHERE item_id = ? AND tag = ?", [(item.id, t) for t in tags]
-            )
+            conn.executemany("DELETE FROM tags WHERE item_id = ? AND tag = ?", [(item.id, t) for t in tags])
             self._reindex_id(conn, item.id)
 
     def _reindex_id(self, conn: sqlite3.Connection, item_id: str) -> None:

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from studio.core.metadata.export import export_image
 from studio.core.metadata.png import encode_png, write_png
-from studio.core.metadata.provenance import ProvenanceStatus, verify_file as verify
+from studio.core.metadata.provenance import ProvenanceStatus
+from studio.core.metadata.provenance import verify_file as verify
 from studio.core.metadata.readers import ReadResult, map_sampler, read_metadata, read_metadata_bytes
 
 __all__ = [

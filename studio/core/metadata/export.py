@@ -19,16 +19,19 @@ from studio.core.files import atomic_write
 from studio.core.metadata.png import PARAMETERS_KEY, XMP_KEY, sign_encoded
 from studio.core.metadata.readers import read_metadata_bytes
 
-FORMATS = {".jpg": ("JPEG", "image/jpeg"), ".jpeg": ("JPEG", "image/jpeg"), ".webp": ("WEBP", "image/webp"), ".png": ("PNG", "image/png")}
+FORMATS = {
+    ".jpg": ("JPEG", "image/jpeg"),
+    ".jpeg": ("JPEG", "image/jpeg"),
+    ".webp": ("WEBP", "image/webp"),
+    ".png": ("PNG", "image/png"),
+}
 
 
 def user_comment(text: str) -> bytes:
     return b"UNICODE\0" + text.encode("utf-16-be")
 
 
-def encode_export(
-    source_bytes: bytes, fmt: str, *, quality: int = 92, sign: bool = True, title: str = ""
-) -> bytes:
+def encode_export(source_bytes: bytes, fmt: str, *, quality: int = 92, sign: bool = True, title: str = "") -> bytes:
     """Re-encode a studio PNG (given as bytes) as JPEG or WebP with its provenance."""
     if fmt not in ("JPEG", "WEBP"):
         raise MetadataError(f"cannot export to {fmt}; choose JPEG or WebP")

@@ -47,8 +47,12 @@ MASK_GROW_KEY = "Mask grow"
 INPAINT_AREA_KEY = "Inpaint area"
 INPAINT_PADDING_KEY = "Masked area padding"
 INPAINT_AREAS = {"whole": "Whole picture", "only_masked": "Only masked"}
-MASK_FIELDS = {"mask_blur": MASK_BLUR_KEY, "mask_grow": MASK_GROW_KEY, "inpaint_area": INPAINT_AREA_KEY,
-               "inpaint_padding": INPAINT_PADDING_KEY}  # GenerationRequest field -> key
+MASK_FIELDS = {
+    "mask_blur": MASK_BLUR_KEY,
+    "mask_grow": MASK_GROW_KEY,
+    "inpaint_area": INPAINT_AREA_KEY,
+    "inpaint_padding": INPAINT_PADDING_KEY,
+}  # GenerationRequest field -> key
 
 # Our scheduler names → (A1111 "Sampler", A1111 "Schedule type").
 A1111_SAMPLER = {
@@ -94,9 +98,7 @@ def format_number(value: float | int) -> str:
 def build(prompt: str, negative_prompt: str, params: Mapping[str, Any]) -> str:
     """Assemble infotext from a prompt, a negative prompt and ordered `Key: value` pairs."""
     pairs = ", ".join(
-        key if key == value else f"{key}: {quote(value)}"
-        for key, value in params.items()
-        if value is not None
+        key if key == value else f"{key}: {quote(value)}" for key, value in params.items() if value is not None
     )
     negative = f"\n{NEGATIVE_PREFIX} {negative_prompt}" if negative_prompt else ""
     return f"{prompt}{negative}\n{pairs}".strip()
@@ -173,7 +175,7 @@ def mask_settings(params: Mapping[str, str]) -> dict[str, Any]:
 
 
 def parse_hash_list(value: str) -> dict[str, str]:
-    """"name: hash, other: hash" (A1111 "Lora hashes") → {name: hash} (names may hold commas)."""
+    """ "name: hash, other: hash" (A1111 "Lora hashes") → {name: hash} (names may hold commas)."""
     return {
         name.strip(): digest
         for name, digest in re.findall(r"\s*(.+?):\s*([0-9a-fA-F]+)\s*(?:,|$)", value)

@@ -55,14 +55,10 @@ def _as_image(image: Any) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(arr))
 
 
-def provenance_chunks(
-    request: GenerationRequest, info: dict[str, Any] | None = None
-) -> dict[str, str]:
+def provenance_chunks(request: GenerationRequest, info: dict[str, Any] | None = None) -> dict[str, str]:
     """The text payloads (infotext, recipe JSON, XMP) a file made from `request` carries."""
     info = info or {}
-    image_json = json.dumps(
-        {"batch_index": int(info.get("batch_index", 0)), "seed": recipe.image_seed(request, info)}
-    )
+    image_json = json.dumps({"batch_index": int(info.get("batch_index", 0)), "seed": recipe.image_seed(request, info)})
     return {
         PARAMETERS_KEY: recipe.a1111_infotext(request, info),
         REQUEST_KEY: request.to_json(),
@@ -103,9 +99,7 @@ def _ingredient(request: GenerationRequest, info: dict[str, Any]) -> tuple[bytes
         return None
 
 
-def sign_encoded(
-    data: bytes, mime: str, request: GenerationRequest, info: dict[str, Any], title: str
-) -> bytes:
+def sign_encoded(data: bytes, mime: str, request: GenerationRequest, info: dict[str, Any], title: str) -> bytes:
     return provenance.sign_bytes(
         data,
         mime,
@@ -214,9 +208,7 @@ def read_png_metadata(data: bytes) -> PngMetadata:
         body = data[body_start:body_end]
         (crc,) = struct.unpack(">I", data[body_end : body_end + 4])
         if zlib.crc32(ctype + body) & 0xFFFFFFFF != crc:
-            raise MetadataError(
-                f"the PNG file is corrupt (bad checksum in its {ctype.decode('latin-1')!r} chunk)"
-            )
+            raise MetadataError(f"the PNG file is corrupt (bad checksum in its {ctype.decode('latin-1')!r} chunk)")
         pos = body_end + 4
         if ctype == b"IHDR":
             if length < 8:
@@ -230,8 +222,7 @@ def read_png_metadata(data: bytes) -> PngMetadata:
         elif ctype in (b"tEXt", b"zTXt", b"iTXt"):
             if length > MAX_TEXT_BYTES:
                 raise MetadataError(
-                    f"a text chunk of {length >> 20} MiB is larger than the "
-                    f"{MAX_TEXT_BYTES >> 20} MiB allowed"
+                    f"a text chunk of {length >> 20} MiB is larger than the {MAX_TEXT_BYTES >> 20} MiB allowed"
                 )
             key, sep, rest = body.partition(b"\0")
             if not sep or not 1 <= len(key) <= 79:

@@ -133,9 +133,7 @@ def _make_identity(folder: Path) -> None:
         .add_extension(usage(sign=True, ca=False), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
-        )
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
     pem = serialization.Encoding.PEM
@@ -144,11 +142,7 @@ def _make_identity(folder: Path) -> None:
     key_file = folder / "signer.key"
     fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as fh:
-        fh.write(
-            key.private_bytes(
-                pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-            )
-        )
+        fh.write(key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
     (folder / "signer.json").write_text(json.dumps({"alg": "es256", "generated": True}), "utf-8")
 
 
@@ -274,9 +268,7 @@ def sign_bytes(
         ],
     }
     try:
-        signer = c2pa.Signer.from_info(
-            c2pa.C2paSignerInfo(ident.alg, ident.chain_pem, ident.key_pem, ident.tsa_url)
-        )
+        signer = c2pa.Signer.from_info(c2pa.C2paSignerInfo(ident.alg, ident.chain_pem, ident.key_pem, ident.tsa_url))
         builder = c2pa.Builder(manifest, _context())
         if ingredient is not None:
             ing_bytes, ing_mime, ing_title = ingredient
@@ -345,9 +337,7 @@ def verify_bytes(data: bytes, mime: str) -> ProvenanceStatus:
                     status.digital_source_type = dst.rstrip("/").rsplit("/", 1)[-1]
                     agent = act.get("softwareAgent") or {}
                     if isinstance(agent, dict):
-                        status.software = " ".join(
-                            str(agent.get(k, "")) for k in ("name", "version")
-                        ).strip()
+                        status.software = " ".join(str(agent.get(k, "")) for k in ("name", "version")).strip()
                     break
         elif label == STUDIO_ASSERTION and isinstance(data, dict):
             status.generation = data

@@ -29,10 +29,10 @@ from typing import Any
 from studio.core.errors import MetadataError, StudioError
 from studio.core.metadata import infotext
 from studio.core.metadata.png import (
+    IMAGE_KEY,
     MAX_FILE_BYTES,
     MAX_PIXELS,
     MAX_TEXT_BYTES,
-    IMAGE_KEY,
     PARAMETERS_KEY,
     REQUEST_KEY,
     XMP_KEY,
@@ -194,8 +194,8 @@ def from_a1111(text: str, source: str = "a1111") -> tuple[dict[str, Any], list[s
     if fill is not None:
         out["outpaint_fill"] = fill
     known = {
-        "Batch size", "Batch pos", "Steps", "Sampler", "Schedule type", "CFG scale", "Seed", "Size", "Model hash", "Model",
-        "Denoising strength", "Lora hashes", "Version", "Clip skip", "CFG Rescale phi",
+        "Batch size", "Batch pos", "Steps", "Sampler", "Schedule type", "CFG scale", "Seed", "Size", "Model hash",
+        "Model", "Denoising strength", "Lora hashes", "Version", "Clip skip", "CFG Rescale phi",
         *(infotext.OUTPAINT_KEYS if sides is not None else ()), *((infotext.OUTPAINT_FILL_KEY,) if fill else ()),
         *(infotext.MASK_FIELDS[name] for name in mask),
     }  # fmt: skip
@@ -271,9 +271,7 @@ def from_comfy_workflow(text: str) -> tuple[dict[str, Any], list[str]]:
     wf = json.loads(text)
     out, notes = empty("comfyui"), ["read from the ComfyUI workflow (no API prompt in the file)"]
     nodes = {n.get("id"): n for n in wf.get("nodes", []) if isinstance(n, dict)}
-    links = {
-        lk[0]: lk[1] for lk in wf.get("links", []) if isinstance(lk, list) and len(lk) >= 2
-    }
+    links = {lk[0]: lk[1] for lk in wf.get("links", []) if isinstance(lk, list) and len(lk) >= 2}
 
     def upstream(node: dict[str, Any], name: str) -> dict[str, Any] | None:
         for inp in node.get("inputs", []) or []:
@@ -502,9 +500,7 @@ def interpret(texts: dict[str, str], *, mime: str = "", has_c2pa: bool = False) 
                 model_hash = infotext.parse(texts[PARAMETERS_KEY])[2].get("Model hash")
             result.normalised, result.request = from_request(req, model_hash or ""), req
             try:
-                image = json.loads(
-                    texts.get(IMAGE_KEY) or read_recipe(texts.get(XMP_KEY), "Image") or "{}"
-                )
+                image = json.loads(texts.get(IMAGE_KEY) or read_recipe(texts.get(XMP_KEY), "Image") or "{}")
                 result.batch_index = int(image.get("batch_index", 0))
                 result.normalised["seed"] = int(image.get("seed", req.seed))
             except (ValueError, TypeError, AttributeError):

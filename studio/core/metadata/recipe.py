@@ -88,9 +88,7 @@ def lora_hashes(request: GenerationRequest, info: dict[str, Any] | None = None) 
     return out
 
 
-def a1111_params(
-    request: GenerationRequest, info: dict[str, Any] | None = None
-) -> dict[str, Any]:
+def a1111_params(request: GenerationRequest, info: dict[str, Any] | None = None) -> dict[str, Any]:
     """The ordered `Key: value` pairs of the A1111 parameters line."""
     info = info or {}
     sampler, schedule = infotext.A1111_SAMPLER[request.scheduler]
@@ -106,9 +104,7 @@ def a1111_params(
         "Model hash": hashing.a1111_model_hash(sha) if sha else None,
         "Model": model_display_name(request, info),
         "VAE": Path(request.vae).name if request.vae else None,
-        "Denoising strength": (
-            infotext.format_number(request.strength) if request.init_image is not None else None
-        ),
+        "Denoising strength": (infotext.format_number(request.strength) if request.init_image is not None else None),
         "Clip skip": request.clip_skip + 1 if request.clip_skip else None,
         "Color correction": str(request.color_correction) if masked else None,
     }
@@ -131,8 +127,7 @@ def a1111_params(
     loras = lora_hashes(request, info)
     if loras:
         params["Lora hashes"] = ", ".join(
-            f"{name}: {hashing.a1111_lora_hash(sha) if sha else '0' * 12}"
-            for name, sha in loras.items()
+            f"{name}: {hashing.a1111_lora_hash(sha) if sha else '0' * 12}" for name, sha in loras.items()
         )
     for key, value in (info.get("plugin_parameters") or {}).items():  # from plugins' parameters() hook
         params.setdefault(str(key), value)
@@ -183,13 +178,14 @@ def describe(request: GenerationRequest) -> str:
     if request.init_image is not None:
         parts.append(
             f"Input image {request.init_image.path} at strength "
-            f"{infotext.format_number(request.strength)}"
-            + (" with a mask." if request.mask is not None else ".")
+            f"{infotext.format_number(request.strength)}" + (" with a mask." if request.mask is not None else ".")
         )
     if request.outpaint is not None:
         left, top, right, bottom = request.outpaint
-        parts.append(f"Canvas grown by {left} px left, {top} px top, {right} px right, {bottom} px bottom; "
-                     f"the new area started from a {request.outpaint_fill} fill.")
+        parts.append(
+            f"Canvas grown by {left} px left, {top} px top, {right} px right, {bottom} px bottom; "
+            f"the new area started from a {request.outpaint_fill} fill."
+        )
     if request.branch is not None:
         parts.append(f"Continued from run {request.branch.parent_id} at step {request.branch.step}.")
     for lora in request.loras:

@@ -62,9 +62,7 @@ def build_xmp(
     rdf = ET.SubElement(meta, _q("rdf", "RDF"))
     desc = ET.SubElement(rdf, _q("rdf", "Description"), {_q("rdf", "about"): ""})
     ET.SubElement(desc, _q("Iptc4xmpExt", "DigitalSourceType")).text = source_type_uri(source_type)
-    ET.SubElement(desc, _q("Iptc4xmpExt", "AISystemUsed")).text = (
-        f"{software} ({model})" if model else software
-    )
+    ET.SubElement(desc, _q("Iptc4xmpExt", "AISystemUsed")).text = f"{software} ({model})" if model else software
     ET.SubElement(desc, _q("Iptc4xmpExt", "AISystemVersionUsed")).text = software_version
     if prompt:
         ET.SubElement(desc, _q("Iptc4xmpExt", "AIPromptInformation")).text = prompt
@@ -78,11 +76,7 @@ def build_xmp(
     if image_json:
         ET.SubElement(desc, _q("studio", "Image")).text = image_json
     body = ET.tostring(meta, encoding="unicode")
-    return (
-        '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>\n'
-        f"{body}\n"
-        '<?xpacket end="w"?>'
-    )
+    return f'<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>\n{body}\n<?xpacket end="w"?>'
 
 
 def read_recipe(xmp: str | None, element: str = "Recipe") -> str | None:

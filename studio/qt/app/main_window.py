@@ -1,0 +1,497 @@
+"""The studio window: docks (Prompt, Queue, Gallery), the canvas with its Steps strip, menus,
+shortcuts, the status bar, and settings that survive a restart."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QSize, Qt
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QDockWidget,
+    QFileDialog,
+    QMainWindow,
+    QMenu,
+    QSplitter,
+    QStackedWidget,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from studio.core import recommend
+from studio.core.paths import demo_model_dir
+from studio.core.request import GenerationRequest
+from studio.qt.app.settings import StudioSettings
+from studio.qt.common.widgets import MessageBar, ProgressGroup
+from studio.qt.edit.workspace import EditWorkspace
+from studio.qt.generate.canvas import CanvasView
+from studio.qt.generate.controller import RunController
+from studio.qt.generate.engine_worker import EngineBridge
+from studio.qt.generate.prompt_panel import PromptPanel
+from studio.qt.generate.queue_panel import QueuePanel
+from studio.qt.generate.steps_strip import StepsStrip
+from studio.qt.models.setup import ModelSetup
+from studio.qt.plugins.docks import PluginDocks, discover_plugins
+from studio.qt.plugins.docks import engine_factory as plugin_engine_factory
+from studio.session.step_history import DEFAULT_BUDGET_MB, StepHistory
+
+log = logging.getLogger(__name__)
+GALLERY_MODULE = "studio.qt.gallery.panel"
+MISSING_VAE = "The VAE this image was made with is not on this computer"  # the message bar's warning
+
+
+def starter_request() -> GenerationRequest:
+    """What a first start shows: something the bundled demo model (flat shapes, 128 px) draws well,
+    with the settings recommended for it (resources/recommended_settings.json)."""
+    demo = recommend.for_family("demo")
+    return GenerationRequest(
+        model="demo",
+        prompt="a large red circle in the center on a blue background",
+        steps=demo.steps,
+        guidance_scale=demo.cfg,
+        guidance_end=demo.cfg_end,
+        width=demo.width,
+        height=demo.height,
+        scheduler=demo.scheduler,
+        seed=11,
+    )
+
+
+def demo_model_present() -> bool:
+    d = demo_model_dir()
+    return (d / "model_index.json").is_file() or any(d.glob("*.safetensors")) if d.is_dir() else False
+
+
+class MainWindow(QMainWindow):
+    def __init__(
+        self,
+        engine_factory: Callable[[], Any] | None = None,
+        *,
+        record_to_gallery: bool = True,
+        with_gallery: bool = True,
+        history_budget_mb: float | None = None,
+        model: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.setObjectName("StudioWindow")
+        self.setWindowTitle("Studio")
+        self.settings = StudioSettings()
+        if history_budget_mb is None:  # how much memory the session's step history may use (window.ini)
+            history_budget_mb = float(
+                self.settings.value("history/budget_mb", DEFAULT_BUDGET_MB, int) or DEFAULT_BUDGET_MB
+            )
+        self.history = StepHistory(history_budget_mb)
+        self.plugin_host = discover_plugins()
+        if engine_factory is None:
+            engine_factory = plugin_engine_factory(self.plugin_host)  # the engine uses the window's plugins
+        self.bridge = EngineBridge(engine_factory, record_to_gallery, self)
+
+        # central: message bar, Generate / Edit tabs, steps strip ----------------------------------------
+        self.messages = MessageBar()
+        self.canvas = CanvasView()
+        self.edit = EditWorkspace()
+        self.tabs = QTabWidget(objectName="CentralTabs")
+        self.tabs.setDocumentMode(True)
+        self.tabs.addTab(self.canvas, "Generate")
+        self.tabs.addTab(self.edit, "Edit")
+        self.tabs.setTabToolTip(0, "Text to image: previews and results of every run.")
+        self.tabs.setTabToolTip(1, "Image to image and inpainting: open or paste an image, paint a mask, Generate.")
+        self.strip = StepsStrip(self.history)
+        split = QSplitter(Qt.Orientation.Vertical, objectName="CentralSplit")
+        split.addWidget(self.tabs)
+        split.addWidget(self.strip)
+        split.setStretchFactor(0, 1)
+        split.setCollapsible(0, False)
+        central = QWidget(objectName="Central")
+        lay = QVBoxLayout(central)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(0)
+        lay.addWidget(self.messages)
+        self.central_stack = QStackedWidget(objectName="CentralStack")  # the studio; the welcome page on first run
+        self.central_stack.addWidget(split)
+        lay.addWidget(self.central_stack, 1)
+        self.setCentralWidget(central)
+
+        # docks -----------------------------------------------------------------------------------------
+        self.prompt = PromptPanel()
+        self.queue = QueuePanel(self.bridge)
+        self.prompt_dock = self._dock("Prompt", self.prompt, Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.queue_dock = self._dock("Queue", self.queue, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.gallery = self._make_gallery() if with_gallery else None
+        self.gallery_dock = None
+        if self.gallery is not None:
+            self.gallery_dock = self._dock("Gallery", self.gallery, Qt.DockWidgetArea.RightDockWidgetArea)
+            self.splitDockWidget(self.gallery_dock, self.queue_dock, Qt.Orientation.Vertical)
+            self.resizeDocks([self.gallery_dock, self.queue_dock], [560, 220], Qt.Orientation.Vertical)
+        right = [d for d in (self.gallery_dock, self.queue_dock) if d is not None]
+        self.resizeDocks([self.prompt_dock, *right], [360] + [400] * len(right), Qt.Orientation.Horizontal)
+        self.setDockOptions(QMainWindow.DockOption.AnimatedDocks | QMainWindow.DockOption.AllowTabbedDocks)
+
+        # status bar ------------------------------------------------------------------------------------
+        self.progress = ProgressGroup()
+        self.statusBar().addPermanentWidget(self.progress)
+        self.statusBar().setSizeGripEnabled(False)
+
+        self.controller = RunController(
+            self.bridge,
+            self.history,
+            self.prompt,
+            self.canvas,
+            self.strip,
+            self.queue,
+            self.progress,
+            self.messages,
+            self,
+        )
+        self.controller.gallery = self.gallery
+        self.controller.edit = self.edit
+        self.prompt.image_input.attach(self.edit)
+        self.tabs.currentChanged.connect(lambda _i: self.prompt.image_input.set_edit_mode(self.edit_mode()))
+        self.canvas.useAsInputRequested.connect(self.use_image_as_input)
+        self.controller.runStarted.connect(self._run_started)
+        self.edit.canvas.problem.connect(
+            lambda m: self.messages.show_message(m, "The canvas was kept as it was.", kind="warning")
+        )
+        self.edit.session.failed.connect(
+            lambda m: self.messages.show_message(
+                m, "Your canvas is still open; check the disk and keep working.", kind="warning"
+            )
+        )
+        self.controller.on_request_queued.append(self._remember_request)
+        self.messages.actionTriggered.connect(self._message_action)
+        self.prompt.modelChosen.connect(self._model_chosen)
+        self.prompt.vae_default.clicked.connect(self._vae_warning_done)
+        self._build_menus()
+        self.model_setup = ModelSetup(self)  # Models menu and dialogs, Device dialog, welcome page
+        self.plugin_docks = PluginDocks(self, self.plugin_host)  # LoRA / ControlNet docks, Plugins and Help menus
+        self.restore_settings(model)
+        self._check_demo_model()
+        self._restore_canvas()
+
+    # -- construction -------------------------------------------------------------------------------------
+    def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(f"{title}Dock")
+        dock.setWidget(widget)
+        dock.setFeatures(
+            QDockWidget.DockWidgetFeature.DockWidgetMovable
+            | QDockWidget.DockWidgetFeature.DockWidgetFloatable
+            | QDockWidget.DockWidgetFeature.DockWidgetClosable
+        )
+        self.addDockWidget(area, dock)
+        return dock
+
+    def _make_gallery(self) -> QWidget | None:
+        try:
+            module = importlib.import_module(GALLERY_MODULE)
+            panel = module.GalleryPanel()
+        except ModuleNotFoundError as exc:
+            if exc.name != GALLERY_MODULE:
+                log.warning("gallery panel unavailable: %s", exc)
+            return None
+        except Exception as exc:  # noqa: BLE001 — a panel that fails to start must not stop the window
+            log.warning("gallery panel failed to start: %s", exc)
+            return None
+        panel.recreateRequested.connect(self._recreate)
+        panel.useAsInputRequested.connect(self._use_as_input)
+        if hasattr(panel, "statusMessage"):
+            panel.statusMessage.connect(lambda m: self.statusBar().showMessage(m, 5000))
+        return panel
+
+    def _build_menus(self) -> None:
+        bar = self.menuBar()
+        file_menu = bar.addMenu("&File")
+        self.open_folder_action = self._action(
+            file_menu,
+            "Open model folder…",
+            self.prompt.choose_model_folder,
+            "Ctrl+O",
+            "Use a diffusers model folder (with model_index.json).",
+        )
+        self._action(
+            file_menu,
+            "Open model file…",
+            self.prompt.choose_model_file,
+            "Ctrl+Shift+O",
+            "Use a single-file .safetensors checkpoint.",
+        )
+        self._action(
+            file_menu,
+            "Open image to edit…",
+            self.open_image_to_edit,
+            "Ctrl+Shift+E",
+            "Put an image on the Edit canvas for img2img or inpainting.",
+        )
+        file_menu.addSeparator()
+        self._action(file_menu, "Quit", self.close, QKeySequence.StandardKey.Quit)
+
+        gen = bar.addMenu("&Generate")
+        self.generate_action = self._action(
+            gen, "Generate", self.controller.generate, "Ctrl+Return", "Queue the Prompt panel's request."
+        )
+        self.generate_action.setShortcuts([QKeySequence("Ctrl+Return"), QKeySequence("Ctrl+Enter")])
+        self.cancel_action = self._action(
+            gen, "Cancel", self.controller.cancel_current, "Esc", "Stop the running request within one step."
+        )
+        self._action(
+            gen, "Cancel all", self.controller.cancel_all, "Shift+Esc", "Stop the running request and empty the queue."
+        )
+        gen.addSeparator()
+        self._action(
+            gen,
+            "Use shown result as input",
+            self.canvas.use_as_input,
+            "Ctrl+Shift+U",
+            "Put the finished image on the Edit canvas to keep working on it.",
+        )
+        self._action(
+            gen,
+            "Branch from selected step",
+            self.strip._branch,
+            "Ctrl+B",
+            "Continue the selected step of a finished run with the current prompt and settings.",
+        )
+        self._action(gen, "Previous step", lambda: self._nudge_step(-1), "Alt+Left")
+        self._action(gen, "Next step", lambda: self._nudge_step(+1), "Alt+Right")
+        for a in (self.generate_action, self.cancel_action):
+            a.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+
+        view = bar.addMenu("&View")
+        for dock in (self.prompt_dock, self.queue_dock, self.gallery_dock):
+            if dock is not None:
+                view.addAction(dock.toggleViewAction())
+
+    def _action(self, menu: QMenu, text: str, slot, shortcut=None, tip: str = "") -> QAction:
+        act = QAction(text, self)
+        if shortcut is not None:
+            act.setShortcut(QKeySequence(shortcut))
+        if tip:
+            act.setToolTip(tip)
+            act.setStatusTip(tip)
+        act.triggered.connect(lambda _checked=False: slot())
+        menu.addAction(act)
+        self.addAction(act)
+        return act
+
+    def _nudge_step(self, delta: int) -> None:
+        self.strip.slider.setValue(self.strip.slider.value() + delta)
+
+    # -- models and messages ------------------------------------------------------------------------------
+    def _check_demo_model(self) -> None:
+        if self.prompt.model_name() == "demo" and not demo_model_present():
+            self.messages.show_message(
+                "The bundled demo model is not installed yet.",
+                f"It belongs in {demo_model_dir()}. Meanwhile choose a model folder or a .safetensors file.",
+                kind="warning",
+                action="Choose model…",
+                action_key="choose-model",
+            )
+
+    def _message_action(self, key: str) -> None:
+        if key == "choose-model":
+            self.prompt.choose_model_folder()
+        elif key == "vae-defaults":
+            self.model_setup.open_models(tab=1)  # the Folders tab lists the default VAEs, with Clear
+
+    def _model_chosen(self, model: str) -> None:
+        self.prompt.set_recent_models(self.settings.add_recent_model(model))
+        self.prompt.set_model(model)
+        self.model_setup.model_chosen(model)  # its recommended steps, CFG, size, scheduler
+        if self.messages.isVisible() and "model" in self.messages.message.lower():
+            self.messages.dismiss()
+        self.bridge.preload(model)  # load it now on the engine thread: a bad file is said at once
+
+    def _vae_warning_done(self) -> None:
+        if self.messages.isVisible() and "VAE" in self.messages.message:
+            self.messages.dismiss()
+
+    def say_missing_vae(self, only_if_shown: bool = False) -> None:
+        """Warn when the recipe's VAE kept by the Prompt panel is not on this computer, offering only what
+        the window shows: "Use default" when the default VAE differs (the panel shows that button), else
+        (the missing file is the default VAE too) the Models dialog, where that default is cleared or changed.
+        only_if_shown: just bring a warning already on screen up to date (the defaults changed)."""
+        shown = self.messages.isVisible() and self.messages.message.startswith(MISSING_VAE)
+        if only_if_shown and not shown:
+            return
+        vae = self.prompt.recipe_vae()
+        if not vae or Path(vae).expanduser().exists():
+            if shown:
+                self.messages.dismiss()
+            return
+        message = f"{MISSING_VAE}: {Path(vae).name}."
+        if self.prompt.recipe_vae_differs():
+            default = self.model_setup.default_vae(self.prompt.model_name())
+            instead = f"the default VAE ({Path(default).name})" if default else "the model's own VAE"
+            self.messages.show_message(
+                message,
+                f'{vae} is missing, so Generate will stop until it is back. Press "Use default" in the '
+                f"Prompt panel to draw with {instead} instead (the image will differ).",
+                kind="warning",
+            )
+        else:
+            self.messages.show_message(
+                message,
+                f"{vae} is missing, and it is also the default VAE for this model, so Generate will stop "
+                "until it is back. To draw with another VAE instead (the image will differ), clear or change that "
+                "default in Models ▸ Models… ▸ Folders.",
+                kind="warning",
+                action="VAE defaults…",
+                action_key="vae-defaults",
+            )
+
+    def _recreate(self, request: GenerationRequest) -> None:
+        self.prompt.set_request(request.replace(branch=None), keep_vae=True)  # its VAE too: it changes the pixels
+        self.plugin_docks.load_request(request)
+        self.prompt.seed_lock.setChecked(True)
+        self.say_missing_vae()
+        if request.init_image is not None:  # an edit: its input (mask, outpaint growth) goes back on the Edit canvas
+            if not self.edit.load_request(request):
+                return  # the canvas said what it could not read
+            self.prompt.image_input.set_request(request)
+            self.show_edit()
+            self.statusBar().showMessage(
+                f"Recipe loaded with its input on the Edit canvas ({request.kind}, seed locked). "
+                "Ctrl+Enter recreates it.",
+                6000,
+            )
+            return
+        if self.edit_mode():  # a prompt-only recipe: Generate from the Edit tab would make an img2img of it
+            self.tabs.setCurrentWidget(self.canvas)
+        self.statusBar().showMessage(
+            "Recipe loaded into the Prompt panel (seed locked). Ctrl+Enter recreates it.", 6000
+        )
+
+    # -- edit canvas --------------------------------------------------------------------------------
+    def edit_mode(self) -> bool:
+        return self.tabs.currentWidget() is self.edit
+
+    def show_edit(self) -> None:
+        self.tabs.setCurrentWidget(self.edit)
+        self.prompt.image_input.set_edit_mode(True)
+
+    def _run_started(self, run_id: str) -> None:
+        # a text-to-image run queued from an empty Edit tab: show it where it is drawn
+        if run_id not in self.controller.edit_serials and self.edit_mode() and not self.edit.has_image():
+            self.tabs.setCurrentWidget(self.canvas)
+
+    def _use_as_input(self, path: str) -> None:
+        """The gallery's "Use as input": the file goes on the Edit canvas."""
+        if self.edit.load_input(path):
+            self.show_edit()
+            self.statusBar().showMessage(
+                f"{Path(path).name} is on the Edit canvas: paint a mask to inpaint, or Generate for img2img.", 6000
+            )
+
+    def use_image_as_input(self, array) -> bool:
+        if not self.edit.set_input(array):
+            return False
+        self.show_edit()
+        self.statusBar().showMessage(
+            "The result is on the Edit canvas: paint a mask to inpaint, or Generate for img2img.", 6000
+        )
+        return True
+
+    def open_image_to_edit(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Open image to edit", "", "Images (*.png *.jpg *.jpeg *.webp *.bmp *.tif *.tiff);;All files (*)"
+        )
+        if path:
+            self._use_as_input(path)
+
+    def _restore_canvas(self) -> None:
+        try:
+            restored = self.edit.restore_session()
+        except Exception as exc:  # noqa: BLE001 — a damaged autosave must never stop the window
+            log.warning("canvas session restore: %s", exc)
+            restored = False
+        if restored:
+            self.show_edit()
+            w, h = self.edit.image_size()
+            self.messages.show_message(
+                "Your Edit canvas was restored after the studio closed unexpectedly.",
+                f"The {w}×{h} image, its mask and undo steps are back (Ctrl+Z works).",
+                kind="info",
+            )
+
+    # -- settings -----------------------------------------------------------------------------------------
+    def _remember_request(self, request: GenerationRequest) -> None:
+        self.settings.save_request(request)
+        if request.model != "demo":
+            self.prompt.set_recent_models(self.settings.add_recent_model(request.model))
+
+    def restore_settings(self, model: str | None = None) -> None:
+        s = self.settings
+        geometry, state = s.geometry(), s.state()
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        else:
+            self.resize(self._default_size())
+        self._fresh_layout = state is None
+        if state is not None:
+            self.restoreState(state)
+        self.prompt.set_recent_models(s.recent_models())
+        last = s.last_request()
+        self.prompt.set_request(last if last is not None else starter_request())
+        self.prompt.seed_lock.setChecked(s.value("prompt/seed_locked", False, bool))
+        self.prompt.batch.setValue(s.value("prompt/batch_count", 1, int) or 1)
+        if model:
+            self.prompt.set_model(model)
+
+    def _default_size(self) -> QSize:
+        screen = self.screen().availableGeometry() if self.screen() is not None else None
+        want = QSize(1600, 960)
+        if screen is None or screen.width() < 200:
+            return want
+        return QSize(min(want.width(), int(screen.width() * 0.95)), min(want.height(), int(screen.height() * 0.92)))
+
+    def save_settings(self) -> None:
+        s = self.settings
+        s.save_layout(self.saveGeometry(), self.saveState())
+        with contextlib.suppress(Exception):  # an invalid half-typed request is simply not saved
+            s.save_request(GenerationRequest.create(**self.prompt.fields()))
+        s.set_value("prompt/seed_locked", self.prompt.seed_lock.isChecked())
+        s.set_value("prompt/batch_count", self.prompt.batch.value())
+        s.sync()
+
+    def showEvent(self, event) -> None:  # noqa: N802
+        super().showEvent(event)
+        if not getattr(self, "_laid_out", False):
+            self._laid_out = True
+            if self._fresh_layout and self.gallery_dock is not None:  # first start: most of the column to the gallery
+                h = max(400, self.height() - 120)
+                self.resizeDocks(
+                    [self.gallery_dock, self.queue_dock], [int(h * 0.76), int(h * 0.24)], Qt.Orientation.Vertical
+                )
+
+    # -- lifetime -----------------------------------------------------------------------------------------
+    def shutdown(self) -> None:
+        """Save settings, stop the engine thread and the gallery's workers. Safe to call twice."""
+        if getattr(self, "_shut", False):
+            return
+        self._shut = True
+        self.save_settings()
+        self.plugin_docks.shutdown()
+        try:
+            self.edit.session.close()  # a clean close: the next start does not offer a restore
+        except Exception as exc:  # noqa: BLE001 — closing must go on
+            log.warning("canvas session close: %s", exc)
+        self.model_setup.shutdown()
+        self.bridge.shutdown()
+        if self.gallery is not None and hasattr(self.gallery, "shutdown"):
+            try:
+                self.gallery.shutdown()
+            except Exception as exc:  # noqa: BLE001 — closing must go on
+                log.warning("gallery shutdown: %s", exc)
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
+        if not getattr(self, "_shut", False) and not self.model_setup.confirm_quit():
+            event.ignore()  # a download is running and the user keeps the window
+            return
+        self.shutdown()
+        super().closeEvent(event)

@@ -1,0 +1,1 @@
+"""The gallery panel and its table model."""

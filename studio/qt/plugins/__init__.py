@@ -1,0 +1,1 @@
+"""Plugins in the window: plugin docks, the plugin manager, the LoRA and ControlNet panels."""
