@@ -228,3 +228,72 @@ def save_tiny_controlnet(out: str | Path, arch: str = "sd15", fmt: str = "diffus
     out.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in cn.state_dict().items()}, str(out))
     return out
+
+
+def tiny_upscaler_state(kind: str = "compact", scale: int = 4, seed: int = 0, feat: int = 8) -> dict[str, Any]:
+    """Random weights for a tiny upscaler, named as the released files name them (not taken from the
+    studio's own modules, so a test that loads them checks the layout):
+
+    - `compact`: Real-ESRGAN's SRVGGNetCompact (realesr-general-x4v3, realesr-animevideov3):
+      `body.0` conv, `body.1` PReLU, … `body.N` the conv giving 3·scale² channels;
+    - `rrdb`: Real-ESRGAN's RRDBNet (`conv_first`, `body.N.rdbK.convM`, `conv_body`, `conv_up1/2`,
+      `conv_hr`, `conv_last`); scale 2 and 1 fold the input into 12 or 48 channels;
+    - `esrgan`: the original ESRGAN layout (`model.0`, `model.1.sub.N.RDBK.convM.0`, `model.1.sub.B`,
+      upsampling convs at `model.3`, `model.6`, …, then the HR conv and the last conv).
+    """
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    state: dict[str, Any] = {}
+
+    def conv(name: str, cin: int, cout: int, std: float = 0.05) -> None:
+        state[f"{name}.weight"] = torch.randn(cout, cin, 3, 3, generator=g) * std
+        state[f"{name}.bias"] = torch.randn(cout, generator=g) * 0.01
+
+    grow, blocks = feat // 2, 2
+    if kind == "compact":
+        convs = 3
+        conv("body.0", 3, feat, 0.2)
+        state["body.1.weight"] = torch.full((feat,), 0.25)
+        for i in range(convs):
+            conv(f"body.{2 + 2 * i}", feat, feat, 0.1)
+            state[f"body.{3 + 2 * i}.weight"] = torch.full((feat,), 0.25)
+        conv(f"body.{2 + 2 * convs}", feat, 3 * scale * scale, 0.05)
+        return state
+    ups = {1: 0, 2: 1, 4: 2, 8: 3}[scale]
+    if kind == "rrdb":
+        fold = {1: 16, 2: 4}.get(scale, 1)
+        conv("conv_first", 3 * fold, feat, 0.1)
+        for b in range(blocks):
+            for r in (1, 2, 3):
+                for c in range(1, 6):
+                    conv(f"body.{b}.rdb{r}.conv{c}", feat + (c - 1) * grow, grow if c < 5 else feat)
+        conv("conv_body", feat, feat)
+        for i in range(1, max(ups, 2) + 1):  # Real-ESRGAN always upsamples ×4 (after folding for ×2, ×1)
+            conv(f"conv_up{i}", feat, feat)
+        conv("conv_hr", feat, feat)
+        conv("conv_last", feat, 3)
+        return state
+    if kind == "esrgan":
+        conv("model.0", 3, feat, 0.1)
+        for b in range(blocks):
+            for r in (1, 2, 3):
+                for c in range(1, 6):
+                    conv(f"model.1.sub.{b}.RDB{r}.conv{c}.0", feat + (c - 1) * grow, grow if c < 5 else feat)
+        conv(f"model.1.sub.{blocks}", feat, feat)
+        for i in range(ups):
+            conv(f"model.{3 + 3 * i}", feat, feat)
+        conv(f"model.{2 + 3 * ups}", feat, feat)
+        conv(f"model.{4 + 3 * ups}", feat, 3)
+        return state
+    raise ValueError(f"unknown upscaler kind {kind!r}")
+
+
+def save_tiny_upscaler(out: str | Path, kind: str = "compact", scale: int = 4, seed: int = 0, feat: int = 8) -> Path:
+    """`tiny_upscaler_state` written as one `.safetensors` file."""
+    from safetensors.torch import save_file
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in tiny_upscaler_state(kind, scale, seed, feat).items()}, str(out))
+    return out

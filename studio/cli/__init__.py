@@ -16,6 +16,7 @@ from studio.core.errors import StudioError
 # Modules that add sub-commands; each has register(subparsers) and sets args.func.
 COMMAND_MODULES = (
     "studio.cli.generate",
+    "studio.cli.upscale",
     "studio.cli.dev",
     "studio.cli.bench",
     "studio.cli.models",

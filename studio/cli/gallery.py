@@ -15,7 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     def filters(p: argparse.ArgumentParser) -> None:
         p.add_argument("--model", help="only this model")
-        p.add_argument("--kind", choices=["txt2img", "img2img", "inpaint", "outpaint", "branch"])
+        p.add_argument("--kind", choices=["txt2img", "img2img", "inpaint", "outpaint", "branch", "upscale"])
         p.add_argument("--favourites", action="store_true", help="only favourites")
         p.add_argument("--tag", help="only images with this tag")
         p.add_argument("--since", help="only images made on or after this date (YYYY-MM-DD)")

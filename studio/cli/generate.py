@@ -358,20 +358,23 @@ def save_outputs(result, out: Path, *, gallery: bool, library: Path | None) -> l
 class _Progress:
     """A one-line terminal progress bar with it/s and time left (tqdm), only on a terminal."""
 
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
+    def __init__(self, enabled: bool, unit: str = "step", desc: str = "generating") -> None:
+        self.enabled, self.unit, self.desc = enabled, unit, desc
         self._bar = None
 
     def update(self, step: int, total: int, elapsed: float) -> None:
         if not self.enabled:
             return
+        if self._bar is not None and (self._bar.total != total or self._bar.desc != self.desc):
+            self.close()  # a new cell of a plot: a new bar
         if self._bar is None:
             from tqdm import tqdm
 
-            self._bar = tqdm(total=total, unit="step", desc="generating", file=sys.stderr, leave=False)
+            self._bar = tqdm(total=total, unit=self.unit, desc=self.desc, file=sys.stderr, leave=False)
         self._bar.n = step
         self._bar.refresh()
 
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
+            self._bar = None

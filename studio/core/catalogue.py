@@ -36,7 +36,8 @@ DTYPE_NAMES = {"F16": "fp16", "BF16": "bf16", "F32": "fp32", "F64": "fp64", "F8_
 @dataclass
 class CatalogueEntry:
     path: str
-    kind: str  # checkpoint | inpaint checkpoint | LoRA | ControlNet | VAE | tiny autoencoder | text encoder | unknown
+    # checkpoint | inpaint checkpoint | LoRA | ControlNet | VAE | tiny autoencoder | text encoder | upscaler | unknown
+    kind: str
     arch: str = ""  # sd1 | sd2 | sdxl | sdxl-refiner | "" when unknown
     variant: str = ""  # v-prediction, LCM, Turbo …
     precision: str = ""
@@ -126,9 +127,23 @@ def identify_file(path: Path) -> CatalogueEntry:
     ):
         entry.kind = "text encoder"
     else:
-        entry.usable = False
-        entry.reason = f"not a model this studio knows ({what})"
+        _upscaler(entry, tensors, path.name, what)
     return entry
+
+
+def _upscaler(entry: CatalogueEntry, tensors: dict[str, TensorInfo], name: str, what: str) -> None:
+    """An upscaler (Real-ESRGAN, ESRGAN …: architecture and factor), or a file this studio does not know."""
+    from studio.core import upscalers
+
+    try:
+        info = upscalers.identify(tensors, name)
+    except upscalers.NotAnUpscaler:
+        entry.usable, entry.reason = False, f"not a model this studio knows ({what})"
+        return
+    except StudioError as exc:  # an upscaler of an architecture not supported yet
+        entry.kind, entry.usable, entry.reason = "upscaler", False, exc.message
+        return
+    entry.kind, entry.arch, entry.variant = "upscaler", info.arch, f"×{info.scale}"
 
 
 def identify_folder(path: Path) -> CatalogueEntry | None:

@@ -15,7 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from studio.core.errors import InvalidRequest
 
-SCHEMA_VERSION = 3  # 2: color_correction (recipes without it were made without it); 3: guidance_end (without: 1)
+# 2: color_correction (recipes without it were made without it); 3: guidance_end (without: 1);
+# 4: upscale (an upscaler model run on the init image)
+SCHEMA_VERSION = 4
 MAX_SEED = 2**32 - 1
 
 # Common names (as A1111 / ComfyUI users know them) -> documented in studio.engine.schedulers.
@@ -71,6 +73,17 @@ class ControlNetRef(_Frozen):
     end: float = Field(1.0, ge=0.0, le=1.0)
 
 
+class UpscaleRef(_Frozen):
+    """Upscale the init image with an upscaler model (Real-ESRGAN, ESRGAN …; studio.core.upscalers)
+    instead of generating: `scale` times its size each way (the model's own factor, or resized from
+    it), in tiles of `tile` input pixels (0: the whole image at once), blended where they overlap."""
+
+    model: str  # the upscaler's .safetensors file
+    sha256: str = ""
+    scale: float = Field(4.0, gt=0.0, le=16.0)
+    tile: int = Field(512, ge=0, le=8192)
+
+
 class BranchRef(_Frozen):
     """Continue a kept run from one of its steps: the new run does only the remaining steps."""
 
@@ -115,14 +128,10 @@ class GenerationRequest(_Frozen):
     loras: tuple[LoraRef, ...] = ()
     controlnets: tuple[ControlNetRef, ...] = ()
     branch: BranchRef | None = None
+    # An upscale (kind "upscale"): the init image through an upscaler model, no diffusion; width and
+    # height are the output's size, the other fields are the source image's recipe where it had one.
+    upscale: UpscaleRef | None = None
     plugins: dict[str, dict[str, Any]] = Field(default_factory=dict)
-
-    @field_validator("width", "height")
-    @classmethod
-    def _multiple_of_8(cls, v: int) -> int:
-        if v % 8:
-            raise ValueError(f"{v} is not a multiple of 8")
-        return v
 
     @field_validator("scheduler")
     @classmethod
@@ -141,6 +150,12 @@ class GenerationRequest(_Frozen):
 
     @model_validator(mode="after")
     def _consistent(self) -> GenerationRequest:
+        if self.upscale is None:  # latents are 1/8 of the pixels; an upscale's output is any size
+            for name in ("width", "height"):
+                if getattr(self, name) % 8:
+                    raise ValueError(f"{name} {getattr(self, name)} is not a multiple of 8")
+        elif self.init_image is None:
+            raise ValueError("an upscale needs an input image")
         if self.mask is not None and self.init_image is None:
             raise ValueError("a mask needs an init image")
         if self.outpaint is not None:
@@ -199,7 +214,9 @@ class GenerationRequest(_Frozen):
 
     @property
     def kind(self) -> str:
-        """txt2img | img2img | inpaint | outpaint | branch."""
+        """txt2img | img2img | inpaint | outpaint | branch | upscale."""
+        if self.upscale is not None:
+            return "upscale"
         if self.outpaint is not None:
             return "outpaint"
         if self.mask is not None:

@@ -36,6 +36,7 @@ from studio.engine.memory import auto_preset, lower, options_for
 from studio.engine.plugins import PluginHost
 from studio.engine.previews import decode_preview, latent_rgb_factors, latent_to_rgb
 from studio.engine.schedulers import is_sigma_space, make_scheduler
+from studio.engine.upscale import Upscalers, run_upscale
 from studio.plugin_api import PipelineContext
 
 StepFn = Callable[[StepPreview], None] | None
@@ -74,6 +75,7 @@ class Engine:
         self.taesd_dirs = {k: Path(v) for k, v in (taesd or {}).items()}  # arch -> AutoencoderTiny folder or file
         self._taesd: dict[str, Any] = {}
         self.vae_switch = VaeSwitch()  # puts a request's `vae` into the pipeline
+        self.upscalers = Upscalers()  # upscaler nets (Real-ESRGAN …) for upscale requests and hires fix
 
     # -- models -----------------------------------------------------------------------------------
     def load(self, model: str, on_progress: ProgressFn = None) -> LoadedModel:
@@ -134,6 +136,8 @@ class Engine:
         on_progress: ProgressFn = None,
         branch_latent: np.ndarray | None = None,
     ) -> GenerationResult:
+        if request.upscale is not None:  # an upscaler model on the input image: no diffusion model
+            return run_upscale(self.upscalers, self.device_info, request, on_step, cancel)
         t0 = time.perf_counter()
         lm = self.load(request.model, on_progress)
         t_loaded = time.perf_counter()

@@ -60,6 +60,10 @@ class RunRecord:
 
     @property
     def total(self) -> int:
+        """The steps the run makes in all, as the engine counts them once it has sent one (an upscale
+        counts tiles); the request's steps before that."""
+        if self.steps:
+            return self.steps[max(self.steps)].total
         return self.request.steps
 
     @property

@@ -16,15 +16,16 @@ DB_NAME = "gallery.sqlite3"
 TRASH_DIR = ".trash"
 THUMBS_DIR = ".thumbs"
 
-KINDS = ("txt2img", "img2img", "inpaint", "outpaint", "branch")
+KINDS = ("txt2img", "img2img", "inpaint", "outpaint", "branch", "upscale")
+_V1_KINDS = ("txt2img", "img2img", "inpaint", "outpaint", "branch")
 
-_V1 = f"""
+_ITEMS = """
 CREATE TABLE items (
     seq             INTEGER PRIMARY KEY AUTOINCREMENT,
     id              TEXT NOT NULL UNIQUE,
     rel_path        TEXT NOT NULL UNIQUE,
     created_at      REAL NOT NULL,
-    kind            TEXT NOT NULL CHECK (kind IN ({", ".join(repr(k) for k in KINDS)})),
+    kind            TEXT NOT NULL CHECK (kind IN ({kinds})),
     model           TEXT NOT NULL DEFAULT '',
     model_hash      TEXT NOT NULL DEFAULT '',
     prompt          TEXT NOT NULL DEFAULT '',
@@ -48,11 +49,26 @@ CREATE TABLE items (
     state           TEXT NOT NULL DEFAULT 'ok' CHECK (state IN ('pending', 'ok')),
     writer_pid      INTEGER
 );
+"""
+_ITEM_INDEXES = """
 CREATE INDEX items_created ON items (created_at);
 CREATE INDEX items_model ON items (model);
 CREATE INDEX items_run ON items (run_id);
 CREATE INDEX items_parent ON items (parent_id);
 CREATE INDEX items_sha ON items (sha256);
+"""
+
+
+def _items_table(kinds: tuple[str, ...], name: str = "items") -> str:
+    return _ITEMS.format(kinds=", ".join(repr(k) for k in kinds)).replace(
+        "CREATE TABLE items (", f"CREATE TABLE {name} ("
+    )
+
+
+_V1 = (
+    _items_table(_V1_KINDS)
+    + _ITEM_INDEXES
+    + """
 CREATE TABLE tags (
     item_id TEXT NOT NULL REFERENCES items(id) ON DELETE CASCADE,
     tag     TEXT NOT NULL,
@@ -63,9 +79,23 @@ CREATE VIRTUAL TABLE items_fts USING fts5 (
     tokenize = 'unicode61 remove_diacritics 2'
 );
 """
+)
+
+# 2: kind "upscale" (an image through an upscaler model). SQLite cannot change a CHECK constraint in
+# place: the table is rebuilt under the same name with the same rows (seq, and so the full-text
+# index's rowids, kept), with foreign keys off while it is (see `migrate`).
+_V2 = (
+    _items_table(KINDS, "items_new")
+    + """
+INSERT INTO items_new SELECT * FROM items;
+DROP TABLE items;
+ALTER TABLE items_new RENAME TO items;
+"""
+    + _ITEM_INDEXES
+)
 
 # (version, SQL script). Append new migrations; never edit a released one.
-MIGRATIONS: list[tuple[int, str]] = [(1, _V1)]
+MIGRATIONS: list[tuple[int, str]] = [(1, _V1), (2, _V2)]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 
@@ -92,7 +122,11 @@ def connect(path: str) -> sqlite3.Connection:
 
 
 def migrate(conn: sqlite3.Connection) -> int:
-    """Bring the database to SCHEMA_VERSION; returns the version it had."""
+    """Bring the database to SCHEMA_VERSION; returns the version it had.
+
+    Foreign keys are off while migrating (SQLite's procedure for rebuilding a table: dropping the old
+    `items` must not cascade to its tags or null the parents) and checked before the commit."""
+    conn.execute("PRAGMA foreign_keys = OFF")  # not inside a transaction: there it would do nothing
     try:
         conn.execute("BEGIN IMMEDIATE")
         (version,) = conn.execute("PRAGMA user_version").fetchone()
@@ -107,12 +141,16 @@ def migrate(conn: sqlite3.Connection) -> int:
                 for statement in _statements(script):
                     conn.execute(statement)
                 conn.execute(f"PRAGMA user_version = {int(target)}")
+        if version < SCHEMA_VERSION and conn.execute("PRAGMA foreign_key_check").fetchone() is not None:
+            raise sqlite3.DatabaseError("a foreign key does not hold after the migration")
         conn.execute("COMMIT")
         return int(version)
     except sqlite3.DatabaseError as exc:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise GalleryError(f"the gallery database could not be prepared: {exc}") from None
+    finally:
+        conn.execute("PRAGMA foreign_keys = ON")
 
 
 def _statements(script: str) -> list[str]:

@@ -54,6 +54,10 @@ MASK_FIELDS = {
     "inpaint_padding": INPAINT_PADDING_KEY,
 }  # GenerationRequest field -> key
 
+# An upscale with an upscaler model: A1111's Extras tab writes these two.
+UPSCALER_KEY = "Postprocess upscaler"
+UPSCALE_BY_KEY = "Postprocess upscale by"
+
 # Our scheduler names → (A1111 "Sampler", A1111 "Schedule type").
 A1111_SAMPLER = {
     "Euler": ("Euler", "Automatic"),

@@ -186,6 +186,9 @@ def from_a1111(text: str, source: str = "a1111") -> tuple[dict[str, Any], list[s
         out["denoising_strength"] = _num(params["Denoising strength"])
     if "Clip skip" in params:
         out["clip_skip"] = _num(params["Clip skip"], int)
+    if infotext.UPSCALER_KEY in params:
+        out["upscaler"] = params[infotext.UPSCALER_KEY]
+        out["upscale_by"] = _num(params.get(infotext.UPSCALE_BY_KEY))
     mask = infotext.mask_settings(params)
     out.update(mask)
     sides, fill = infotext.outpaint(params)  # written by this studio: px added per side, fill mode
@@ -196,6 +199,7 @@ def from_a1111(text: str, source: str = "a1111") -> tuple[dict[str, Any], list[s
     known = {
         "Batch size", "Batch pos", "Steps", "Sampler", "Schedule type", "CFG scale", "Seed", "Size", "Model hash",
         "Model", "Denoising strength", "Lora hashes", "Version", "Clip skip", "CFG Rescale phi",
+        infotext.UPSCALER_KEY, infotext.UPSCALE_BY_KEY,
         *(infotext.OUTPAINT_KEYS if sides is not None else ()), *((infotext.OUTPAINT_FILL_KEY,) if fill else ()),
         *(infotext.MASK_FIELDS[name] for name in mask),
     }  # fmt: skip
@@ -395,6 +399,8 @@ def to_request(norm: dict[str, Any], notes: list[str]) -> GenerationRequest | No
         notes.append("denoising strength kept aside: the input image is not in the file")
     if norm.get("outpaint") is not None:
         notes.append("outpaint sizes kept aside: the input image is not in the file")
+    if norm.get("upscaler"):
+        notes.append(f"upscaled with {norm['upscaler']}: the recipe is the source image's, before upscaling")
     if any(norm.get(name) is not None for name in infotext.MASK_FIELDS):
         notes.append("mask settings kept aside: the input image and its mask are not in the file")
     if isinstance(norm.get("clip_skip"), int) and norm["clip_skip"] > 1:

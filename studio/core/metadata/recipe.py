@@ -28,13 +28,15 @@ from studio.core.metadata.xmp import COMPOSITE, TRAINED
 from studio.core.request import GenerationRequest, guidance_span
 
 SOFTWARE = "studio"
-KINDS = ("txt2img", "img2img", "inpaint", "outpaint", "branch")
+KINDS = ("txt2img", "img2img", "inpaint", "outpaint", "branch", "upscale")
 
 
 def kind_of(request: GenerationRequest, info: dict[str, Any] | None = None) -> str:
     kind = (info or {}).get("kind")
     if kind in KINDS:
         return str(kind)
+    if request.upscale is not None:
+        return "upscale"
     if request.branch is not None:
         return "branch"
     if request.init_image is not None:
@@ -104,7 +106,11 @@ def a1111_params(request: GenerationRequest, info: dict[str, Any] | None = None)
         "Model hash": hashing.a1111_model_hash(sha) if sha else None,
         "Model": model_display_name(request, info),
         "VAE": Path(request.vae).name if request.vae else None,
-        "Denoising strength": (infotext.format_number(request.strength) if request.init_image is not None else None),
+        "Denoising strength": (
+            infotext.format_number(request.strength)
+            if request.init_image is not None and request.upscale is None
+            else None
+        ),
         "Clip skip": request.clip_skip + 1 if request.clip_skip else None,
         "Color correction": str(request.color_correction) if masked else None,
     }
@@ -117,6 +123,9 @@ def a1111_params(request: GenerationRequest, info: dict[str, Any] | None = None)
     if request.outpaint is not None:  # keys of the studio's own, as A1111 writes "Mask blur" for inpainting
         params.update(zip(infotext.OUTPAINT_KEYS, request.outpaint))
         params[infotext.OUTPAINT_FILL_KEY] = request.outpaint_fill
+    if request.upscale is not None:  # A1111's Extras keys
+        params[infotext.UPSCALER_KEY] = Path(request.upscale.model).stem
+        params[infotext.UPSCALE_BY_KEY] = infotext.format_number(request.upscale.scale)
     if request.batch_size > 1:
         params["Batch size"] = request.batch_size
         params["Batch pos"] = int(info.get("batch_index", 0))
@@ -164,7 +173,15 @@ def describe(request: GenerationRequest) -> str:
         "inpaint": "Inpainted into an input image",
         "outpaint": "Outpainted around an input image",
         "branch": "Branched from an earlier run",
+        "upscale": "Upscaled",
     }[kind]
+    if request.upscale is not None:
+        up = request.upscale
+        source = request.init_image.path if request.init_image is not None else "?"
+        return (
+            f"Upscaled ×{infotext.format_number(up.scale)} to {request.width}×{request.height} with the upscaler "
+            f"{Path(up.model).name} from {source}" + (f"; its prompt: “{request.prompt}”." if request.prompt else ".")
+        )
     parts = [
         f"{words} with {request.model}: {request.steps} steps of {request.scheduler}, "
         f"guidance {infotext.format_number(request.guidance_scale)}{guidance_span(request.guidance_end)}, "

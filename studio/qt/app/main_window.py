@@ -36,6 +36,7 @@ from studio.qt.generate.engine_worker import EngineBridge
 from studio.qt.generate.prompt_panel import PromptPanel
 from studio.qt.generate.queue_panel import QueuePanel
 from studio.qt.generate.steps_strip import StepsStrip
+from studio.qt.generate.upscale_dialog import Upscaling
 from studio.qt.models.setup import ModelSetup
 from studio.qt.plugins.docks import PluginDocks, discover_plugins
 from studio.qt.plugins.docks import engine_factory as plugin_engine_factory
@@ -154,6 +155,10 @@ class MainWindow(QMainWindow):
         self.prompt.image_input.attach(self.edit)
         self.tabs.currentChanged.connect(lambda _i: self.prompt.image_input.set_edit_mode(self.edit_mode()))
         self.canvas.useAsInputRequested.connect(self.use_image_as_input)
+        self.upscaling = Upscaling(self, self.controller)  # Upscale… on a gallery item and on the canvas
+        self.canvas.upscaleRequested.connect(self.upscaling.from_canvas)
+        if hasattr(self.gallery, "upscaleRequested"):
+            self.gallery.upscaleRequested.connect(self.upscaling.from_file)
         self.controller.runStarted.connect(self._run_started)
         self.edit.canvas.problem.connect(
             lambda m: self.messages.show_message(m, "The canvas was kept as it was.", kind="warning")
@@ -346,6 +351,9 @@ class MainWindow(QMainWindow):
             )
 
     def _recreate(self, request: GenerationRequest) -> None:
+        if request.upscale is not None and request.init_image is not None:  # the same upscale, in its dialog
+            self.upscaling.from_file(request.init_image.path, chosen=request)
+            return
         self.prompt.set_request(request.replace(branch=None), keep_vae=True)  # its VAE too: it changes the pixels
         self.plugin_docks.load_request(request)
         self.prompt.seed_lock.setChecked(True)

@@ -6,7 +6,8 @@ details pane scrolls, so the panel never forces the window wider or taller than 
 
 Signals for the main window:
 - `recreateRequested(object)` — a `GenerationRequest` to load into the Prompt panel;
-- `useAsInputRequested(str)` — a file path to put on the canvas as the input image.
+- `useAsInputRequested(str)` — a file path to put on the canvas as the input image;
+- `upscaleRequested(str)` — a file path to upscale with an upscaler model (the Upscale dialog).
 
 `read_dropped_file(path)` reads any supported image's metadata for a drop anywhere on the window.
 """
@@ -82,6 +83,7 @@ class GalleryPanel(QWidget):
 
     recreateRequested = Signal(object)  # GenerationRequest
     useAsInputRequested = Signal(str)  # path
+    upscaleRequested = Signal(str)  # path
     statusMessage = Signal(str)
 
     def __init__(self, library: str | os.PathLike[str] | None = None, parent: QWidget | None = None) -> None:
@@ -171,6 +173,7 @@ class GalleryPanel(QWidget):
         for key, label, slot in (
             ("recreate", "Recreate", self.recreate),
             ("use", "Use as input", self.use_as_input),
+            ("upscale", "Upscale…", self.upscale),
             ("folder", "Open folder", self.open_folder),
             ("export", "Export…", self.export_dialog),
             ("copy", "Copy parameters", self.copy_parameters),
@@ -332,6 +335,10 @@ class GalleryPanel(QWidget):
     def use_as_input(self) -> None:
         if self._current is not None:
             self.useAsInputRequested.emit(str(self._current.path))
+
+    def upscale(self) -> None:
+        if self._current is not None:
+            self.upscaleRequested.emit(str(self._current.path))
 
     def open_folder(self) -> None:
         if self._current is not None:

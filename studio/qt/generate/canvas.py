@@ -15,9 +15,11 @@ EMPTY_TEXT = "Describe an image in the Prompt panel, then press Ctrl+Enter"
 
 class CanvasView(QWidget):
     """Image fitted to the widget with its aspect ratio, a caption chip and an empty state.
-    A finished image (`show_array(..., final=True)`) offers "Use as input" (button and context menu)."""
+    A finished image (`show_array(..., final=True)`) offers "Use as input" and "Upscale…" (buttons
+    and context menu)."""
 
     useAsInputRequested = Signal(object)  # the finished image, (H, W, 3) uint8
+    upscaleRequested = Signal(object)  # the finished image, (H, W, 3) uint8
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -37,6 +39,11 @@ class CanvasView(QWidget):
         self.use_button.setCursor(Qt.CursorShape.PointingHandCursor)
         self.use_button.clicked.connect(self.use_as_input)
         self.use_button.hide()
+        self.upscale_button = QToolButton(self, text="Upscale…", objectName="CanvasUpscale")
+        self.upscale_button.setToolTip("Upscale this image with an upscaler model (Real-ESRGAN, ESRGAN).")
+        self.upscale_button.setCursor(Qt.CursorShape.PointingHandCursor)
+        self.upscale_button.clicked.connect(self.upscale)
+        self.upscale_button.hide()
 
     # -- content --------------------------------------------------------------------------------------
     def show_array(
@@ -46,6 +53,7 @@ class CanvasView(QWidget):
         if final and array is not None:
             self._final = array
             self.use_button.show()
+            self.upscale_button.show()
             self._place_button()
 
     def final_image(self) -> np.ndarray | None:
@@ -58,11 +66,18 @@ class CanvasView(QWidget):
         self.useAsInputRequested.emit(self._final)
         return True
 
+    def upscale(self) -> bool:
+        if self._final is None:
+            return False
+        self.upscaleRequested.emit(self._final)
+        return True
+
     def contextMenuEvent(self, event) -> None:  # noqa: N802
         if self._final is None:
             return
         menu = QMenu(self)
         menu.addAction("Use as input", self.use_as_input)
+        menu.addAction("Upscale…", self.upscale)
         menu.exec(event.globalPos())
 
     def resizeEvent(self, event) -> None:  # noqa: N802
@@ -71,14 +86,17 @@ class CanvasView(QWidget):
 
     def _place_button(self) -> None:
         r = self.image_rect()
-        b = self.use_button
-        b.adjustSize()
-        b.move(int(min(r.right(), self.width() - 4) - b.width() - 8), int(max(r.top(), 4) + 8))
+        right, top = int(min(r.right(), self.width() - 4)) - 8, int(max(r.top(), 4) + 8)
+        for b in (self.use_button, self.upscale_button):
+            b.adjustSize()
+            b.move(right - b.width(), top)
+            right -= b.width() + 6
 
     def show_image(self, image: QImage | None, caption: str = "", aspect: tuple[int, int] | None = None) -> None:
         self._image = image
         self._final = None
         self.use_button.hide()
+        self.upscale_button.hide()
         self.caption = caption
         if aspect:
             self._aspect = aspect
@@ -88,6 +106,7 @@ class CanvasView(QWidget):
         self._image = None
         self._final = None
         self.use_button.hide()
+        self.upscale_button.hide()
         self.caption = ""
         if placeholder is not None:
             self.placeholder = placeholder

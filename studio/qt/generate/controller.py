@@ -35,7 +35,13 @@ BRANCH_FIELDS = (
     "preview",
     "preview_every",
 )
-PREVIEW_NAMES = {"latent2rgb": "latent preview", "x0": "x0 preview", "taesd": "TAESD preview", "vae": "VAE preview"}
+PREVIEW_NAMES = {
+    "latent2rgb": "latent preview",
+    "x0": "x0 preview",
+    "taesd": "TAESD preview",
+    "vae": "VAE preview",
+    "upscale": "tiles upscaled",
+}
 
 
 class RunController(QObject):
@@ -103,6 +109,10 @@ class RunController(QObject):
             cb(requests[0])
         return ids
 
+    def queue_request(self, request: GenerationRequest) -> str:
+        """Queue a request made elsewhere (an upscale, a plot's cells): the run id."""
+        return self._submit(request)
+
     def _submit(self, request: GenerationRequest, latent=None, gallery_parent: str | None = None) -> str:
         job = self.bridge.submit(request, latent, gallery_parent)
         rec = self.history.add_run(job.job_id, request)
@@ -150,7 +160,13 @@ class RunController(QObject):
 
     def use_settings(self, run_id: str) -> None:
         rec = self.history.get(run_id)
-        if rec is not None:
+        if rec is not None and rec.request.upscale is not None:
+            self.messages.show_message(
+                "An upscale has no generation settings to use.",
+                "Its recipe is the source image's; open the source in the gallery to use its settings.",
+                kind="info",
+            )
+        elif rec is not None:
             self.prompt.set_request(rec.request.replace(branch=None), keep_vae=True)
 
     # -- showing steps --------------------------------------------------------------------------------
@@ -252,7 +268,8 @@ class RunController(QObject):
                 kind="info",
             )
         else:
-            self.progress.idle(f"Done · {result.total_steps} steps in {took:.1f}s")
+            unit = "tiles" if result.request.upscale is not None else "steps"
+            self.progress.idle(f"Done · {result.total_steps} {unit} in {took:.1f}s")
         if "gallery_error" in result.extra:
             self.messages.show_message(
                 "The image could not be saved to the gallery.", result.extra["gallery_error"], kind="warning"

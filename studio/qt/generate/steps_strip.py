@@ -29,7 +29,12 @@ BRANCH_TIP = (
     "VAE, LoRAs and ControlNet units."
 )
 # The engine branches text-to-image runs only (an edit's steps start from its input image's latent)
-EDIT_KIND_TEXT = {"img2img": "an image-to-image", "inpaint": "an inpaint", "outpaint": "an outpaint"}
+EDIT_KIND_TEXT = {
+    "img2img": "an image-to-image",
+    "inpaint": "an inpaint",
+    "outpaint": "an outpaint",
+    "upscale": "an upscale",
+}
 STATUS_TEXT = {
     "queued": "queued",
     "loading": "loading",

@@ -23,6 +23,7 @@ KINDS = (
     "tiny autoencoder",
     "text encoder",
     "UNet",
+    "upscaler",
     "unknown",
 )
 ENTRY_ROLE = Qt.ItemDataRole.UserRole + 1
