@@ -42,6 +42,22 @@ def tiny_models(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def tiny_flow(tmp_path_factory):
+    """Build (lazily, once) tiny FLUX/SD3 models: tiny_flow(arch, fmt) -> studio.testing_flow.FlowFiles."""
+    root = tmp_path_factory.mktemp("tiny-flow")
+    made: dict[tuple[str, str], object] = {}
+
+    def get(arch: str = "flux-dev", fmt: str = "diffusers"):
+        from studio.testing_flow import save_tiny_flow
+
+        if (arch, fmt) not in made:
+            made[(arch, fmt)] = save_tiny_flow(root / f"{arch}-{fmt}", arch, fmt)
+        return made[(arch, fmt)]
+
+    return get
+
+
+@pytest.fixture(scope="session")
 def tiny_sd15(tiny_models) -> Path:
     return tiny_models("sd15", "diffusers")
 

@@ -67,19 +67,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--preview", default="latent2rgb", choices=[m.value for m in PreviewMode])
     p.add_argument("--preview-every", type=int, default=1)
     p.add_argument("--previews-dir", type=Path, default=None, help="write every step's preview PNG here")
-    p.add_argument(
-        "--taesd",
-        type=Path,
-        default=None,
-        help="tiny autoencoder (folder or .safetensors) for --preview taesd "
-        "(default: the ones set in the Models dialog)",
-    )
-    p.add_argument(
-        "--vae",
-        type=Path,
-        default=None,
-        help="a VAE (.safetensors file or diffusers folder) instead of the model's own",
-    )
+    p.add_argument("--taesd", type=Path, default=None,
+                   help="tiny autoencoder (folder or .safetensors) for --preview taesd (default: the ones set in the Models dialog)")
+    p.add_argument("--vae", type=Path, default=None, help="a VAE (.safetensors file or diffusers folder) instead of the model's "
+                   "own; for a FLUX/SD3 file that holds only the transformer, its VAE (e.g. ae.safetensors)")
+    p.add_argument("--text-encoder", type=Path, action="append", default=[], metavar="FILE",
+                   help="a text-encoder file for a FLUX/SD3 file that holds only the transformer (repeatable: "
+                        "CLIP-L and T5-XXL for FLUX, plus CLIP-G for SD3; any order)")
     p.add_argument("--device", default=None, help="auto (default), cuda, mps or cpu")
     p.add_argument("--dtype", default=None, help="auto (default), float16, bfloat16 or float32")
     p.add_argument(
@@ -235,9 +229,20 @@ def image_size8(path: Path, extra_w: int = 0, extra_h: int = 0) -> tuple[int, in
     return snap8(w + extra_w), snap8(h + extra_h)
 
 
-def native_size(engine, model: str) -> int:
-    lm = engine.load(model)
+def native_size(engine, model: str, parts=((), "")) -> int:
+    lm = engine.load(model, parts=parts)
+    if lm.family.flow:  # FLUX/SD3: the VAE's sample size (1024 for the real models), else the family's
+        from studio.core.checkpoint import defaults
+
+        size = int(lm.pipe.vae.config.get("sample_size") or defaults()[lm.arch]["sample_size"])
+        return max(16, size // 16 * 16)
     return int(lm.pipe.unet.config.sample_size) * 8
+
+
+def _existing(path: Path, flag: str) -> str:
+    if not path.expanduser().is_file():
+        raise InvalidRequest(f"{flag} file not found: {path}")
+    return str(path.expanduser().resolve())
 
 
 def run(args: argparse.Namespace) -> int:
@@ -273,7 +278,8 @@ def run(args: argparse.Namespace) -> int:
         left, top, right, bottom = edit.get("outpaint") or (0, 0, 0, 0)
         width, height = image_size8(args.init, left + right, top + bottom)
     else:
-        width = height = native_size(engine, args.model)
+        width = height = native_size(engine, args.model, (tuple(_existing(p, "--text-encoder") for p in args.text_encoder),
+                                                          str(args.vae.expanduser().resolve()) if args.vae else ""))
     steps, cfg, scheduler, cfg_end = sampling_defaults(args)
     request = GenerationRequest.create(
         model=args.model,
@@ -295,6 +301,7 @@ def run(args: argparse.Namespace) -> int:
         controlnets=tuple(parse_controlnet(text) for text in args.controlnet),
         plugins={"controlnet": {"guess_mode": True}} if args.guess_mode else {},
         vae=str(args.vae.expanduser().resolve()) if args.vae else "",
+        text_encoders=tuple(_existing(p, "--text-encoder") for p in args.text_encoder),
         **edit,
     )
     previews_dir = args.previews_dir

@@ -49,7 +49,10 @@ def _print(entries, as_json: bool) -> int:
         return 0
     for e in entries:
         mb = e.size_bytes / 2**20
-        what = " ".join(x for x in (e.kind, e.arch, e.variant and f"({e.variant})", e.precision) if x)
+        variant = e.variant
+        if e.arch in ("flux", "sd3"):  # FLUX.1 dev, SD 3.5 large …
+            variant = f"{'FLUX.1' if e.arch == 'flux' else 'SD'} {e.variant}".strip()
+        what = " ".join(x for x in (e.kind, e.arch, variant and f"({variant})", e.precision) if x)
         note = f"  — {e.reason}" if e.reason else ""
         print(f"{'  ' if e.usable else '✗ '}{what:<40} {mb:9.1f} MB  {e.path}{note}")
     if not entries:

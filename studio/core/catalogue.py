@@ -27,10 +27,14 @@ from studio.core.checkpoint import (
     read_header,
 )
 from studio.core.errors import StudioError
+from studio.core.families import FAMILIES
+from studio.core.flowmodels import _precision as _flow_precision
+from studio.core.flowmodels import encoder_kind, identify_flow, read_any_header, vae16_config, variant_label
 
-MODEL_SUFFIXES = {".safetensors", ".ckpt", ".pt", ".pth", ".bin"}
+MODEL_SUFFIXES = {".safetensors", ".gguf", ".ckpt", ".pt", ".pth", ".bin"}
 ARCH_BY_CONTEXT = {768: "sd1", 1024: "sd2", 2048: "sdxl", 1280: "sdxl-refiner"}
-DTYPE_NAMES = {"F16": "fp16", "BF16": "bf16", "F32": "fp32", "F64": "fp64", "F8_E4M3": "fp8", "F8_E5M2": "fp8"}
+DTYPE_NAMES = {"F16": "fp16", "BF16": "bf16", "F32": "fp32", "F64": "fp64", "F8_E4M3": "fp8", "F8_E5M2": "fp8",
+               "F8_E4M3FN": "fp8"}
 
 
 @dataclass
@@ -38,7 +42,7 @@ class CatalogueEntry:
     path: str
     # checkpoint | inpaint checkpoint | LoRA | ControlNet | VAE | tiny autoencoder | text encoder | upscaler | unknown
     kind: str
-    arch: str = ""  # sd1 | sd2 | sdxl | sdxl-refiner | "" when unknown
+    arch: str = ""  # a studio.core.families key (sd1 | sd2 | sdxl | sdxl-refiner | sd3 | flux), an upscaler's, or ""
     variant: str = ""  # v-prediction, LCM, Turbo …
     precision: str = ""
     size_bytes: int = 0
@@ -75,6 +79,10 @@ def _context_arch(tensors: dict[str, TensorInfo], pattern: str) -> str:
 
 def _lora_arch(tensors: dict[str, TensorInfo]) -> str:
     keys = list(tensors)
+    if any(("double_blocks" in k or "single_blocks" in k or "single_transformer_blocks" in k) for k in keys):
+        return "flux"
+    if any("joint_blocks" in k or ("transformer_blocks" in k and "context" in k) for k in keys):
+        return "sd3"
     if any(k.startswith(("lora_te2_", "lora_te2.")) or "text_encoder_2" in k for k in keys):
         return "sdxl"
     arch = _context_arch(tensors, r"attn2.*to_k.*(lora_down|lora_A|lora\.down)")
@@ -84,13 +92,13 @@ def _lora_arch(tensors: dict[str, TensorInfo]) -> str:
 def identify_file(path: Path) -> CatalogueEntry:
     size = path.stat().st_size
     entry = CatalogueEntry(str(path), "unknown", size_bytes=size)
-    if path.suffix.lower() != ".safetensors":
+    if path.suffix.lower() not in (".safetensors", ".gguf"):
         entry.usable = False
         entry.reason = "pickled file (.ckpt/.bin/.pt): refused unless pickled models are allowed; prefer .safetensors"
         entry.kind = "checkpoint" if path.suffix.lower() == ".ckpt" else "unknown"
         return entry
     try:
-        tensors, meta = read_header(path)
+        tensors, meta = read_any_header(path)
     except StudioError as exc:
         entry.usable = False
         entry.reason = str(exc)
@@ -98,6 +106,11 @@ def identify_file(path: Path) -> CatalogueEntry:
     entry.precision = _precision(tensors)
     entry.variant = _variant(path.stem, meta)
     keys = list(tensors)
+    if _flow_entry(entry, path, tensors):
+        return entry
+    if path.suffix.lower() == ".gguf":
+        entry.usable, entry.reason = False, "a GGUF file that is not a FLUX.1 or SD 3 transformer"
+        return entry
     if any(k.startswith(UNET) for k in keys):
         try:
             info = identify(path)
@@ -146,6 +159,42 @@ def _upscaler(entry: CatalogueEntry, tensors: dict[str, TensorInfo], name: str, 
     entry.kind, entry.arch, entry.variant = "upscaler", info.arch, f"×{info.scale}"
 
 
+def _flow_entry(entry: CatalogueEntry, path: Path, tensors: dict[str, TensorInfo]) -> bool:
+    """Fill `entry` for a FLUX/SD3 file, a text encoder or a 16-channel VAE; False for anything else."""
+    try:
+        info = identify_flow(path, tensors)
+    except (StudioError, KeyError, IndexError) as exc:
+        entry.kind, entry.usable, entry.reason = "checkpoint", False, f"unreadable FLUX/SD3 file: {exc}"
+        return True
+    if info is not None:
+        fam = FAMILIES[info.arch]
+        entry.kind = "inpaint checkpoint" if info.variant == "fill" else "checkpoint"
+        entry.arch = info.arch
+        entry.variant = ", ".join(v for v in (variant_label(info.arch, info.variant), entry.variant) if v)
+        entry.precision = info.precision or entry.precision
+        missing = [e.label for e in fam.encoders if e.slot not in info.encoders]
+        if missing or info.vae is None:
+            needs = missing + ([] if info.vae is not None else ["a VAE"])
+            entry.reason = f"transformer only: needs separate files: {', '.join(needs[:-1])}{' and ' if len(needs) > 1 else ''}{needs[-1]}"
+        if info.precision == "nf4":
+            entry.reason = ", ".join(x for x in (entry.reason, "bitsandbytes NF4: CUDA only") if x)
+        return True
+    found = encoder_kind(tensors)
+    if found is not None:
+        slot, cfg = found
+        width = cfg.get("hidden_size") or cfg.get("d_model")
+        label = {"clip_l": "CLIP-L", "clip_g": "CLIP-G", "t5xxl": "T5-XXL" if width == 4096 else "T5"}[slot]
+        if width not in (768, 1280, 4096):  # not a full-size encoder: the width cannot tell CLIP-L from G
+            label = f"{'T5' if slot == 't5xxl' else 'CLIP'}, width {width}"
+        entry.kind, entry.variant = "text encoder", label
+        return True
+    vae = vae16_config(tensors, "flux")
+    if vae is not None and vae["latent_channels"] == 16:
+        entry.kind, entry.variant = "VAE", "16-channel: FLUX / SD 3"
+        return True
+    return False
+
+
 def identify_folder(path: Path) -> CatalogueEntry | None:
     """A diffusers folder (pipeline or single component) from its JSON configs alone."""
     index = path / "model_index.json"
@@ -156,6 +205,8 @@ def identify_folder(path: Path) -> CatalogueEntry | None:
         if index.is_file():
             data = json.loads(index.read_text())
             cls = str(data.get("_class_name", ""))
+            if cls.startswith(("Flux", "StableDiffusion3")):
+                return _flow_folder(entry, path, cls)
             unet = json.loads((path / "unet" / "config.json").read_text())
             entry.kind = "inpaint checkpoint" if unet.get("in_channels") == 9 else "checkpoint"
             entry.arch = ARCH_BY_CONTEXT.get(int(unet.get("cross_attention_dim") or 0), "")
@@ -192,6 +243,29 @@ def identify_folder(path: Path) -> CatalogueEntry | None:
         entry.usable, entry.reason = False, f"unreadable config: {exc}"
         return entry
     return None
+
+
+def _flow_folder(entry: CatalogueEntry, path: Path, cls: str) -> CatalogueEntry:
+    """A FLUX/SD3 diffusers folder from its transformer's config (and weight header for precision)."""
+    cfg = json.loads((path / "transformer" / "config.json").read_text())
+    if cls.startswith("Flux"):
+        entry.arch = "flux"
+        variant = "fill" if cls == "FluxFillPipeline" else "dev" if cfg.get("guidance_embeds") else "schnell"
+    else:
+        entry.arch = "sd3"
+        variant = ("3.5-medium" if cfg.get("dual_attention_layers") else "3.5-large" if cfg.get("qk_norm")
+                   else "3-medium")
+    entry.kind = "inpaint checkpoint" if variant == "fill" else "checkpoint"
+    entry.variant = ", ".join(v for v in (variant_label(entry.arch, variant), _variant(path.name, {})) if v)
+    weights = sorted((path / "transformer").glob("*.safetensors"))
+    if not weights:
+        entry.usable, entry.reason = False, "no .safetensors weights (pickled .bin only?)"
+        return entry
+    try:
+        entry.precision = _flow_precision(read_header(weights[0])[0])
+    except StudioError as exc:
+        entry.usable, entry.reason = False, str(exc)
+    return entry
 
 
 def scan(folder: str | Path, max_depth: int = 4) -> list[CatalogueEntry]:

@@ -240,7 +240,7 @@ def vae_config(t: dict[str, TensorInfo], d: dict[str, Any]) -> dict[str, Any]:
         _class_name="AutoencoderKL",
         in_channels=shape("encoder.conv_in.weight")[1],
         out_channels=shape("decoder.conv_out.weight")[0],
-        latent_channels=shape("post_quant_conv.weight")[0],
+        latent_channels=shape("decoder.conv_in.weight")[1],
         block_out_channels=widths,
         layers_per_block=len(_indices(keys, r"encoder\.down\.0\.block\.(\d+)\.")),
         down_block_types=["DownEncoderBlock2D"] * len(widths),

@@ -33,15 +33,20 @@ class Recommendation:
     scheduler: str
     note: str = ""
     cfg_end: float = 1.0  # guidance on this share of the steps (GenerationRequest.guidance_end)
+    guidance: str = "cfg"  # what the number means: cfg | distilled (FLUX dev/Fill) | none (FLUX schnell)
 
     def summary(self) -> str:
         lo, hi = self.steps_range
         clo, chi = self.cfg_range
-        return (
-            f"{self.label}: {lo}–{hi} steps, CFG {clo:g}–{chi:g}{guidance_span(self.cfg_end)}, "
-            f"{self.width}×{self.height}, "
-            f"{self.scheduler}"
-        )
+        if self.guidance == "none":
+            what = "no guidance"
+        elif self.guidance == "distilled":
+            what = f"guidance {self.cfg:g} (distilled)"
+        else:
+            what = f"CFG {clo:g}–{chi:g}{guidance_span(self.cfg_end)}"
+        return (f"{self.label}: {lo}–{hi} steps, {what}, "
+                f"{self.width}×{self.height}, "
+                f"{self.scheduler}")
 
 
 @lru_cache(maxsize=4)
@@ -61,6 +66,12 @@ def family_of(entry: CatalogueEntry) -> str:
     if Path(entry.path).resolve() == demo_model_dir().resolve():  # "demo", or its folder by any path
         return "demo"
     variant = entry.variant.lower()
+    if entry.arch == "flux":
+        return "flux-schnell" if "schnell" in variant else "flux-fill" if "fill" in variant else "flux-dev"
+    if entry.arch == "sd3":
+        if "3.5 large" in variant:
+            return "sd35-large-turbo" if "turbo" in variant else "sd35-large"
+        return "sd35-medium" if "3.5 medium" in variant else "sd3-medium"
     xl = entry.arch.startswith("sdxl")
     if "turbo" in variant:
         return "sdxl-turbo" if xl else "sd-turbo"
@@ -82,13 +93,9 @@ def for_family(family: str) -> Recommendation | None:
         label=row.get("label", family),
         steps=int(row["steps"]),
         steps_range=tuple(row.get("steps_range", (row["steps"], row["steps"]))),
-        cfg=float(row["cfg"]),
-        cfg_range=tuple(row.get("cfg_range", (row["cfg"], row["cfg"]))),
-        width=int(row["size"][0]),
-        height=int(row["size"][1]),
-        scheduler=row["scheduler"],
-        note=row.get("note", ""),
-        cfg_end=float(row.get("cfg_end", 1.0)),
+        cfg=float(row["cfg"]), cfg_range=tuple(row.get("cfg_range", (row["cfg"], row["cfg"]))),
+        width=int(row["size"][0]), height=int(row["size"][1]), scheduler=row["scheduler"], note=row.get("note", ""),
+        cfg_end=float(row.get("cfg_end", 1.0)), guidance=row.get("guidance", "cfg"),
     )
 
 

@@ -17,13 +17,15 @@ from studio.core.errors import InvalidRequest
 
 # 2: color_correction (recipes without it were made without it); 3: guidance_end (without: 1);
 # 4: upscale (an upscaler model run on the init image)
-SCHEMA_VERSION = 4
+# 5: text_encoders (separate text-encoder files of a FLUX/SD3 denoiser-only file; without: none)
+SCHEMA_VERSION = 5
 MAX_SEED = 2**32 - 1
 
 # Common names (as A1111 / ComfyUI users know them) -> documented in studio.engine.schedulers.
 SCHEDULER_NAMES = (
     "Euler",
     "Euler a",
+    "Heun",
     "DPM++ 2M",
     "DPM++ 2M Karras",
     "DDIM",
@@ -112,6 +114,10 @@ class GenerationRequest(_Frozen):
     preview: PreviewMode = PreviewMode.LATENT2RGB
     preview_every: int = Field(1, ge=1, le=500)
     vae: str = ""  # a VAE file or folder used instead of the model's own ("": the model's)
+    # The text-encoder files a FLUX/SD3 file that holds only the transformer runs with (CLIP-L,
+    # CLIP-G, T5-XXL; any order: each is told apart by its header). Part of the recipe: they change
+    # the pixels. Empty for every model that carries its own encoders.
+    text_encoders: tuple[str, ...] = ()
     # Filled by later features; part of the recipe already so old files stay readable.
     init_image: ImageRef | None = None
     mask: ImageRef | None = None

@@ -24,8 +24,7 @@ from studio.core.paths import config_dir
 
 log = logging.getLogger(__name__)
 FILE_NAME = "studio.json"
-ARCHES = ("sd1", "sd2", "sdxl", "sdxl-refiner")
-ARCH_LABELS = {"sd1": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL", "sdxl-refiner": "SDXL refiner", "": "unknown"}
+from studio.core.families import ARCH_LABELS, ARCHES  # noqa: E402,F401 — one table for every family
 MEMORY_PRESETS = ("auto", "fast", "balanced", "low memory")
 
 

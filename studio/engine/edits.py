@@ -106,6 +106,9 @@ def plan_edit(request: GenerationRequest) -> EditPlan:
     return EditPlan(kind, canvas, model_mask, blend, region, gen, request.color_correction and kind != "img2img")
 
 
-def steps_run(request: GenerationRequest) -> int:
-    """How many denoising steps an img2img-style run does (diffusers: int(steps · strength))."""
+def steps_run(request: GenerationRequest, flow: bool = False) -> int:
+    """How many denoising steps an img2img-style run does: diffusers' SD pipelines run
+    int(steps · strength); its FLUX/SD3 ones (`flow`) skip int(steps − steps · strength) of them."""
+    if flow:
+        return max(1, request.steps - int(max(request.steps - request.steps * request.strength, 0)))
     return max(1, min(int(request.steps * request.strength), request.steps))

@@ -35,7 +35,8 @@ from studio.engine.memory import apply as apply_memory
 from studio.engine.memory import auto_preset, lower, options_for
 from studio.engine.plugins import PluginHost
 from studio.engine.previews import decode_preview, latent_rgb_factors, latent_to_rgb
-from studio.engine.schedulers import is_sigma_space, make_scheduler
+from studio.engine import flow
+from studio.engine.schedulers import is_flow, is_sigma_space, make_scheduler
 from studio.engine.upscale import Upscalers, run_upscale
 from studio.plugin_api import PipelineContext
 
@@ -78,9 +79,11 @@ class Engine:
         self.upscalers = Upscalers()  # upscaler nets (Real-ESRGAN …) for upscale requests and hires fix
 
     # -- models -----------------------------------------------------------------------------------
-    def load(self, model: str, on_progress: ProgressFn = None) -> LoadedModel:
+    def load(self, model: str, on_progress: ProgressFn = None,
+             parts: tuple[tuple[str, ...], str] = ((), "")) -> LoadedModel:
+        """`parts`: (text-encoder files, VAE) for a FLUX/SD3 file that holds only the transformer."""
         try:
-            return self.cache.get(model, self.device_info, on_progress, self.allow_pickle)
+            return self.cache.get(model, self.device_info, on_progress, self.allow_pickle, parts)
         except StudioError:
             raise
         except Exception as exc:
@@ -139,7 +142,7 @@ class Engine:
         if request.upscale is not None:  # an upscaler model on the input image: no diffusion model
             return run_upscale(self.upscalers, self.device_info, request, on_step, cancel)
         t0 = time.perf_counter()
-        lm = self.load(request.model, on_progress)
+        lm = self.load(request.model, on_progress, (request.text_encoders, request.vae))
         t_loaded = time.perf_counter()
         notice = ""
         if self.vae_switch.use(lm, request.vae, self.device_info):
@@ -180,10 +183,21 @@ class Engine:
             apply_memory(lm.pipe, options_for(self.preset), self.device_info)
             lm.extra["preset"] = self.preset
 
-    def _check_prompt(self, pipe, prompt: str, negative_prompt: str) -> None:
-        tok = pipe.tokenizer if getattr(pipe, "tokenizer", None) is not None else pipe.tokenizer_2
-        limit = tok.model_max_length
+    def _check_prompt(self, pipe, prompt: str, negative_prompt: str, t5_limit: int = 0) -> None:
+        """Each text encoder's token count against its limit (CLIP: 75 + 2; T5: the family's, + </s>).
+        A FLUX/SD3 model's CLIP encoders read only the first 77 tokens, as in diffusers: T5 reads it all."""
+        t5 = _t5_tokenizer(pipe)
         for label, text in (("prompt", prompt), ("negative prompt", negative_prompt)):
+            if t5 is not None:
+                n = len(t5(text).input_ids)
+                if n > t5_limit:
+                    raise PromptTooLong(
+                        f"The {label} is {n - 1} T5 tokens long; this model reads at most {t5_limit - 1}.",
+                        "Shorten it (the token counter shows each encoder's count).",
+                    )
+                continue
+            tok = pipe.tokenizer if getattr(pipe, "tokenizer", None) is not None else pipe.tokenizer_2
+            limit = tok.model_max_length
             n = len(tok(text).input_ids)
             if n > limit:
                 raise PromptTooLong(
@@ -214,45 +228,58 @@ class Engine:
         if extra_params:
             ctx.metadata["plugin_parameters"] = extra_params
         pipe = ctx.pipe  # a plugin may view it as another pipeline (ControlNet)
-        self._check_prompt(pipe, ctx.prompt, ctx.negative_prompt)
-        scheduler = make_scheduler(request.scheduler, lm.base_scheduler_config)
+        fam = lm.family
+        t5_limit = _t5_limit(lm)
+        negative = ctx.negative_prompt if fam.negative_prompt else ""
+        self._check_prompt(pipe, ctx.prompt, negative, t5_limit)
+        scheduler = make_scheduler(request.scheduler, lm.base_scheduler_config, fam.flow, fam.label)
         pipe.scheduler = scheduler
-        steps = request.steps if plan is None else steps_run(request)
+        steps = request.steps if plan is None else steps_run(request, fam.flow)
         seeds = [(request.seed + i) % 2**32 for i in range(request.batch_size)]
         generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
-        h, w = request.height // 8, request.width // 8
+        gen_w, gen_h = plan.gen_size if plan is not None else (request.width, request.height)
         start = 0
         latents_in = None
         if request.branch is not None:
-            start, latents_in = self._branch_start(
-                lm, request, branch_latent, (request.batch_size, pipe.unet.config.out_channels, h, w)
-            )
+            if lm.arch == "flux" and lm.inpaint:
+                raise InvalidRequest("Branching is not available for FLUX Fill, an inpainting model; "
+                                     "use it for inpainting and outpainting.")
+            start, latents_in = self._branch_start(lm, request, branch_latent,
+                                                   flow.latent_shape(pipe, request.batch_size, gen_w, gen_h))
+            latents_in = flow.pack(pipe, latents_in)
         self._wrap_scheduler(scheduler, start)
 
         mode = PreviewMode(request.preview)
-        factors, bias = latent_rgb_factors(_latent_space(lm), lm.path if lm.path.is_dir() else None)
+        factors, bias = latent_rgb_factors(fam.latent_space, lm.path if lm.path.is_dir() else None,
+                                           channels=int(pipe.vae.config.latent_channels))
         preview_vae = None
         if mode is PreviewMode.TAESD:
             preview_vae = self._tiny_vae(lm.arch)
         elif mode is PreviewMode.VAE:
             preview_vae = pipe.vae
-        state: dict[str, Any] = {"done": start, "last_decode": None, "preview_s": 0.0}
+        state: dict[str, Any] = {"done": start, "n": 0, "last_decode": None, "preview_s": 0.0}
         guided = guided_steps(steps, request.guidance_end)  # CFG on the first `guided` steps only
         t_sample = time.perf_counter()
 
         def callback(p, i, t, kwargs):
             if cancel is not None and cancel.is_set():
                 raise _Cancelled
-            step = start + i + 1
+            last = i == getattr(p, "_num_timesteps", 0) - 1
+            if not getattr(scheduler, "state_in_first_order", True) and not last:  # Heun: half a step
+                return kwargs
+            state["n"] += 1
+            step = start + state["n"]
             state["done"] = step
             if step == guided < steps:
                 kwargs = stop_guidance(p, kwargs)
             if on_step is None:
                 return kwargs
             tc = time.perf_counter()
-            lat = kwargs["latents"]
+            lat = flow.unpack(pipe, kwargs["latents"], gen_w, gen_h)
             vp = _to_vp(scheduler, lat)
             x0 = getattr(scheduler, "_studio_x0", None)
+            if x0 is not None:
+                x0 = flow.unpack(pipe, x0, gen_w, gen_h)
             image = None
             if mode is PreviewMode.NONE:
                 pass
@@ -283,11 +310,17 @@ class Engine:
                 raise _Cancelled
             return kwargs
 
+        if lm.guidance == "distilled":  # one number the model follows on every step, no unconditional pass
+            guided, guidance = steps, request.guidance_scale
+        elif lm.guidance == "none":
+            guided, guidance = 0, 0.0
+        else:
+            guidance = request.guidance_scale if guided > start else min(request.guidance_scale, 1.0)
         kwargs: dict[str, Any] = dict(
             prompt=ctx.prompt,
-            negative_prompt=ctx.negative_prompt or None,
+            negative_prompt=negative or None,
             num_inference_steps=request.steps,
-            guidance_scale=request.guidance_scale if guided > start else min(request.guidance_scale, 1.0),
+            guidance_scale=guidance,
             guidance_rescale=request.guidance_rescale,
             height=request.height,
             width=request.width,
@@ -301,6 +334,8 @@ class Engine:
             kwargs["callback_on_step_end_tensor_inputs"] = tensor_inputs(pipe)
         if request.clip_skip:
             kwargs["clip_skip"] = request.clip_skip
+        if t5_limit:
+            kwargs["max_sequence_length"] = t5_limit
         if plan is not None:
             kwargs.update(image=plan.region_image(), strength=request.strength)
             kwargs["width"], kwargs["height"] = plan.gen_size
@@ -313,6 +348,10 @@ class Engine:
                 mask_image=torch.ones(1, 1, request.height, request.width),
                 strength=1.0,
             )
+        if lm.arch == "flux" and lm.inpaint:  # FLUX Fill reads its image in [0, 1], not [-1, 1]
+            if isinstance(kwargs.get("image"), torch.Tensor):
+                kwargs["image"] = Image.new("RGB", (gen_w, gen_h))
+                kwargs["mask_image"] = Image.new("L", (gen_w, gen_h), 255)
         kwargs.update(ctx.call_kwargs)
         accepted = inspect.signature(pipe.__call__).parameters
         kwargs = {k: v for k, v in kwargs.items() if k in accepted}
@@ -395,9 +434,12 @@ class Engine:
                 f"The kept step has shape {tuple(lat.shape)} but the new run needs {tuple(shape)}.",
                 "Keep the size and batch of the parent run when branching.",
             )
-        probe = make_scheduler(request.scheduler, lm.base_scheduler_config)
-        probe.set_timesteps(request.steps)
+        probe = make_scheduler(request.scheduler, lm.base_scheduler_config, lm.family.flow, lm.family.label)
         scale = 1.0
+        if lm.family.flow:
+            scale = flow.branch_scale(lm.pipe, probe, request.steps, k, request.width, request.height)
+            return k, (lat * scale).to(self.device_info.torch_device, self.device_info.torch_dtype)
+        probe.set_timesteps(request.steps)
         if is_sigma_space(probe):
             sigma = float(probe.sigmas[k * probe.order])
             scale = math.sqrt(sigma**2 + 1.0) / float(probe.init_noise_sigma)
@@ -415,7 +457,15 @@ class Engine:
             full = scheduler.__dict__.pop("_studio_full_timesteps", None)
             if full is not None:  # the loop has its shortened copy; multistep solvers need the whole list
                 scheduler.timesteps = full
+            flow_x0 = None
+            if is_flow(scheduler) and not hasattr(scheduler, "model_outputs"):
+                if scheduler.step_index is None:
+                    scheduler._init_step_index(timestep)
+                flow_x0 = flow.x0_from(scheduler, model_output, sample, float(scheduler.sigmas[scheduler.step_index]))
             out = orig_step(model_output, timestep, sample, *args, **kwargs)
+            if flow_x0 is not None:
+                scheduler._studio_x0 = flow_x0
+                return out
             x0 = None
             if isinstance(out, tuple) and len(out) > 1:
                 x0 = out[1]
@@ -451,15 +501,25 @@ class Engine:
         scheduler.step = step
         scheduler.set_timesteps = set_timesteps
         scheduler._studio_x0 = None
+        if start and hasattr(scheduler, "set_begin_index"):
+            orig_begin = scheduler.set_begin_index
+
+            @functools.wraps(orig_begin)
+            def set_begin_index(begin_index: int = 0):  # FLUX's pipelines reset it to 0 after set_timesteps
+                orig_begin(begin_index or start * scheduler.order)
+
+            scheduler.set_begin_index = set_begin_index
 
 
 def _unwrap_scheduler(scheduler) -> None:
-    for name in ("step", "set_timesteps", "_studio_x0", "_studio_full_timesteps"):
+    for name in ("step", "set_timesteps", "set_begin_index", "_studio_x0", "_studio_full_timesteps"):
         scheduler.__dict__.pop(name, None)
 
 
 def _to_vp(scheduler, latents: torch.Tensor) -> torch.Tensor:
     """The scheduler's current latents in variance-preserving form."""
+    if is_flow(scheduler):
+        return flow.to_vp(scheduler, latents)
     if is_sigma_space(scheduler) and scheduler.step_index is not None:
         sigma = float(scheduler.sigmas[min(scheduler.step_index, len(scheduler.sigmas) - 1)])
         return latents / math.sqrt(sigma**2 + 1.0)
@@ -473,7 +533,7 @@ def _edit_pipeline(lm: LoadedModel, plan):
     import diffusers
 
     want = "Img2Img" if plan.kind == "img2img" else "Inpaint"
-    name = f"StableDiffusion{'XL' if lm.is_xl else ''}{want}Pipeline"
+    name = flow.pipeline_name(lm.arch, plan.kind) or f"StableDiffusion{'XL' if lm.is_xl else ''}{want}Pipeline"
     if name not in lm.extra:
         lm.extra[name] = getattr(diffusers, name).from_pipe(lm.pipe)
         lm.extra[name].set_progress_bar_config(disable=True)
@@ -499,5 +559,20 @@ def _model_hash(path: Path) -> str:
     return sha or ""
 
 
-def _latent_space(lm: LoadedModel) -> str:
-    return "sdxl" if lm.is_xl else "sd1"
+def _t5_tokenizer(pipe):
+    """The T5 tokenizer of a FLUX (tokenizer_2) or SD3 (tokenizer_3) pipeline, else None."""
+    for name in ("tokenizer_3", "tokenizer_2"):
+        tok = getattr(pipe, name, None)
+        if tok is not None and "T5" in type(tok).__name__:
+            return tok
+    return None
+
+
+def _t5_limit(lm: LoadedModel) -> int:
+    """T5 tokens (with </s>) the model reads: the family's limit for its variant (FLUX dev 512,
+    schnell 256; SD3 256), or 0 for a model without T5."""
+    if not lm.family.t5_limit or _t5_tokenizer(lm.pipe) is None:
+        return 0
+    from studio.core.checkpoint import defaults
+
+    return int(defaults()[lm.arch]["max_sequence_length"].get(lm.variant, lm.family.t5_limit))

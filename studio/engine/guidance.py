@@ -24,8 +24,9 @@ FAST = frozenset({
     "StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline", "StableDiffusionInpaintPipeline",
     "StableDiffusionXLPipeline", "StableDiffusionXLImg2ImgPipeline", "StableDiffusionXLInpaintPipeline",
     "StableDiffusionControlNetPipeline", "StableDiffusionControlNetImg2ImgPipeline",
+    "StableDiffusion3Pipeline",
 })  # fmt: skip
-CONDITIONING = ("prompt_embeds", "add_text_embeds", "add_time_ids")
+CONDITIONING = ("prompt_embeds", "add_text_embeds", "add_time_ids", "pooled_prompt_embeds")
 
 
 def guided_steps(steps: int, guidance_end: float) -> int:

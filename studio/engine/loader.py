@@ -33,13 +33,17 @@ from studio.engine.devices import DeviceInfo
 
 log = logging.getLogger(__name__)
 PICKLE_SUFFIXES = {".ckpt", ".bin", ".pt", ".pth"}
+SUPPORTED_PIPELINES = ("StableDiffusion", "FluxPipeline", "FluxFillPipeline")
 ProgressFn = Callable[[LoadProgress], None] | None
 STAGE_NAMES = {
     "text_encoder": "text encoder",
     "text_encoder_2": "second text encoder",
     "tokenizer": "tokenizer",
     "tokenizer_2": "second tokenizer",
+    "text_encoder_3": "third text encoder",
+    "tokenizer_3": "third tokenizer",
     "unet": "UNet",
+    "transformer": "transformer",
     "vae": "VAE",
     "scheduler": "scheduler",
 }
@@ -70,14 +74,33 @@ class LoadedModel:
     name: str  # what the user calls it: "demo", a file or folder name
     path: Path
     pipe: Any
-    arch: str  # "sd1" | "sd2" | "sdxl" | "sdxl-refiner"
+    arch: str  # a key of studio.core.families.FAMILIES: "sd1" | "sd2" | "sdxl" | "sdxl-refiner" | "sd3" | "flux"
     inpaint: bool
     base_scheduler_config: dict[str, Any]
     extra: dict[str, Any] = field(default_factory=dict)
+    variant: str = ""  # flux: dev | schnell | fill; sd3: 3-medium | 3.5-medium | 3.5-large
 
     @property
     def is_xl(self) -> bool:
         return self.arch.startswith("sdxl")
+
+    @property
+    def family(self):
+        from studio.core.families import FAMILIES
+
+        return FAMILIES[self.arch]
+
+    @property
+    def denoiser(self):
+        """The UNet or the transformer."""
+        return getattr(self.pipe, self.family.denoiser)
+
+    @property
+    def guidance(self) -> str:
+        """What the guidance scale means for this model: cfg | distilled | none."""
+        from studio.core.families import guidance_kind
+
+        return guidance_kind(self.arch, self.variant, self.denoiser.config.get("guidance_embeds"))
 
 
 def quiet_libraries() -> None:
@@ -111,6 +134,11 @@ def _progress(fn: ProgressFn, stage: str, fraction: float) -> None:
 
 
 def _arch_of(pipe) -> str:
+    name = type(pipe).__name__
+    if name.startswith("Flux"):
+        return "flux"
+    if name.startswith("StableDiffusion3"):
+        return "sd3"
     if getattr(pipe, "text_encoder_2", None) is not None or "XL" in type(pipe).__name__:
         return "sdxl" if getattr(pipe, "text_encoder", None) is not None else "sdxl-refiner"
     return "sd2" if pipe.unet.config.get("use_linear_projection") else "sd1"
@@ -140,10 +168,9 @@ def load_diffusers_folder(folder: Path, info: DeviceInfo, progress: ProgressFn, 
     _refuse_pickles(folder, allow_pickle)
     cls_name = index.get("_class_name", "")
     pipe_cls = getattr(diffusers, cls_name, None)
-    if pipe_cls is None or not cls_name.startswith("StableDiffusion"):
-        raise UnsupportedModel(
-            f"{folder.name} is a {cls_name or 'unknown'} model; this studio runs Stable Diffusion 1.x/2.x/XL."
-        )
+    if pipe_cls is None or not cls_name.startswith(SUPPORTED_PIPELINES):
+        raise UnsupportedModel(f"{folder.name} is a {cls_name or 'unknown'} model; this studio runs "
+                               "Stable Diffusion 1.x/2.x/XL/3/3.5 and FLUX.1.")
     parts = {k: v for k, v in index.items() if not k.startswith("_") and isinstance(v, list)}
     components: dict[str, Any] = {}
     for n, (name, (lib, cls)) in enumerate(parts.items()):
@@ -154,7 +181,8 @@ def load_diffusers_folder(folder: Path, info: DeviceInfo, progress: ProgressFn, 
         module = importlib.import_module(lib)
         klass = getattr(module, cls)
         kwargs: dict[str, Any] = {"subfolder": name}
-        if hasattr(klass, "dtype") or name in ("unet", "vae", "text_encoder", "text_encoder_2"):
+        if hasattr(klass, "dtype") or name in ("unet", "transformer", "vae", "text_encoder", "text_encoder_2",
+                                                "text_encoder_3"):
             kwargs["torch_dtype"] = info.torch_dtype
             kwargs["use_safetensors"] = None if allow_pickle else True
         if lib == "transformers" and "kenizer" not in cls:
@@ -180,7 +208,8 @@ def load_diffusers_folder(folder: Path, info: DeviceInfo, progress: ProgressFn, 
     return pipe_cls(**kwargs)
 
 
-def load_single_file(path: Path, info: DeviceInfo, progress: ProgressFn, allow_pickle: bool):
+def load_single_file(path: Path, info: DeviceInfo, progress: ProgressFn, allow_pickle: bool,
+                     parts: tuple[tuple[str, ...], str] = ((), "")):
     import diffusers
 
     from studio.core.checkpoint import identify
@@ -192,12 +221,19 @@ def load_single_file(path: Path, info: DeviceInfo, progress: ProgressFn, allow_p
                 f"{path.name} is a pickled checkpoint, which can run code when loaded.",
                 "Use a .safetensors version, or allow pickled models in the settings if you trust its source.",
             )
-        raise UnsupportedModel(
-            f"{path.name}: pickled single-file checkpoints are not supported yet; convert it to .safetensors."
-        )
-    if path.suffix.lower() != ".safetensors":
-        raise NotADiffusionModel(f"{path.name} is not a model file (.safetensors) or a diffusers model folder.")
+        raise UnsupportedModel(f"{path.name}: pickled single-file checkpoints are not supported yet; convert it to .safetensors.")
+    if path.suffix.lower() not in (".safetensors", ".gguf"):
+        raise NotADiffusionModel(f"{path.name} is not a model file (.safetensors, .gguf) or a diffusers model folder.")
     _progress(progress, "reading checkpoint header…", 0.02)
+    from studio.core.flowmodels import identify_flow
+
+    finfo = identify_flow(path)
+    if finfo is not None:
+        from studio.engine.flow_load import load_flow_file
+
+        return load_flow_file(finfo, info, parts[0], parts[1], progress)
+    if path.suffix.lower() == ".gguf":
+        raise UnsupportedModel(f"{path.name}: only FLUX.1 and SD 3 transformers are supported in GGUF files.")
     ckpt = identify(path)
     config = write_config_folder(ckpt, cache_dir() / "single-file-configs")
     _progress(progress, f"loading {ckpt.arch.upper()} checkpoint weights…", 0.1)
@@ -213,6 +249,25 @@ def load_single_file(path: Path, info: DeviceInfo, progress: ProgressFn, allow_p
     return pipe
 
 
+def _parts_for(path: Path, parts: tuple[tuple[str, ...], str]) -> tuple[tuple[str, ...], str]:
+    """The separate files that matter for loading `path`: only a FLUX/SD3 single file takes any
+    (encoders; and its VAE when the file holds none — otherwise the VAE is swapped after loading)."""
+    encoders, vae = parts
+    if not path.is_file() or path.suffix.lower() not in (".safetensors", ".gguf"):
+        return (), ""
+    from studio.core.errors import StudioError as _Err
+    from studio.core.flowmodels import identify_flow
+
+    try:
+        finfo = identify_flow(path)
+    except _Err:
+        return (), ""
+    if finfo is None:
+        return (), ""
+    resolved = tuple(sorted(str(Path(e).expanduser().resolve()) for e in encoders))
+    return resolved, (str(Path(vae).expanduser().resolve()) if vae and finfo.vae is None else "")
+
+
 class ModelCache:
     """Loaded pipelines by (path, size, mtime, device, dtype), most recent last; thread-confined."""
 
@@ -223,29 +278,26 @@ class ModelCache:
         self.loads = 0  # how many times weights were read from disk (tests and benchmarks look)
         quiet_libraries()
 
-    def get(self, model: str, info: DeviceInfo, progress: ProgressFn = None, allow_pickle: bool = False) -> LoadedModel:
+    def get(self, model: str, info: DeviceInfo, progress: ProgressFn = None, allow_pickle: bool = False,
+            parts: tuple[tuple[str, ...], str] = ((), "")) -> LoadedModel:
+        """`parts`: the text-encoder files and VAE a denoiser-only FLUX/SD3 file is loaded with."""
         name, path = resolve_model(model)
-        st = (
-            path.stat()
-            if path.is_file()
-            else (path / "model_index.json").stat()
-            if (path / "model_index.json").exists()
-            else path.stat()
-        )
-        key = (str(path), st.st_size, st.st_mtime_ns, info.device, info.dtype)
+        st = path.stat() if path.is_file() else (path / "model_index.json").stat() if (path / "model_index.json").exists() else path.stat()
+        parts = _parts_for(path, parts)
+        key = (str(path), st.st_size, st.st_mtime_ns, info.device, info.dtype, parts)
         with self._lock:
             if key in self._items:
                 self._items.move_to_end(key)
                 _progress(progress, "model ready", 1.0)
                 return self._items[key]
-        loaded = self._load(key, name, path, info, progress, allow_pickle)
+        loaded = self._load(key, name, path, info, progress, allow_pickle, parts)
         with self._lock:
             self._items[key] = loaded
             while len(self._items) > self.capacity:
                 self._items.popitem(last=False)
         return loaded
 
-    def _load(self, key, name, path, info, progress, allow_pickle) -> LoadedModel:
+    def _load(self, key, name, path, info, progress, allow_pickle, parts) -> LoadedModel:
         if path.is_dir():
             if not (path / "model_index.json").is_file():
                 raise NotADiffusionModel(
@@ -253,7 +305,7 @@ class ModelCache:
                 )
             pipe = load_diffusers_folder(path, info, progress, allow_pickle)
         else:
-            pipe = load_single_file(path, info, progress, allow_pickle)
+            pipe = load_single_file(path, info, progress, allow_pickle, parts)
         _progress(progress, f"moving model to {info.device}…", 0.95)
         pipe = pipe.to(info.torch_device)
         if pipe.device.type == "cpu":
@@ -261,15 +313,22 @@ class ModelCache:
         pipe.set_progress_bar_config(disable=True)
         self.loads += 1
         _progress(progress, "model ready", 1.0)
-        return LoadedModel(
-            key=key,
-            name=name,
-            path=path,
-            pipe=pipe,
-            arch=_arch_of(pipe),
-            inpaint=pipe.unet.config.in_channels == 9,
-            base_scheduler_config=dict(pipe.scheduler.config),
-        )
+        arch = _arch_of(pipe)
+        lm = LoadedModel(key=key, name=name, path=path, pipe=pipe, arch=arch, inpaint=False,
+                         base_scheduler_config=dict(pipe.scheduler.config))
+        if arch == "flux":
+            lm.variant = "fill" if type(pipe).__name__ == "FluxFillPipeline" else (
+                "dev" if pipe.transformer.config.guidance_embeds else "schnell")
+            lm.inpaint = lm.variant == "fill"
+        elif arch == "sd3":
+            cfg = pipe.transformer.config
+            lm.variant = "3.5-medium" if cfg.dual_attention_layers else "3.5-large" if cfg.qk_norm else "3-medium"
+        else:
+            lm.inpaint = pipe.unet.config.in_channels == 9
+        vae_path = getattr(pipe, "_studio_vae_path", "")
+        if vae_path:  # a denoiser-only file's VAE is its own: the request's `vae` names it
+            lm.extra["own_vae"], lm.extra["vae_path"] = pipe.vae, vae_path
+        return lm
 
     def clear(self) -> None:
         with self._lock:

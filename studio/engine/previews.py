@@ -18,14 +18,29 @@ def _factors_file(path: str) -> dict:
     return json.loads(Path(path).read_text())
 
 
-def latent_rgb_factors(space: str, model_dir: Path | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(4×3 factors, 3 bias) for a latent space; a model folder's own latent_rgb.json wins."""
+def latent_rgb_factors(space: str, model_dir: Path | None = None,
+                       channels: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(C×3 factors, 3 bias) for a latent space; a model folder's own latent_rgb.json wins. When
+    `channels` is given and no entry has that many rows, a generic projection stands in."""
+    entry = None
     if model_dir is not None and (model_dir / "latent_rgb.json").is_file():
         entry = _factors_file(str(model_dir / "latent_rgb.json"))
         entry = entry.get(space, entry) if "factors" not in entry else entry
-    else:
-        entry = _factors_file(str(resources_dir() / "latent_rgb.json"))[space]
+    if entry is None or "factors" not in entry:
+        entry = _factors_file(str(resources_dir() / "latent_rgb.json")).get(space)
+    if entry is None or (channels is not None and len(entry["factors"]) != channels):
+        return generic_factors(channels or 4)
     return torch.tensor(entry["factors"], dtype=torch.float32), torch.tensor(entry["bias"], dtype=torch.float32)
+
+
+def generic_factors(channels: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A stand-in projection for a latent space with no factors: channels spread over R, G and B in
+    turn, scaled so unit-variance latents stay within range. Shows structure, not true colour."""
+    f = torch.zeros(channels, 3)
+    for c in range(channels):
+        f[c, c % 3] = 1.0
+    f /= max(1.0, channels / 3) ** 0.5 * 2
+    return f, torch.zeros(3)
 
 
 def grid(images: torch.Tensor) -> torch.Tensor:
