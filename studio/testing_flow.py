@@ -260,3 +260,48 @@ def write_latent_rgb(folder: Path, vae, space: str) -> None:
     from studio.engine.previews import fit_latent_rgb
 
     (folder / "latent_rgb.json").write_text(json.dumps({space: fit_latent_rgb(vae, n=16, size=64)}))
+
+
+def save_tiny_flow_lora(out: str | Path, arch: str = "flux-dev", fmt: str = "kohya", seed: int = 0,
+                        rank: int = 4) -> Path:
+    """A tiny random LoRA for the tiny `arch` transformer's attention (and FLUX single blocks'
+    fused q/k/v/MLP) layers, in `fmt`: kohya (`lora_unet_…` with alpha), bfl (`diffusion_model.…
+    lora_A/B`, as BFL and ComfyUI save them) or diffusers (`transformer.…lora_A/B`). The same seed
+    gives the same LoRA in every format."""
+    import torch
+    from safetensors.torch import save_file
+
+    from studio.engine.flow_keys import lora_to_diffusers, rules_for, to_original
+
+    pipe = tiny_flow_pipeline(arch, 0)
+    family = "flux" if arch.startswith("flux") else "sd3"
+    orig = to_original(pipe.transformer.state_dict(), family)
+    g = torch.Generator().manual_seed(seed)
+    wanted = ("img_attn.qkv", "txt_attn.proj", "linear1", "linear2", "x_block.attn.qkv", "x_block.attn.proj")
+    modules: dict[str, tuple] = {}
+    for rule in rules_for(orig, family, original=True):
+        if rule.src.endswith(wanted):
+            w = orig[rule.src + ".weight"]
+            a = torch.randn(rank, w.shape[1], generator=g) / w.shape[1] ** 0.5
+            b = torch.randn(w.shape[0], rank, generator=g) * 0.3
+            modules[rule.src] = (a, b)
+    alpha = float(rank) / 2
+    if fmt == "kohya":  # alpha/rank = 0.5: the stored up-projection is twice the effective one
+        tensors = {}
+        for name, (a, b) in modules.items():
+            base = "lora_unet_" + name.replace(".", "_")
+            tensors.update({f"{base}.lora_down.weight": a, f"{base}.lora_up.weight": b * 2, f"{base}.alpha": torch.tensor(alpha)})
+    else:
+        tensors = {}
+        for name, (a, b) in modules.items():
+            tensors.update({f"diffusion_model.{name}.lora_A.weight": a, f"diffusion_model.{name}.lora_B.weight": b})
+        if fmt == "diffusers":
+            hidden = pipe.transformer.config.num_attention_heads * pipe.transformer.config.attention_head_dim
+            tensors = lora_to_diffusers(tensors, family, hidden)
+        elif fmt != "bfl":
+            raise ValueError(f"unknown LoRA format {fmt!r}")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous().clone() for k, v in tensors.items()}, str(out),
+              metadata={"ss_base_model_version": "flux1" if family == "flux" else "sd3"})
+    return out

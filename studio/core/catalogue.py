@@ -77,12 +77,18 @@ def _context_arch(tensors: dict[str, TensorInfo], pattern: str) -> str:
     return ""
 
 
-def _lora_arch(tensors: dict[str, TensorInfo]) -> str:
+def _lora_arch(tensors: dict[str, TensorInfo], meta: dict[str, str] | None = None) -> str:
     keys = list(tensors)
     if any(("double_blocks" in k or "single_blocks" in k or "single_transformer_blocks" in k) for k in keys):
         return "flux"
-    if any("joint_blocks" in k or ("transformer_blocks" in k and "context" in k) for k in keys):
+    if any("joint_blocks" in k for k in keys):
         return "sd3"
+    if any(k.startswith("transformer.transformer_blocks.") for k in keys):  # diffusers' FLUX or SD3 layout
+        base = (meta or {}).get("ss_base_model_version", "").lower()
+        if base.startswith(("flux", "sd3")):
+            return "flux" if base.startswith("flux") else "sd3"
+        widths = {t.shape[1] for k, t in tensors.items() if k.endswith("attn.to_q.lora_A.weight")}
+        return "flux" if 3072 in widths else "sd3" if widths & {1536, 2432} else ""
     if any(k.startswith(("lora_te2_", "lora_te2.")) or "text_encoder_2" in k for k in keys):
         return "sdxl"
     arch = _context_arch(tensors, r"attn2.*to_k.*(lora_down|lora_A|lora\.down)")
@@ -124,7 +130,7 @@ def identify_file(path: Path) -> CatalogueEntry:
         return entry
     what = describe_non_checkpoint(keys)
     if what == "a LoRA":
-        entry.kind, entry.arch = "LoRA", _lora_arch(tensors)
+        entry.kind, entry.arch = "LoRA", _lora_arch(tensors, meta)
         entry.variant = meta.get("ss_base_model_version", "") or entry.variant
     elif what == "a ControlNet":
         entry.kind = "ControlNet"

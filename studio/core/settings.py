@@ -19,12 +19,14 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from studio.core import families
 from studio.core.files import atomic_write
 from studio.core.paths import config_dir
 
 log = logging.getLogger(__name__)
 FILE_NAME = "studio.json"
-from studio.core.families import ARCH_LABELS, ARCHES  # noqa: E402,F401 — one table for every family
+ARCHES = families.ARCHES  # one table for every model family (studio.core.families)
+ARCH_LABELS = families.ARCH_LABELS
 MEMORY_PRESETS = ("auto", "fast", "balanced", "low memory")
 
 

@@ -222,3 +222,75 @@ def _hidden(state: dict, arch: str, original: bool) -> int:
         key = "img_in.weight" if original else "x_embedder.weight"
         return int(state[key].shape[0]) if key in state else 0
     return 0
+
+
+# -- LoRAs ------------------------------------------------------------------------------------------
+LORA_PREFIXES = ("diffusion_model.", "model.diffusion_model.", "base_model.model.")
+
+
+def lora_format(keys) -> str:
+    """kohya (`lora_unet_double_blocks_0_…`), bfl (original names, `lora_A/B` or `lora_down/up`,
+    under `diffusion_model.` as ComfyUI and BFL save them) or diffusers (`transformer.…lora_A`)."""
+    keys = list(keys)
+    if any(k.startswith("lora_unet_") for k in keys):
+        return "kohya"
+    if any(k.startswith(LORA_PREFIXES) or k.startswith(("double_blocks.", "single_blocks.", "joint_blocks."))
+           for k in keys):
+        return "bfl"
+    return "diffusers"
+
+
+def lora_to_diffusers(state: dict, arch: str, hidden: int) -> dict:
+    """A kohya or BFL-layout FLUX/SD3 LoRA as diffusers' `transformer.<module>.lora_A/B.weight`.
+
+    A fused layer (q/k/v, FLUX single blocks' q/k/v/MLP) has one down-projection for all its parts
+    and an up-projection whose rows are split like the layer's. kohya's alpha is folded into the
+    up-projection (scale alpha / rank), so the result needs no alphas. Keys this table does not know
+    (text-encoder LoRAs) are left out; `hidden` is the transformer's width (FLUX single blocks)."""
+    import torch
+
+    fmt = lora_format(state)
+    modules: dict[str, dict[str, torch.Tensor]] = {}
+    for key, t in state.items():
+        if fmt == "kohya":
+            if not key.startswith("lora_unet_"):
+                continue
+            name, _, kind = key[len("lora_unet_"):].partition(".")
+        else:
+            m = re.match(r"^(?:diffusion_model\.|model\.diffusion_model\.|base_model\.model\.)?(.+?)\."
+                         r"(lora_A|lora_B|lora_down|lora_up|alpha)(?:\.weight)?$", key)
+            if m is None:
+                continue
+            name, kind = m[1], m[2]
+        kind = kind.split(".")[0]
+        modules.setdefault(name, {})[{"lora_down": "A", "lora_A": "A", "lora_up": "B", "lora_B": "B"}.get(kind, kind)] = t
+    if fmt == "kohya":
+        by_name = {r.src.replace(".", "_"): r for r in _all_rules(arch)}
+    else:
+        by_name = {r.src: r for r in _all_rules(arch)}
+    out: dict = {}
+    for name, parts in modules.items():
+        rule = by_name.get(name)
+        if rule is None or "A" not in parts or "B" not in parts:
+            continue
+        a, b = parts["A"], parts["B"].clone()
+        if "alpha" in parts:
+            b = b * (float(parts["alpha"]) / a.shape[0])
+        if not rule.split:
+            chunks = [b]
+        elif rule.split == SWAP:
+            first, second = torch.chunk(b, 2, dim=0)
+            chunks = [torch.cat([second, first], dim=0)]
+        else:
+            chunks = list(torch.split(b, _sizes(rule, b.shape[0], hidden), dim=0))
+        for dst, chunk in zip(rule.dst, chunks):
+            out[f"transformer.{dst}.lora_A.weight"] = a.contiguous()
+            out[f"transformer.{dst}.lora_B.weight"] = chunk.contiguous()
+    return out
+
+
+def _all_rules(arch: str) -> list[Rule]:
+    """Rules for up to 64 blocks of each kind (a LoRA names only the blocks it adapts)."""
+    if arch == "flux":
+        return flux_rules(64, 128, True)
+    return sd3_rules(64, set(range(64)))

@@ -6,7 +6,9 @@
   `<lora:name:0.8>`, which stays in the recorded prompt and is removed from what the text
   encoder reads.
 - kohya (`lora_unet_…`) and diffusers/peft (`unet.….lora_A`) files both load; a LoRA whose layers
-  do not match the model's is refused before anything is loaded.
+  do not match the model's is refused before anything is loaded. FLUX.1 and SD 3/3.5 LoRAs load in
+  kohya's, BFL's/ComfyUI's (`diffusion_model.double_blocks.…`) and diffusers' (`transformer.…`)
+  layouts, converted by the studio's shape-aware key rules (`studio.engine.flow_keys`).
 - Changing LoRAs or weights never reloads the base model: adapters are added once per file and
   activated with `set_adapters`.
 """
@@ -20,7 +22,7 @@ from pathlib import Path
 
 from studio.plugin_api import PipelineContext, PluginError, PluginManifest
 
-from .files import LoraFile, check_fits, read_lora
+from .files import LoraFile, check_fits, flow_lora, read_lora
 
 TAG = re.compile(r"<lora:([^:>]+)(?::(-?[0-9.]+))?>", re.IGNORECASE)
 
@@ -83,13 +85,17 @@ class LoraPlugin:
             if not -2.0 <= weight <= 2.0:
                 raise PluginError(f"LoRA “{name}” weight {weight} is outside −2…2.")
             lf = read_lora(self.resolve(ref))
-            check_fits(lf, pipe)
+            if getattr(pipe, "transformer", None) is None:
+                check_fits(lf, pipe)
             active.append(_Active(lf, weight))
         for a in active:
             key = str(a.file.path)
             if key not in loaded:
                 adapter = f"lora{len(loaded)}_{re.sub(r'[^A-Za-z0-9_]', '_', a.file.name)}"
-                pipe.load_lora_weights(key, adapter_name=adapter)
+                if getattr(pipe, "transformer", None) is not None:  # FLUX / SD3
+                    pipe.load_lora_weights(flow_lora(a.file, pipe), adapter_name=adapter)
+                else:
+                    pipe.load_lora_weights(key, adapter_name=adapter)
                 loaded[key] = adapter
         pipe._studio_loras = loaded
         pipe.enable_lora()

@@ -114,3 +114,39 @@ def check_fits(lf: LoraFile, pipe) -> None:
             )
     if checked == 0:
         raise PluginError(f"LoRA “{lf.name}” matches none of this model's layers: it is for another architecture.")
+
+
+def flow_lora(lf: LoraFile, pipe) -> dict:
+    """A FLUX/SD3 LoRA file as diffusers' state dict for `pipe.load_lora_weights`, after checking
+    that each adapted layer exists in the model's transformer with the LoRA's input width."""
+    from safetensors.torch import load_file
+
+    from studio.engine.flow_keys import lora_format, lora_to_diffusers
+
+    arch = "flux" if type(pipe).__name__.startswith("Flux") else "sd3"
+    state = load_file(str(lf.path))
+    cfg = pipe.transformer.config
+    hidden = int(cfg.num_attention_heads * cfg.attention_head_dim)
+    if lora_format(state) == "diffusers":
+        converted = {k: v for k, v in state.items() if k.startswith("transformer.")}
+    else:
+        converted = lora_to_diffusers(state, arch, hidden)
+    modules = dict(pipe.transformer.named_modules())
+    checked = 0
+    for key, t in converted.items():
+        if not key.endswith(".lora_A.weight"):
+            continue
+        name = key[len("transformer."):-len(".lora_A.weight")]
+        mod = modules.get(name)
+        mod = getattr(mod, "base_layer", mod)
+        if mod is None:
+            raise PluginError(f"LoRA “{lf.name}” adapts {name}, which this {arch.upper()} model does not have: "
+                              "it is for another model.")
+        want = _in_features(mod)
+        if want is not None and t.shape[1] != want:
+            raise PluginError(f"LoRA “{lf.name}” was made for another model: its layer {name} takes {t.shape[1]} "
+                              f"inputs, this model's takes {want}.")
+        checked += 1
+    if checked == 0:
+        raise PluginError(f"LoRA “{lf.name}” matches none of this model's layers: it is for another architecture.")
+    return converted
