@@ -379,21 +379,11 @@ class Engine:
             device=self.device_info.device,
             dtype=self.device_info.dtype,
             model_name=lm.name,
-            timings={
-                "load_s": t_loaded - t0,
-                "sample_s": t_end - t_sample,
-                "total_s": t_end - t0,
-                "preview_s": state["preview_s"],
-            },
-            extra={
-                "arch": lm.arch,
-                "model_path": str(lm.path),
-                "branch_start": start,
-                "kind": request.kind,
-                **ctx.metadata,
-                **({"notes": ctx.notes} if ctx.notes else {}),
-                **_corrections(plan),
-            },
+            timings={"load_s": t_loaded - t0, "sample_s": t_end - t_sample, "total_s": t_end - t0,
+                     "preview_s": state["preview_s"]},
+            extra={"arch": lm.arch, "model_path": str(lm.path), "branch_start": start, "kind": request.kind,
+                   "guidance": lm.guidance,
+                   **ctx.metadata, **({"notes": ctx.notes} if ctx.notes else {}), **_corrections(plan)},
         )
 
     @torch.inference_mode()

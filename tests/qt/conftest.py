@@ -129,7 +129,7 @@ class FakeEngine:
     def memory_info(self):
         return {"allocated_mb": 1.0, "peak_mb": None, "total_mb": None}
 
-    def load(self, model, on_progress=None):  # a preload (the window loads a chosen model at once)
+    def load(self, model, on_progress=None, parts=None):  # a preload (the window loads a chosen model at once)
         from types import SimpleNamespace
 
         return SimpleNamespace(name=model, arch="")

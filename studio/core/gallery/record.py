@@ -23,7 +23,7 @@ def result_info(result: GenerationResult, index: int = 0) -> dict[str, Any]:
         info["model_sha256"] = result.model_hash
     if result.model_name:
         info["model_name"] = result.model_name
-    for key in ("kind", "lora_hashes", "sign", "created", "ingredient_path", "plugin_parameters"):
+    for key in ("kind", "lora_hashes", "sign", "created", "ingredient_path", "plugin_parameters", "guidance"):
         if key in result.extra:
             info[key] = result.extra[key]
     return info

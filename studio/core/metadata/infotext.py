@@ -23,6 +23,8 @@ from collections.abc import Mapping
 from typing import Any
 
 NEGATIVE_PREFIX = "Negative prompt:"
+# Forge's key for FLUX's distilled guidance (its "CFG scale" is then 1: no negative pass).
+DISTILLED_KEY = "Distilled CFG Scale"
 
 # One `Key: value` pair on the parameters line: the key starts with a word character and may hold
 # spaces, dashes and slashes; the value is a JSON-quoted string or anything up to the next comma.
@@ -62,6 +64,7 @@ UPSCALE_BY_KEY = "Postprocess upscale by"
 A1111_SAMPLER = {
     "Euler": ("Euler", "Automatic"),
     "Euler a": ("Euler a", "Automatic"),
+    "Heun": ("Heun", "Automatic"),
     "DPM++ 2M": ("DPM++ 2M", "Automatic"),
     "DPM++ 2M Karras": ("DPM++ 2M", "Karras"),
     "DDIM": ("DDIM", "Automatic"),

@@ -63,6 +63,9 @@ _SAMPLERS = {
     "unipcmultistep": "UniPC",
     "unipcbh2": "UniPC",
     "lcm": "LCM",
+    "heun": "Heun",
+    "heundiscrete": "Heun",
+    "flowmatcheulerdiscrete": "Euler",
 }
 _PLAIN_SCHEDULES = {"", "automatic", "normal", "default", "simple", "uniform", "none"}
 USER_COMMENT = 0x9286
@@ -182,6 +185,8 @@ def from_a1111(text: str, source: str = "a1111") -> tuple[dict[str, Any], list[s
         width=size[0] if size else None, height=size[1] if size else None,
         model=params.get("Model"), model_hash=params.get("Model hash"), loras=loras,
     )  # fmt: skip
+    if infotext.DISTILLED_KEY in params:  # Forge's FLUX: the guidance the model follows; its CFG is 1
+        out["cfg_scale"] = _num(params[infotext.DISTILLED_KEY])
     if "Denoising strength" in params:
         out["denoising_strength"] = _num(params["Denoising strength"])
     if "Clip skip" in params:
@@ -199,7 +204,7 @@ def from_a1111(text: str, source: str = "a1111") -> tuple[dict[str, Any], list[s
     known = {
         "Batch size", "Batch pos", "Steps", "Sampler", "Schedule type", "CFG scale", "Seed", "Size", "Model hash",
         "Model", "Denoising strength", "Lora hashes", "Version", "Clip skip", "CFG Rescale phi",
-        infotext.UPSCALER_KEY, infotext.UPSCALE_BY_KEY,
+        infotext.UPSCALER_KEY, infotext.UPSCALE_BY_KEY, infotext.DISTILLED_KEY,
         *(infotext.OUTPAINT_KEYS if sides is not None else ()), *((infotext.OUTPAINT_FILL_KEY,) if fill else ()),
         *(infotext.MASK_FIELDS[name] for name in mask),
     }  # fmt: skip
@@ -219,7 +224,7 @@ def _comfy_node_value(graph: dict[str, Any], ref: Any, want: str, depth: int = 0
     inputs = node.get("inputs", {}) if isinstance(node, dict) else {}
     if want in inputs:
         return _comfy_node_value(graph, inputs[want], want, depth + 1)
-    for alt in ("text", "text_g", "string", "value", "conditioning", "clip", "model", "samples"):
+    for alt in ("text", "text_g", "t5xxl", "string", "value", "conditioning", "clip", "model", "samples"):
         if alt in inputs:
             return _comfy_node_value(graph, inputs[alt], want, depth + 1)
     return None
@@ -233,9 +238,10 @@ def from_comfy_prompt(text: str) -> tuple[dict[str, Any], list[str]]:
     samplers = [
         (nid, n) for nid, n in graph.items()
         if isinstance(n, dict) and str(n.get("class_type", "")).startswith("KSampler")
+        and n.get("class_type") != "KSamplerSelect"  # a sampler choice feeding SamplerCustomAdvanced
     ]  # fmt: skip
     if not samplers:
-        return out, ["no KSampler node in the ComfyUI graph"]
+        return _comfy_custom_sampler(graph, out, notes)
     if len(samplers) > 1:
         notes.append(f"{len(samplers)} sampler nodes; read the first")
     inputs = samplers[0][1].get("inputs", {})
@@ -267,7 +273,63 @@ def from_comfy_prompt(text: str) -> tuple[dict[str, Any], list[str]]:
             out["width"], out["height"] = _num(ins.get("width"), int), _num(ins.get("height"), int)
     if inputs.get("denoise") not in (None, 1, 1.0):
         out["denoising_strength"] = _num(inputs.get("denoise"))
+    _comfy_models(graph, out)  # a KSampler at CFG 1 behind FluxGuidance: the guidance is FLUX's
     return out, notes
+
+
+def _comfy_nodes(graph: dict[str, Any], prefix: str) -> list[dict[str, Any]]:
+    return [n for n in graph.values() if isinstance(n, dict) and str(n.get("class_type", "")).startswith(prefix)]
+
+
+def _comfy_custom_sampler(graph: dict[str, Any], out: dict[str, Any], notes: list[str]):
+    """ComfyUI's FLUX/SD3 graphs: SamplerCustomAdvanced fed by RandomNoise, KSamplerSelect,
+    BasicScheduler and a guider (BasicGuider → FluxGuidance → CLIPTextEncode, or CFGGuider)."""
+    custom = _comfy_nodes(graph, "SamplerCustom")
+    if not custom:
+        return out, ["no KSampler node in the ComfyUI graph"]
+    ins = custom[0].get("inputs", {})
+
+    def node(ref: Any) -> dict[str, Any]:
+        return graph.get(str(ref[0]), {}) if isinstance(ref, list) and ref else {}
+
+    noise = node(ins.get("noise")).get("inputs", {})
+    sched = node(ins.get("sigmas")).get("inputs", {})
+    pick = node(ins.get("sampler")).get("inputs", {})
+    guider = node(ins.get("guider"))
+    g_in = guider.get("inputs", {})
+    sampler, sn = map_sampler(pick.get("sampler_name"), sched.get("scheduler"))
+    notes += sn
+    positive = g_in.get("conditioning", g_in.get("positive"))
+    out.update(
+        steps=_num(sched.get("steps"), int), sampler=sampler,
+        seed=_num(_comfy_node_value(graph, noise.get("noise_seed", ins.get("noise_seed")), "noise_seed"), int),
+        prompt=_comfy_node_value(graph, positive, "text") or "",
+        negative_prompt=_comfy_node_value(graph, g_in.get("negative"), "text") or "",
+    )  # fmt: skip
+    if "cfg" in g_in:
+        out["cfg_scale"] = _num(g_in.get("cfg"))
+    _comfy_models(graph, out)
+    return out, notes
+
+
+def _comfy_models(graph: dict[str, Any], out: dict[str, Any]) -> None:
+    """FLUX's guidance (FluxGuidance / CLIPTextEncodeFlux), the model a UNETLoader names, the size."""
+    for n in _comfy_nodes(graph, "FluxGuidance") + _comfy_nodes(graph, "CLIPTextEncodeFlux"):
+        value = _num(n.get("inputs", {}).get("guidance"))
+        if value is not None:
+            out["cfg_scale"] = value
+            break
+    for n in _comfy_nodes(graph, "CLIPTextEncodeFlux"):
+        if not out["prompt"] and isinstance(n.get("inputs", {}).get("t5xxl"), str):
+            out["prompt"] = n["inputs"]["t5xxl"]
+    for n in _comfy_nodes(graph, "UNETLoader"):
+        if out["model"] is None:
+            out["model"] = n.get("inputs", {}).get("unet_name")
+    for n in graph.values():
+        cls = str(n.get("class_type", "")) if isinstance(n, dict) else ""
+        if "LatentImage" in cls and out["width"] is None:
+            ins = n.get("inputs", {}) or {}
+            out["width"], out["height"] = _num(ins.get("width"), int), _num(ins.get("height"), int)
 
 
 def from_comfy_workflow(text: str) -> tuple[dict[str, Any], list[str]]:

@@ -101,6 +101,9 @@ def a1111_params(request: GenerationRequest, info: dict[str, Any] | None = None)
         "Sampler": sampler,
         "Schedule type": schedule,
         "CFG scale": infotext.format_number(request.guidance_scale),
+        # FLUX dev/Fill: the number is the model's distilled guidance, written as Forge does
+        # (real CFG off at 1); read back by studio.core.metadata.readers.
+        infotext.DISTILLED_KEY: None,
         "Seed": image_seed(request, info),
         "Size": f"{request.width}x{request.height}",
         "Model hash": hashing.a1111_model_hash(sha) if sha else None,
@@ -114,6 +117,12 @@ def a1111_params(request: GenerationRequest, info: dict[str, Any] | None = None)
         "Clip skip": request.clip_skip + 1 if request.clip_skip else None,
         "Color correction": str(request.color_correction) if masked else None,
     }
+    if info.get("guidance") == "distilled":
+        params["CFG scale"] = "1"
+        params[infotext.DISTILLED_KEY] = infotext.format_number(request.guidance_scale)
+    for i, module in enumerate(([request.vae] if request.vae and request.text_encoders else [])
+                               + list(request.text_encoders)):  # Forge: the separate files, by name
+        params[f"Module {i + 1}"] = Path(module).stem
     if masked:  # the mask settings, as A1111 writes them (see infotext.MASK_FIELDS)
         params[infotext.MASK_BLUR_KEY] = infotext.format_number(infotext.a1111_mask_blur(request.mask_blur))
         params[infotext.MASK_GROW_KEY] = request.mask_grow

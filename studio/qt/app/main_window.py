@@ -310,7 +310,11 @@ class MainWindow(QMainWindow):
         self.model_setup.model_chosen(model)  # its recommended steps, CFG, size, scheduler
         if self.messages.isVisible() and "model" in self.messages.message.lower():
             self.messages.dismiss()
-        self.bridge.preload(model)  # load it now on the engine thread: a bad file is said at once
+        fields: dict = {}
+        for contribute in self.prompt.field_contributors:  # a transformer-only file's encoders and VAE
+            fields.update(contribute())
+        parts = (tuple(fields.get("text_encoders", ())), str(fields.get("vae", "")))
+        self.bridge.preload(model, parts)  # load it now on the engine thread: a bad file is said at once
 
     def _vae_warning_done(self) -> None:
         if self.messages.isVisible() and "VAE" in self.messages.message:

@@ -181,9 +181,10 @@ class EngineWorker(QObject):
         with contextlib.suppress(Exception):  # memory figures are a nicety
             self.memory.emit(dict(self.engine.memory_info()))
 
-    @Slot(str)
-    def preload(self, model: str) -> None:
-        """Load a model ahead of the first request, so a bad file is reported at once."""
+    @Slot(str, object)
+    def preload(self, model: str, parts: Any = None) -> None:
+        """Load a model ahead of the first request, so a bad file is reported at once. `parts`: the
+        (text-encoder files, VAE) a FLUX/SD3 transformer-only file is loaded with."""
         if self.engine is None:
             return
 
@@ -191,7 +192,7 @@ class EngineWorker(QObject):
             self.loadProgress.emit("", p.stage, float(p.fraction))
 
         try:
-            lm = self.engine.load(model, on_progress=on_progress)
+            lm = self.engine.load(model, on_progress=on_progress, parts=parts or ((), ""))
         except StudioError as exc:
             self.modelFailed.emit(model, exc.message, exc.hint)
             return
@@ -277,7 +278,7 @@ class EngineBridge(QObject):
     modelFailed = Signal(str, str, str)
     engineInfo = Signal(object)  # the device dict again after configure() (preset, attention …)
     _runJob = Signal(object)
-    _preload = Signal(str)
+    _preload = Signal(str, object)
     _configure = Signal(object)
     _refreshMemory = Signal()
 
@@ -332,10 +333,10 @@ class EngineBridge(QObject):
         self._pump()
         return job
 
-    def preload(self, model: str) -> None:
+    def preload(self, model: str, parts: Any = None) -> None:
         """Load `model` on the engine thread (after whatever it is doing); reports modelLoaded/modelFailed."""
         if self._thread.isRunning():
-            self._preload.emit(model)
+            self._preload.emit(model, parts)
 
     def configure(self, **options: Any) -> None:
         """Change engine settings (preset, auto_fallback, taesd) on the engine thread; engineInfo follows."""

@@ -105,10 +105,8 @@ class PromptPanel(QWidget):
         self._add_model_item(0, "demo")
         self.model.activated.connect(lambda _i: self.modelChosen.emit(self.model_name()))
         row.addWidget(self.model, 1)
-        self.browse_folder = QToolButton(
-            text="Folder…", toolTip="Choose a diffusers model folder (the one with model_index.json)."
-        )
-        self.browse_file = QToolButton(text="File…", toolTip="Choose a single-file checkpoint (.safetensors).")
+        self.browse_folder = QToolButton(text="Folder…", toolTip="Choose a diffusers model folder (the one with model_index.json).")
+        self.browse_file = QToolButton(text="File…", toolTip="Choose a single-file checkpoint (.safetensors; FLUX/SD3 .gguf).")
         self.browse_folder.clicked.connect(self.choose_model_folder)
         self.browse_file.clicked.connect(self.choose_model_file)
         row.addWidget(self.browse_folder)
@@ -129,6 +127,8 @@ class PromptPanel(QWidget):
         vae_row.addWidget(self.vae_default)
         lay.addLayout(vae_row)
         self.vae_note.hide()
+        self.encoders_slot = QVBoxLayout()  # FLUX/SD3 transformer-only files: their text encoders (family_ui)
+        lay.addLayout(self.encoders_slot)
         self.vae_default.hide()
         self.model.currentTextChanged.connect(lambda _t: self.update_vae_note())
 
@@ -159,6 +159,8 @@ class PromptPanel(QWidget):
         self.negative.setToolTip("Things the image should not contain.")
         self.negative.textChanged.connect(self._token_timer.start)
         self.negative.setMaximumHeight(90)
+        self.negative_slot = QVBoxLayout()  # why a model has no negative prompt (family_ui)
+        lay.addLayout(self.negative_slot)
         lay.addWidget(self.negative, 1)
 
         # image input (img2img / inpaint from the Edit tab; hidden otherwise) -----------------------
@@ -170,6 +172,7 @@ class PromptPanel(QWidget):
         form = _form()
         form.setLabelAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         form.setHorizontalSpacing(10)
+        self.guidance_form = form
         self.steps = QSpinBox(minimum=1, maximum=500, value=20)
         self.steps.setToolTip("Denoising steps. More steps: more detail and more time (20–30 is typical).")
         form.addRow("Steps", self.steps)
@@ -307,6 +310,9 @@ class PromptPanel(QWidget):
         outer.addWidget(scroll, 1)
         outer.addLayout(buttons)
         self.set_size(512, 512)
+        from studio.qt.generate.family_ui import FamilyUi
+
+        self.family = FamilyUi(self)  # the chosen model's family: negative prompt, guidance, encoders
         self.update_token_counts()
 
     # -- model ----------------------------------------------------------------------------------------
@@ -398,9 +404,7 @@ class PromptPanel(QWidget):
             self.modelChosen.emit(path)
 
     def choose_model_file(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(
-            self, "Choose a checkpoint", str(Path.home()), "Checkpoints (*.safetensors);;All files (*)"
-        )
+        path, _ = QFileDialog.getOpenFileName(self, "Choose a checkpoint", str(Path.home()), "Checkpoints (*.safetensors *.gguf);;All files (*)")
         if path:
             self.set_model(path)
             self.modelChosen.emit(path)
@@ -452,9 +456,14 @@ class PromptPanel(QWidget):
         return max(0, len(self._tokenizer(text, truncation=False).input_ids) - 2)
 
     def update_token_counts(self) -> None:
+        family = getattr(self, "family", None)
         for edit, label in ((self.prompt, self.prompt_tokens), (self.negative, self.negative_tokens)):
             n = self.count_tokens(edit.toPlainText())
-            if n is None:
+            both = family.token_text(n, edit.toPlainText(), TOKEN_LIMIT) if family is not None else None
+            if both is not None:  # FLUX/SD3: each encoder's count (CLIP reads its first 75, T5 the rest)
+                label.setText(both[0])
+                state = both[1]
+            elif n is None:
                 label.setText(f"… / {TOKEN_LIMIT}")
                 state = "unknown"
             else:
@@ -469,7 +478,7 @@ class PromptPanel(QWidget):
         return dict(
             model=self.model_name(),
             prompt=self.prompt.toPlainText().strip(),
-            negative_prompt=self.negative.toPlainText().strip(),
+            negative_prompt=self.negative.toPlainText().strip() if self.family.uses_negative() else "",
             steps=self.steps.value(),
             guidance_scale=round(float(self.guidance.value()) * 2) / 2,
             guidance_rescale=round(float(self.rescale.value()), 2),

@@ -31,6 +31,8 @@ SORT_ROLE = Qt.ItemDataRole.UserRole + 2
 
 
 def arch_label(entry: CatalogueEntry) -> str:
+    if not entry.arch and entry.variant:  # a text encoder (CLIP-L, T5-XXL) or a 16-channel VAE
+        return entry.variant
     label = ARCH_LABELS.get(entry.arch, entry.arch)
     if entry.variant:
         label += f" ({entry.variant})"
