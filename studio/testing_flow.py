@@ -28,10 +28,12 @@ from typing import Any
 FLOW_ARCHS = ("flux-dev", "flux-schnell", "flux-fill", "sd3-medium", "sd35-medium", "sd35-large")
 FLOW_FORMATS = ("diffusers", "single-file", "comfy", "gguf", "fp8")
 NATIVE_SIZE = 64
-_WORDS = ("a the of and on in at with to is red green blue yellow white black orange purple circle square "
-          "star triangle large small big top left right bottom middle center background photo picture "
-          "painting cat dog house tree sky sea lighthouse dusk night day sun moon mountain city street "
-          "portrait face woman man person blurry ugly detailed sharp high quality").split()
+_WORDS = (  # noqa: SIM905 — a readable word list
+    "a the of and on in at with to is red green blue yellow white black orange purple circle "
+    "square star triangle large small big top left right bottom middle center background photo "
+    "picture painting cat dog house tree sky sea lighthouse dusk night day sun moon mountain "
+    "city street portrait face woman man person blurry ugly detailed sharp high quality"
+).split()
 
 
 def build_t5_tokenizer(max_length: int = 512):
@@ -46,25 +48,55 @@ def build_t5_tokenizer(max_length: int = 512):
     tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Replace(" +", " ")])
     tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
     tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
-    tok.post_processor = processors.TemplateProcessing(single="$A </s>", pair="$A </s> $B </s>",
-                                                       special_tokens=[("</s>", 1)])
-    return T5TokenizerFast(tokenizer_object=tok, eos_token="</s>", unk_token="<unk>", pad_token="<pad>",
-                           extra_ids=0, model_max_length=max_length)
+    tok.post_processor = processors.TemplateProcessing(
+        single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", 1)]
+    )
+    return T5TokenizerFast(
+        tokenizer_object=tok,
+        eos_token="</s>",
+        unk_token="<unk>",
+        pad_token="<pad>",
+        extra_ids=0,
+        model_max_length=max_length,
+    )
 
 
 def _clip_cfg(hidden: int, act: str = "quick_gelu", pad: int = 49407) -> dict[str, Any]:
-    return dict(vocab_size=49408, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2,
-                num_attention_heads=max(1, hidden // 64), max_position_embeddings=77, hidden_act=act,
-                projection_dim=hidden, bos_token_id=49406, eos_token_id=49407, pad_token_id=pad)
+    return dict(
+        vocab_size=49408,
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=2,
+        num_attention_heads=max(1, hidden // 64),
+        max_position_embeddings=77,
+        hidden_act=act,
+        projection_dim=hidden,
+        bos_token_id=49406,
+        eos_token_id=49407,
+        pad_token_id=pad,
+    )
 
 
 def _t5(d_model: int, vocab: int):
     from transformers import T5Config, T5EncoderModel
 
-    return T5EncoderModel(T5Config(vocab_size=vocab, d_model=d_model, d_kv=8, d_ff=2 * d_model, num_layers=2,
-                                   num_heads=4, relative_attention_num_buckets=8, feed_forward_proj="gated-gelu",
-                                   is_encoder_decoder=False, use_cache=False, pad_token_id=0, eos_token_id=1,
-                                   decoder_start_token_id=0))
+    return T5EncoderModel(
+        T5Config(
+            vocab_size=vocab,
+            d_model=d_model,
+            d_kv=8,
+            d_ff=2 * d_model,
+            num_layers=2,
+            num_heads=4,
+            relative_attention_num_buckets=8,
+            feed_forward_proj="gated-gelu",
+            is_encoder_decoder=False,
+            use_cache=False,
+            pad_token_id=0,
+            eos_token_id=1,
+            decoder_start_token_id=0,
+        )
+    )
 
 
 def _vae16(arch: str):
@@ -73,18 +105,34 @@ def _vae16(arch: str):
     from studio.core.checkpoint import defaults
 
     d = defaults()["flux" if arch.startswith("flux") else "sd3"]["vae"]
-    return AutoencoderKL(in_channels=3, out_channels=3, latent_channels=16, block_out_channels=(32, 32, 64, 64),
-                         layers_per_block=1, down_block_types=("DownEncoderBlock2D",) * 4,
-                         up_block_types=("UpDecoderBlock2D",) * 4, norm_num_groups=32, use_quant_conv=False,
-                         use_post_quant_conv=False, scaling_factor=d["scaling_factor"], shift_factor=d["shift_factor"],
-                         sample_size=NATIVE_SIZE)
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        latent_channels=16,
+        block_out_channels=(32, 32, 64, 64),
+        layers_per_block=1,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        norm_num_groups=32,
+        use_quant_conv=False,
+        use_post_quant_conv=False,
+        scaling_factor=d["scaling_factor"],
+        shift_factor=d["shift_factor"],
+        sample_size=NATIVE_SIZE,
+    )
 
 
 def tiny_flow_pipeline(arch: str = "flux-dev", seed: int = 0):
     """A tiny FluxPipeline / FluxFillPipeline / StableDiffusion3Pipeline with random weights."""
     import torch
-    from diffusers import (FlowMatchEulerDiscreteScheduler, FluxFillPipeline, FluxPipeline, FluxTransformer2DModel,
-                           SD3Transformer2DModel, StableDiffusion3Pipeline)
+    from diffusers import (
+        FlowMatchEulerDiscreteScheduler,
+        FluxFillPipeline,
+        FluxPipeline,
+        FluxTransformer2DModel,
+        SD3Transformer2DModel,
+        StableDiffusion3Pipeline,
+    )
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
     from studio.core.checkpoint import defaults
@@ -97,9 +145,18 @@ def tiny_flow_pipeline(arch: str = "flux-dev", seed: int = 0):
     if arch.startswith("flux"):
         fill = arch == "flux-fill"
         transformer = FluxTransformer2DModel(
-            patch_size=1, in_channels=384 if fill else 64, out_channels=64 if fill else None, num_layers=1,
-            num_single_layers=2, attention_head_dim=16, num_attention_heads=2, joint_attention_dim=32,
-            pooled_projection_dim=32, guidance_embeds=arch != "flux-schnell", axes_dims_rope=(4, 6, 6))
+            patch_size=1,
+            in_channels=384 if fill else 64,
+            out_channels=64 if fill else None,
+            num_layers=1,
+            num_single_layers=2,
+            attention_head_dim=16,
+            num_attention_heads=2,
+            joint_attention_dim=32,
+            pooled_projection_dim=32,
+            guidance_embeds=arch != "flux-schnell",
+            axes_dims_rope=(4, 6, 6),
+        )
         torch.manual_seed(seed + 1)
         vae = _vae16(arch)
         torch.manual_seed(seed + 2)
@@ -108,16 +165,33 @@ def tiny_flow_pipeline(arch: str = "flux-dev", seed: int = 0):
         t5 = _t5(32, len(t5_tok))
         sched = defaults()["flux"]["scheduler_schnell" if arch == "flux-schnell" else "scheduler"]
         cls = FluxFillPipeline if fill else FluxPipeline
-        pipe = cls(scheduler=FlowMatchEulerDiscreteScheduler(**sched), vae=vae, text_encoder=clip,
-                   tokenizer=build_clip_tokenizer(), text_encoder_2=t5, tokenizer_2=t5_tok, transformer=transformer)
+        pipe = cls(
+            scheduler=FlowMatchEulerDiscreteScheduler(**sched),
+            vae=vae,
+            text_encoder=clip,
+            tokenizer=build_clip_tokenizer(),
+            text_encoder_2=t5,
+            tokenizer_2=t5_tok,
+            transformer=transformer,
+        )
     else:
         variant = {"sd3-medium": "3-medium", "sd35-medium": "3.5-medium", "sd35-large": "3.5-large"}[arch]
         qk = variant != "3-medium"
         transformer = SD3Transformer2DModel(
-            sample_size=NATIVE_SIZE // 8, patch_size=2, in_channels=16, num_layers=2, attention_head_dim=32,
-            num_attention_heads=2, joint_attention_dim=96, caption_projection_dim=64, pooled_projection_dim=96,
-            out_channels=16, pos_embed_max_size=16, qk_norm="rms_norm" if qk else None,
-            dual_attention_layers=(0,) if variant == "3.5-medium" else ())
+            sample_size=NATIVE_SIZE // 8,
+            patch_size=2,
+            in_channels=16,
+            num_layers=2,
+            attention_head_dim=32,
+            num_attention_heads=2,
+            joint_attention_dim=96,
+            caption_projection_dim=64,
+            pooled_projection_dim=96,
+            out_channels=16,
+            pos_embed_max_size=16,
+            qk_norm="rms_norm" if qk else None,
+            dual_attention_layers=(0,) if variant == "3.5-medium" else (),
+        )
         torch.manual_seed(seed + 1)
         vae = _vae16(arch)
         torch.manual_seed(seed + 2)
@@ -126,9 +200,16 @@ def tiny_flow_pipeline(arch: str = "flux-dev", seed: int = 0):
         torch.manual_seed(seed + 3)
         t5 = _t5(96, len(t5_tok))
         pipe = StableDiffusion3Pipeline(
-            transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler(**defaults()["sd3"]["scheduler"]),
-            vae=vae, text_encoder=clip_l, tokenizer=build_clip_tokenizer(), text_encoder_2=clip_g,
-            tokenizer_2=build_clip_tokenizer(pad_token="!"), text_encoder_3=t5, tokenizer_3=t5_tok)
+            transformer=transformer,
+            scheduler=FlowMatchEulerDiscreteScheduler(**defaults()["sd3"]["scheduler"]),
+            vae=vae,
+            text_encoder=clip_l,
+            tokenizer=build_clip_tokenizer(),
+            text_encoder_2=clip_g,
+            tokenizer_2=build_clip_tokenizer(pad_token="!"),
+            text_encoder_3=t5,
+            tokenizer_3=t5_tok,
+        )
     for part in pipe.components.values():
         if isinstance(part, torch.nn.Module):
             part.eval()
@@ -167,8 +248,11 @@ def _save(tensors: dict, path: Path, metadata: dict[str, str] | None = None) -> 
     from safetensors.torch import save_file
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().contiguous().clone() for k, v in tensors.items()}, str(path),
-              metadata={"format": "pt", **(metadata or {})})
+    save_file(
+        {k: v.detach().contiguous().clone() for k, v in tensors.items()},
+        str(path),
+        metadata={"format": "pt", **(metadata or {})},
+    )
     return path
 
 
@@ -188,8 +272,10 @@ def save_encoders(pipe, root: Path) -> list[Path]:
 def original_transformer(pipe) -> dict:
     from studio.engine.flow_keys import to_original
 
-    return to_original(pipe.transformer.state_dict(), "flux" if hasattr(pipe, "text_encoder_2") and not hasattr(
-        pipe, "text_encoder_3") else "sd3")
+    return to_original(
+        pipe.transformer.state_dict(),
+        "flux" if hasattr(pipe, "text_encoder_2") and not hasattr(pipe, "text_encoder_3") else "sd3",
+    )
 
 
 def save_gguf(state: dict, path: Path, arch: str, quant: str = "Q8_0") -> Path:
@@ -215,8 +301,9 @@ def save_gguf(state: dict, path: Path, arch: str, quant: str = "Q8_0") -> Path:
     return path
 
 
-def save_tiny_flow(out: str | Path, arch: str = "flux-dev", fmt: str = "diffusers", seed: int = 0,
-                   quant: str = "Q8_0") -> FlowFiles:
+def save_tiny_flow(
+    out: str | Path, arch: str = "flux-dev", fmt: str = "diffusers", seed: int = 0, quant: str = "Q8_0"
+) -> FlowFiles:
     """Write a tiny FLUX/SD3 model in `fmt` under `out` (see the module docstring)."""
     import torch
 
@@ -250,8 +337,13 @@ def save_tiny_flow(out: str | Path, arch: str = "flux-dev", fmt: str = "diffuser
             state = {COMFY + k: v for k, v in state.items()}
         elif fmt == "fp8":
             state = {k: v.to(torch.float8_e4m3fn) if v.ndim == 2 else v for k, v in state.items()}
-        path = _save(state, root / "models" / "diffusion_models" / f"{name}{'-fp8' if fmt == 'fp8' else ''}.safetensors")
-    vae = _save(vae_to_ldm(pipe.vae), root / "models" / "vae" / ("ae.safetensors" if family == "flux" else "sd3_vae.safetensors"))
+        path = _save(
+            state, root / "models" / "diffusion_models" / f"{name}{'-fp8' if fmt == 'fp8' else ''}.safetensors"
+        )
+    vae = _save(
+        vae_to_ldm(pipe.vae),
+        root / "models" / "vae" / ("ae.safetensors" if family == "flux" else "sd3_vae.safetensors"),
+    )
     return FlowFiles(path, save_encoders(pipe, root), vae)
 
 
@@ -262,8 +354,9 @@ def write_latent_rgb(folder: Path, vae, space: str) -> None:
     (folder / "latent_rgb.json").write_text(json.dumps({space: fit_latent_rgb(vae, n=16, size=64)}))
 
 
-def save_tiny_flow_lora(out: str | Path, arch: str = "flux-dev", fmt: str = "kohya", seed: int = 0,
-                        rank: int = 4) -> Path:
+def save_tiny_flow_lora(
+    out: str | Path, arch: str = "flux-dev", fmt: str = "kohya", seed: int = 0, rank: int = 4
+) -> Path:
     """A tiny random LoRA for the tiny `arch` transformer's attention (and FLUX single blocks'
     fused q/k/v/MLP) layers, in `fmt`: kohya (`lora_unet_…` with alpha), bfl (`diffusion_model.…
     lora_A/B`, as BFL and ComfyUI save them) or diffusers (`transformer.…lora_A/B`). The same seed
@@ -290,7 +383,9 @@ def save_tiny_flow_lora(out: str | Path, arch: str = "flux-dev", fmt: str = "koh
         tensors = {}
         for name, (a, b) in modules.items():
             base = "lora_unet_" + name.replace(".", "_")
-            tensors.update({f"{base}.lora_down.weight": a, f"{base}.lora_up.weight": b * 2, f"{base}.alpha": torch.tensor(alpha)})
+            tensors.update(
+                {f"{base}.lora_down.weight": a, f"{base}.lora_up.weight": b * 2, f"{base}.alpha": torch.tensor(alpha)}
+            )
     else:
         tensors = {}
         for name, (a, b) in modules.items():
@@ -302,6 +397,9 @@ def save_tiny_flow_lora(out: str | Path, arch: str = "flux-dev", fmt: str = "koh
             raise ValueError(f"unknown LoRA format {fmt!r}")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous().clone() for k, v in tensors.items()}, str(out),
-              metadata={"ss_base_model_version": "flux1" if family == "flux" else "sd3"})
+    save_file(
+        {k: v.contiguous().clone() for k, v in tensors.items()},
+        str(out),
+        metadata={"ss_base_model_version": "flux1" if family == "flux" else "sd3"},
+    )
     return out

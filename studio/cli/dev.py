@@ -21,10 +21,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     tiny = dsub.add_parser("tiny-model", help="build a tiny randomly initialised pipeline")
     tiny.add_argument("out", help="output folder (diffusers) or .safetensors file (single-file)")
     tiny.add_argument("--arch", default="sd15", choices=["sd15", "sd15-inpaint", "sd2", "sdxl", *FLOW_ARCHS])
-    tiny.add_argument("--format", default="diffusers", choices=list(FLOW_FORMATS),
-                      help="diffusers (a folder); single-file (SD: an LDM checkpoint; SD 3.5: all-in-one; FLUX: BFL's "
-                           "transformer-only file); comfy, gguf, fp8 (FLUX/SD3: the transformer only). Transformer-only "
-                           "formats write ComfyUI's models/ folders with the separate encoders and VAE")
+    tiny.add_argument(
+        "--format",
+        default="diffusers",
+        choices=list(FLOW_FORMATS),
+        help="diffusers (a folder); single-file (SD: an LDM checkpoint; SD 3.5: all-in-one; FLUX: BFL's "
+        "transformer-only file); comfy, gguf, fp8 (FLUX/SD3: the transformer only). Transformer-only "
+        "formats write ComfyUI's models/ folders with the separate encoders and VAE",
+    )
     tiny.add_argument("--quant", default="Q8_0", help="GGUF quantization (Q8_0, Q5_0, Q4_0 …) for --format gguf")
     tiny.add_argument("--seed", type=int, default=0)
     tiny.set_defaults(func=_tiny_model)
@@ -48,7 +52,9 @@ def _tiny_model(args: argparse.Namespace) -> int:
             print(p)
         return 0
     if args.format not in ("diffusers", "single-file"):
-        raise InvalidRequest(f"--format {args.format} is for FLUX/SD3 models; SD 1.x/2.x/XL take diffusers or single-file")
+        raise InvalidRequest(
+            f"--format {args.format} is for FLUX/SD3 models; SD 1.x/2.x/XL take diffusers or single-file"
+        )
     from studio.testing import save_tiny_model
 
     path = save_tiny_model(args.out, arch=args.arch, fmt=args.format, seed=args.seed)

@@ -67,13 +67,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--preview", default="latent2rgb", choices=[m.value for m in PreviewMode])
     p.add_argument("--preview-every", type=int, default=1)
     p.add_argument("--previews-dir", type=Path, default=None, help="write every step's preview PNG here")
-    p.add_argument("--taesd", type=Path, default=None,
-                   help="tiny autoencoder (folder or .safetensors) for --preview taesd (default: the ones set in the Models dialog)")
-    p.add_argument("--vae", type=Path, default=None, help="a VAE (.safetensors file or diffusers folder) instead of the model's "
-                   "own; for a FLUX/SD3 file that holds only the transformer, its VAE (e.g. ae.safetensors)")
-    p.add_argument("--text-encoder", type=Path, action="append", default=[], metavar="FILE",
-                   help="a text-encoder file for a FLUX/SD3 file that holds only the transformer (repeatable: "
-                        "CLIP-L and T5-XXL for FLUX, plus CLIP-G for SD3; any order)")
+    p.add_argument(
+        "--taesd",
+        type=Path,
+        default=None,
+        help="tiny autoencoder (folder or .safetensors) for --preview taesd "
+        "(default: the ones set in the Models dialog)",
+    )
+    p.add_argument(
+        "--vae",
+        type=Path,
+        default=None,
+        help="a VAE (.safetensors file or diffusers folder) instead of the model's "
+        "own; for a FLUX/SD3 file that holds only the transformer, its VAE (e.g. ae.safetensors)",
+    )
+    p.add_argument(
+        "--text-encoder",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a text-encoder file for a FLUX/SD3 file that holds only the transformer (repeatable: "
+        "CLIP-L and T5-XXL for FLUX, plus CLIP-G for SD3; any order)",
+    )
     p.add_argument("--device", default=None, help="auto (default), cuda, mps or cpu")
     p.add_argument("--dtype", default=None, help="auto (default), float16, bfloat16 or float32")
     p.add_argument(
@@ -278,8 +294,14 @@ def run(args: argparse.Namespace) -> int:
         left, top, right, bottom = edit.get("outpaint") or (0, 0, 0, 0)
         width, height = image_size8(args.init, left + right, top + bottom)
     else:
-        width = height = native_size(engine, args.model, (tuple(_existing(p, "--text-encoder") for p in args.text_encoder),
-                                                          str(args.vae.expanduser().resolve()) if args.vae else ""))
+        width = height = native_size(
+            engine,
+            args.model,
+            (
+                tuple(_existing(p, "--text-encoder") for p in args.text_encoder),
+                str(args.vae.expanduser().resolve()) if args.vae else "",
+            ),
+        )
     steps, cfg, scheduler, cfg_end = sampling_defaults(args)
     request = GenerationRequest.create(
         model=args.model,

@@ -33,8 +33,15 @@ from studio.core.flowmodels import encoder_kind, identify_flow, read_any_header,
 
 MODEL_SUFFIXES = {".safetensors", ".gguf", ".ckpt", ".pt", ".pth", ".bin"}
 ARCH_BY_CONTEXT = {768: "sd1", 1024: "sd2", 2048: "sdxl", 1280: "sdxl-refiner"}
-DTYPE_NAMES = {"F16": "fp16", "BF16": "bf16", "F32": "fp32", "F64": "fp64", "F8_E4M3": "fp8", "F8_E5M2": "fp8",
-               "F8_E4M3FN": "fp8"}
+DTYPE_NAMES = {
+    "F16": "fp16",
+    "BF16": "bf16",
+    "F32": "fp32",
+    "F64": "fp64",
+    "F8_E4M3": "fp8",
+    "F8_E5M2": "fp8",
+    "F8_E4M3FN": "fp8",
+}
 
 
 @dataclass
@@ -181,7 +188,8 @@ def _flow_entry(entry: CatalogueEntry, path: Path, tensors: dict[str, TensorInfo
         missing = [e.label for e in fam.encoders if e.slot not in info.encoders]
         if missing or info.vae is None:
             needs = missing + ([] if info.vae is not None else ["a VAE"])
-            entry.reason = f"transformer only: needs separate files: {', '.join(needs[:-1])}{' and ' if len(needs) > 1 else ''}{needs[-1]}"
+            listed = ", ".join(needs[:-1]) + (" and " if len(needs) > 1 else "") + needs[-1]
+            entry.reason = f"transformer only: needs separate files: {listed}"
         if info.precision == "nf4":
             entry.reason = ", ".join(x for x in (entry.reason, "bitsandbytes NF4: CUDA only") if x)
         return True
@@ -259,8 +267,9 @@ def _flow_folder(entry: CatalogueEntry, path: Path, cls: str) -> CatalogueEntry:
         variant = "fill" if cls == "FluxFillPipeline" else "dev" if cfg.get("guidance_embeds") else "schnell"
     else:
         entry.arch = "sd3"
-        variant = ("3.5-medium" if cfg.get("dual_attention_layers") else "3.5-large" if cfg.get("qk_norm")
-                   else "3-medium")
+        variant = (
+            "3.5-medium" if cfg.get("dual_attention_layers") else "3.5-large" if cfg.get("qk_norm") else "3-medium"
+        )
     entry.kind = "inpaint checkpoint" if variant == "fill" else "checkpoint"
     entry.variant = ", ".join(v for v in (variant_label(entry.arch, variant), _variant(path.name, {})) if v)
     weights = sorted((path / "transformer").glob("*.safetensors"))

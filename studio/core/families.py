@@ -56,10 +56,12 @@ FAMILIES: dict[str, Family] = {
     "sd2": Family("sd2", "SD 2.x", 4, "sd1", False, "cfg", SD_SCHEDULERS),
     "sdxl": Family("sdxl", "SDXL", 4, "sdxl", False, "cfg", SD_SCHEDULERS),
     "sdxl-refiner": Family("sdxl-refiner", "SDXL refiner", 4, "sdxl", False, "cfg", SD_SCHEDULERS),
-    "sd3": Family("sd3", "SD 3 / 3.5", 16, "sd3", True, "cfg", FLOW_SCHEDULERS, (CLIP_L, CLIP_G, T5XXL),
-                  "transformer", 256),
-    "flux": Family("flux", "FLUX.1", 16, "flux", True, "distilled", FLOW_SCHEDULERS, (CLIP_L, T5XXL),
-                   "transformer", 512),
+    "sd3": Family(
+        "sd3", "SD 3 / 3.5", 16, "sd3", True, "cfg", FLOW_SCHEDULERS, (CLIP_L, CLIP_G, T5XXL), "transformer", 256
+    ),
+    "flux": Family(
+        "flux", "FLUX.1", 16, "flux", True, "distilled", FLOW_SCHEDULERS, (CLIP_L, T5XXL), "transformer", 512
+    ),
 }
 ARCHES = tuple(FAMILIES)
 ARCH_LABELS = {a: f.label for a, f in FAMILIES.items()} | {"": "unknown"}
@@ -90,11 +92,12 @@ def negative_prompt_note(arch: str, variant: str = "", guidance_embeds: bool | N
     """Why the negative prompt is off for a model ("" when it is used)."""
     kind = guidance_kind(arch, variant, guidance_embeds)
     if kind == "distilled":
-        return ("FLUX.1 has no negative prompt: its guidance is distilled into the model (one number, "
-                "the Guidance slider), so there is no unconditional pass to steer away from.")
+        return (
+            "FLUX.1 has no negative prompt: its guidance is distilled into the model (one number, "
+            "the Guidance slider), so there is no unconditional pass to steer away from."
+        )
     if kind == "none":
-        return ("FLUX.1 schnell is step-distilled: it runs without guidance, so a negative prompt "
-                "has nothing to act on.")
+        return "FLUX.1 schnell is step-distilled: it runs without guidance, so a negative prompt has nothing to act on."
     return ""
 
 

@@ -69,8 +69,10 @@ def read_gguf_header(path: Path) -> tuple[dict[str, TensorInfo], dict[str, str]]
         reader = GGUFReader(str(path))
     except Exception as exc:  # noqa: BLE001 — truncated or not a GGUF file
         raise CorruptModel(f"{path.name} is not a readable GGUF file ({type(exc).__name__}: {exc}).") from None
-    tensors = {t.name: TensorInfo(t.tensor_type.name, tuple(int(s) for s in reversed(t.shape.tolist())))
-               for t in reader.tensors}
+    tensors = {
+        t.name: TensorInfo(t.tensor_type.name, tuple(int(s) for s in reversed(t.shape.tolist())))
+        for t in reader.tensors
+    }
     meta: dict[str, str] = {}
     arch = reader.fields.get("general.architecture")
     if arch is not None and arch.data:
@@ -80,15 +82,17 @@ def read_gguf_header(path: Path) -> tuple[dict[str, TensorInfo], dict[str, str]]
 
 def _strip(tensors: dict[str, TensorInfo]) -> tuple[dict[str, TensorInfo], str]:
     if any(k.startswith(COMFY) for k in tensors):
-        return {k[len(COMFY):]: v for k, v in tensors.items() if k.startswith(COMFY)}, COMFY
+        return {k[len(COMFY) :]: v for k, v in tensors.items() if k.startswith(COMFY)}, COMFY
     return tensors, ""
 
 
 def is_flow_denoiser(tensors: dict[str, TensorInfo]) -> bool:
     t, _ = _strip(tensors)
-    return any(m in t for m in (FLUX_MARK, SD3_MARK)) or (
-        FLUX_DIFFUSERS_MARK in t and "x_embedder.weight" in t) or (
-        SD3_DIFFUSERS_MARK in t and "pos_embed.pos_embed" in t)
+    return (
+        any(m in t for m in (FLUX_MARK, SD3_MARK))
+        or (FLUX_DIFFUSERS_MARK in t and "x_embedder.weight" in t)
+        or (SD3_DIFFUSERS_MARK in t and "pos_embed.pos_embed" in t)
+    )
 
 
 def _count(keys, pattern: str) -> int:
@@ -136,16 +140,27 @@ def flux_config(t: dict[str, TensorInfo], layout: str) -> tuple[dict[str, Any], 
     else:
         hidden, in_ch = t["x_embedder.weight"].shape[:2]
         head_dim = t["transformer_blocks.0.attn.norm_q.weight"].shape[0]
-        joint, pooled = t["context_embedder.weight"].shape[1], t["time_text_embed.text_embedder.linear_1.weight"].shape[1]
+        joint, pooled = (
+            t["context_embedder.weight"].shape[1],
+            t["time_text_embed.text_embedder.linear_1.weight"].shape[1],
+        )
         out_ch = t["proj_out.weight"].shape[0]
         layers = _count(keys, r"transformer_blocks\.(\d+)\.")
         singles = _count(keys, r"single_transformer_blocks\.(\d+)\.")
         guidance = "time_text_embed.guidance_embedder.linear_1.weight" in t
     cfg = dict(
-        _class_name="FluxTransformer2DModel", patch_size=1, in_channels=in_ch,
-        out_channels=out_ch if out_ch != in_ch else None, num_layers=layers, num_single_layers=singles,
-        attention_head_dim=head_dim, num_attention_heads=hidden // head_dim, joint_attention_dim=joint,
-        pooled_projection_dim=pooled, guidance_embeds=guidance, axes_dims_rope=flux_rope_axes(head_dim),
+        _class_name="FluxTransformer2DModel",
+        patch_size=1,
+        in_channels=in_ch,
+        out_channels=out_ch if out_ch != in_ch else None,
+        num_layers=layers,
+        num_single_layers=singles,
+        attention_head_dim=head_dim,
+        num_attention_heads=hidden // head_dim,
+        joint_attention_dim=joint,
+        pooled_projection_dim=pooled,
+        guidance_embeds=guidance,
+        axes_dims_rope=flux_rope_axes(head_dim),
     )
     ratio = in_ch / out_ch
     if ratio == d["fill_in_ratio"]:
@@ -185,11 +200,20 @@ def sd3_config(t: dict[str, TensorInfo], layout: str) -> tuple[dict[str, Any], s
     # a qk-normed model says its head width outright.
     head_dim = qk_dim or max(1, hidden // max(layers, 1))
     cfg = dict(
-        _class_name="SD3Transformer2DModel", sample_size=defaults()["sd3"]["sample_size"] // 8, patch_size=patch,
-        in_channels=in_ch, num_layers=layers, attention_head_dim=head_dim, num_attention_heads=hidden // head_dim,
-        joint_attention_dim=joint, caption_projection_dim=caption, pooled_projection_dim=pooled,
-        out_channels=final // (patch * patch), pos_embed_max_size=round(pos[1] ** 0.5),
-        qk_norm="rms_norm" if qk else None, dual_attention_layers=tuple(dual),
+        _class_name="SD3Transformer2DModel",
+        sample_size=defaults()["sd3"]["sample_size"] // 8,
+        patch_size=patch,
+        in_channels=in_ch,
+        num_layers=layers,
+        attention_head_dim=head_dim,
+        num_attention_heads=hidden // head_dim,
+        joint_attention_dim=joint,
+        caption_projection_dim=caption,
+        pooled_projection_dim=pooled,
+        out_channels=final // (patch * patch),
+        pos_embed_max_size=round(pos[1] ** 0.5),
+        qk_norm="rms_norm" if qk else None,
+        dual_attention_layers=tuple(dual),
     )
     variant = "3.5-medium" if dual else "3.5-large" if qk else "3-medium"
     return cfg, variant
@@ -197,7 +221,7 @@ def sd3_config(t: dict[str, TensorInfo], layout: str) -> tuple[dict[str, Any], s
 
 def t5_config(t: dict[str, TensorInfo], prefix: str = "") -> dict[str, Any]:
     """T5EncoderModel config (transformers' names) from a T5 encoder's tensors."""
-    keys = [k[len(prefix):] for k in t if k.startswith(prefix)]
+    keys = [k[len(prefix) :] for k in t if k.startswith(prefix)]
     emb = t.get(prefix + "shared.weight") or t.get(prefix + "encoder.embed_tokens.weight")
     if emb is None:
         raise CorruptModel("the T5 encoder has no token embedding (shared.weight)")
@@ -207,14 +231,25 @@ def t5_config(t: dict[str, TensorInfo], prefix: str = "") -> dict[str, Any]:
     gated = prefix + "encoder.block.0.layer.1.DenseReluDense.wi_0.weight" in t
     wi = "wi_0" if gated else "wi"
     return dict(
-        architectures=["T5EncoderModel"], model_type="t5", vocab_size=vocab, d_model=d_model,
+        architectures=["T5EncoderModel"],
+        model_type="t5",
+        vocab_size=vocab,
+        d_model=d_model,
         d_kv=t[prefix + "encoder.block.0.layer.0.SelfAttention.q.weight"].shape[0] // heads,
         d_ff=t[prefix + f"encoder.block.0.layer.1.DenseReluDense.{wi}.weight"].shape[0],
-        num_layers=_count(keys, r"encoder\.block\.(\d+)\."), num_heads=heads,
-        relative_attention_num_buckets=bias[0], relative_attention_max_distance=128,
-        feed_forward_proj="gated-gelu" if gated else "relu", is_encoder_decoder=False, use_cache=False,
-        pad_token_id=0, eos_token_id=1, decoder_start_token_id=0, dense_act_fn="gelu_new" if gated else "relu",
-        is_gated_act=gated, tie_word_embeddings=False,
+        num_layers=_count(keys, r"encoder\.block\.(\d+)\."),
+        num_heads=heads,
+        relative_attention_num_buckets=bias[0],
+        relative_attention_max_distance=128,
+        feed_forward_proj="gated-gelu" if gated else "relu",
+        is_encoder_decoder=False,
+        use_cache=False,
+        pad_token_id=0,
+        eos_token_id=1,
+        decoder_start_token_id=0,
+        dense_act_fn="gelu_new" if gated else "relu",
+        is_gated_act=gated,
+        tie_word_embeddings=False,
     )
 
 
@@ -243,12 +278,16 @@ def vae16_config(tensors: dict[str, TensorInfo], arch: str) -> dict[str, Any] | 
     for prefix in ("", AIO_VAE, "vae."):
         key = prefix + "decoder.conv_in.weight"
         if key in tensors and prefix + "encoder.down.0.block.0.conv1.weight" in tensors:
-            fake = {AIO_VAE + k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+            fake = {AIO_VAE + k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
             d = defaults()[arch]["vae"]
             cfg = vae_config(fake, d)
-            cfg.update(latent_channels=tensors[key].shape[1], scaling_factor=d["scaling_factor"],
-                       shift_factor=d["shift_factor"], use_quant_conv=prefix + "quant_conv.weight" in tensors,
-                       use_post_quant_conv=prefix + "post_quant_conv.weight" in tensors)
+            cfg.update(
+                latent_channels=tensors[key].shape[1],
+                scaling_factor=d["scaling_factor"],
+                shift_factor=d["shift_factor"],
+                use_quant_conv=prefix + "quant_conv.weight" in tensors,
+                use_post_quant_conv=prefix + "post_quant_conv.weight" in tensors,
+            )
             cfg["_prefix"] = prefix
             return cfg
     return None

@@ -44,9 +44,7 @@ class Recommendation:
             what = f"guidance {self.cfg:g} (distilled)"
         else:
             what = f"CFG {clo:g}–{chi:g}{guidance_span(self.cfg_end)}"
-        return (f"{self.label}: {lo}–{hi} steps, {what}, "
-                f"{self.width}×{self.height}, "
-                f"{self.scheduler}")
+        return f"{self.label}: {lo}–{hi} steps, {what}, {self.width}×{self.height}, {self.scheduler}"
 
 
 @lru_cache(maxsize=4)
@@ -93,9 +91,14 @@ def for_family(family: str) -> Recommendation | None:
         label=row.get("label", family),
         steps=int(row["steps"]),
         steps_range=tuple(row.get("steps_range", (row["steps"], row["steps"]))),
-        cfg=float(row["cfg"]), cfg_range=tuple(row.get("cfg_range", (row["cfg"], row["cfg"]))),
-        width=int(row["size"][0]), height=int(row["size"][1]), scheduler=row["scheduler"], note=row.get("note", ""),
-        cfg_end=float(row.get("cfg_end", 1.0)), guidance=row.get("guidance", "cfg"),
+        cfg=float(row["cfg"]),
+        cfg_range=tuple(row.get("cfg_range", (row["cfg"], row["cfg"]))),
+        width=int(row["size"][0]),
+        height=int(row["size"][1]),
+        scheduler=row["scheduler"],
+        note=row.get("note", ""),
+        cfg_end=float(row.get("cfg_end", 1.0)),
+        guidance=row.get("guidance", "cfg"),
     )
 
 

@@ -26,6 +26,7 @@ from PIL import Image
 from studio.core.errors import InvalidRequest, OutOfMemory, PromptTooLong, StudioError
 from studio.core.request import GenerationRequest, PreviewMode
 from studio.core.results import GenerationResult, LoadProgress, StepPreview
+from studio.engine import flow
 from studio.engine.components import VaeSwitch, load_tiny_vae
 from studio.engine.devices import DeviceInfo, attention_backend, choose_device, empty_cache, is_oom, memory_info
 from studio.engine.edits import plan_edit, steps_run
@@ -35,7 +36,6 @@ from studio.engine.memory import apply as apply_memory
 from studio.engine.memory import auto_preset, lower, options_for
 from studio.engine.plugins import PluginHost
 from studio.engine.previews import decode_preview, latent_rgb_factors, latent_to_rgb
-from studio.engine import flow
 from studio.engine.schedulers import is_flow, is_sigma_space, make_scheduler
 from studio.engine.upscale import Upscalers, run_upscale
 from studio.plugin_api import PipelineContext
@@ -79,8 +79,9 @@ class Engine:
         self.upscalers = Upscalers()  # upscaler nets (Real-ESRGAN …) for upscale requests and hires fix
 
     # -- models -----------------------------------------------------------------------------------
-    def load(self, model: str, on_progress: ProgressFn = None,
-             parts: tuple[tuple[str, ...], str] = ((), "")) -> LoadedModel:
+    def load(
+        self, model: str, on_progress: ProgressFn = None, parts: tuple[tuple[str, ...], str] = ((), "")
+    ) -> LoadedModel:
         """`parts`: (text-encoder files, VAE) for a FLUX/SD3 file that holds only the transformer."""
         try:
             return self.cache.get(model, self.device_info, on_progress, self.allow_pickle, parts)
@@ -242,16 +243,20 @@ class Engine:
         latents_in = None
         if request.branch is not None:
             if lm.arch == "flux" and lm.inpaint:
-                raise InvalidRequest("Branching is not available for FLUX Fill, an inpainting model; "
-                                     "use it for inpainting and outpainting.")
-            start, latents_in = self._branch_start(lm, request, branch_latent,
-                                                   flow.latent_shape(pipe, request.batch_size, gen_w, gen_h))
+                raise InvalidRequest(
+                    "Branching is not available for FLUX Fill, an inpainting model; "
+                    "use it for inpainting and outpainting."
+                )
+            start, latents_in = self._branch_start(
+                lm, request, branch_latent, flow.latent_shape(pipe, request.batch_size, gen_w, gen_h)
+            )
             latents_in = flow.pack(pipe, latents_in)
         self._wrap_scheduler(scheduler, start)
 
         mode = PreviewMode(request.preview)
-        factors, bias = latent_rgb_factors(fam.latent_space, lm.path if lm.path.is_dir() else None,
-                                           channels=int(pipe.vae.config.latent_channels))
+        factors, bias = latent_rgb_factors(
+            fam.latent_space, lm.path if lm.path.is_dir() else None, channels=int(pipe.vae.config.latent_channels)
+        )
         preview_vae = None
         if mode is PreviewMode.TAESD:
             preview_vae = self._tiny_vae(lm.arch)
@@ -348,10 +353,10 @@ class Engine:
                 mask_image=torch.ones(1, 1, request.height, request.width),
                 strength=1.0,
             )
-        if lm.arch == "flux" and lm.inpaint:  # FLUX Fill reads its image in [0, 1], not [-1, 1]
-            if isinstance(kwargs.get("image"), torch.Tensor):
-                kwargs["image"] = Image.new("RGB", (gen_w, gen_h))
-                kwargs["mask_image"] = Image.new("L", (gen_w, gen_h), 255)
+        if lm.arch == "flux" and lm.inpaint and isinstance(kwargs.get("image"), torch.Tensor):
+            # FLUX Fill asked for a plain image: a blank picture, everything masked (it reads images as pictures)
+            kwargs["image"] = Image.new("RGB", (gen_w, gen_h))
+            kwargs["mask_image"] = Image.new("L", (gen_w, gen_h), 255)
         kwargs.update(ctx.call_kwargs)
         accepted = inspect.signature(pipe.__call__).parameters
         kwargs = {k: v for k, v in kwargs.items() if k in accepted}
@@ -379,11 +384,22 @@ class Engine:
             device=self.device_info.device,
             dtype=self.device_info.dtype,
             model_name=lm.name,
-            timings={"load_s": t_loaded - t0, "sample_s": t_end - t_sample, "total_s": t_end - t0,
-                     "preview_s": state["preview_s"]},
-            extra={"arch": lm.arch, "model_path": str(lm.path), "branch_start": start, "kind": request.kind,
-                   "guidance": lm.guidance,
-                   **ctx.metadata, **({"notes": ctx.notes} if ctx.notes else {}), **_corrections(plan)},
+            timings={
+                "load_s": t_loaded - t0,
+                "sample_s": t_end - t_sample,
+                "total_s": t_end - t0,
+                "preview_s": state["preview_s"],
+            },
+            extra={
+                "arch": lm.arch,
+                "model_path": str(lm.path),
+                "branch_start": start,
+                "kind": request.kind,
+                "guidance": lm.guidance,
+                **ctx.metadata,
+                **({"notes": ctx.notes} if ctx.notes else {}),
+                **_corrections(plan),
+            },
         )
 
     @torch.inference_mode()

@@ -95,8 +95,13 @@ def flow_sigmas(pipe, scheduler, steps: int, width: int, height: int) -> torch.T
     cfg = scheduler.config
     kwargs = {}
     if is_packed(pipe) or cfg.get("use_dynamic_shifting", False):
-        kwargs["mu"] = calculate_shift(seq, cfg.get("base_image_seq_len", 256), cfg.get("max_image_seq_len", 4096),
-                                       cfg.get("base_shift", 0.5), cfg.get("max_shift", 1.15))
+        kwargs["mu"] = calculate_shift(
+            seq,
+            cfg.get("base_image_seq_len", 256),
+            cfg.get("max_image_seq_len", 4096),
+            cfg.get("base_shift", 0.5),
+            cfg.get("max_shift", 1.15),
+        )
     sigmas = None
     if is_packed(pipe) and not cfg.get("use_flow_sigmas", False):
         sigmas = np.linspace(1.0, 1 / steps, steps)

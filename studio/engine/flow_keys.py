@@ -40,8 +40,10 @@ def flux_rules(n_double: int, n_single: int, guidance: bool) -> list[Rule]:
         Rule("final_layer.adaLN_modulation.1", ("norm_out.linear",), SWAP),
     ]
     if guidance:
-        r += [Rule("guidance_in.in_layer", ("time_text_embed.guidance_embedder.linear_1",)),
-              Rule("guidance_in.out_layer", ("time_text_embed.guidance_embedder.linear_2",))]
+        r += [
+            Rule("guidance_in.in_layer", ("time_text_embed.guidance_embedder.linear_1",)),
+            Rule("guidance_in.out_layer", ("time_text_embed.guidance_embedder.linear_2",)),
+        ]
     for i in range(n_double):
         s, d = f"double_blocks.{i}.", f"transformer_blocks.{i}."
         r += [
@@ -126,11 +128,16 @@ def rules_for(state_keys, arch: str, original: bool = True) -> list[Rule]:
     keys = list(state_keys)
     if arch == "flux":
         if original:
-            return flux_rules(_blocks(keys, r"double_blocks\.(\d+)\."), _blocks(keys, r"single_blocks\.(\d+)\."),
-                              any(k.startswith("guidance_in.") for k in keys))
-        return flux_rules(_blocks(keys, r"transformer_blocks\.(\d+)\."),
-                          _blocks(keys, r"single_transformer_blocks\.(\d+)\."),
-                          any(k.startswith("time_text_embed.guidance_embedder.") for k in keys))
+            return flux_rules(
+                _blocks(keys, r"double_blocks\.(\d+)\."),
+                _blocks(keys, r"single_blocks\.(\d+)\."),
+                any(k.startswith("guidance_in.") for k in keys),
+            )
+        return flux_rules(
+            _blocks(keys, r"transformer_blocks\.(\d+)\."),
+            _blocks(keys, r"single_transformer_blocks\.(\d+)\."),
+            any(k.startswith("time_text_embed.guidance_embedder.") for k in keys),
+        )
     if original:
         n = _blocks(keys, r"joint_blocks\.(\d+)\.")
         dual = {int(m[1]) for k in keys if (m := re.match(r"joint_blocks\.(\d+)\.x_block\.attn2\.", k))}
@@ -234,8 +241,9 @@ def lora_format(keys) -> str:
     keys = list(keys)
     if any(k.startswith("lora_unet_") for k in keys):
         return "kohya"
-    if any(k.startswith(LORA_PREFIXES) or k.startswith(("double_blocks.", "single_blocks.", "joint_blocks."))
-           for k in keys):
+    if any(
+        k.startswith(LORA_PREFIXES) or k.startswith(("double_blocks.", "single_blocks.", "joint_blocks.")) for k in keys
+    ):
         return "bfl"
     return "diffusers"
 
@@ -255,15 +263,20 @@ def lora_to_diffusers(state: dict, arch: str, hidden: int) -> dict:
         if fmt == "kohya":
             if not key.startswith("lora_unet_"):
                 continue
-            name, _, kind = key[len("lora_unet_"):].partition(".")
+            name, _, kind = key[len("lora_unet_") :].partition(".")
         else:
-            m = re.match(r"^(?:diffusion_model\.|model\.diffusion_model\.|base_model\.model\.)?(.+?)\."
-                         r"(lora_A|lora_B|lora_down|lora_up|alpha)(?:\.weight)?$", key)
+            m = re.match(
+                r"^(?:diffusion_model\.|model\.diffusion_model\.|base_model\.model\.)?(.+?)\."
+                r"(lora_A|lora_B|lora_down|lora_up|alpha)(?:\.weight)?$",
+                key,
+            )
             if m is None:
                 continue
             name, kind = m[1], m[2]
         kind = kind.split(".")[0]
-        modules.setdefault(name, {})[{"lora_down": "A", "lora_A": "A", "lora_up": "B", "lora_B": "B"}.get(kind, kind)] = t
+        modules.setdefault(name, {})[
+            {"lora_down": "A", "lora_A": "A", "lora_up": "B", "lora_B": "B"}.get(kind, kind)
+        ] = t
     if fmt == "kohya":
         by_name = {r.src.replace(".", "_"): r for r in _all_rules(arch)}
     else:

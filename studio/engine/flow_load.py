@@ -23,8 +23,15 @@ from typing import Any
 from studio.core.checkpoint import defaults
 from studio.core.errors import CorruptModel, ModelNotFound, NotADiffusionModel, StudioError, UnsupportedModel
 from studio.core.families import FAMILIES, missing_encoders_message
-from studio.core.flowmodels import (AIO_ENCODERS, AIO_VAE, FlowInfo, encoder_kind, read_any_header,
-                                    vae16_config, variant_label)
+from studio.core.flowmodels import (
+    AIO_ENCODERS,
+    AIO_VAE,
+    FlowInfo,
+    encoder_kind,
+    read_any_header,
+    vae16_config,
+    variant_label,
+)
 from studio.core.paths import cache_dir
 from studio.engine.devices import DeviceInfo
 
@@ -38,11 +45,13 @@ def check_device(finfo: FlowInfo, info: DeviceInfo) -> None:
         raise UnsupportedModel(
             f"{finfo.path.name} ({label}) is stored in bitsandbytes NF4, which runs only on an NVIDIA GPU "
             f"(CUDA); this device is {info.device}.",
-            "Use a GGUF, fp8 or bf16/fp16 version of the model here.")
+            "Use a GGUF, fp8 or bf16/fp16 version of the model here.",
+        )
     if finfo.precision == "fp8" and not hasattr(torch, "float8_e4m3fn"):
         raise UnsupportedModel(
             f"{finfo.path.name} ({label}) is stored in fp8, which this PyTorch {torch.__version__} cannot read.",
-            "Install PyTorch 2.1 or newer, or use a bf16/fp16 version of the model.")
+            "Install PyTorch 2.1 or newer, or use a bf16/fp16 version of the model.",
+        )
 
 
 def _state(path: Path, prefix: str) -> dict:
@@ -60,7 +69,7 @@ def _state(path: Path, prefix: str) -> dict:
         raise
     except Exception as exc:  # noqa: BLE001 — a damaged file: say which
         raise CorruptModel(f"{path.name} could not be read ({type(exc).__name__}: {exc}).") from None
-    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
 
 
 def _config_folder(name: str, config: dict[str, Any]) -> Path:
@@ -90,19 +99,28 @@ def load_transformer(finfo: FlowInfo, info: DeviceInfo, state: dict | None = Non
         state = to_diffusers(state, finfo.arch)
         extra = leftover(state)
         if extra:
-            raise UnsupportedModel(f"{finfo.path.name} has weights this studio cannot place ({len(extra)}, "
-                                   f"e.g. {extra[0]}).")
+            raise UnsupportedModel(
+                f"{finfo.path.name} has weights this studio cannot place ({len(extra)}, e.g. {extra[0]})."
+            )
         state = strip_leftover(state)
     kwargs: dict[str, Any] = {}
     if finfo.gguf:
         kwargs["quantization_config"] = GGUFQuantizationConfig(compute_dtype=info.torch_dtype)
     try:
-        model = cls.from_single_file(state, config=str(_config_folder("transformer", cfg)), subfolder="transformer",
-                                     local_files_only=True, torch_dtype=info.torch_dtype, **kwargs)
+        model = cls.from_single_file(
+            state,
+            config=str(_config_folder("transformer", cfg)),
+            subfolder="transformer",
+            local_files_only=True,
+            torch_dtype=info.torch_dtype,
+            **kwargs,
+        )
     except StudioError:
         raise
     except Exception as exc:  # noqa: BLE001
-        raise CorruptModel(f"{finfo.path.name}: the transformer cannot be loaded ({type(exc).__name__}: {exc}).") from None
+        raise CorruptModel(
+            f"{finfo.path.name}: the transformer cannot be loaded ({type(exc).__name__}: {exc})."
+        ) from None
     return model.eval()
 
 
@@ -113,8 +131,11 @@ def _clip(state: dict, cfg: dict[str, Any], with_projection: bool, info: DeviceI
     conf = {k: v for k, v in cfg.items() if not k.startswith("_") and k != "architectures"}
     prefix = cfg.get("_prefix", "text_model.")
     base = prefix.removesuffix("text_model.")
-    state = {("text_model." + k[len(prefix):] if k.startswith(prefix) else k[len(base):]): v
-             for k, v in state.items() if k.startswith(base) and "position_ids" not in k}
+    state = {
+        ("text_model." + k[len(prefix) :] if k.startswith(prefix) else k[len(base) :]): v
+        for k, v in state.items()
+        if k.startswith(base) and "position_ids" not in k
+    }
     cls = CLIPTextModelWithProjection if with_projection else CLIPTextModel
     model = cls(CLIPTextConfig(**conf))
     if with_projection and "text_projection.weight" not in state:  # CLIP-L files often leave it out
@@ -125,7 +146,9 @@ def _clip(state: dict, cfg: dict[str, Any], with_projection: bool, info: DeviceI
     state = {k if k in own else k.removeprefix("text_model."): v for k, v in state.items()}
     missing, _ = model.load_state_dict({k: v.to(torch.float32) for k, v in state.items() if k in own}, strict=False)
     if [m for m in missing if "position_ids" not in m]:
-        raise CorruptModel(f"a CLIP text encoder file is incomplete ({len(missing)} weights missing, e.g. {missing[0]}).")
+        raise CorruptModel(
+            f"a CLIP text encoder file is incomplete ({len(missing)} weights missing, e.g. {missing[0]})."
+        )
     return model.to(info.torch_dtype).eval()
 
 
@@ -138,9 +161,13 @@ def _t5(state: dict, cfg: dict[str, Any], info: DeviceInfo):
     if "shared.weight" not in state and "encoder.embed_tokens.weight" in state:
         state["shared.weight"] = state["encoder.embed_tokens.weight"]
     state.setdefault("encoder.embed_tokens.weight", state.get("shared.weight"))
-    missing, _ = model.load_state_dict({k: v.to(torch.float32) for k, v in state.items() if v is not None}, strict=False)
+    missing, _ = model.load_state_dict(
+        {k: v.to(torch.float32) for k, v in state.items() if v is not None}, strict=False
+    )
     if missing:
-        raise CorruptModel(f"the T5 text encoder file is incomplete ({len(missing)} weights missing, e.g. {missing[0]}).")
+        raise CorruptModel(
+            f"the T5 text encoder file is incomplete ({len(missing)} weights missing, e.g. {missing[0]})."
+        )
     return model.to(info.torch_dtype).eval()
 
 
@@ -166,7 +193,8 @@ def find_t5_tokenizer(near: list[Path]):
     raise ModelNotFound(
         "The T5 tokenizer was not found: T5's vocabulary is not inside the encoder file.",
         f"Put a T5 tokenizer folder (tokenizer.json, e.g. FLUX's tokenizer_2 from a diffusers copy) beside the T5 "
-        f"file as t5_tokenizer/, or in {models_dir() / 'tokenizers' / 't5'}.")
+        f"file as t5_tokenizer/, or in {models_dir() / 'tokenizers' / 't5'}.",
+    )
 
 
 def _vae(path: Path | None, state: dict | None, arch: str, info: DeviceInfo):
@@ -178,8 +206,9 @@ def _vae(path: Path | None, state: dict | None, arch: str, info: DeviceInfo):
         if path.is_dir():
             from studio.engine.components import _component_folder
 
-            return AutoencoderKL.from_pretrained(_component_folder(path, "vae"), local_files_only=True,
-                                                 torch_dtype=info.torch_dtype).eval()
+            return AutoencoderKL.from_pretrained(
+                _component_folder(path, "vae"), local_files_only=True, torch_dtype=info.torch_dtype
+            ).eval()
         tensors, _ = read_any_header(path)
         cfg = vae16_config(tensors, arch)
         if cfg is None:
@@ -201,8 +230,9 @@ def _vae(path: Path | None, state: dict | None, arch: str, info: DeviceInfo):
     return vae.to(info.torch_dtype).eval()
 
 
-def load_flow_file(finfo: FlowInfo, info: DeviceInfo, text_encoders: tuple[str, ...] = (), vae: str = "",
-                   progress=None):
+def load_flow_file(
+    finfo: FlowInfo, info: DeviceInfo, text_encoders: tuple[str, ...] = (), vae: str = "", progress=None
+):
     """A diffusers pipeline for a FLUX/SD3 single file plus the separate files it needs."""
     import diffusers
     from diffusers import FlowMatchEulerDiscreteScheduler
@@ -232,8 +262,11 @@ def load_flow_file(finfo: FlowInfo, info: DeviceInfo, text_encoders: tuple[str, 
     missing = [e.slot for e in fam.encoders if e.slot not in have]
     vae_path = Path(vae).expanduser() if vae else None
     if missing or (finfo.vae is None and vae_path is None):
-        msg, hint = missing_encoders_message(finfo.arch, missing, finfo.path.name) if missing else (
-            f"{finfo.path.name} holds no VAE; choose the {fam.label} VAE file (ae.safetensors for FLUX).", "")
+        msg, hint = (
+            missing_encoders_message(finfo.arch, missing, finfo.path.name)
+            if missing
+            else (f"{finfo.path.name} holds no VAE; choose the {fam.label} VAE file (ae.safetensors for FLUX).", "")
+        )
         if missing and finfo.vae is None and vae_path is None:
             msg = msg.rstrip(".") + ", and a VAE (ae.safetensors)."
         raise UnsupportedModel(msg, hint)
@@ -261,8 +294,8 @@ def load_flow_file(finfo: FlowInfo, info: DeviceInfo, text_encoders: tuple[str, 
             assert aio is not None
             cfg = dict(finfo.encoders[slot])
             if "_prefix" in cfg:  # relative to the encoder's own keys
-                cfg["_prefix"] = cfg["_prefix"][len(AIO_ENCODERS[slot]):]
-            state = {k[len(AIO_ENCODERS[slot]):]: v for k, v in aio.items() if k.startswith(AIO_ENCODERS[slot])}
+                cfg["_prefix"] = cfg["_prefix"][len(AIO_ENCODERS[slot]) :]
+            state = {k[len(AIO_ENCODERS[slot]) :]: v for k, v in aio.items() if k.startswith(AIO_ENCODERS[slot])}
         if slot == "clip_g":  # OpenCLIP bigG's activation, which no shape tells
             cfg = dict(cfg, hidden_act=defaults()["sd3"]["text_encoder_2"]["hidden_act"])
         parts[slot] = _t5(state, cfg, info) if slot == "t5xxl" else _clip(state, cfg, finfo.arch == "sd3", info)
@@ -271,7 +304,9 @@ def load_flow_file(finfo: FlowInfo, info: DeviceInfo, text_encoders: tuple[str, 
     t5_tok = find_t5_tokenizer(t5_near)
     step("loading VAE…", 0.8)
     if finfo.vae is not None and aio is not None:
-        vae_model = _vae(None, {k[len(AIO_VAE):]: v for k, v in aio.items() if k.startswith(AIO_VAE)}, finfo.arch, info)
+        vae_model = _vae(
+            None, {k[len(AIO_VAE) :]: v for k, v in aio.items() if k.startswith(AIO_VAE)}, finfo.arch, info
+        )
     else:
         vae_model = _vae(vae_path, None, finfo.arch, info)
     d = defaults()[finfo.arch]
@@ -285,12 +320,26 @@ def load_flow_file(finfo: FlowInfo, info: DeviceInfo, text_encoders: tuple[str, 
 
     if finfo.arch == "flux":
         cls = getattr(diffusers, d["fill_pipeline"] if finfo.variant == "fill" else d["pipeline"])
-        pipe = cls(scheduler=scheduler, vae=vae_model, text_encoder=parts["clip_l"], tokenizer=clip_tok("clip_l"),
-                   text_encoder_2=parts["t5xxl"], tokenizer_2=t5_tok, transformer=transformer)
+        pipe = cls(
+            scheduler=scheduler,
+            vae=vae_model,
+            text_encoder=parts["clip_l"],
+            tokenizer=clip_tok("clip_l"),
+            text_encoder_2=parts["t5xxl"],
+            tokenizer_2=t5_tok,
+            transformer=transformer,
+        )
     else:
         pipe = diffusers.StableDiffusion3Pipeline(
-            transformer=transformer, scheduler=scheduler, vae=vae_model, text_encoder=parts["clip_l"],
-            tokenizer=clip_tok("clip_l"), text_encoder_2=parts["clip_g"], tokenizer_2=clip_tok("clip_g", "!"),
-            text_encoder_3=parts["t5xxl"], tokenizer_3=t5_tok)
+            transformer=transformer,
+            scheduler=scheduler,
+            vae=vae_model,
+            text_encoder=parts["clip_l"],
+            tokenizer=clip_tok("clip_l"),
+            text_encoder_2=parts["clip_g"],
+            tokenizer_2=clip_tok("clip_g", "!"),
+            text_encoder_3=parts["t5xxl"],
+            tokenizer_3=t5_tok,
+        )
     pipe._studio_vae_path = str(vae_path.resolve()) if (vae_path is not None and finfo.vae is None) else ""
     return pipe

@@ -169,8 +169,10 @@ def load_diffusers_folder(folder: Path, info: DeviceInfo, progress: ProgressFn, 
     cls_name = index.get("_class_name", "")
     pipe_cls = getattr(diffusers, cls_name, None)
     if pipe_cls is None or not cls_name.startswith(SUPPORTED_PIPELINES):
-        raise UnsupportedModel(f"{folder.name} is a {cls_name or 'unknown'} model; this studio runs "
-                               "Stable Diffusion 1.x/2.x/XL/3/3.5 and FLUX.1.")
+        raise UnsupportedModel(
+            f"{folder.name} is a {cls_name or 'unknown'} model; this studio runs "
+            "Stable Diffusion 1.x/2.x/XL/3/3.5 and FLUX.1."
+        )
     parts = {k: v for k, v in index.items() if not k.startswith("_") and isinstance(v, list)}
     components: dict[str, Any] = {}
     for n, (name, (lib, cls)) in enumerate(parts.items()):
@@ -181,8 +183,14 @@ def load_diffusers_folder(folder: Path, info: DeviceInfo, progress: ProgressFn, 
         module = importlib.import_module(lib)
         klass = getattr(module, cls)
         kwargs: dict[str, Any] = {"subfolder": name}
-        if hasattr(klass, "dtype") or name in ("unet", "transformer", "vae", "text_encoder", "text_encoder_2",
-                                                "text_encoder_3"):
+        if hasattr(klass, "dtype") or name in (
+            "unet",
+            "transformer",
+            "vae",
+            "text_encoder",
+            "text_encoder_2",
+            "text_encoder_3",
+        ):
             kwargs["torch_dtype"] = info.torch_dtype
             kwargs["use_safetensors"] = None if allow_pickle else True
         if lib == "transformers" and "kenizer" not in cls:
@@ -208,8 +216,13 @@ def load_diffusers_folder(folder: Path, info: DeviceInfo, progress: ProgressFn, 
     return pipe_cls(**kwargs)
 
 
-def load_single_file(path: Path, info: DeviceInfo, progress: ProgressFn, allow_pickle: bool,
-                     parts: tuple[tuple[str, ...], str] = ((), "")):
+def load_single_file(
+    path: Path,
+    info: DeviceInfo,
+    progress: ProgressFn,
+    allow_pickle: bool,
+    parts: tuple[tuple[str, ...], str] = ((), ""),
+):
     import diffusers
 
     from studio.core.checkpoint import identify
@@ -221,7 +234,9 @@ def load_single_file(path: Path, info: DeviceInfo, progress: ProgressFn, allow_p
                 f"{path.name} is a pickled checkpoint, which can run code when loaded.",
                 "Use a .safetensors version, or allow pickled models in the settings if you trust its source.",
             )
-        raise UnsupportedModel(f"{path.name}: pickled single-file checkpoints are not supported yet; convert it to .safetensors.")
+        raise UnsupportedModel(
+            f"{path.name}: pickled single-file checkpoints are not supported yet; convert it to .safetensors."
+        )
     if path.suffix.lower() not in (".safetensors", ".gguf"):
         raise NotADiffusionModel(f"{path.name} is not a model file (.safetensors, .gguf) or a diffusers model folder.")
     _progress(progress, "reading checkpoint header…", 0.02)
@@ -278,11 +293,23 @@ class ModelCache:
         self.loads = 0  # how many times weights were read from disk (tests and benchmarks look)
         quiet_libraries()
 
-    def get(self, model: str, info: DeviceInfo, progress: ProgressFn = None, allow_pickle: bool = False,
-            parts: tuple[tuple[str, ...], str] = ((), "")) -> LoadedModel:
+    def get(
+        self,
+        model: str,
+        info: DeviceInfo,
+        progress: ProgressFn = None,
+        allow_pickle: bool = False,
+        parts: tuple[tuple[str, ...], str] = ((), ""),
+    ) -> LoadedModel:
         """`parts`: the text-encoder files and VAE a denoiser-only FLUX/SD3 file is loaded with."""
         name, path = resolve_model(model)
-        st = path.stat() if path.is_file() else (path / "model_index.json").stat() if (path / "model_index.json").exists() else path.stat()
+        st = (
+            path.stat()
+            if path.is_file()
+            else (path / "model_index.json").stat()
+            if (path / "model_index.json").exists()
+            else path.stat()
+        )
         parts = _parts_for(path, parts)
         key = (str(path), st.st_size, st.st_mtime_ns, info.device, info.dtype, parts)
         with self._lock:
@@ -314,11 +341,21 @@ class ModelCache:
         self.loads += 1
         _progress(progress, "model ready", 1.0)
         arch = _arch_of(pipe)
-        lm = LoadedModel(key=key, name=name, path=path, pipe=pipe, arch=arch, inpaint=False,
-                         base_scheduler_config=dict(pipe.scheduler.config))
+        lm = LoadedModel(
+            key=key,
+            name=name,
+            path=path,
+            pipe=pipe,
+            arch=arch,
+            inpaint=False,
+            base_scheduler_config=dict(pipe.scheduler.config),
+        )
         if arch == "flux":
-            lm.variant = "fill" if type(pipe).__name__ == "FluxFillPipeline" else (
-                "dev" if pipe.transformer.config.guidance_embeds else "schnell")
+            lm.variant = (
+                "fill"
+                if type(pipe).__name__ == "FluxFillPipeline"
+                else ("dev" if pipe.transformer.config.guidance_embeds else "schnell")
+            )
             lm.inpaint = lm.variant == "fill"
         elif arch == "sd3":
             cfg = pipe.transformer.config

@@ -18,8 +18,9 @@ def _factors_file(path: str) -> dict:
     return json.loads(Path(path).read_text())
 
 
-def latent_rgb_factors(space: str, model_dir: Path | None = None,
-                       channels: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def latent_rgb_factors(
+    space: str, model_dir: Path | None = None, channels: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(C×3 factors, 3 bias) for a latent space; a model folder's own latent_rgb.json wins. When
     `channels` is given and no entry has that many rows, a generic projection stands in."""
     entry = None

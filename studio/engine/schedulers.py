@@ -31,10 +31,14 @@ SCHEDULERS: dict[str, tuple[type, dict[str, Any]]] = {
     "Euler": (EulerDiscreteScheduler, {}),
     "Euler a": (EulerAncestralDiscreteScheduler, {}),
     "Heun": (HeunDiscreteScheduler, {}),
-    "DPM++ 2M": (DPMSolverMultistepScheduler, {"algorithm_type": "dpmsolver++", "solver_order": 2,
-                                               "use_karras_sigmas": False}),
-    "DPM++ 2M Karras": (DPMSolverMultistepScheduler, {"algorithm_type": "dpmsolver++", "solver_order": 2,
-                                                      "use_karras_sigmas": True}),
+    "DPM++ 2M": (
+        DPMSolverMultistepScheduler,
+        {"algorithm_type": "dpmsolver++", "solver_order": 2, "use_karras_sigmas": False},
+    ),
+    "DPM++ 2M Karras": (
+        DPMSolverMultistepScheduler,
+        {"algorithm_type": "dpmsolver++", "solver_order": 2, "use_karras_sigmas": True},
+    ),
     "DDIM": (DDIMScheduler, {}),
     "UniPC": (UniPCMultistepScheduler, {}),
     "LCM": (LCMScheduler, {}),
@@ -86,10 +90,17 @@ def _flow_scheduler(name: str, base: dict[str, Any]):
         s.dynamic_shift = dynamic
         return s
     if name == "DPM++ 2M":
-        return FlowDPM(num_train_timesteps=base.get("num_train_timesteps", 1000), algorithm_type="dpmsolver++",
-                       solver_order=2, prediction_type="flow_prediction", use_flow_sigmas=True,
-                       flow_shift=float(base.get("shift", 1.0)), use_dynamic_shifting=dynamic,
-                       time_shift_type="exponential", final_sigmas_type="zero")
+        return FlowDPM(
+            num_train_timesteps=base.get("num_train_timesteps", 1000),
+            algorithm_type="dpmsolver++",
+            solver_order=2,
+            prediction_type="flow_prediction",
+            use_flow_sigmas=True,
+            flow_shift=float(base.get("shift", 1.0)),
+            use_dynamic_shifting=dynamic,
+            time_shift_type="exponential",
+            final_sigmas_type="zero",
+        )
     raise AssertionError(name)
 
 
@@ -100,8 +111,10 @@ def make_scheduler(name: str, base_config: dict[str, Any], flow: bool = False, f
         from studio.core.families import FLOW_SCHEDULERS
 
         if name not in FLOW_SCHEDULERS:
-            raise InvalidRequest(f"The {name} scheduler does not run {family or 'flow-matching'} models; "
-                                 f"choose one of: {', '.join(FLOW_SCHEDULERS)}.")
+            raise InvalidRequest(
+                f"The {name} scheduler does not run {family or 'flow-matching'} models; "
+                f"choose one of: {', '.join(FLOW_SCHEDULERS)}."
+            )
         return _flow_scheduler(name, base_config)
     try:
         cls, overrides = SCHEDULERS[name]

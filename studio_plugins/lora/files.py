@@ -136,16 +136,20 @@ def flow_lora(lf: LoraFile, pipe) -> dict:
     for key, t in converted.items():
         if not key.endswith(".lora_A.weight"):
             continue
-        name = key[len("transformer."):-len(".lora_A.weight")]
+        name = key[len("transformer.") : -len(".lora_A.weight")]
         mod = modules.get(name)
         mod = getattr(mod, "base_layer", mod)
         if mod is None:
-            raise PluginError(f"LoRA “{lf.name}” adapts {name}, which this {arch.upper()} model does not have: "
-                              "it is for another model.")
+            raise PluginError(
+                f"LoRA “{lf.name}” adapts {name}, which this {arch.upper()} model does not have: "
+                "it is for another model."
+            )
         want = _in_features(mod)
         if want is not None and t.shape[1] != want:
-            raise PluginError(f"LoRA “{lf.name}” was made for another model: its layer {name} takes {t.shape[1]} "
-                              f"inputs, this model's takes {want}.")
+            raise PluginError(
+                f"LoRA “{lf.name}” was made for another model: its layer {name} takes {t.shape[1]} "
+                f"inputs, this model's takes {want}."
+            )
         checked += 1
     if checked == 0:
         raise PluginError(f"LoRA “{lf.name}” matches none of this model's layers: it is for another architecture.")

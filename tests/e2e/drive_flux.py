@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from drive_window import global_rect, wait  # noqa: E402
+from drive_window import global_rect, wait
 
 
 def main(root: str, model: str, out_dir: str) -> int:
@@ -58,12 +58,18 @@ def main(root: str, model: str, out_dir: str) -> int:
     ratio = w.screen().devicePixelRatio()
     fam = p.family
     info = {
-        "platform": app.platformName(), "status": done["status"], "steps": rec.kept_steps(),
-        "negative_enabled": p.negative.isEnabled(), "negative_note": fam.negative_note.text(),
+        "platform": app.platformName(),
+        "status": done["status"],
+        "steps": rec.kept_steps(),
+        "negative_enabled": p.negative.isEnabled(),
+        "negative_note": fam.negative_note.text(),
         "negative_note_rect": global_rect(fam.negative_note, ratio),
-        "guidance_label": fam.guidance_row_label.text(), "guidance": p.guidance.value(),
-        "scheduler": p.scheduler.currentText(), "tokens": p.prompt_tokens.text(),
-        "encoders_text": fam.encoders_label.text(), "encoders_rect": global_rect(fam.encoders_row, ratio),
+        "guidance_label": fam.guidance_row_label.text(),
+        "guidance": p.guidance.value(),
+        "scheduler": p.scheduler.currentText(),
+        "tokens": p.prompt_tokens.text(),
+        "encoders_text": fam.encoders_label.text(),
+        "encoders_rect": global_rect(fam.encoders_row, ratio),
         "request": rec.request.to_dict() if getattr(rec, "request", None) is not None else None,
     }
     core_settings.save(w.model_setup.settings) if w.model_setup.settings.add_folder(root) else None

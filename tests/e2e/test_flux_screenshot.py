@@ -28,8 +28,13 @@ def test_flux_in_the_real_window(xvfb_display, tiny_flow, tmp_path):
     env = dict(os.environ)
     env.update(DISPLAY=xvfb_display, QT_QPA_PLATFORM="xcb", STUDIO_HOME=str(tmp_path / "home"))
     env.pop("WAYLAND_DISPLAY", None)
-    proc = subprocess.run([sys.executable, str(HERE / "drive_flux.py"), str(root), str(files.model), str(out)],
-                          env=env, capture_output=True, text=True, timeout=240)
+    proc = subprocess.run(
+        [sys.executable, str(HERE / "drive_flux.py"), str(root), str(files.model), str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     dest = os.environ.get("STUDIO_SCREENSHOT_DIR")
     if dest:

@@ -12,8 +12,16 @@ from studio.core.request import BranchRef, GenerationRequest, ImageRef
 
 
 def _req(model, **kw) -> GenerationRequest:
-    fields = dict(model=str(model), prompt="a red circle at the top left", steps=3, guidance_scale=3.5,
-                  width=64, height=64, scheduler="Euler", seed=11)
+    fields = dict(
+        model=str(model),
+        prompt="a red circle at the top left",
+        steps=3,
+        guidance_scale=3.5,
+        width=64,
+        height=64,
+        scheduler="Euler",
+        seed=11,
+    )
     fields.update(kw)
     return GenerationRequest.create(**fields)
 
@@ -78,8 +86,9 @@ def test_sd3_classifier_free_guidance_with_negative_prompt(engine, tiny_flow, tr
 @pytest.mark.parametrize("scheduler", ["Euler", "Heun", "DPM++ 2M"])
 def test_flow_schedulers_run_and_count_steps(engine, tiny_flow, scheduler):
     previews = []
-    res = engine.generate(_req(tiny_flow("flux-dev").model, scheduler=scheduler, steps=4, preview="x0"),
-                          on_step=previews.append)
+    res = engine.generate(
+        _req(tiny_flow("flux-dev").model, scheduler=scheduler, steps=4, preview="x0"), on_step=previews.append
+    )
     assert res.status == "done" and res.steps_done == 4
     assert [p.step for p in previews] == [1, 2, 3, 4]
     assert previews[-1].latent.shape == (1, 16, 8, 8)  # FLUX's packed tokens unpacked
@@ -141,7 +150,7 @@ def test_edits_keep_outside_pixels(engine, tiny_flow, picture, arch):
     assert np.array_equal(out, again.images[0])
     outp = engine.generate(_req(model, init_image=init, outpaint=(16, 0, 16, 0), steps=3))
     assert outp.images[0].shape == (64, 96, 3)
-    assert np.array_equal(outp.images[0][:, 16 + 16:80 - 16], img[:, 16:-16])  # the old picture, less band + feather
+    assert np.array_equal(outp.images[0][:, 16 + 16 : 80 - 16], img[:, 16:-16])  # the old picture, less band + feather
 
 
 @pytest.mark.parametrize("arch", ["flux-dev", "sd35-large"])
@@ -155,13 +164,19 @@ def test_branch_from_any_step_resumes_exactly(engine, tiny_flow, arch):
     parent = engine.generate(_req(model, steps=4), on_step=steps.append)
     for k in (1, 2, 3):
         seen = []
-        child = engine.generate(_req(model, steps=4, branch=BranchRef(parent_id="p", step=k)),
-                                branch_latent=steps[k - 1].latent, on_step=seen.append)
+        child = engine.generate(
+            _req(model, steps=4, branch=BranchRef(parent_id="p", step=k)),
+            branch_latent=steps[k - 1].latent,
+            on_step=seen.append,
+        )
         assert child.steps_done == 4 and [p.step for p in seen] == list(range(k + 1, 5))
         assert np.abs(child.images[0].astype(int) - parent.images[0]).max() <= 1
-    changed = engine.generate(_req(model, steps=4, prompt="a green star", branch=BranchRef(parent_id="p", step=1)),
-                              branch_latent=steps[0].latent)
+    changed = engine.generate(
+        _req(model, steps=4, prompt="a green star", branch=BranchRef(parent_id="p", step=1)),
+        branch_latent=steps[0].latent,
+    )
     assert not np.array_equal(changed.images[0], parent.images[0])
-    other = engine.generate(_req(model, steps=4, scheduler="Heun", branch=BranchRef(parent_id="p", step=2)),
-                            branch_latent=steps[1].latent)
+    other = engine.generate(
+        _req(model, steps=4, scheduler="Heun", branch=BranchRef(parent_id="p", step=2)), branch_latent=steps[1].latent
+    )
     assert other.status == "done" and np.abs(other.images[0].astype(int) - parent.images[0]).mean() < 40

@@ -12,8 +12,18 @@ from studio.engine.plugins import PluginFailed
 
 
 def _req(model, loras=(), **kw) -> GenerationRequest:
-    return GenerationRequest.create(model=str(model), prompt="a red circle", steps=3, guidance_scale=3.5,
-                                    width=64, height=64, scheduler="Euler", seed=5, loras=loras, **kw)
+    return GenerationRequest.create(
+        model=str(model),
+        prompt="a red circle",
+        steps=3,
+        guidance_scale=3.5,
+        width=64,
+        height=64,
+        scheduler="Euler",
+        seed=5,
+        loras=loras,
+        **kw,
+    )
 
 
 @pytest.mark.parametrize("arch", ["flux-dev", "sd35-medium"])

@@ -15,8 +15,17 @@ FLOW_ARCHS = ("flux-dev", "flux-schnell", "flux-fill", "sd3-medium", "sd35-mediu
 
 
 def _req(model, **kw) -> GenerationRequest:
-    fields = dict(model=str(model), prompt="a red circle at the top left", negative_prompt="blurry", steps=3,
-                  guidance_scale=3.5, width=64, height=64, scheduler="Euler", seed=7)
+    fields = dict(
+        model=str(model),
+        prompt="a red circle at the top left",
+        negative_prompt="blurry",
+        steps=3,
+        guidance_scale=3.5,
+        width=64,
+        height=64,
+        scheduler="Euler",
+        seed=7,
+    )
     fields.update(kw)
     return GenerationRequest.create(**fields)
 
@@ -67,9 +76,17 @@ def test_original_layout_matches_diffusers_converters(arch, monkeypatch):
         assert sfu.infer_diffusers_model_type({k: v for k, v in orig.items()}) == expect
 
 
-@pytest.mark.parametrize("arch, label", [("flux-dev", "dev"), ("flux-schnell", "schnell"), ("flux-fill", "Fill"),
-                                         ("sd3-medium", "3 medium"), ("sd35-medium", "3.5 medium"),
-                                         ("sd35-large", "3.5 large")])
+@pytest.mark.parametrize(
+    "arch, label",
+    [
+        ("flux-dev", "dev"),
+        ("flux-schnell", "schnell"),
+        ("flux-fill", "Fill"),
+        ("sd3-medium", "3 medium"),
+        ("sd35-medium", "3.5 medium"),
+        ("sd35-large", "3.5 large"),
+    ],
+)
 def test_scan_names_family_and_variant(tiny_flow, arch, label):
     folder = identify_folder(tiny_flow(arch).model)
     assert folder.arch == ("flux" if arch.startswith("flux") else "sd3") and folder.variant == label
@@ -90,15 +107,19 @@ def test_scan_identifies_every_separate_file(tiny_flow):
     assert (fp8.kind, fp8.precision) == ("inpaint checkpoint", "fp8")
     kinds = {p.name: identify_file(p) for p in gguf.encoders}
     assert {e.kind for e in kinds.values()} == {"text encoder"}
-    assert kinds["t5xxl.safetensors"].variant.startswith("T5") and kinds["clip_l.safetensors"].variant.startswith("CLIP")
+    assert kinds["t5xxl.safetensors"].variant.startswith("T5") and kinds["clip_l.safetensors"].variant.startswith(
+        "CLIP"
+    )
     vae = identify_file(gguf.vae)
     assert vae.kind == "VAE" and "16-channel" in vae.variant
     aio = identify_file(tiny_flow("sd35-large", "single-file").model)
     assert aio.reason == "" and aio.usable  # all-in-one: nothing else needed
 
 
-@pytest.mark.parametrize("arch, fmt", [("flux-dev", "single-file"), ("flux-schnell", "comfy"),
-                                       ("sd35-large", "single-file"), ("sd35-medium", "comfy")])
+@pytest.mark.parametrize(
+    "arch, fmt",
+    [("flux-dev", "single-file"), ("flux-schnell", "comfy"), ("sd35-large", "single-file"), ("sd35-medium", "comfy")],
+)
 def test_single_files_give_the_diffusers_twins_pixels(engine, tiny_flow, arch, fmt):
     twin = engine.generate(_req(tiny_flow(arch).model)).images[0]
     files = tiny_flow(arch, fmt)

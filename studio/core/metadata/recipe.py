@@ -120,8 +120,9 @@ def a1111_params(request: GenerationRequest, info: dict[str, Any] | None = None)
     if info.get("guidance") == "distilled":
         params["CFG scale"] = "1"
         params[infotext.DISTILLED_KEY] = infotext.format_number(request.guidance_scale)
-    for i, module in enumerate(([request.vae] if request.vae and request.text_encoders else [])
-                               + list(request.text_encoders)):  # Forge: the separate files, by name
+    for i, module in enumerate(
+        ([request.vae] if request.vae and request.text_encoders else []) + list(request.text_encoders)
+    ):  # Forge: the separate files, by name
         params[f"Module {i + 1}"] = Path(module).stem
     if masked:  # the mask settings, as A1111 writes them (see infotext.MASK_FIELDS)
         params[infotext.MASK_BLUR_KEY] = infotext.format_number(infotext.a1111_mask_blur(request.mask_blur))

@@ -96,8 +96,10 @@ class FamilyUi(QObject):
         self.encoders_label = QLabel("", objectName="TextEncodersLabel", wordWrap=True)
         row.addWidget(self.encoders_label, 1)
         self.choose = QToolButton(text="Text encoders…", objectName="ChooseEncoders")
-        self.choose.setToolTip("Choose the CLIP and T5 text-encoder files this transformer-only model runs with "
-                               "(ComfyUI keeps them in models/clip or models/text_encoders).")
+        self.choose.setToolTip(
+            "Choose the CLIP and T5 text-encoder files this transformer-only model runs with "
+            "(ComfyUI keeps them in models/clip or models/text_encoders)."
+        )
         self.choose.clicked.connect(self.choose_encoders)
         row.addWidget(self.choose)
         self.encoders_row.hide()
@@ -129,24 +131,31 @@ class FamilyUi(QObject):
         kind = guidance_kind(self.arch, self.variant)
         note = negative_prompt_note(self.arch, self.variant)
         p.negative.setEnabled(not note)
-        p.negative.setPlaceholderText("Not used by this model (see above)." if note else
-                                      "What to keep out: blurry, text, watermark…")
+        p.negative.setPlaceholderText(
+            "Not used by this model (see above)." if note else "What to keep out: blurry, text, watermark…"
+        )
         self.negative_note.setText(note)
         self.negative_note.setVisible(bool(note))
         label = guidance_label(self.arch, self.variant)
         if self.guidance_row_label is not None:
             self.guidance_row_label.setText(label if label != "CFG" else "CFG scale")
         p.guidance.setEnabled(kind != "none")
-        p.guidance.setToolTip({
-            "distilled": "FLUX's distilled guidance: a number the model was trained to follow (3.5 is typical, "
-                         "Fill 30). One pass a step; there is no negative prompt.",
-            "none": "FLUX.1 schnell runs without guidance: the value is not used.",
-        }.get(kind, "Guidance scale (CFG): how strictly to follow the prompt. 5–9 is typical; high values look harsh."))
+        p.guidance.setToolTip(
+            {
+                "distilled": "FLUX's distilled guidance: a number the model was trained to follow (3.5 is typical, "
+                "Fill 30). One pass a step; there is no negative prompt.",
+                "none": "FLUX.1 schnell runs without guidance: the value is not used.",
+            }.get(
+                kind, "Guidance scale (CFG): how strictly to follow the prompt. 5–9 is typical; high values look harsh."
+            )
+        )
         cfg = kind == "cfg"
         for w in (p.rescale, p.guidance_end):
             w.setEnabled(cfg)
-            w.setToolTip(w.toolTip().split("\n\nNot used")[0] + ("" if cfg else "\n\nNot used by FLUX.1: its guidance "
-                                                                     "is distilled into the model, on every step."))
+            w.setToolTip(
+                w.toolTip().split("\n\nNot used")[0]
+                + ("" if cfg else "\n\nNot used by FLUX.1: its guidance is distilled into the model, on every step.")
+            )
         fam = FAMILIES.get(self.arch)
         names = list(fam.schedulers) if fam is not None and fam.flow else list(SCHEDULER_NAMES)
         current = p.scheduler.currentText()
@@ -166,8 +175,11 @@ class FamilyUi(QObject):
             return
         if self.encoders:
             vae = self._vae()
-            self.encoders_label.setText("Text encoders: " + ", ".join(Path(e).name for e in self.encoders)
-                                        + (f"; VAE: {Path(vae).name}" if vae else "; no VAE: set one in Models ▸ Models…"))
+            self.encoders_label.setText(
+                "Text encoders: "
+                + ", ".join(Path(e).name for e in self.encoders)
+                + (f"; VAE: {Path(vae).name}" if vae else "; no VAE: set one in Models ▸ Models…")
+            )
             self.encoders_label.setProperty("state", "ok")
         else:
             wanted = " + ".join(e.label for e in fam.encoders)
@@ -178,8 +190,9 @@ class FamilyUi(QObject):
 
     def choose_encoders(self) -> None:
         start = Path(self.p.model_name()).parent.parent
-        files, _ = QFileDialog.getOpenFileNames(self.p, "Choose the text encoders", str(start),
-                                                "Text encoders (*.safetensors);;All files (*)")
+        files, _ = QFileDialog.getOpenFileNames(
+            self.p, "Choose the text encoders", str(start), "Text encoders (*.safetensors);;All files (*)"
+        )
         if files:
             self.set_encoders(files)
 

@@ -105,8 +105,12 @@ class PromptPanel(QWidget):
         self._add_model_item(0, "demo")
         self.model.activated.connect(lambda _i: self.modelChosen.emit(self.model_name()))
         row.addWidget(self.model, 1)
-        self.browse_folder = QToolButton(text="Folder…", toolTip="Choose a diffusers model folder (the one with model_index.json).")
-        self.browse_file = QToolButton(text="File…", toolTip="Choose a single-file checkpoint (.safetensors; FLUX/SD3 .gguf).")
+        self.browse_folder = QToolButton(
+            text="Folder…", toolTip="Choose a diffusers model folder (the one with model_index.json)."
+        )
+        self.browse_file = QToolButton(
+            text="File…", toolTip="Choose a single-file checkpoint (.safetensors; FLUX/SD3 .gguf)."
+        )
         self.browse_folder.clicked.connect(self.choose_model_folder)
         self.browse_file.clicked.connect(self.choose_model_file)
         row.addWidget(self.browse_folder)
@@ -404,7 +408,9 @@ class PromptPanel(QWidget):
             self.modelChosen.emit(path)
 
     def choose_model_file(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Choose a checkpoint", str(Path.home()), "Checkpoints (*.safetensors *.gguf);;All files (*)")
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Choose a checkpoint", str(Path.home()), "Checkpoints (*.safetensors *.gguf);;All files (*)"
+        )
         if path:
             self.set_model(path)
             self.modelChosen.emit(path)

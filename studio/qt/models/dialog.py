@@ -425,8 +425,9 @@ class ModelsDialog(QDialog):
             QDesktopServices.openUrl(QUrl.fromLocalFile(str(Path(e.path).parent)))
 
     def import_file(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Import a model file", str(Path.home()),
-                                              "Models (*.safetensors *.gguf);;All files (*)")
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Import a model file", str(Path.home()), "Models (*.safetensors *.gguf);;All files (*)"
+        )
         if path:
             self.import_path(path)
 

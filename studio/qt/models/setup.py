@@ -153,9 +153,13 @@ class ModelSetup(QObject):
         p.set_size(rec.width, rec.height)
         p.scheduler.setCurrentText(rec.scheduler)
         guidance = {"distilled": f"guidance {rec.cfg:g} (distilled)", "none": "no guidance"}.get(
-            rec.guidance, f"CFG {rec.cfg:g}{guidance_span(rec.cfg_end)}")
-        self.w.statusBar().showMessage(f"Recommended for {rec.label}: {rec.steps} steps, {guidance}, "
-                                       f"{rec.width}×{rec.height}, {rec.scheduler} — change them as you like.", 8000)
+            rec.guidance, f"CFG {rec.cfg:g}{guidance_span(rec.cfg_end)}"
+        )
+        self.w.statusBar().showMessage(
+            f"Recommended for {rec.label}: {rec.steps} steps, {guidance}, "
+            f"{rec.width}×{rec.height}, {rec.scheduler} — change them as you like.",
+            8000,
+        )
         return rec
 
     # -- dialogs --------------------------------------------------------------------------------
@@ -228,8 +232,9 @@ class ModelSetup(QObject):
             self.w._model_chosen("demo")
         elif key in ("import-file", "import-folder"):
             if key == "import-file":
-                path, _ = QFileDialog.getOpenFileName(self.w, "Import a checkpoint", str(Path.home()),
-                                                      "Checkpoints (*.safetensors *.gguf);;All files (*)")
+                path, _ = QFileDialog.getOpenFileName(
+                    self.w, "Import a checkpoint", str(Path.home()), "Checkpoints (*.safetensors *.gguf);;All files (*)"
+                )
             else:
                 path = QFileDialog.getExistingDirectory(self.w, "Import a diffusers model folder", str(Path.home()))
             if not path:

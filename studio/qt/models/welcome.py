@@ -13,16 +13,28 @@ from PySide6.QtWidgets import QFrame, QGridLayout, QLabel, QMenu, QPushButton, Q
 
 CARD_WIDTH, MARGIN, BUTTON_WIDTH, GAP = 900, 36, 350, 20
 CHOICES = (
-    ("demo", "Use the bundled demo model",
-     "Works at once and offline. A small toy trained by this project: flat shapes and colours at 128×128."),
-    ("import", "Import a checkpoint or folder…",
-     "A .safetensors checkpoint (SD 1.x, 2.x, XL, SD 3.5, FLUX.1; FLUX/SD3 transformers as .gguf too) or a "
-     "diffusers folder you already have. It is linked into your library, not copied."),
-    ("folder", "Use my A1111 / ComfyUI models…",
-     "Point at the models folder of AUTOMATIC1111, ComfyUI (or the Hugging Face cache). Everything in it is "
-     "listed — FLUX and SD3 transformers with their CLIP/T5 encoders and VAE too; nothing is copied."),
-    ("download", "Download a starter model…",
-     "SD 1.5, SD-Turbo, SDXL, tiny autoencoders or ControlNets from the Hugging Face Hub, resumable."),
+    (
+        "demo",
+        "Use the bundled demo model",
+        "Works at once and offline. A small toy trained by this project: flat shapes and colours at 128×128.",
+    ),
+    (
+        "import",
+        "Import a checkpoint or folder…",
+        "A .safetensors checkpoint (SD 1.x, 2.x, XL, SD 3.5, FLUX.1; FLUX/SD3 transformers as .gguf too) or a "
+        "diffusers folder you already have. It is linked into your library, not copied.",
+    ),
+    (
+        "folder",
+        "Use my A1111 / ComfyUI models…",
+        "Point at the models folder of AUTOMATIC1111, ComfyUI (or the Hugging Face cache). Everything in it is "
+        "listed — FLUX and SD3 transformers with their CLIP/T5 encoders and VAE too; nothing is copied.",
+    ),
+    (
+        "download",
+        "Download a starter model…",
+        "SD 1.5, SD-Turbo, SDXL, tiny autoencoders or ControlNets from the Hugging Face Hub, resumable.",
+    ),
 )
 
 
