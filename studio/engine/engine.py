@@ -105,7 +105,7 @@ class Engine:
 
     def describe(self) -> dict[str, Any]:
         """Device, dtype, memory preset and what it turns on, attention backend (for the Device dialog)."""
-        info, opts = self.device_info, options_for(self.preset)
+        info, opts = self.device_info, options_for(self.preset)  # the UNet families' meaning of the preset
         return {
             "device": info.device,
             "dtype": info.dtype,
@@ -146,10 +146,11 @@ class Engine:
         lm = self.load(request.model, on_progress, (request.text_encoders, request.vae))
         t_loaded = time.perf_counter()
         notice = ""
+        lm = self._reload_if_changed(lm, request, on_progress)
         if self.vae_switch.use(lm, request.vae, self.device_info):
             lm.extra.pop("preset", None)  # VAE slicing/tiling are set on the VAE: apply the preset again
         for attempt in (1, 2):
-            self._apply_preset(lm)
+            lm = self._apply_preset(lm)
             try:
                 result = self._generate(lm, request, on_step, cancel, branch_latent, t0, t_loaded)
                 if notice:
@@ -179,15 +180,30 @@ class Engine:
         options_for(preset)
         self.preset = preset
 
-    def _apply_preset(self, lm: LoadedModel) -> None:
-        if lm.extra.get("preset") != self.preset:
-            apply_memory(lm.pipe, options_for(self.preset), self.device_info)
-            lm.extra["preset"] = self.preset
+    def _apply_preset(self, lm: LoadedModel) -> LoadedModel:
+        """The preset's memory options on the loaded model (the flow families' meaning of it)."""
+        if lm.extra.get("preset") == self.preset:
+            return lm
+        opts = options_for(self.preset, flow=lm.family.flow)
+        apply_memory(lm.pipe, opts, self.device_info)
+        if opts.layerwise_fp8 or opts.cpu_offload == "group":
+            lm.extra["irreversible"] = self.device_info.device.startswith("cuda")
+        lm.extra["preset"] = self.preset
+        return lm
+
+    def _reload_if_changed(self, lm: LoadedModel, request: GenerationRequest, on_progress) -> LoadedModel:
+        """Layerwise fp8 storage and group offloading cannot be undone in place: a model that has them
+        is read from its files again when the preset no longer asks for them."""
+        opts = options_for(self.preset, flow=lm.family.flow)
+        if not lm.extra.get("irreversible") or opts.layerwise_fp8 or opts.cpu_offload == "group":
+            return lm
+        self.cache.drop(lm.key)
+        return self.load(request.model, on_progress, (request.text_encoders, request.vae))
 
     def _check_prompt(self, pipe, prompt: str, negative_prompt: str, t5_limit: int = 0) -> None:
         """Each text encoder's token count against its limit (CLIP: 75 + 2; T5: the family's, + </s>).
         A FLUX/SD3 model's CLIP encoders read only the first 77 tokens, as in diffusers: T5 reads it all."""
-        t5 = _t5_tokenizer(pipe)
+        t5 = flow.t5_tokenizer(pipe)
         for label, text in (("prompt", prompt), ("negative prompt", negative_prompt)):
             if t5 is not None:
                 n = len(t5(text).input_ids)
@@ -230,7 +246,7 @@ class Engine:
             ctx.metadata["plugin_parameters"] = extra_params
         pipe = ctx.pipe  # a plugin may view it as another pipeline (ControlNet)
         fam = lm.family
-        t5_limit = _t5_limit(lm)
+        t5_limit = flow.t5_limit(lm)
         negative = ctx.negative_prompt if fam.negative_prompt else ""
         self._check_prompt(pipe, ctx.prompt, negative, t5_limit)
         scheduler = make_scheduler(request.scheduler, lm.base_scheduler_config, fam.flow, fam.label)
@@ -563,22 +579,3 @@ def _model_hash(path: Path) -> str:
     if sha is None:
         hash_in_background([path])
     return sha or ""
-
-
-def _t5_tokenizer(pipe):
-    """The T5 tokenizer of a FLUX (tokenizer_2) or SD3 (tokenizer_3) pipeline, else None."""
-    for name in ("tokenizer_3", "tokenizer_2"):
-        tok = getattr(pipe, name, None)
-        if tok is not None and "T5" in type(tok).__name__:
-            return tok
-    return None
-
-
-def _t5_limit(lm: LoadedModel) -> int:
-    """T5 tokens (with </s>) the model reads: the family's limit for its variant (FLUX dev 512,
-    schnell 256; SD3 256), or 0 for a model without T5."""
-    if not lm.family.t5_limit or _t5_tokenizer(lm.pipe) is None:
-        return 0
-    from studio.core.checkpoint import defaults
-
-    return int(defaults()[lm.arch]["max_sequence_length"].get(lm.variant, lm.family.t5_limit))

@@ -117,3 +117,22 @@ def branch_scale(pipe, probe, steps: int, k: int, width: int, height: int) -> fl
     sigmas = flow_sigmas(pipe, probe, steps, width, height)
     sigma = float(sigmas[k * probe.order])
     return vp_norm(sigma)
+
+
+def t5_tokenizer(pipe):
+    """The T5 tokenizer of a FLUX (tokenizer_2) or SD3 (tokenizer_3) pipeline, else None."""
+    for name in ("tokenizer_3", "tokenizer_2"):
+        tok = getattr(pipe, name, None)
+        if tok is not None and "T5" in type(tok).__name__:
+            return tok
+    return None
+
+
+def t5_limit(lm) -> int:
+    """T5 tokens (with </s>) the model reads: the family's limit for its variant (FLUX dev 512,
+    schnell 256; SD3 256), or 0 for a model without T5."""
+    if not lm.family.t5_limit or t5_tokenizer(lm.pipe) is None:
+        return 0
+    from studio.core.checkpoint import defaults
+
+    return int(defaults()[lm.arch]["max_sequence_length"].get(lm.variant, lm.family.t5_limit))

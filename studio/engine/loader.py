@@ -367,6 +367,11 @@ class ModelCache:
             lm.extra["own_vae"], lm.extra["vae_path"] = pipe.vae, vae_path
         return lm
 
+    def drop(self, key: tuple) -> None:
+        """Forget one loaded model (its weights were changed in place)."""
+        with self._lock:
+            self._items.pop(key, None)
+
     def clear(self) -> None:
         with self._lock:
             self._items.clear()

@@ -4,6 +4,15 @@
 - balanced:   VAE decodes in slices and tiles (big images and batches fit).
 - low memory: also attention slicing, and on CUDA the model is moved to the GPU one component
               at a time (model CPU offload).
+
+The flow-matching transformers (FLUX.1 12B, SD 3.5 large 8B) are larger than any UNet, so the same
+names mean more for them (`options_for(preset, flow=True)`):
+- balanced:   on CUDA also model CPU offload (a component on the GPU only while it runs: fits 16 GB).
+- low memory: on CUDA the transformer and the text encoders are group-offloaded block by block
+              (diffusers' hooks: a block is on the GPU only while it runs, the next one copied ahead
+              on a side stream), and the transformer's weights are stored in fp8 and cast to the
+              compute dtype layer by layer (layerwise casting): an 8–12 GB card runs FLUX. Weights
+              already quantized (GGUF) are not cast again.
 On an out-of-memory error the engine frees memory and, if the user allows it, retries once with
 the next lower preset.
 """
@@ -23,15 +32,18 @@ class MemoryOptions:
     attention_slicing: bool = False
     vae_slicing: bool = False
     vae_tiling: bool = False
-    cpu_offload: str = "none"  # none | model | sequential
+    cpu_offload: str = "none"  # none | model | sequential | group (block-level group offloading)
+    layerwise_fp8: bool = False  # the transformer's weights stored in fp8, cast per layer when it runs
 
 
-def options_for(preset: str) -> MemoryOptions:
+def options_for(preset: str, flow: bool = False) -> MemoryOptions:
     if preset == "fast":
         return MemoryOptions()
     if preset == "balanced":
-        return MemoryOptions(vae_slicing=True, vae_tiling=True)
+        return MemoryOptions(vae_slicing=True, vae_tiling=True, cpu_offload="model" if flow else "none")
     if preset == "low memory":
+        if flow:
+            return MemoryOptions(vae_slicing=True, vae_tiling=True, cpu_offload="group", layerwise_fp8=True)
         return MemoryOptions(attention_slicing=True, vae_slicing=True, vae_tiling=True, cpu_offload="model")
     raise InvalidRequest(f"Unknown memory preset {preset!r}; choose one of: {', '.join(PRESETS)}")
 
@@ -59,8 +71,52 @@ def apply(pipe, options: MemoryOptions, info: DeviceInfo) -> None:
     vae = pipe.vae
     (vae.enable_slicing if options.vae_slicing else vae.disable_slicing)()
     (vae.enable_tiling if options.vae_tiling else vae.disable_tiling)()
-    if options.cpu_offload != "none" and info.device.startswith("cuda"):
+    if options.layerwise_fp8 and info.device.startswith("cuda"):
+        layerwise_fp8(pipe, info)
+    if options.cpu_offload == "group" and info.device.startswith("cuda"):
+        group_offload(pipe, info)
+    elif options.cpu_offload != "none" and info.device.startswith("cuda"):
         if options.cpu_offload == "sequential":
             pipe.enable_sequential_cpu_offload(device=info.device)
         else:
             pipe.enable_model_cpu_offload(device=info.device)
+
+
+def layerwise_fp8(pipe, info: DeviceInfo) -> bool:
+    """Store the transformer's weights in fp8 and cast each layer to the compute dtype as it runs
+    (diffusers' layerwise casting; norms and embeddings stay as they are). Skipped for weights that
+    are already quantized (GGUF) and where torch has no fp8. Lossy: the engine reloads the model to
+    undo it. Returns True when it was switched on."""
+    import torch
+
+    model = getattr(pipe, "transformer", None)
+    if model is None or not hasattr(torch, "float8_e4m3fn") or getattr(model, "_studio_fp8", False):
+        return False
+    if any(type(p).__name__ == "GGUFParameter" for p in model.parameters()):
+        return False
+    model.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=info.torch_dtype)
+    model._studio_fp8 = True
+    return True
+
+
+def group_offload(pipe, info: DeviceInfo) -> None:
+    """Block-level group offloading of the transformer and text encoders (a block is copied to the
+    GPU just before it runs, on a side stream), the VAE kept on the GPU."""
+    import torch
+    from diffusers.hooks import apply_group_offloading
+
+    onload = torch.device(info.device)
+    for name in ("transformer", "text_encoder", "text_encoder_2", "text_encoder_3"):
+        module = getattr(pipe, name, None)
+        if module is None or getattr(module, "_studio_grouped", False):
+            continue
+        apply_group_offloading(
+            module,
+            onload_device=onload,
+            offload_device=torch.device("cpu"),
+            offload_type="block_level",
+            num_blocks_per_group=1,
+            use_stream=True,
+        )
+        module._studio_grouped = True
+    pipe.vae.to(onload)

@@ -180,3 +180,33 @@ def test_branch_from_any_step_resumes_exactly(engine, tiny_flow, arch):
         _req(model, steps=4, scheduler="Heun", branch=BranchRef(parent_id="p", step=2)), branch_latent=steps[1].latent
     )
     assert other.status == "done" and np.abs(other.images[0].astype(int) - parent.images[0]).mean() < 40
+
+
+def test_memory_presets_for_flow_models(engine, tiny_flow):
+    """The same preset names mean more for the flow transformers: balanced adds model CPU offload,
+    low memory group offloading and fp8 weight storage (CUDA only). Layerwise fp8 casting itself is
+    device-independent: on the tiny FLUX it stores the transformer's weights in fp8 and still runs,
+    near the full-precision pixels; GGUF weights are left alone."""
+    import torch
+
+    from studio.engine.memory import layerwise_fp8, options_for
+
+    assert options_for("balanced").cpu_offload == "none" and options_for("balanced", flow=True).cpu_offload == "model"
+    low = options_for("low memory", flow=True)
+    assert low.cpu_offload == "group" and low.layerwise_fp8 and not options_for("low memory").layerwise_fp8
+    from studio.testing_flow import tiny_flow_pipeline
+
+    pipe = tiny_flow_pipeline("flux-dev")
+    pipe.set_progress_bar_config(disable=True)
+    kw = dict(prompt="a cat", height=64, width=64, num_inference_steps=2, guidance_scale=3.5, output_type="np")
+    full = pipe(generator=torch.Generator().manual_seed(1), **kw).images[0]
+    assert layerwise_fp8(pipe, engine.device_info)
+    stored = {p.dtype for n, p in pipe.transformer.named_parameters() if n.endswith("to_q.weight")}
+    assert stored == {torch.float8_e4m3fn}
+    cast = pipe(generator=torch.Generator().manual_seed(1), **kw).images[0]
+    assert np.abs(cast - full).max() < 0.1 and not layerwise_fp8(pipe, engine.device_info)  # once only
+    gguf = engine.load(
+        str(tiny_flow("flux-dev", "gguf").model),
+        parts=(tuple(map(str, tiny_flow("flux-dev", "gguf").encoders)), str(tiny_flow("flux-dev", "gguf").vae)),
+    )
+    assert not layerwise_fp8(gguf.pipe, engine.device_info)
