@@ -403,3 +403,32 @@ def save_tiny_flow_lora(
         metadata={"ss_base_model_version": "flux1" if family == "flux" else "sd3"},
     )
     return out
+
+
+def save_tiny_flux_controlnet(out: str | Path, union: bool = False, seed: int = 0) -> Path:
+    """A tiny FluxControlNetModel (a diffusers folder) for the tiny FLUX dev transformer — Union when
+    asked (`num_mode`) — with its zero-initialised output projections randomised so that it steers."""
+    import torch
+    from diffusers import FluxControlNetModel
+
+    pipe = tiny_flow_pipeline("flux-dev", 0)
+    t = pipe.transformer
+    cn = FluxControlNetModel.from_transformer(
+        t,
+        num_layers=1,
+        num_single_layers=1,
+        attention_head_dim=t.config.attention_head_dim,
+        num_attention_heads=t.config.num_attention_heads,
+    )
+    if union:
+        cfg = dict(cn.config)
+        cfg["num_mode"] = 10
+        union_cn = FluxControlNetModel.from_config(cfg)
+        union_cn.load_state_dict(cn.state_dict(), strict=False)
+        cn = union_cn
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for mod in [*cn.controlnet_blocks, *cn.controlnet_single_blocks, cn.controlnet_x_embedder]:
+            mod.weight.copy_(torch.randn(mod.weight.shape, generator=g) * 0.05)
+    cn.save_pretrained(Path(out), safe_serialization=True)
+    return Path(out)

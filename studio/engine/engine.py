@@ -267,6 +267,8 @@ class Engine:
                 lm, request, branch_latent, flow.latent_shape(pipe, request.batch_size, gen_w, gen_h)
             )
             latents_in = flow.pack(pipe, latents_in)
+        elif plan is None and flow.plugin_pipeline(pipe, lm.pipe):  # e.g. FLUX ControlNet: same noise as without
+            latents_in = flow.initial_noise(pipe, generators, request.batch_size, gen_w, gen_h)
         self._wrap_scheduler(scheduler, start)
 
         mode = PreviewMode(request.preview)

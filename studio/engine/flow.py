@@ -136,3 +136,20 @@ def t5_limit(lm) -> int:
     from studio.core.checkpoint import defaults
 
     return int(defaults()[lm.arch]["max_sequence_length"].get(lm.variant, lm.family.t5_limit))
+
+
+def plugin_pipeline(pipe, base) -> bool:
+    """A FLUX txt2img run through a pipeline a plugin put in place of the model's own (ControlNet)."""
+    return is_packed(pipe) and pipe is not base and type(base).__name__ == "FluxPipeline"
+
+
+def initial_noise(pipe, generators, batch: int, width: int, height: int) -> torch.Tensor:
+    """The packed starting noise exactly as FluxPipeline draws it from the same generators. A FLUX
+    ControlNet pipeline draws it only after encoding the control image with those generators, so
+    without this a ControlNet at weight 0 would not give the model's own picture."""
+    from diffusers.utils.torch_utils import randn_tensor
+
+    shape = latent_shape(pipe, batch, width, height)
+    shape = (shape[0], int(pipe.transformer.config.in_channels) // 4, shape[2], shape[3])
+    noise = randn_tensor(shape, generator=generators, device=pipe._execution_device, dtype=pipe.transformer.dtype)
+    return pack(pipe, noise)

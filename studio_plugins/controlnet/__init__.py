@@ -6,6 +6,10 @@ Each unit of `GenerationRequest.controlnets` names a ControlNet model (a diffuse
 steps it acts in (start…end). `GenerationRequest.plugins["controlnet"]["guess_mode"]` turns on
 guess mode. The loaded pipeline is viewed as the matching ControlNet pipeline (`from_pipe`, no
 reload); ControlNet models are cached by file.
+
+FLUX.1: diffusers' FluxControlNetModel (a folder), single or Union (`num_mode`: the unit's
+preprocessor picks the Union mode — canny 0, tile 1, depth 2, blur 3, pose 4, gray 5, low quality 6),
+through FluxControlNetPipeline and its img2img/inpaint twins.
 """
 
 from __future__ import annotations
@@ -56,10 +60,13 @@ class ControlNetPlugin:
         if not path.exists():
             raise PluginError(f"ControlNet model not found: {path}")
         st = path.stat()
-        key = (str(path.resolve()), st.st_mtime_ns, str(pipe.unet.dtype), str(pipe.unet.device))
+        net = _denoiser(pipe)
+        key = (str(path.resolve()), st.st_mtime_ns, str(net.dtype), str(net.device))
         if key not in self._models:
             try:
-                if path.is_dir():
+                if _is_flux(pipe):
+                    cn = _flux_controlnet(path, pipe)
+                elif path.is_dir():
                     cn = ControlNetModel.from_pretrained(path, local_files_only=True, torch_dtype=pipe.unet.dtype)
                 else:
                     cn = _single_file(path, pipe)
@@ -68,7 +75,7 @@ class ControlNetPlugin:
             except Exception as exc:  # noqa: BLE001 — a broken file: say which
                 raise PluginError(f"ControlNet {path.name} cannot be loaded: {exc.__class__.__name__}: {exc}") from None
             _check_fits(cn, pipe, path.name)
-            self._models[key] = cn.to(pipe.unet.device, pipe.unet.dtype).eval()
+            self._models[key] = cn.to(net.device, net.dtype).eval()
         return self._models[key]
 
     def prepare(self, ctx: PipelineContext) -> None:
@@ -96,21 +103,47 @@ class ControlNetPlugin:
             weights.append(unit.weight)
             starts.append(unit.start)
             ends.append(unit.end)
-        base = type(ctx.pipe).__name__  # StableDiffusion[XL][Img2Img|Inpaint]Pipeline
-        xl = "XL" if "XL" in base else ""
+        base = type(ctx.pipe).__name__  # StableDiffusion[XL][Img2Img|Inpaint]Pipeline, Flux[Img2Img|Inpaint]Pipeline
         mode = "Inpaint" if "Inpaint" in base else "Img2Img" if "Img2Img" in base else ""
-        cls = getattr(diffusers, f"StableDiffusion{xl}ControlNet{mode}Pipeline")
-        controlnet = models[0] if len(models) == 1 else MultiControlNetModel(models)
-        ctx.pipe = cls.from_pipe(ctx.pipe, controlnet=controlnet)
-        ctx.pipe.set_progress_bar_config(disable=True)
         one = len(models) == 1
-        ctx.call_kwargs.update(
-            {"control_image" if mode else "image": images[0] if one else images},
-            controlnet_conditioning_scale=weights[0] if one else weights,
-            control_guidance_start=starts[0] if one else starts,
-            control_guidance_end=ends[0] if one else ends,
-            guess_mode=bool(ctx.request.plugins.get("controlnet", {}).get("guess_mode", False)),
-        )
+        if _is_flux(ctx.pipe):
+            from diffusers import FluxMultiControlNetModel
+
+            cls = getattr(
+                diffusers,
+                {
+                    "": "FluxControlNetPipeline",
+                    "Img2Img": "FluxControlNetImg2ImgPipeline",
+                    "Inpaint": "FluxControlNetInpaintPipeline",
+                }[mode],
+            )
+            controlnet = models[0] if one else FluxMultiControlNetModel(models)
+            modes = [
+                UNION_MODES.get(u.preprocessor) if m.config.get("num_mode") else None for u, m in zip(units, models)
+            ]
+            ctx.pipe = cls.from_pipe(ctx.pipe, controlnet=controlnet)
+            ctx.pipe.set_progress_bar_config(disable=True)
+            ctx.call_kwargs.update(
+                control_image=images[0] if one else images,
+                controlnet_conditioning_scale=weights[0] if one else weights,
+                control_guidance_start=starts[0] if one else starts,
+                control_guidance_end=ends[0] if one else ends,
+            )
+            if any(m is not None for m in modes):
+                ctx.call_kwargs["control_mode"] = modes[0] if one else [m or 0 for m in modes]
+        else:
+            xl = "XL" if "XL" in base else ""
+            cls = getattr(diffusers, f"StableDiffusion{xl}ControlNet{mode}Pipeline")
+            controlnet = models[0] if one else MultiControlNetModel(models)
+            ctx.pipe = cls.from_pipe(ctx.pipe, controlnet=controlnet)
+            ctx.pipe.set_progress_bar_config(disable=True)
+            ctx.call_kwargs.update(
+                {"control_image" if mode else "image": images[0] if one else images},
+                controlnet_conditioning_scale=weights[0] if one else weights,
+                control_guidance_start=starts[0] if one else starts,
+                control_guidance_end=ends[0] if one else ends,
+                guess_mode=bool(ctx.request.plugins.get("controlnet", {}).get("guess_mode", False)),
+            )
         ctx.metadata["controlnets"] = [
             {
                 "model": Path(u.model).name,
@@ -159,7 +192,44 @@ def _single_file(path: Path, pipe):
         return ControlNetModel.from_single_file(str(path), config=tmp, local_files_only=True)
 
 
+UNION_MODES = {"canny": 0, "tile": 1, "depth": 2, "blur": 3, "pose": 4, "gray": 5, "lq": 6}
+
+
+def _is_flux(pipe) -> bool:
+    return type(pipe).__name__.startswith("Flux")
+
+
+def _denoiser(pipe):
+    return pipe.transformer if getattr(pipe, "transformer", None) is not None else pipe.unet
+
+
+def _flux_controlnet(path: Path, pipe):
+    from diffusers import FluxControlNetModel
+
+    if not path.is_dir():
+        raise PluginError(f"{path.name}: FLUX ControlNets load from a diffusers folder (config.json + weights).")
+    import json
+
+    try:
+        cls = json.loads((path / "config.json").read_text()).get("_class_name", "")
+    except (OSError, ValueError):
+        cls = ""
+    if cls != "FluxControlNetModel":
+        raise PluginError(f"ControlNet {path.name} ({cls or 'no config'}) was not made for this FLUX model.")
+    return FluxControlNetModel.from_pretrained(path, local_files_only=True, torch_dtype=pipe.transformer.dtype)
+
+
 def _check_fits(cn, pipe, name: str) -> None:
+    if _is_flux(pipe):
+        if (
+            type(cn).__name__ != "FluxControlNetModel"
+            or cn.config.joint_attention_dim != (pipe.transformer.config.joint_attention_dim)
+            or cn.inner_dim != pipe.transformer.inner_dim
+        ):
+            raise PluginError(f"ControlNet {name} was not made for this FLUX model.")
+        return
+    if getattr(pipe, "unet", None) is None:
+        raise PluginError(f"ControlNet {name}: ControlNet runs with SD 1.x/2.x/XL and FLUX.1 models.")
     if cn.config.cross_attention_dim != pipe.unet.config.cross_attention_dim or list(
         cn.config.block_out_channels
     ) != list(pipe.unet.config.block_out_channels):
