@@ -14,7 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 SD_SCHEDULERS = ("Euler", "Euler a", "Heun", "DPM++ 2M", "DPM++ 2M Karras", "DDIM", "UniPC", "LCM")
-FLOW_SCHEDULERS = ("Euler", "Heun", "DPM++ 2M")
+FLOW_SCHEDULERS = ("Euler", "Euler a", "Heun", "DPM++ 2M")
+# An SD scheduler name asked of a flow-matching model runs as the nearest flow scheduler (said in a notice).
+FLOW_EQUIVALENT = {"DPM++ 2M Karras": "DPM++ 2M", "DDIM": "Euler", "UniPC": "DPM++ 2M", "LCM": "Euler"}
 
 
 @dataclass(frozen=True)

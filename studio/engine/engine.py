@@ -36,7 +36,7 @@ from studio.engine.memory import apply as apply_memory
 from studio.engine.memory import auto_preset, lower, options_for
 from studio.engine.plugins import PluginHost
 from studio.engine.previews import decode_preview, latent_rgb_factors, latent_to_rgb
-from studio.engine.schedulers import is_flow, is_sigma_space, make_scheduler
+from studio.engine.schedulers import flow_name, is_flow, is_sigma_space, make_scheduler
 from studio.engine.upscale import Upscalers, run_upscale
 from studio.plugin_api import PipelineContext
 
@@ -153,6 +153,16 @@ class Engine:
             lm = self._apply_preset(lm)
             try:
                 result = self._generate(lm, request, on_step, cancel, branch_latent, t0, t_loaded)
+                if lm.family.flow and flow_name(request.scheduler) != request.scheduler:
+                    notice = " ".join(
+                        x
+                        for x in (
+                            notice,
+                            f"{lm.family.label} runs flow-matching schedulers: "
+                            f"{request.scheduler} ran as {flow_name(request.scheduler)}.",
+                        )
+                        if x
+                    )
                 if notice:
                     result.extra["notice"] = notice
                 result.extra["preset"] = self.preset
@@ -269,7 +279,7 @@ class Engine:
             latents_in = flow.pack(pipe, latents_in)
         elif plan is None and flow.plugin_pipeline(pipe, lm.pipe):  # e.g. FLUX ControlNet: same noise as without
             latents_in = flow.initial_noise(pipe, generators, request.batch_size, gen_w, gen_h)
-        self._wrap_scheduler(scheduler, start)
+        self._wrap_scheduler(scheduler, start, generators)
 
         mode = PreviewMode(request.preview)
         factors, bias = latent_rgb_factors(
@@ -472,7 +482,7 @@ class Engine:
         return k, (lat * scale).to(self.device_info.torch_device, self.device_info.torch_dtype)
 
     @staticmethod
-    def _wrap_scheduler(scheduler, start: int) -> None:
+    def _wrap_scheduler(scheduler, start: int, generators=None) -> None:
         """Record each step's predicted clean latent, and skip the first `start` steps when branching."""
         orig_step, orig_set = scheduler.step, scheduler.set_timesteps
 
@@ -486,6 +496,8 @@ class Engine:
                 if scheduler.step_index is None:
                     scheduler._init_step_index(timestep)
                 flow_x0 = flow.x0_from(scheduler, model_output, sample, float(scheduler.sigmas[scheduler.step_index]))
+            if scheduler.config.get("stochastic_sampling") and kwargs.get("generator") is None:
+                kwargs["generator"] = generators  # FLUX/SD3 pipelines pass none: keep Euler a's noise seeded
             out = orig_step(model_output, timestep, sample, *args, **kwargs)
             if flow_x0 is not None:
                 scheduler._studio_x0 = flow_x0

@@ -2,7 +2,8 @@
 
 Stable Diffusion 1.x/2.x/XL (variance-preserving noise, ε or v prediction) get the k-diffusion
 style schedulers; FLUX.1 and SD 3/3.5 (flow matching, x_t = (1 − σ)·x0 + σ·ε, velocity prediction)
-get the flow-matching ones diffusers has: Euler, Heun and DPM++ 2M, each with the family's
+get the flow-matching ones diffusers has: Euler (and Euler a, its stochastic form), Heun and DPM++ 2M,
+each with the family's
 timestep shift — a fixed shift (SD3: 3, FLUX schnell: 1) or FLUX dev's resolution-dependent
 one (shift = e^μ with μ from the image's token count), which the pipelines pass as `mu`.
 """
@@ -83,8 +84,8 @@ class FlowDPM(DPMSolverMultistepScheduler):
 def _flow_scheduler(name: str, base: dict[str, Any]):
     base = dict(base)
     dynamic = bool(base.get("use_dynamic_shifting", False))
-    if name == "Euler":
-        return FlowMatchEulerDiscreteScheduler.from_config(base)
+    if name in ("Euler", "Euler a"):  # Euler a: fresh noise each step (diffusers' stochastic sampling)
+        return FlowMatchEulerDiscreteScheduler.from_config(base, stochastic_sampling=name == "Euler a")
     if name == "Heun":
         s = FlowHeun.from_config({k: base[k] for k in ("num_train_timesteps", "shift") if k in base})
         s.dynamic_shift = dynamic
@@ -104,18 +105,22 @@ def _flow_scheduler(name: str, base: dict[str, Any]):
     raise AssertionError(name)
 
 
+def flow_name(name: str) -> str:
+    """The flow-matching scheduler an SD scheduler name runs as on FLUX/SD3 (itself when it is one)."""
+    from studio.core.families import FLOW_EQUIVALENT, FLOW_SCHEDULERS
+
+    if name in FLOW_SCHEDULERS:
+        return name
+    if name in FLOW_EQUIVALENT:
+        return FLOW_EQUIVALENT[name]
+    raise InvalidRequest(f"Unknown scheduler {name!r}; choose one of: {', '.join(FLOW_SCHEDULERS)}")
+
+
 def make_scheduler(name: str, base_config: dict[str, Any], flow: bool = False, family: str = ""):
     """A fresh scheduler of the named kind, keeping the model's noise schedule and prediction type
-    (`flow`: a flow-matching model; `family` names it in the message for a scheduler it cannot run)."""
+    (`flow`: a flow-matching model, where SD-only names run as their nearest flow scheduler)."""
     if flow:
-        from studio.core.families import FLOW_SCHEDULERS
-
-        if name not in FLOW_SCHEDULERS:
-            raise InvalidRequest(
-                f"The {name} scheduler does not run {family or 'flow-matching'} models; "
-                f"choose one of: {', '.join(FLOW_SCHEDULERS)}."
-            )
-        return _flow_scheduler(name, base_config)
+        return _flow_scheduler(flow_name(name), base_config)
     try:
         cls, overrides = SCHEDULERS[name]
     except KeyError:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from studio.core.errors import InvalidRequest, PromptTooLong
+from studio.core.errors import PromptTooLong
 from studio.core.request import BranchRef, GenerationRequest, ImageRef
 
 
@@ -83,7 +83,7 @@ def test_sd3_classifier_free_guidance_with_negative_prompt(engine, tiny_flow, tr
     assert not np.array_equal(a.images[0], c.images[0])
 
 
-@pytest.mark.parametrize("scheduler", ["Euler", "Heun", "DPM++ 2M"])
+@pytest.mark.parametrize("scheduler", ["Euler", "Euler a", "Heun", "DPM++ 2M"])
 def test_flow_schedulers_run_and_count_steps(engine, tiny_flow, scheduler):
     previews = []
     res = engine.generate(
@@ -95,9 +95,14 @@ def test_flow_schedulers_run_and_count_steps(engine, tiny_flow, scheduler):
     assert previews[-1].image.shape == (8, 8, 3) and previews[-1].image.std() > 0
 
 
-def test_sd_scheduler_names_refused_for_flow_models(engine, tiny_flow):
-    with pytest.raises(InvalidRequest, match="Euler, Heun, DPM\\+\\+ 2M"):
-        engine.generate(_req(tiny_flow("sd3-medium").model, scheduler="DDIM"))
+def test_sd_scheduler_names_run_as_the_nearest_flow_scheduler(engine, tiny_flow):
+    model = tiny_flow("sd3-medium").model
+    ddim = engine.generate(_req(model, scheduler="DDIM"))
+    assert "DDIM ran as Euler" in ddim.extra["notice"]
+    assert np.array_equal(ddim.images[0], engine.generate(_req(model, scheduler="Euler")).images[0])
+    ancestral = engine.generate(_req(model, scheduler="Euler a"))  # the request's default: stochastic Euler
+    assert "notice" not in ancestral.extra and not np.array_equal(ancestral.images[0], ddim.images[0])
+    assert np.array_equal(ancestral.images[0], engine.generate(_req(model, scheduler="Euler a")).images[0])
 
 
 def test_timestep_shift_follows_the_family(engine, tiny_flow):

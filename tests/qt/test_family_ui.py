@@ -27,7 +27,12 @@ def test_flux_dev_panel(panel, tiny_flow):
     assert "no negative prompt" in fam.negative_note.text() and "distilled" in fam.negative_note.text()
     assert fam.guidance_row_label.text() == "Guidance" and panel.guidance.isEnabled()
     assert not panel.guidance_end.isEnabled() and not panel.rescale.isEnabled()
-    assert [panel.scheduler.itemText(i) for i in range(panel.scheduler.count())] == ["Euler", "Heun", "DPM++ 2M"]
+    assert [panel.scheduler.itemText(i) for i in range(panel.scheduler.count())] == [
+        "Euler",
+        "Euler a",
+        "Heun",
+        "DPM++ 2M",
+    ]
     panel.prompt.setPlainText("a red circle at the top left")
     panel.update_token_counts()
     assert panel.prompt_tokens.text().endswith("T5 7/511") and "CLIP" in panel.prompt_tokens.text()
