@@ -154,15 +154,8 @@ class Engine:
             try:
                 result = self._generate(lm, request, on_step, cancel, branch_latent, t0, t_loaded)
                 if lm.family.flow and flow_name(request.scheduler) != request.scheduler:
-                    notice = " ".join(
-                        x
-                        for x in (
-                            notice,
-                            f"{lm.family.label} runs flow-matching schedulers: "
-                            f"{request.scheduler} ran as {flow_name(request.scheduler)}.",
-                        )
-                        if x
-                    )
+                    said = f"{lm.family.label} runs flow-matching schedulers: {request.scheduler} ran as "
+                    notice = f"{notice} {said}{flow_name(request.scheduler)}.".strip()
                 if notice:
                     result.extra["notice"] = notice
                 result.extra["preset"] = self.preset
