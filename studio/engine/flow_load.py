@@ -47,6 +47,11 @@ def check_device(finfo: FlowInfo, info: DeviceInfo) -> None:
             f"(CUDA); this device is {info.device}.",
             "Use a GGUF, fp8 or bf16/fp16 version of the model here.",
         )
+    if finfo.precision == "nf4":  # pre-quantized NF4 single files (Forge's) need bitsandbytes' own loader
+        raise UnsupportedModel(
+            f"{finfo.path.name} ({label}) is a pre-quantized bitsandbytes NF4 file, which this studio cannot load yet.",
+            "Use the GGUF (Q4/Q8) or fp8 version of the model: they need as little memory.",
+        )
     if finfo.precision == "fp8" and not hasattr(torch, "float8_e4m3fn"):
         raise UnsupportedModel(
             f"{finfo.path.name} ({label}) is stored in fp8, which this PyTorch {torch.__version__} cannot read.",
