@@ -140,6 +140,18 @@ def test_gguf_within_q8_error_of_its_twin(engine, tiny_flow):
     assert np.abs(got.astype(int) - twin).max() <= 3
 
 
+def test_gguf_q4_within_its_coarser_error(engine, tiny_flow, tmp_path):
+    """Q4_0 (4 bits and a scale per 32 weights) is further off, as it should be: measured 19 levels at
+    most, 2.3 on average, on this tiny model (Q5_0: 8 and 1.1; Q8_0: 1 and 0.13)."""
+    from studio.testing_flow import save_tiny_flow
+
+    twin = engine.generate(_req(tiny_flow("flux-dev").model)).images[0]
+    files = save_tiny_flow(tmp_path / "q4", "flux-dev", "gguf", quant="Q4_0")
+    assert identify_file(files.model).precision == "Q4_0"
+    diff = np.abs(engine.generate(_req(files.model, **_parts(files))).images[0].astype(int) - twin)
+    assert 0 < diff.mean() <= 5 and diff.max() <= 48
+
+
 def test_fp8_file_equals_its_fp8_rounded_twin(engine, tiny_flow, tmp_path):
     """fp8-stored weights computed in the device's dtype: the same pixels as the diffusers twin whose
     transformer weights went through fp8 and back."""
