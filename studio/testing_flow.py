@@ -19,7 +19,6 @@ hold: `models/text_encoders/clip_l.safetensors` (+ `clip_g` for SD3), `t5xxl.saf
 
 from __future__ import annotations
 
-import json
 import string
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -345,13 +344,6 @@ def save_tiny_flow(
         root / "models" / "vae" / ("ae.safetensors" if family == "flux" else "sd3_vae.safetensors"),
     )
     return FlowFiles(path, save_encoders(pipe, root), vae)
-
-
-def write_latent_rgb(folder: Path, vae, space: str) -> None:
-    """Fit and store linear latent→RGB factors for a tiny model's own (random) VAE."""
-    from studio.engine.previews import fit_latent_rgb
-
-    (folder / "latent_rgb.json").write_text(json.dumps({space: fit_latent_rgb(vae, n=16, size=64)}))
 
 
 def save_tiny_flow_lora(
