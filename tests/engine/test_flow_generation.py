@@ -215,3 +215,26 @@ def test_memory_presets_for_flow_models(engine, tiny_flow):
         parts=(tuple(map(str, tiny_flow("flux-dev", "gguf").encoders)), str(tiny_flow("flux-dev", "gguf").vae)),
     )
     assert not layerwise_fp8(gguf.pipe, engine.device_info)
+
+
+@pytest.mark.parametrize("mode", ["taesd", "vae"])
+def test_full_resolution_previews_of_16_channel_latents(tiny_flow, tmp_path, mode):
+    """A 16-channel tiny autoencoder (TAEF1-style, set for FLUX in the Models dialog) and the model's
+    own VAE both decode FLUX's unpacked step latents at full resolution."""
+    from diffusers import AutoencoderTiny
+
+    from studio.engine.engine import Engine
+
+    taef1 = tmp_path / "taef1"
+    AutoencoderTiny(
+        latent_channels=16,
+        encoder_block_out_channels=(8, 8, 8, 8),
+        decoder_block_out_channels=(8, 8, 8, 8),
+        num_encoder_blocks=(1, 1, 1, 1),
+        num_decoder_blocks=(1, 1, 1, 1),
+    ).save_pretrained(taef1)
+    eng = Engine(device="cpu", taesd={"flux": taef1})
+    previews = []
+    res = eng.generate(_req(tiny_flow("flux-dev").model, steps=3, preview=mode), on_step=previews.append)
+    assert res.status == "done" and [p.step for p in previews] == [1, 2, 3]
+    assert all(p.image.shape == (64, 64, 3) and p.latent.shape == (1, 16, 8, 8) for p in previews)
