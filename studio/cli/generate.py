@@ -340,7 +340,7 @@ def run(args: argparse.Namespace) -> int:
         result = engine.generate(request, on_step=on_step, cancel=cancel)
     finally:
         bar.close()
-    model_path = Path(result.extra.get("model_path", ""))
+    model_path = Path(result.model_path)
     if not result.model_hash and model_path.is_file():
         from studio.core.hashing import file_sha256
 
@@ -355,9 +355,9 @@ def run(args: argparse.Namespace) -> int:
         "dtype": result.dtype,
         "model": result.model_name,
         "timings": {k: round(v, 4) for k, v in result.timings.items()},
-        "memory_preset": result.extra.get("preset"),
-        "notice": result.extra.get("notice", ""),
-        **({"color_correction": result.extra["color_correction"]} if "color_correction" in result.extra else {}),
+        "memory_preset": result.preset or None,
+        "notice": result.notice,
+        **({"color_correction": result.color_correction} if result.color_correction is not None else {}),
         "request": request.to_dict(),
     }
     if args.json:

@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         "status": result.status,
         "files": [str(p) for p in paths],
         "size": [request.width, request.height],
-        "upscaler": result.extra.get("upscaler"),
+        "upscaler": result.upscaler or None,
         "tiles": result.total_steps,
         "device": result.device,
         "dtype": result.dtype,

@@ -5,7 +5,9 @@ No tensors: images are uint8 numpy arrays (H, W, 3); latents are float32 numpy a
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -32,6 +34,8 @@ class LoadProgress:
 
 @dataclass
 class GenerationResult:
+    """One finished (or cancelled) run: its images and what it was, for the window, the CLI and the gallery."""
+
     request: GenerationRequest
     images: list[np.ndarray] = field(default_factory=list)  # (H, W, 3) uint8 each
     seeds: list[int] = field(default_factory=list)
@@ -42,9 +46,51 @@ class GenerationResult:
     dtype: str = ""
     model_name: str = ""
     model_hash: str = ""
-    timings: dict[str, float] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)  # load_s, sample_s, total_s, preview_s
+    # What ran (set by the engine): the model's architecture and file, the kind of run, the step a
+    # branched run started at, the memory preset.
+    arch: str = ""  # "sd1" | "sd2" | "sdxl" | "sdxl-refiner"
+    model_path: str = ""
+    kind: str = ""  # request.kind as run: txt2img | img2img | inpaint | outpaint | branch
+    guidance: str = ""  # the model family's guidance: "cfg" | "distilled" (FLUX dev) | "none"
+    branch_start: int = 0
+    preset: str = ""
+    upscaler: str = ""  # an upscale run: the upscaler network's name (Real-ESRGAN …)
+    # What the user should be told: a switch the engine made (out-of-memory fallback), plugins' notes.
+    notice: str = ""
+    notes: list[str] = field(default_factory=list)
+    # Inpaint / outpaint colour correction, one entry per image (None: not asked for).
+    color_correction: list[dict[str, Any]] | None = None
+    # What plugins recorded for provenance (`PipelineContext.metadata`: lora_hashes, controlnets,
+    # plugin_parameters …): plugin-defined, so untyped here.
+    plugin_metadata: dict[str, Any] = field(default_factory=dict)
+    # Set by whoever runs and records the job (the window's engine thread).
+    run_id: str = ""  # the gallery groups a run's images under it
+    gallery_error: str = ""  # saving to the gallery failed (the images are still on the canvas)
+    cancel_requested_at_step: int | None = None  # the step shown when Cancel was pressed
 
     @property
     def cancelled(self) -> bool:
         return self.status == "cancelled"
+
+    @property
+    def extra(self) -> Mapping[str, Any]:
+        """Read-only: the fields above that are set and the plugins' metadata, under the keys of the
+        untyped `extra` dict this class once had (for scripts written against it). Write the fields."""
+        out: dict[str, Any] = {"arch": self.arch, "model_path": self.model_path, "branch_start": self.branch_start}
+        optional = {
+            "kind": self.kind,
+            "guidance": self.guidance,
+            "preset": self.preset,
+            "upscaler": self.upscaler,
+            "notice": self.notice,
+            "notes": self.notes,
+            "run_id": self.run_id,
+            "gallery_error": self.gallery_error,
+            "cancel_requested_at_step": self.cancel_requested_at_step,
+        }
+        out.update({k: v for k, v in optional.items() if v not in (None, "", [])})
+        if self.color_correction is not None:
+            out["color_correction"] = self.color_correction
+        out.update(self.plugin_metadata)
+        return MappingProxyType(out)

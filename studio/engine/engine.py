@@ -1,7 +1,8 @@
 """The engine: runs one `GenerationRequest` through a real diffusers pipeline, step by step.
 
-Every step yields a `StepPreview` (plain numpy data) through `callback_on_step_end`; a cancel flag
-is checked at every step; the same request on the same device gives bit-identical pixels (noise
+Every step runs the step callbacks of `studio.engine.steps` (diffusers `PipelineCallback`s in a
+`MultiPipelineCallbacks`): a cancel check, the step count, the guidance cutoff and a `StepPreview`
+(plain numpy data); the same request on the same device gives bit-identical pixels (noise
 comes from per-image CPU generators seeded `seed + i`, as A1111 does).
 
 Latents handed out in previews are variance-preserving (x = √ᾱ·x₀ + √(1−ᾱ)·ε) whatever the
@@ -10,7 +11,6 @@ scheduler's own convention, so a kept step can be resumed ("branched") with anot
 
 from __future__ import annotations
 
-import functools
 import inspect
 import math
 import threading
@@ -30,22 +30,19 @@ from studio.engine import flow
 from studio.engine.components import VaeSwitch, load_tiny_vae
 from studio.engine.devices import DeviceInfo, attention_backend, choose_device, empty_cache, is_oom, memory_info
 from studio.engine.edits import plan_edit, steps_run
-from studio.engine.guidance import guided_steps, stop_guidance, tensor_inputs
+from studio.engine.guidance import guided_steps
 from studio.engine.loader import LoadedModel, ModelCache
 from studio.engine.memory import apply as apply_memory
 from studio.engine.memory import auto_preset, lower, options_for
 from studio.engine.plugins import PluginHost
-from studio.engine.previews import decode_preview, latent_rgb_factors, latent_to_rgb
-from studio.engine.schedulers import flow_name, is_flow, is_sigma_space, make_scheduler
+from studio.engine.previews import latent_rgb_factors
+from studio.engine.schedulers import flow_name, is_sigma_space, make_scheduler
+from studio.engine.steps import Cancelled, GuidanceCutoff, Previews, SchedulerTap, StepCount, step_callbacks
 from studio.engine.upscale import Upscalers, run_upscale
 from studio.plugin_api import PipelineContext
 
 StepFn = Callable[[StepPreview], None] | None
 ProgressFn = Callable[[LoadProgress], None] | None
-
-
-class _Cancelled(Exception):
-    pass
 
 
 class Engine:
@@ -156,9 +153,7 @@ class Engine:
                 if lm.family.flow and flow_name(request.scheduler) != request.scheduler:
                     said = f"{lm.family.label} runs flow-matching schedulers: {request.scheduler} ran as "
                     notice = f"{notice} {said}{flow_name(request.scheduler)}.".strip()
-                if notice:
-                    result.extra["notice"] = notice
-                result.extra["preset"] = self.preset
+                result.notice, result.preset = notice, self.preset
                 return result
             except StudioError:
                 raise
@@ -272,8 +267,16 @@ class Engine:
             latents_in = flow.pack(pipe, latents_in)
         elif plan is None and flow.plugin_pipeline(pipe, lm.pipe):  # e.g. FLUX ControlNet: same noise as without
             latents_in = flow.initial_noise(pipe, generators, request.batch_size, gen_w, gen_h)
-        self._wrap_scheduler(scheduler, start, generators)
-
+        tap = SchedulerTap(scheduler, start, generators)
+        guided = guided_steps(steps, request.guidance_end)  # CFG on the first `guided` steps only
+        if lm.guidance == "distilled":  # one number the model follows on every step, no unconditional pass
+            guided, guidance = steps, request.guidance_scale
+        elif lm.guidance == "none":
+            guided, guidance = 0, 0.0
+        else:
+            guidance = request.guidance_scale if guided > start else min(request.guidance_scale, 1.0)
+        count = StepCount(start, scheduler)
+        cutoff = GuidanceCutoff(pipe, count, guided, steps)
         mode = PreviewMode(request.preview)
         factors, bias = latent_rgb_factors(
             fam.latent_space, lm.path if lm.path.is_dir() else None, channels=int(pipe.vae.config.latent_channels)
@@ -283,65 +286,24 @@ class Engine:
             preview_vae = self._tiny_vae(lm.arch)
         elif mode is PreviewMode.VAE:
             preview_vae = pipe.vae
-        state: dict[str, Any] = {"done": start, "n": 0, "last_decode": None, "preview_s": 0.0}
-        guided = guided_steps(steps, request.guidance_end)  # CFG on the first `guided` steps only
         t_sample = time.perf_counter()
-
-        def callback(p, i, t, kwargs):
-            if cancel is not None and cancel.is_set():
-                raise _Cancelled
-            last = i == getattr(p, "_num_timesteps", 0) - 1
-            if not getattr(scheduler, "state_in_first_order", True) and not last:  # Heun: half a step
-                return kwargs
-            state["n"] += 1
-            step = start + state["n"]
-            state["done"] = step
-            if step == guided < steps:
-                kwargs = stop_guidance(p, kwargs)
-            if on_step is None:
-                return kwargs
-            tc = time.perf_counter()
-            lat = flow.unpack(pipe, kwargs["latents"], gen_w, gen_h)
-            vp = _to_vp(scheduler, lat)
-            x0 = getattr(scheduler, "_studio_x0", None)
-            if x0 is not None:
-                x0 = flow.unpack(pipe, x0, gen_w, gen_h)
-            image = None
-            if mode is PreviewMode.NONE:
-                pass
-            elif mode is PreviewMode.LATENT2RGB:
-                image = latent_to_rgb(vp, factors, bias)
-            elif mode is PreviewMode.X0:
-                image = latent_to_rgb(x0 if x0 is not None else vp, factors, bias)
-            elif mode in (PreviewMode.TAESD, PreviewMode.VAE):
-                every = request.preview_every if mode is PreviewMode.VAE else 1
-                if step % every == 0 or step == steps or state["last_decode"] is None:
-                    state["last_decode"] = decode_preview(preview_vae, x0 if x0 is not None else vp)
-                image = state["last_decode"]
-            if plan is not None and image is not None:
-                image = plan.preview(image)
-            on_step(
-                StepPreview(
-                    step=step,
-                    total=steps,
-                    timestep=float(t),
-                    image=image,
-                    latent=vp.detach().to("cpu", torch.float32).numpy(),
-                    mode=mode.value,
-                    elapsed_s=time.perf_counter() - t_sample,
-                )
+        previews = None
+        if on_step is not None:
+            previews = Previews(
+                on_step,
+                tap,
+                count,
+                mode=mode,
+                steps=steps,
+                every=request.preview_every,
+                factors=factors,
+                bias=bias,
+                vae=preview_vae,
+                unpack=lambda latents: flow.unpack(pipe, latents, gen_w, gen_h),  # FLUX packs its latents
+                finish=plan.preview if plan is not None else None,
             )
-            state["preview_s"] += time.perf_counter() - tc
-            if cancel is not None and cancel.is_set():
-                raise _Cancelled
-            return kwargs
+        callbacks = step_callbacks(count, cutoff, cancel, previews)
 
-        if lm.guidance == "distilled":  # one number the model follows on every step, no unconditional pass
-            guided, guidance = steps, request.guidance_scale
-        elif lm.guidance == "none":
-            guided, guidance = 0, 0.0
-        else:
-            guidance = request.guidance_scale if guided > start else min(request.guidance_scale, 1.0)
         kwargs: dict[str, Any] = dict(
             prompt=ctx.prompt,
             negative_prompt=negative or None,
@@ -354,10 +316,10 @@ class Engine:
             generator=generators,
             latents=latents_in,
             output_type="np",
-            callback_on_step_end=callback,
+            callback_on_step_end=callbacks,
+            # Pipelines that know MultiPipelineCallbacks read these from it; the others are told.
+            callback_on_step_end_tensor_inputs=list(dict.fromkeys(callbacks.tensor_inputs)),
         )
-        if start < guided < steps:
-            kwargs["callback_on_step_end_tensor_inputs"] = tensor_inputs(pipe)
         if request.clip_skip:
             kwargs["clip_skip"] = request.clip_skip
         if t5_limit:
@@ -384,15 +346,13 @@ class Engine:
         status = "done"
         images: list[np.ndarray] = []
         try:
-            with torch.inference_mode():
+            with torch.inference_mode(), tap:
                 out = pipe(**kwargs)
             images = [(np.asarray(im) * 255).round().clip(0, 255).astype(np.uint8) for im in out.images]
             if plan is not None:
                 images = [plan.finish(im) for im in images]
-        except _Cancelled:
+        except Cancelled:
             status = "cancelled"
-        finally:
-            _unwrap_scheduler(scheduler)
         t_end = time.perf_counter()
         return GenerationResult(
             model_hash=_model_hash(lm.path),
@@ -400,7 +360,7 @@ class Engine:
             images=images,
             seeds=seeds,
             status=status,
-            steps_done=state["done"],
+            steps_done=count.done,
             total_steps=steps,
             device=self.device_info.device,
             dtype=self.device_info.dtype,
@@ -409,18 +369,16 @@ class Engine:
                 "load_s": t_loaded - t0,
                 "sample_s": t_end - t_sample,
                 "total_s": t_end - t0,
-                "preview_s": state["preview_s"],
+                "preview_s": previews.preview_s if previews is not None else 0.0,
             },
-            extra={
-                "arch": lm.arch,
-                "model_path": str(lm.path),
-                "branch_start": start,
-                "kind": request.kind,
-                "guidance": lm.guidance,
-                **ctx.metadata,
-                **({"notes": ctx.notes} if ctx.notes else {}),
-                **_corrections(plan),
-            },
+            arch=lm.arch,
+            model_path=str(lm.path),
+            kind=request.kind,
+            guidance=lm.guidance,
+            branch_start=start,
+            notes=list(ctx.notes),
+            color_correction=_corrections(plan),
+            plugin_metadata=dict(ctx.metadata),
         )
 
     @torch.inference_mode()
@@ -445,7 +403,10 @@ class Engine:
             model_name=lm.name,
             model_hash=_model_hash(lm.path),
             timings={"load_s": t_loaded - t0, "sample_s": t_end - t_loaded, "total_s": t_end - t0},
-            extra={"arch": lm.arch, "model_path": str(lm.path), "kind": request.kind, **_corrections(plan)},
+            arch=lm.arch,
+            model_path=str(lm.path),
+            kind=request.kind,
+            color_correction=_corrections(plan),
         )
 
     # -- scheduler plumbing -------------------------------------------------------------------------
@@ -474,86 +435,6 @@ class Engine:
             scale = 1.0 / float(probe.init_noise_sigma)
         return k, (lat * scale).to(self.device_info.torch_device, self.device_info.torch_dtype)
 
-    @staticmethod
-    def _wrap_scheduler(scheduler, start: int, generators=None) -> None:
-        """Record each step's predicted clean latent, and skip the first `start` steps when branching."""
-        orig_step, orig_set = scheduler.step, scheduler.set_timesteps
-
-        @functools.wraps(orig_step)  # keeps the signature: pipelines look for `generator`/`eta` in it
-        def step(model_output, timestep, sample, *args, **kwargs):
-            full = scheduler.__dict__.pop("_studio_full_timesteps", None)
-            if full is not None:  # the loop has its shortened copy; multistep solvers need the whole list
-                scheduler.timesteps = full
-            flow_x0 = None
-            if is_flow(scheduler) and not hasattr(scheduler, "model_outputs"):
-                if scheduler.step_index is None:
-                    scheduler._init_step_index(timestep)
-                flow_x0 = flow.x0_from(scheduler, model_output, sample, float(scheduler.sigmas[scheduler.step_index]))
-            if scheduler.config.get("stochastic_sampling") and kwargs.get("generator") is None:
-                kwargs["generator"] = generators  # FLUX/SD3 pipelines pass none: keep Euler a's noise seeded
-            out = orig_step(model_output, timestep, sample, *args, **kwargs)
-            if flow_x0 is not None:
-                scheduler._studio_x0 = flow_x0
-                return out
-            x0 = None
-            if isinstance(out, tuple) and len(out) > 1:
-                x0 = out[1]
-            elif not isinstance(out, tuple):
-                x0 = getattr(out, "pred_original_sample", None)
-                if x0 is None:
-                    x0 = getattr(out, "denoised", None)
-            if (
-                x0 is None
-                and getattr(scheduler, "model_outputs", None)
-                and (
-                    getattr(scheduler.config, "algorithm_type", "") == "dpmsolver++"
-                    or getattr(scheduler, "predict_x0", False)
-                )
-            ):
-                x0 = scheduler.model_outputs[-1]
-            scheduler._studio_x0 = x0
-            return out
-
-        @functools.wraps(orig_set)
-        def set_timesteps(*args, **kwargs):
-            orig_set(*args, **kwargs)
-            if start:
-                # The pipeline loops over what set_timesteps leaves in .timesteps: hand it the remaining
-                # steps, start the scheduler's own index at the branch step, and restore the full list
-                # at the first step (solvers count steps left from it).
-                k = start * scheduler.order
-                scheduler._studio_full_timesteps = scheduler.timesteps
-                scheduler.timesteps = scheduler.timesteps[k:]
-                if hasattr(scheduler, "set_begin_index"):  # DDIM derives its position from t alone
-                    scheduler.set_begin_index(k)
-
-        scheduler.step = step
-        scheduler.set_timesteps = set_timesteps
-        scheduler._studio_x0 = None
-        if start and hasattr(scheduler, "set_begin_index"):
-            orig_begin = scheduler.set_begin_index
-
-            @functools.wraps(orig_begin)
-            def set_begin_index(begin_index: int = 0):  # FLUX's pipelines reset it to 0 after set_timesteps
-                orig_begin(begin_index or start * scheduler.order)
-
-            scheduler.set_begin_index = set_begin_index
-
-
-def _unwrap_scheduler(scheduler) -> None:
-    for name in ("step", "set_timesteps", "set_begin_index", "_studio_x0", "_studio_full_timesteps"):
-        scheduler.__dict__.pop(name, None)
-
-
-def _to_vp(scheduler, latents: torch.Tensor) -> torch.Tensor:
-    """The scheduler's current latents in variance-preserving form."""
-    if is_flow(scheduler):
-        return flow.to_vp(scheduler, latents)
-    if is_sigma_space(scheduler) and scheduler.step_index is not None:
-        sigma = float(scheduler.sigmas[min(scheduler.step_index, len(scheduler.sigmas) - 1)])
-        return latents / math.sqrt(sigma**2 + 1.0)
-    return latents
-
 
 def _edit_pipeline(lm: LoadedModel, plan):
     """The loaded pipeline, or an img2img/inpaint view of it sharing the same weights (made once)."""
@@ -569,11 +450,11 @@ def _edit_pipeline(lm: LoadedModel, plan):
     return lm.extra[name]
 
 
-def _corrections(plan) -> dict[str, Any]:
+def _corrections(plan) -> list[dict[str, Any]] | None:
     """What colour correction did to each image of an inpaint/outpaint (for the CLI's JSON, the bench)."""
     if plan is None or not plan.color_correction:
-        return {}
-    return {"color_correction": [c.to_dict() for c in plan.corrections]}
+        return None
+    return [c.to_dict() for c in plan.corrections]
 
 
 def _model_hash(path: Path) -> str:

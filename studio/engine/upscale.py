@@ -257,5 +257,7 @@ def run_upscale(
         device=device.device,
         dtype=device.dtype,
         timings={"load_s": t_loaded - t0, "sample_s": t_end - t_loaded, "total_s": t_end - t0},
-        extra={"kind": "upscale", "model_path": str(Path(up.model)), "upscaler": info.label},
+        kind="upscale",
+        model_path=str(Path(up.model)),
+        upscaler=info.label,
     )

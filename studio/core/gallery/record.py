@@ -23,9 +23,13 @@ def result_info(result: GenerationResult, index: int = 0) -> dict[str, Any]:
         info["model_sha256"] = result.model_hash
     if result.model_name:
         info["model_name"] = result.model_name
-    for key in ("kind", "lora_hashes", "sign", "created", "ingredient_path", "plugin_parameters", "guidance"):
-        if key in result.extra:
-            info[key] = result.extra[key]
+    if result.kind:
+        info["kind"] = result.kind
+    if result.guidance:
+        info["guidance"] = result.guidance  # FLUX dev's distilled guidance is written as such
+    for key in ("lora_hashes", "plugin_parameters"):  # what the LoRA plugin and the parameters() hooks recorded
+        if key in result.plugin_metadata:
+            info[key] = result.plugin_metadata[key]
     return info
 
 
@@ -54,7 +58,7 @@ def record_result(
     Cancelled results with no images record nothing.
     """
     items: list[GalleryItem] = []
-    run_id = str(result.extra.get("run_id") or uuid.uuid4().hex)
+    run_id = result.run_id or uuid.uuid4().hex
     with Gallery(library) as gallery:
         for i, image in enumerate(result.images):
             items.append(

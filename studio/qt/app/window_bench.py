@@ -135,7 +135,7 @@ def _run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         gaps = [(b - a) * 1000.0 for a, b in zip(ticks, ticks[1:], strict=False)]
         cancelled = run(max(args.steps, args.cancel_after + 10), cancel_after=args.cancel_after)
         res = cancelled["finished"]
-        asked = res.extra.get("cancel_requested_at_step") if res is not None else None
+        asked = res.cancel_requested_at_step if res is not None else None
         cancel_steps = (res.steps_done - asked) if res is not None and asked is not None else None
         result = measured["finished"]
         return {

@@ -270,9 +270,9 @@ class RunController(QObject):
         else:
             unit = "tiles" if result.request.upscale is not None else "steps"
             self.progress.idle(f"Done · {result.total_steps} {unit} in {took:.1f}s")
-        if "gallery_error" in result.extra:
+        if result.gallery_error:
             self.messages.show_message(
-                "The image could not be saved to the gallery.", result.extra["gallery_error"], kind="warning"
+                "The image could not be saved to the gallery.", result.gallery_error, kind="warning"
             )
         if self.gallery is not None and items:
             with contextlib.suppress(Exception):  # the gallery panel is another team's widget; never let it stop a run

@@ -251,11 +251,11 @@ class EngineWorker(QObject):
             try:
                 from studio.core.gallery.record import record_result
 
-                result.extra.setdefault("run_id", job.job_id)
+                result.run_id = result.run_id or job.job_id
                 items = record_result(result, parent_id=job.gallery_parent)
             except Exception as exc:  # noqa: BLE001 — the image is still on the canvas; say so, don't lose the run
                 log.warning("could not save to the gallery: %s", exc)
-                result.extra["gallery_error"] = str(exc)
+                result.gallery_error = str(exc)
         self.finished.emit(job.job_id, result, items)
         self._emit_memory(force=True)
 
@@ -443,7 +443,7 @@ class EngineBridge(QObject):
         if job is not None:
             job.state = result.status
             if job.cancelled_at is not None:
-                result.extra["cancel_requested_at_step"] = job.cancelled_at
+                result.cancel_requested_at_step = job.cancelled_at
         self.jobFinished.emit(job_id, result, items)
         self.queueChanged.emit()
         self._pump()

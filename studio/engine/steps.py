@@ -1,0 +1,264 @@
+"""What the engine does at the end of every denoising step, as diffusers step callbacks.
+
+One `PipelineCallback` per concern, combined in order by diffusers' `MultiPipelineCallbacks`
+(`step_callbacks`), which also collects the tensor inputs each one asks the pipeline for:
+
+- `CancelCheck` — raises `Cancelled` when the run's cancel flag is set (out of the loop: a cancel
+  costs no VAE decode); it runs first, and again after the preview, which can take a while;
+- `StepCount` — the run's step clock: whole steps done so far, counting from a branched run's
+  branch step (a second-order scheduler such as Heun calls back after each half step; only whole
+  steps count, and the callbacks below act on whole steps only);
+- `GuidanceCutoff` — classifier-free guidance off after the first `guided` steps
+  (`studio.engine.guidance`);
+- `Previews` — a `StepPreview` (plain numpy) for the window or the CLI, in the request's preview
+  mode, from the latents (unpacked, for FLUX) and the predicted clean latent `SchedulerTap` caught.
+
+`SchedulerTap` is the one patch on the scheduler, as a context manager: while it is entered the
+scheduler's `step` records each step's predicted clean latent (x0; computed from the velocity for
+flow-matching schedulers) and hands stochastic flow schedulers the run's seeded generators, and,
+for a branched run, `set_timesteps` / `set_begin_index` start the loop at the branch point.
+Leaving it restores the scheduler's own methods.
+
+The callbacks hold per-run state (the cancel flag, the step offset, the preview sink), not
+configuration: diffusers' `PipelineCallback` is a `ConfigMixin` built around a cutoff step, so each
+one here passes the base a neutral cutoff and keeps its state in plain attributes.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
+
+from studio.core.request import PreviewMode
+from studio.core.results import StepPreview
+from studio.engine import flow
+from studio.engine.guidance import stop_guidance, tensor_inputs
+from studio.engine.previews import decode_preview, latent_to_rgb
+from studio.engine.schedulers import is_flow, is_sigma_space
+
+
+class Cancelled(Exception):
+    """Raised out of the sampling loop when the run's cancel flag is set."""
+
+
+class StepCallback(PipelineCallback):
+    """A diffusers step callback that carries per-run state instead of configuration."""
+
+    tensor_inputs: list[str] = []  # diffusers reads it as a class attribute
+
+    def __init__(self) -> None:
+        super().__init__(cutoff_step_ratio=1.0)  # the base insists on a cutoff; these decide per step
+
+
+class StepCount(StepCallback):
+    """The run's step clock (see the module docstring); the other callbacks read it."""
+
+    def __init__(self, start: int, scheduler: Any) -> None:
+        super().__init__()
+        self.start, self.scheduler = start, scheduler
+        self.done = start  # whole steps finished, counting those a branched run took from its parent
+        self.whole = True  # whether the current callback ends a whole step
+
+    def callback_fn(self, pipeline, step_index, timestep, callback_kwargs) -> dict[str, Any]:
+        last = step_index == getattr(pipeline, "_num_timesteps", 0) - 1
+        self.whole = bool(getattr(self.scheduler, "state_in_first_order", True)) or last
+        if self.whole:
+            self.done += 1
+        return callback_kwargs
+
+
+class CancelCheck(StepCallback):
+    def __init__(self, cancel: threading.Event, clock: StepCount | None = None) -> None:
+        super().__init__()
+        self.cancel, self.clock = cancel, clock  # with a clock: on whole steps only
+
+    def callback_fn(self, pipeline, step_index, timestep, callback_kwargs) -> dict[str, Any]:
+        if (self.clock is None or self.clock.whole) and self.cancel.is_set():
+            raise Cancelled
+        return callback_kwargs
+
+
+class GuidanceCutoff(StepCallback):
+    """Guidance on the first `guided` of `steps` only; asks for every input the pipeline can hand
+    back when it will cut, so the doubled ones can be halved."""
+
+    def __init__(self, pipe: Any, clock: StepCount, guided: int, steps: int) -> None:
+        super().__init__()
+        self.clock, self.guided, self.steps = clock, guided, steps
+        self.tensor_inputs = tensor_inputs(pipe) if clock.start < guided < steps else []
+
+    def callback_fn(self, pipeline, step_index, timestep, callback_kwargs) -> dict[str, Any]:
+        if self.clock.whole and self.clock.done == self.guided < self.steps:
+            return stop_guidance(pipeline, callback_kwargs)
+        return callback_kwargs
+
+
+class SchedulerTap:
+    """`with SchedulerTap(scheduler, start, generators) as tap:` — `tap.x0` is the last step's
+    predicted clean latent (None where the scheduler gives none); `start` > 0 skips that many steps."""
+
+    PATCHED = ("step", "set_timesteps", "set_begin_index")
+
+    def __init__(self, scheduler: Any, start: int = 0, generators: Any = None) -> None:
+        self.scheduler, self.start, self.generators = scheduler, start, generators
+        self.x0: torch.Tensor | None = None
+        self._full_timesteps: Any = None
+
+    def __enter__(self) -> SchedulerTap:
+        scheduler, start = self.scheduler, self.start
+        orig_step, orig_set = scheduler.step, scheduler.set_timesteps
+
+        @functools.wraps(orig_step)  # keeps the signature: pipelines look for `generator`/`eta` in it
+        def step(model_output, timestep, sample, *args, **kwargs):
+            if self._full_timesteps is not None:  # the loop has its shortened copy; solvers need the whole list
+                scheduler.timesteps, self._full_timesteps = self._full_timesteps, None
+            flow_x0 = None
+            if is_flow(scheduler) and not hasattr(scheduler, "model_outputs"):
+                if scheduler.step_index is None:
+                    scheduler._init_step_index(timestep)
+                sigma = float(scheduler.sigmas[scheduler.step_index])
+                flow_x0 = flow.x0_from(scheduler, model_output, sample, sigma)
+            if scheduler.config.get("stochastic_sampling") and kwargs.get("generator") is None:
+                kwargs["generator"] = self.generators  # FLUX/SD3 pipelines pass none: keep Euler a's noise seeded
+            out = orig_step(model_output, timestep, sample, *args, **kwargs)
+            self.x0 = flow_x0 if flow_x0 is not None else _predicted_x0(scheduler, out)
+            return out
+
+        @functools.wraps(orig_set)
+        def set_timesteps(*args, **kwargs):
+            orig_set(*args, **kwargs)
+            if start:
+                # The pipeline loops over what set_timesteps leaves in .timesteps: hand it the remaining
+                # steps, start the scheduler's own index at the branch step, and restore the full list
+                # at the first step (solvers count steps left from it).
+                k = start * scheduler.order
+                self._full_timesteps = scheduler.timesteps
+                scheduler.timesteps = scheduler.timesteps[k:]
+                if hasattr(scheduler, "set_begin_index"):  # DDIM derives its position from t alone
+                    scheduler.set_begin_index(k)
+
+        scheduler.step, scheduler.set_timesteps = step, set_timesteps
+        if start and hasattr(scheduler, "set_begin_index"):
+            orig_begin = scheduler.set_begin_index
+
+            @functools.wraps(orig_begin)
+            def set_begin_index(begin_index: int = 0):  # FLUX's pipelines reset it to 0 after set_timesteps
+                orig_begin(begin_index or start * scheduler.order)
+
+            scheduler.set_begin_index = set_begin_index
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for name in self.PATCHED:
+            self.scheduler.__dict__.pop(name, None)  # the class's own methods show through again
+        self._full_timesteps = None
+
+
+def _predicted_x0(scheduler, out) -> torch.Tensor | None:
+    x0 = None
+    if isinstance(out, tuple) and len(out) > 1:
+        x0 = out[1]
+    elif not isinstance(out, tuple):
+        x0 = getattr(out, "pred_original_sample", None)
+        if x0 is None:
+            x0 = getattr(out, "denoised", None)
+    multistep_x0 = getattr(scheduler.config, "algorithm_type", "") == "dpmsolver++" or getattr(
+        scheduler, "predict_x0", False
+    )  # solvers that keep their x0 estimates in model_outputs
+    if x0 is None and getattr(scheduler, "model_outputs", None) and multistep_x0:
+        x0 = scheduler.model_outputs[-1]
+    return x0
+
+
+def to_vp(scheduler: Any, latents: torch.Tensor) -> torch.Tensor:
+    """The scheduler's current latents in variance-preserving form."""
+    if is_flow(scheduler):
+        return flow.to_vp(scheduler, latents)
+    if is_sigma_space(scheduler) and scheduler.step_index is not None:
+        sigma = float(scheduler.sigmas[min(scheduler.step_index, len(scheduler.sigmas) - 1)])
+        return latents / math.sqrt(sigma**2 + 1.0)
+    return latents
+
+
+class Previews(StepCallback):
+    """Hands `on_step` a `StepPreview` after every whole step (`preview_s`: the time that took)."""
+
+    tensor_inputs = ["latents"]
+
+    def __init__(
+        self,
+        on_step: Callable[[StepPreview], None],
+        tap: SchedulerTap,
+        clock: StepCount,
+        *,
+        mode: PreviewMode,
+        steps: int,
+        every: int,
+        factors: Any,
+        bias: Any,
+        vae: Any = None,
+        unpack: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        finish: Callable[[Any], Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.on_step, self.tap, self.clock, self.mode = on_step, tap, clock, mode
+        self.steps, self.every = steps, every
+        self.factors, self.bias, self.vae = factors, bias, vae
+        self.unpack = unpack or (lambda latents: latents)
+        self.finish = finish
+        self.t_sample = time.perf_counter()
+        self.preview_s = 0.0
+        self._last_decode = None
+
+    def callback_fn(self, pipeline, step_index, timestep, callback_kwargs) -> dict[str, Any]:
+        if not self.clock.whole:
+            return callback_kwargs
+        tc = time.perf_counter()
+        step = self.clock.done
+        vp = to_vp(self.tap.scheduler, self.unpack(callback_kwargs["latents"]))
+        x0 = self.tap.x0
+        if x0 is not None:
+            x0 = self.unpack(x0)
+        mode, image = self.mode, None
+        if mode is PreviewMode.LATENT2RGB:
+            image = latent_to_rgb(vp, self.factors, self.bias)
+        elif mode is PreviewMode.X0:
+            image = latent_to_rgb(x0 if x0 is not None else vp, self.factors, self.bias)
+        elif mode in (PreviewMode.TAESD, PreviewMode.VAE):
+            every = self.every if mode is PreviewMode.VAE else 1
+            if step % every == 0 or step == self.steps or self._last_decode is None:
+                self._last_decode = decode_preview(self.vae, x0 if x0 is not None else vp)
+            image = self._last_decode
+        if self.finish is not None and image is not None:
+            image = self.finish(image)
+        self.on_step(
+            StepPreview(
+                step=step,
+                total=self.steps,
+                timestep=float(timestep),
+                image=image,
+                latent=vp.detach().to("cpu", torch.float32).numpy(),
+                mode=mode.value,
+                elapsed_s=time.perf_counter() - self.t_sample,
+            )
+        )
+        self.preview_s += time.perf_counter() - tc
+        return callback_kwargs
+
+
+def step_callbacks(
+    count: StepCount, cutoff: GuidanceCutoff, cancel: threading.Event | None, previews: Previews | None
+) -> MultiPipelineCallbacks:
+    """The callbacks of one run, in the order they act at each step."""
+    first = [CancelCheck(cancel)] if cancel is not None else []
+    after = [previews] if previews is not None else []
+    if previews is not None and cancel is not None:
+        after.append(CancelCheck(cancel, count))  # the preview may have taken a while
+    return MultiPipelineCallbacks([*first, count, cutoff, *after])
