@@ -1,8 +1,9 @@
 """`studio --smoke-test`: headless check of an installation (the packaged build runs it).
 
-Generates with the bundled demo model into a temporary library and checks the image and its
-provenance: the recipe read back from the file equals the request, the C2PA manifest validates,
-the gallery holds the row. Exit 0, or 1 with the reason.
+Checks that the studio's own plugins are found (through their entry points), generates with the
+bundled demo model into a temporary library and checks the image and its provenance: the recipe
+read back from the file equals the request, the C2PA manifest validates, the gallery holds the row.
+Exit 0, or 1 with the reason.
 """
 
 from __future__ import annotations
@@ -38,6 +39,11 @@ def _run(t0: float) -> int:
             from studio.engine.engine import Engine
 
             engine = Engine()
+            problems = []
+            for name in ("lora", "controlnet"):  # found through their entry points, as installed plugins are
+                rec = engine.plugins.records.get(name)
+                if rec is None or rec.status != "enabled":
+                    problems.append(f"the {name} plugin is {rec.status + ': ' + rec.error if rec else 'not found'}")
             lm = engine.load("demo")
             size = int(lm.pipe.unet.config.sample_size) * 8
             request = GenerationRequest.create(
@@ -51,7 +57,6 @@ def _run(t0: float) -> int:
             )
             steps = []
             result = engine.generate(request, on_step=steps.append)
-            problems = []
             if result.status != "done" or len(result.images) != 1:
                 problems.append(f"generation ended {result.status!r}")
             if len(steps) != request.steps:

@@ -1,23 +1,30 @@
-"""Finding, loading and calling plugins; a failing plugin is disabled, never fatal."""
+"""Finding, loading and calling plugins; a failing plugin is disabled, never fatal.
+
+One way in for every plugin: the entry points of the group `studio.plugins` (the studio's own
+LoRA and ControlNet plugins are registered there by its pyproject.toml, as any package registers
+its plugins; a packaged build carries that metadata), and the folders of the user plugins folder.
+Each plugin's `plugin.json` manifest, where there is one, is read before anything is imported: a
+plugin made for a newer plugin API is refused without running its code.
+"""
 
 from __future__ import annotations
 
-import importlib
 import importlib.metadata
 import importlib.util
 import logging
-import pkgutil
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from studio.core.errors import StudioError
 from studio.core.paths import data_dir
-from studio.plugin_api import API_VERSION, PipelineContext, PluginError
+from studio.plugin_api import API_VERSION, MANIFEST_FILE, PipelineContext, PluginError, PluginManifest, read_manifest
 
 log = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "studio.plugins"
+FIRST_PARTY = "studio_plugins"  # the package of the studio's own plugins
 
 
 class PluginFailed(StudioError):
@@ -32,10 +39,22 @@ class PluginRecord:
     plugin: Any = None
     enabled: bool = True
     error: str = ""
+    manifest: PluginManifest | None = None  # read from plugin.json before import, else from the plugin
 
     @property
     def status(self) -> str:
         return "failed" if self.error else "enabled" if self.enabled else "disabled"
+
+
+@dataclass(frozen=True)
+class PluginEntry:
+    """A plugin found but not yet imported: where its manifest file would be, how to load it."""
+
+    name: str
+    source: str
+    origin: str
+    folder: Path | None  # the plugin's package folder (its plugin.json), when known without importing
+    load: Callable[[], Any]
 
 
 @dataclass
@@ -45,40 +64,37 @@ class PluginHost:
 
     # -- discovery --------------------------------------------------------------------------------
     def discover(self, user_dir: Path | None = None, first_party: bool = True) -> list[PluginRecord]:
-        pkg = _first_party() if first_party else None
-        if pkg is not None:
-            for info in pkgutil.iter_modules(pkg.__path__):
-                self._load(
-                    f"studio_plugins.{info.name}",
-                    "first-party",
-                    lambda n=info.name: importlib.import_module(f"studio_plugins.{n}"),
-                )
-        user_dir = user_dir if user_dir is not None else data_dir() / "plugins"
-        if user_dir.is_dir():
-            for d in sorted(p for p in user_dir.iterdir() if (p / "__init__.py").is_file()):
-                self._load(str(d), "user", lambda d=d: _import_path(d))
-        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-            self._load(ep.value, "entry point", ep.load, name=ep.name)
+        """Find every plugin (entry points, then the user plugins folder) and load the ones whose
+        manifest allows it. `first_party=False` leaves out the studio's own plugins."""
+        entries = [e for e in entry_point_plugins() if first_party or e.source != "first-party"]
+        entries += user_folder_plugins(user_dir if user_dir is not None else data_dir() / "plugins")
+        for entry in entries:
+            self._load(entry)
         return list(self.records.values())
 
-    def _load(self, origin: str, source: str, loader, name: str | None = None) -> None:
-        key = name or origin.rsplit(".", 1)[-1].rsplit("/", 1)[-1]
-        rec = PluginRecord(key, source, origin)
+    def _load(self, entry: PluginEntry) -> None:
+        rec = PluginRecord(entry.name, entry.source, entry.origin)
         try:
-            obj = loader()
+            manifest_file = entry.folder / MANIFEST_FILE if entry.folder is not None else None
+            if manifest_file is not None and manifest_file.is_file():
+                rec.manifest = read_manifest(manifest_file)
+                rec.name = rec.manifest.name
+                _check_api(rec.manifest)  # before any of its code runs
+            obj = entry.load()
             obj = getattr(obj, "PLUGIN", obj)  # a module exposing PLUGIN, or the object itself
             plugin = obj() if isinstance(obj, type) or (callable(obj) and not hasattr(obj, "manifest")) else obj
             manifest = plugin.manifest
-            if manifest.api_version > API_VERSION:
-                raise PluginError(f"needs plugin API {manifest.api_version}; this studio has {API_VERSION}")
-            rec.name, rec.plugin = manifest.name, plugin
+            if rec.manifest is not None and manifest.name != rec.manifest.name:
+                raise PluginError(f"its {MANIFEST_FILE} names {rec.manifest.name!r}, the plugin {manifest.name!r}")
+            _check_api(manifest)
+            rec.name, rec.plugin, rec.manifest = manifest.name, plugin, manifest
         except Exception as exc:  # noqa: BLE001 — any failure disables the plugin, never the app
             rec.enabled, rec.error = False, f"failed to load: {exc.__class__.__name__}: {exc}"
-            log.warning("plugin %s disabled: %s", origin, rec.error)
+            log.warning("plugin %s disabled: %s", entry.origin, rec.error)
         self.records[rec.name] = rec
 
     def add(self, plugin: Any, source: str = "first-party") -> PluginRecord:
-        rec = PluginRecord(plugin.manifest.name, source, type(plugin).__module__, plugin)
+        rec = PluginRecord(plugin.manifest.name, source, type(plugin).__module__, plugin, manifest=plugin.manifest)
         self.records[rec.name] = rec
         return rec
 
@@ -125,13 +141,39 @@ class PluginHost:
         return out
 
 
-def _first_party():
-    """The `studio_plugins` package (a folder in a checkout, frozen modules in a packaged build)."""
+def _check_api(manifest: PluginManifest) -> None:
+    if manifest.api_version > API_VERSION:
+        raise PluginError(f"needs plugin API {manifest.api_version}; this studio has {API_VERSION}")
+
+
+def entry_point_plugins() -> list[PluginEntry]:
+    """The plugins registered under the `studio.plugins` entry-point group, first-party ones first."""
+    found = []
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        module = ep.value.split(":", 1)[0].strip()
+        source = "first-party" if module.split(".")[0] == FIRST_PARTY else "entry point"
+        found.append(PluginEntry(ep.name, source, ep.value, _package_folder(module), ep.load))
+    found.sort(key=lambda e: e.source != "first-party")  # stable: each group keeps the registered order
+    return found
+
+
+def user_folder_plugins(user_dir: Path) -> list[PluginEntry]:
+    """Plugins dropped into the user plugins folder: one folder with an `__init__.py` each."""
+    if not user_dir.is_dir():
+        return []
+    folders = sorted(p for p in user_dir.iterdir() if (p / "__init__.py").is_file())
+    return [PluginEntry(d.name, "user", str(d), d, lambda d=d: _import_path(d)) for d in folders]
+
+
+def _package_folder(module: str) -> Path | None:
+    """The folder of a plugin package, found without importing the package itself (only its parents)."""
     try:
-        import studio_plugins
-    except ImportError:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
         return None
-    return studio_plugins
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def _import_path(folder: Path):

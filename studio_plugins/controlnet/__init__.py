@@ -19,22 +19,22 @@ from typing import Any
 
 import numpy as np
 
-from studio.plugin_api import PipelineContext, PluginError, PluginManifest
+from studio.plugin_api import MANIFEST_FILE, PanelHost, PipelineContext, PluginError, read_manifest
 
 from . import preprocessors
 
+CONTROL_FROM_CANVAS = "Use Edit canvas as control image"  # the Plugins menu entry the panel adds
+
 
 class ControlNetPlugin:
-    manifest = PluginManifest(
-        name="controlnet",
-        version="1.0",
-        title="ControlNet",
-        contributes=("prepare", "preprocessors", "parameters"),
-        description="Guide generation with edge maps and other control images; several units at once.",
-    )
+    manifest = read_manifest(Path(__file__).with_name(MANIFEST_FILE))
 
     def __init__(self) -> None:
         self._models: dict[tuple, Any] = {}
+
+    def panel(self, host: PanelHost) -> Any:
+        """The ControlNet dock (studio_plugins.controlnet.panel) and Plugins ▸ Use Edit canvas as control image."""
+        return _panel(self, host)
 
     def preprocessors(self) -> dict[str, preprocessors.Preprocessor]:
         return preprocessors.available()
@@ -154,6 +154,25 @@ class ControlNetPlugin:
             }
             for u in units
         ]
+
+
+def _panel(plugin: ControlNetPlugin, host: PanelHost) -> Any:
+    from .panel import ControlNetPanel
+
+    panel = ControlNetPanel(plugin)
+
+    def control_from_canvas() -> None:
+        image = host.edit_canvas_image()
+        if image is None:
+            host.show_message("The Edit canvas is empty.", "Open or paste an image there first.", kind="warning")
+            return
+        panel.set_image_from_array(image, 0)
+        host.raise_panel(panel)
+
+    host.add_action(
+        CONTROL_FROM_CANVAS, control_from_canvas, tip="Send the image on the Edit canvas to the first ControlNet unit."
+    )
+    return panel
 
 
 def _single_file(path: Path, pipe):

@@ -19,8 +19,9 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from studio.plugin_api import PipelineContext, PluginError, PluginManifest
+from studio.plugin_api import MANIFEST_FILE, PanelHost, PipelineContext, PluginError, read_manifest
 
 from .files import LoraFile, check_fits, flow_lora, read_lora
 
@@ -34,13 +35,7 @@ class _Active:
 
 
 class LoraPlugin:
-    manifest = PluginManifest(
-        name="lora",
-        version="1.0",
-        title="LoRA",
-        contributes=("prepare",),
-        description="Low-rank adapters (kohya and diffusers/peft formats), swapped without reloading the model.",
-    )
+    manifest = read_manifest(Path(__file__).with_name(MANIFEST_FILE))
 
     def __init__(self, folders: list[Path] | None = None) -> None:
         self.folders = folders if folders is not None else default_folders()
@@ -102,6 +97,14 @@ class LoraPlugin:
         pipe.set_adapters([loaded[str(a.file.path)] for a in active], adapter_weights=[a.weight for a in active])
         ctx.metadata["loras"] = [{"name": a.file.name, "weight": a.weight, "path": str(a.file.path)} for a in active]
         ctx.metadata["lora_hashes"] = {a.file.name: a.file.sha256() for a in active}
+
+    def panel(self, host: PanelHost) -> Any:
+        """The LoRA dock: the library, the active LoRAs and their weights (studio_plugins.lora.panel)."""
+        from .panel import LoraPanel
+
+        panel = LoraPanel(self)
+        panel.insertText.connect(lambda text: host.insert_prompt_text(f" {text}"))
+        return panel
 
 
 def default_folders() -> list[Path]:

@@ -146,8 +146,8 @@ def test_manager_reload_keeps_choices_and_survives_a_failing_discovery(qtbot):
 
 # -- LoRA panel -------------------------------------------------------------------------------------
 def test_lora_panel_finds_files_with_trigger_words_and_persists_folders(qtbot, lora_dir, settings):
-    from studio.qt.plugins.lora_panel import LoraPanel
     from studio_plugins.lora import LoraPlugin
+    from studio_plugins.lora.panel import LoraPanel
 
     panel = LoraPanel(LoraPlugin(folders=[]), settings=settings)
     qtbot.addWidget(panel)
@@ -176,8 +176,8 @@ def test_lora_panel_finds_files_with_trigger_words_and_persists_folders(qtbot, l
 
 
 def test_lora_panel_active_loras_and_weights(qtbot, lora_dir, settings):
-    from studio.qt.plugins.lora_panel import LoraPanel
     from studio_plugins.lora import LoraPlugin
+    from studio_plugins.lora.panel import LoraPanel
 
     panel = LoraPanel(LoraPlugin(folders=[lora_dir]), settings=settings)
     qtbot.addWidget(panel)
@@ -215,8 +215,8 @@ def test_lora_panel_active_loras_and_weights(qtbot, lora_dir, settings):
 def test_controlnet_units_reflect_controls_and_canny_preview_runs_off_thread(
     qtbot, controlnet_file, square_png, settings, _no_thread_left_running
 ):
-    from studio.qt.plugins.controlnet_panel import ControlNetPanel, PreviewThread
     from studio_plugins.controlnet import ControlNetPlugin
+    from studio_plugins.controlnet.panel import ControlNetPanel, PreviewThread
 
     panel = ControlNetPanel(ControlNetPlugin(), settings=settings)
     qtbot.addWidget(panel)
@@ -264,7 +264,7 @@ def test_controlnet_units_reflect_controls_and_canny_preview_runs_off_thread(
 
 def test_controlnet_array_image_saved_by_content_hash(qtbot, settings, studio_home):
     from studio.core import paths
-    from studio.qt.plugins.controlnet_panel import ControlNetPanel
+    from studio_plugins.controlnet.panel import ControlNetPanel
 
     plugin = FakeControlNet()
     panel = ControlNetPanel(plugin, settings=settings)
@@ -296,7 +296,7 @@ def test_controlnet_array_image_saved_by_content_hash(qtbot, settings, studio_ho
 
 
 def test_controlnet_bad_inputs_give_messages_in_the_panel(qtbot, settings, tmp_path, square_png):
-    from studio.qt.plugins.controlnet_panel import ControlNetPanel
+    from studio_plugins.controlnet.panel import ControlNetPanel
 
     plugin = FakeControlNet()
     panel = ControlNetPanel(plugin, settings=settings)
@@ -331,7 +331,7 @@ def test_controlnet_bad_inputs_give_messages_in_the_panel(qtbot, settings, tmp_p
 
 
 def test_controlnet_preview_is_debounced(qtbot, settings, square_png):
-    from studio.qt.plugins.controlnet_panel import ControlNetPanel
+    from studio_plugins.controlnet.panel import ControlNetPanel
 
     plugin = FakeControlNet()
     panel = ControlNetPanel(plugin, settings=settings)
@@ -350,8 +350,8 @@ def test_controlnet_preview_is_debounced(qtbot, settings, square_png):
 
 def test_plugin_widgets_do_not_import_torch():
     code = (
-        "import sys; import studio.qt.plugins.manager, studio.qt.plugins.lora_panel, "
-        "studio.qt.plugins.controlnet_panel;"
+        "import sys; import studio.qt.plugins.manager, studio_plugins.lora.panel, "
+        "studio_plugins.controlnet.panel;"
         "bad = [m for m in ('torch', 'diffusers') if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
@@ -359,7 +359,7 @@ def test_plugin_widgets_do_not_import_torch():
 
 
 def test_set_units_round_trip(qtbot, settings, controlnet_file, square_png):
-    from studio.qt.plugins.controlnet_panel import ControlNetPanel
+    from studio_plugins.controlnet.panel import ControlNetPanel
 
     panel = ControlNetPanel(FakeControlNet(), settings=settings)
     qtbot.addWidget(panel)
@@ -391,7 +391,7 @@ def test_panel_deleted_while_its_preview_runs_does_not_crash(qtbot, settings, sq
 
     from PySide6.QtCore import QCoreApplication, QEvent
 
-    from studio.qt.plugins.controlnet_panel import ControlNetPanel, wait_all_previews
+    from studio_plugins.controlnet.panel import ControlNetPanel, wait_all_previews
 
     class Slow(FakeControlNet):
         def preprocess(self, name, image):
@@ -409,8 +409,8 @@ def test_panel_deleted_while_its_preview_runs_does_not_crash(qtbot, settings, sq
 
 def test_lora_folders_default_to_plugins_ini(qtbot, lora_dir, studio_home):
     from studio.core.paths import config_dir
-    from studio.qt.plugins.lora_panel import LoraPanel
     from studio_plugins.lora import LoraPlugin
+    from studio_plugins.lora.panel import LoraPanel
 
     panel = LoraPanel(LoraPlugin(folders=[]))
     qtbot.addWidget(panel)

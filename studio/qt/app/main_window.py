@@ -170,7 +170,7 @@ class MainWindow(QMainWindow):
         )
         self.controller.on_request_queued.append(self._remember_request)
         self.messages.actionTriggered.connect(self._message_action)
-        self.prompt.modelChosen.connect(self._model_chosen)
+        self.prompt.modelChosen.connect(self.choose_model)
         self.prompt.vae_default.clicked.connect(self._vae_warning_done)
         self._build_menus()
         self.model_setup = ModelSetup(self)  # Models menu and dialogs, Device dialog, welcome page
@@ -212,21 +212,21 @@ class MainWindow(QMainWindow):
     def _build_menus(self) -> None:
         bar = self.menuBar()
         file_menu = bar.addMenu("&File")
-        self.open_folder_action = self._action(
+        self.open_folder_action = self.add_menu_action(
             file_menu,
             "Open model folder…",
             self.prompt.choose_model_folder,
             "Ctrl+O",
             "Use a diffusers model folder (with model_index.json).",
         )
-        self._action(
+        self.add_menu_action(
             file_menu,
             "Open model file…",
             self.prompt.choose_model_file,
             "Ctrl+Shift+O",
             "Use a single-file .safetensors checkpoint.",
         )
-        self._action(
+        self.add_menu_action(
             file_menu,
             "Open image to edit…",
             self.open_image_to_edit,
@@ -234,36 +234,36 @@ class MainWindow(QMainWindow):
             "Put an image on the Edit canvas for img2img or inpainting.",
         )
         file_menu.addSeparator()
-        self._action(file_menu, "Quit", self.close, QKeySequence.StandardKey.Quit)
+        self.add_menu_action(file_menu, "Quit", self.close, QKeySequence.StandardKey.Quit)
 
         gen = bar.addMenu("&Generate")
-        self.generate_action = self._action(
+        self.generate_action = self.add_menu_action(
             gen, "Generate", self.controller.generate, "Ctrl+Return", "Queue the Prompt panel's request."
         )
         self.generate_action.setShortcuts([QKeySequence("Ctrl+Return"), QKeySequence("Ctrl+Enter")])
-        self.cancel_action = self._action(
+        self.cancel_action = self.add_menu_action(
             gen, "Cancel", self.controller.cancel_current, "Esc", "Stop the running request within one step."
         )
-        self._action(
+        self.add_menu_action(
             gen, "Cancel all", self.controller.cancel_all, "Shift+Esc", "Stop the running request and empty the queue."
         )
         gen.addSeparator()
-        self._action(
+        self.add_menu_action(
             gen,
             "Use shown result as input",
             self.canvas.use_as_input,
             "Ctrl+Shift+U",
             "Put the finished image on the Edit canvas to keep working on it.",
         )
-        self._action(
+        self.add_menu_action(
             gen,
             "Branch from selected step",
             self.strip._branch,
             "Ctrl+B",
             "Continue the selected step of a finished run with the current prompt and settings.",
         )
-        self._action(gen, "Previous step", lambda: self._nudge_step(-1), "Alt+Left")
-        self._action(gen, "Next step", lambda: self._nudge_step(+1), "Alt+Right")
+        self.add_menu_action(gen, "Previous step", lambda: self._nudge_step(-1), "Alt+Left")
+        self.add_menu_action(gen, "Next step", lambda: self._nudge_step(+1), "Alt+Right")
         for a in (self.generate_action, self.cancel_action):
             a.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
 
@@ -272,7 +272,8 @@ class MainWindow(QMainWindow):
             if dock is not None:
                 view.addAction(dock.toggleViewAction())
 
-    def _action(self, menu: QMenu, text: str, slot, shortcut=None, tip: str = "") -> QAction:
+    def add_menu_action(self, menu: QMenu, text: str, slot, shortcut=None, tip: str = "") -> QAction:
+        """An entry in one of the window's menus, with its shortcut and tip (the plugins' menu entries too)."""
         act = QAction(text, self)
         if shortcut is not None:
             act.setShortcut(QKeySequence(shortcut))
@@ -283,6 +284,10 @@ class MainWindow(QMainWindow):
         menu.addAction(act)
         self.addAction(act)
         return act
+
+    def device_text(self) -> str:
+        """The status bar's device line (device · dtype · preset)."""
+        return self.progress.device.text()
 
     def _nudge_step(self, delta: int) -> None:
         self.strip.slider.setValue(self.strip.slider.value() + delta)
@@ -304,7 +309,8 @@ class MainWindow(QMainWindow):
         elif key == "vae-defaults":
             self.model_setup.open_models(tab=1)  # the Folders tab lists the default VAEs, with Clear
 
-    def _model_chosen(self, model: str) -> None:
+    def choose_model(self, model: str) -> None:
+        """Use `model` from now on: recent list, Prompt panel, recommended settings, preloaded."""
         self.prompt.set_recent_models(self.settings.add_recent_model(model))
         self.prompt.set_model(model)
         self.model_setup.model_chosen(model)  # its recommended steps, CFG, size, scheduler
@@ -315,6 +321,8 @@ class MainWindow(QMainWindow):
             fields.update(contribute())
         parts = (tuple(fields.get("text_encoders", ())), str(fields.get("vae", "")))
         self.bridge.preload(model, parts)  # load it now on the engine thread: a bad file is said at once
+
+    _model_chosen = choose_model  # the name tests and older scripts use
 
     def _vae_warning_done(self) -> None:
         if self.messages.isVisible() and "VAE" in self.messages.message:

@@ -449,6 +449,10 @@ class PromptPanel(QWidget):
         self.size_preset.setCurrentIndex(idx)
         self.size_preset.blockSignals(False)
 
+    def insert_prompt_text(self, text: str) -> None:
+        """Insert text at the prompt's cursor (a plugin panel's `<lora:name:weight>`)."""
+        self.prompt.insertPlainText(text)
+
     # -- tokens ---------------------------------------------------------------------------------------
     def set_tokenizer(self, tokenizer: Any) -> None:
         self._tokenizer = tokenizer

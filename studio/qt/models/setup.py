@@ -169,7 +169,7 @@ class ModelSetup(QObject):
         if self.models_dialog is None:
             d = ModelsDialog(self.w, downloads=self.downloads)
             d.shownChanged.connect(self.download_status.set_dialog_shown)
-            d.modelChosen.connect(self.w._model_chosen)
+            d.modelChosen.connect(self.w.choose_model)
             d.settingsChanged.connect(self.reload_settings)
             device = self.w.bridge.device or {}
             d.download.fp16.setChecked(device.get("dtype") == "float16")
@@ -229,7 +229,7 @@ class ModelSetup(QObject):
     def welcome_choice(self, key: str) -> None:
         if key == "demo":
             self._remember(key)
-            self.w._model_chosen("demo")
+            self.w.choose_model("demo")
         elif key in ("import-file", "import-folder"):
             if key == "import-file":
                 path, _ = QFileDialog.getOpenFileName(
@@ -243,7 +243,7 @@ class ModelSetup(QObject):
             if model is None:
                 return
             self._remember("import")
-            self.w._model_chosen(model)
+            self.w.choose_model(model)
         elif key == "folder":
             path = QFileDialog.getExistingDirectory(
                 self.w, "Your AUTOMATIC1111 or ComfyUI models folder", str(Path.home())

@@ -37,7 +37,7 @@ class PluginRow(QFrame):
             "QFrame#PluginRow QLabel { background: transparent; }"
         )
         self.name = rec.name
-        manifest = getattr(rec.plugin, "manifest", None)
+        manifest = getattr(rec, "manifest", None) or getattr(rec.plugin, "manifest", None)
         title = getattr(manifest, "title", "") or rec.name
         version = getattr(manifest, "version", "") or "?"
         self.status = rec.status
@@ -118,7 +118,7 @@ class PluginManagerDialog(QDialog):
         scroll.setFrameShape(QFrame.Shape.NoFrame)
         scroll.setWidget(self.listing)
         self.reload_button = QPushButton("Reload", objectName="PluginReload")
-        self.reload_button.setToolTip("Look for plugins again (plugins folder, user folder, entry points).")
+        self.reload_button.setToolTip("Look for plugins again (installed entry points, the user plugins folder).")
         self.reload_button.clicked.connect(self.reload)
         close = QPushButton("Close")
         close.clicked.connect(self.close)

@@ -38,10 +38,9 @@ from superqt import QLabeledDoubleRangeSlider, QLabeledDoubleSlider
 from studio.core import paths
 from studio.core.hashing import sha256_file
 from studio.core.request import ControlNetRef, ImageRef
-from studio.qt.common.images import to_qimage
-from studio.qt.common.widgets import MessageBar
-from studio.qt.plugins.controlnet_inputs import check_image, check_model, load_image, save_input_array
-from studio.qt.plugins.lora_panel import plugin_settings
+from studio.plugin_ui import MessageBar, plugin_settings, to_qimage
+
+from .inputs import check_image, check_model, load_image, save_input_array
 
 THUMB = 120
 PREVIEW_MAX_SIDE = 384  # the preview map is made from a downscaled image: HED stays well under 2 s
@@ -513,6 +512,17 @@ class ControlNetPanel(QWidget):
 
     def guess_mode(self) -> bool:
         return self.guess.isChecked()
+
+    # -- the panel hooks (studio.plugin_api) --------------------------------------------------------
+    def request_fields(self) -> dict[str, Any]:
+        fields: dict[str, Any] = {"controlnets": self.units()}
+        if self.guess_mode():
+            fields["plugins"] = {"controlnet": {"guess_mode": True}}
+        return fields
+
+    def load_request(self, request: Any) -> None:
+        guess = bool(request.plugins.get("controlnet", {}).get("guess_mode", False))
+        self.set_units(tuple(request.controlnets), guess_mode=guess)
 
     def set_units(self, refs: tuple[ControlNetRef, ...] | list[ControlNetRef], guess_mode: bool | None = None) -> None:
         """Show a recipe's units (e.g. a gallery image's request)."""

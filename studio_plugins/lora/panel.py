@@ -30,20 +30,12 @@ from PySide6.QtWidgets import (
 )
 from superqt import QLabeledDoubleSlider
 
-from studio.core.paths import config_dir, ensure
 from studio.core.request import LoraRef
-from studio.qt.common.widgets import MessageBar
+from studio.plugin_ui import MessageBar, plugin_settings
 
 WEIGHT_MIN, WEIGHT_MAX, WEIGHT_STEP = -2.0, 2.0, 0.05
 ICON = 48
 FOLDERS_KEY = "lora/folders"
-
-
-def plugin_settings(settings: QSettings | None = None) -> QSettings:
-    """The QSettings given, or `config_dir()/plugins.ini`."""
-    if settings is not None:
-        return settings
-    return QSettings(str(ensure(config_dir()) / "plugins.ini"), QSettings.Format.IniFormat)
 
 
 def _placeholder_icon() -> QIcon:
@@ -289,6 +281,13 @@ class LoraPanel(QWidget):
 
     def loras(self) -> tuple[LoraRef, ...]:
         return tuple(a.ref() for a in self.active)
+
+    # -- the panel hooks (studio.plugin_api) --------------------------------------------------------
+    def request_fields(self) -> dict[str, Any]:
+        return {"loras": self.loras()}
+
+    def load_request(self, request: Any) -> None:
+        self.set_loras(tuple(request.loras))
 
     def set_loras(self, refs: tuple[LoraRef, ...] | list[LoraRef]) -> None:
         """Replace the active LoRAs (e.g. from a loaded recipe); names are resolved when no path."""
