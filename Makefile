@@ -28,10 +28,12 @@ system-deps:
 run: setup
 	$(BIN)/studio run
 
-# Lint before the tests: ruff (rules and format in pyproject.toml) and the import contracts.
+# Lint before the tests: ruff (rules and format), mypy (strict for studio/core and the plugin API)
+# and the import contracts, all configured in pyproject.toml.
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/lint-imports
 
 test: setup lint

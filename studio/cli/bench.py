@@ -147,7 +147,8 @@ def bench_overhead(args: argparse.Namespace) -> int:
             return elapsed
 
         bare(), studio()  # warm-up
-        bare_s, studio_s = [], []
+        bare_s: list[float] = []
+        studio_s: list[float] = []
         for i in range(args.runs):  # interleaved, alternating which goes first
             pair = (bare, studio) if i % 2 == 0 else (studio, bare)
             for fn in pair:

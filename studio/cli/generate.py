@@ -7,6 +7,7 @@ import json
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 from studio.core.errors import InvalidRequest
 from studio.core.request import SCHEDULER_NAMES, GenerationRequest, PreviewMode
@@ -389,7 +390,7 @@ class _Progress:
 
     def __init__(self, enabled: bool, unit: str = "step", desc: str = "generating") -> None:
         self.enabled, self.unit, self.desc = enabled, unit, desc
-        self._bar = None
+        self._bar: Any = None
 
     def update(self, step: int, total: int, elapsed: float) -> None:
         if not self.enabled:

@@ -12,6 +12,7 @@ import os
 import sys
 import tempfile
 import time
+from typing import Any
 
 
 def run() -> int:
@@ -55,7 +56,7 @@ def _run(t0: float) -> int:
                 seed=7,
                 guidance_scale=4.0,
             )
-            steps = []
+            steps: list[Any] = []
             result = engine.generate(request, on_step=steps.append)
             if result.status != "done" or len(result.images) != 1:
                 problems.append(f"generation ended {result.status!r}")

@@ -53,12 +53,13 @@ class CheckpointInfo:
             return (
                 "StableDiffusionXLInpaintPipeline" if self.arch.startswith("sdxl") else "StableDiffusionInpaintPipeline"
             )
-        return defaults()[self.arch]["pipeline"]
+        return str(defaults()[self.arch]["pipeline"])
 
 
 @functools.lru_cache(maxsize=1)
 def defaults() -> dict[str, Any]:
-    return json.loads((resources_dir() / "model_defaults.json").read_text())
+    table: dict[str, Any] = json.loads((resources_dir() / "model_defaults.json").read_text())
+    return table
 
 
 def read_header(path: str | Path) -> tuple[dict[str, TensorInfo], dict[str, str]]:
@@ -117,7 +118,10 @@ def identify(path: str | Path) -> CheckpointInfo:
     path = Path(path)
     tensors, meta = read_header(path)
     keys = list(tensors)
-    has = lambda prefix: any(k.startswith(prefix) for k in keys)  # noqa: E731
+
+    def has(prefix: str) -> bool:
+        return any(k.startswith(prefix) for k in keys)
+
     if not has(UNET):
         raise NotADiffusionModel(
             f"{path.name} is {describe_non_checkpoint(keys)}, not a diffusion model checkpoint.",
@@ -184,7 +188,10 @@ def _groups(widths: list[int], wanted: int) -> int:
 
 def unet_config(t: dict[str, TensorInfo], d: dict[str, Any]) -> dict[str, Any]:
     keys = [k[len(UNET) :] for k in t if k.startswith(UNET)]
-    shape = lambda k: t[UNET + k].shape  # noqa: E731
+
+    def shape(k: str) -> tuple[int, ...]:
+        return t[UNET + k].shape
+
     model_ch = shape("input_blocks.0.0.weight")[0]
     levels: list[dict[str, Any]] = [dict(resnets=0, width=model_ch, attn=0)]
     for i in _indices(keys, r"input_blocks\.(\d+)\.")[1:]:
@@ -231,7 +238,10 @@ def unet_config(t: dict[str, TensorInfo], d: dict[str, Any]) -> dict[str, Any]:
 
 def vae_config(t: dict[str, TensorInfo], d: dict[str, Any]) -> dict[str, Any]:
     keys = [k[len(VAE) :] for k in t if k.startswith(VAE)]
-    shape = lambda k: t[VAE + k].shape  # noqa: E731
+
+    def shape(k: str) -> tuple[int, ...]:
+        return t[VAE + k].shape
+
     levels = _indices(keys, r"encoder\.down\.(\d+)\.")
     if not levels:
         raise UnsupportedModel("the checkpoint's VAE has an unknown layout")

@@ -19,6 +19,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from studio.core.errors import StudioError
 from studio.core.paths import cache_dir, models_dir
@@ -156,19 +157,19 @@ def download(
 
     for name, size in plan.files:
 
-        class _Progress(tqdm):  # huggingface_hub drives it with byte counts
-            def __init__(self, *a, **k):
+        class _Progress(tqdm):  # type: ignore[misc]  # tqdm has no type information; huggingface_hub drives it
+            def __init__(self, *a: Any, **k: Any) -> None:
                 k["disable"] = True
                 super().__init__(*a, **k)
                 self._bytes = int(k.get("initial") or 0)
                 _tick(self._bytes)
 
-            def update(self, n=1):
+            def update(self, n: float | None = 1) -> Any:
                 self._bytes += int(n or 0)
                 _tick(self._bytes)
                 return super().update(n)
 
-        def _tick(in_file: int, name=name, base=done_before) -> None:
+        def _tick(in_file: int, name: str = name, base: int = done_before) -> None:
             if cancel is not None and cancel.is_set():
                 raise DownloadCancelled("Download cancelled.", "Start it again to resume where it stopped.")
             if on_progress is not None:

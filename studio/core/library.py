@@ -15,8 +15,10 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from studio.core import settings as settings_mod
 from studio.core.catalogue import MODEL_SUFFIXES, CatalogueEntry, identify_file, identify_folder, scan
@@ -232,7 +234,7 @@ def trash_model(path: str | Path) -> None:
     _update_settings(lambda s: s.forget_path(path))
 
 
-def _update_settings(change) -> None:
+def _update_settings(change: Callable[[settings_mod.Settings], Any]) -> None:
     s = settings_mod.load()
     before = s.to_dict()
     change(s)

@@ -233,7 +233,8 @@ def upscale_request(
         try:
             meta = read_metadata(src)
             base = meta.request
-            seed = meta.normalised.get("seed") if isinstance(meta.normalised.get("seed"), int) else 0
+            recorded = meta.normalised.get("seed")
+            seed = recorded if isinstance(recorded, int) else 0
         except MetadataError:
             base = None
     fields: dict[str, Any] = {}

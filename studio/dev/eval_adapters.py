@@ -143,7 +143,7 @@ def inpaint_hits(found: scenes.Detected | None) -> tuple[bool, bool]:
 def star_size(found: scenes.Detected | None, case: InpaintCase) -> float | None:
     """Area of the star found in the cell over the ideal answer's (None when no star is found)."""
     ideal = inpaint_found(case.ideal(), case)
-    if not inpaint_hits(found)[1] or ideal is None:
+    if found is None or not inpaint_hits(found)[1] or ideal is None:
         return None
     return found.area / ideal.area
 

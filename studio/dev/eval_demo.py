@@ -16,6 +16,7 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 from studio.dev import scenes
 
@@ -142,7 +143,7 @@ def evaluate(
                 d = Path(save_dir)
                 d.mkdir(parents=True, exist_ok=True)
                 image.save(d / f"g{g:g}_{i:03d}.png")
-        row = accuracy(scores)
+        row: dict[str, Any] = dict(accuracy(scores))
         if prompt_set == "training":
             row["per_combo"] = per_combo(prompts, scores)
             row["missed"] = sorted(k for k, v in row["per_combo"].items() if v == 0)

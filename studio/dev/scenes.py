@@ -227,7 +227,7 @@ def _background(scene: Scene) -> np.ndarray:
             for j in range(0, big, period):
                 if ((i + j) // period) % 2 == 0:
                     d.rectangle((i, j, i + period - 1, j + period - 1), fill=255)
-    m = np.asarray(im.resize((SIZE, SIZE), Image.BOX), np.float32)[..., None] / 255.0
+    m = np.asarray(im.resize((SIZE, SIZE), Image.Resampling.BOX), np.float32)[..., None] / 255.0
     return base * (1 - m) + alt * m
 
 
@@ -269,8 +269,10 @@ def object_mask(obj: Obj, jitter: tuple[float, float] = (0.0, 0.0)) -> np.ndarra
         draw.rectangle((cx - s, cy - w, cx + s, cy + w), fill=255)
         draw.rectangle((cx - w, cy - s, cx + w, cy + s), fill=255)
     else:
-        draw.polygon(_shape_polygon(obj.shape, cx, cy, d), fill=255)
-    return np.asarray(im.resize((SIZE, SIZE), Image.BOX), np.float32) / 255.0
+        polygon = _shape_polygon(obj.shape, cx, cy, d)
+        assert polygon is not None, obj.shape
+        draw.polygon(polygon, fill=255)
+    return np.asarray(im.resize((SIZE, SIZE), Image.Resampling.BOX), np.float32) / 255.0
 
 
 def render(scene: Scene) -> Image.Image:

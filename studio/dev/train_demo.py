@@ -216,7 +216,7 @@ def train_unet(args, work: Path, stop_at) -> bool:
         if n_single:
             pick = torch.randint(0, len(singles), (n_single,), generator=g)
             idx[:n_single] = singles[pick]
-        if n_focus:
+        if n_focus and focus is not None and focus_w is not None:
             idx[:n_focus] = focus[torch.multinomial(focus_w, n_focus, replacement=True, generator=g)]
         crng = random.Random(args.seed * 7_777_777 + step)
         caps = [

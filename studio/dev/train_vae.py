@@ -78,9 +78,8 @@ def _near_object(sample: scenes.Sample, rng: random.Random, side: int) -> tuple[
     obj = rng.choice(sample.scene.objects)
     row, col = divmod(scenes.POSITIONS.index(obj.position), 3)
     hi = IMAGE_SIZE - side
-    return tuple(
-        min(hi, max(0, int(scenes.GRID[i] * IMAGE_SIZE - side / 2 + rng.uniform(-14, 14)))) for i in (col, row)
-    )
+    x, y = (min(hi, max(0, int(scenes.GRID[i] * IMAGE_SIZE - side / 2 + rng.uniform(-14, 14)))) for i in (col, row))
+    return x, y
 
 
 def _crop64(sample: scenes.Sample, rng: random.Random, object_rate: float):

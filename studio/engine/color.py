@@ -134,7 +134,8 @@ def match_colour(
         w = counts * np.exp(-dist2 / (2 * SIGMA**2))
         shift[i : i + CHUNK] = (w @ shifts + PRIOR * mean) / (w.sum(1, keepdims=True) + PRIOR)
     out[target] = lab_to_rgb(lab + shift[where.reshape(-1)]).round().clip(0, 255).astype(np.uint8)
-    return out, Correction(True, n, len(counts), tuple(float(v) for v in mean))
+    m0, m1, m2 = (float(v) for v in mean)
+    return out, Correction(True, n, len(counts), (m0, m1, m2))
 
 
 def _key(cells: np.ndarray) -> np.ndarray:

@@ -9,6 +9,7 @@ plugin made for a newer plugin API is refused without running its code.
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import importlib.util
 import logging
@@ -162,7 +163,7 @@ def user_folder_plugins(user_dir: Path) -> list[PluginEntry]:
     if not user_dir.is_dir():
         return []
     folders = sorted(p for p in user_dir.iterdir() if (p / "__init__.py").is_file())
-    return [PluginEntry(d.name, "user", str(d), d, lambda d=d: _import_path(d)) for d in folders]
+    return [PluginEntry(d.name, "user", str(d), d, functools.partial(_import_path, d)) for d in folders]
 
 
 def _package_folder(module: str) -> Path | None:
@@ -176,11 +177,13 @@ def _package_folder(module: str) -> Path | None:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
-def _import_path(folder: Path):
+def _import_path(folder: Path) -> Any:
     name = f"studio_user_plugin_{folder.name}"
     spec = importlib.util.spec_from_file_location(
         name, folder / "__init__.py", submodule_search_locations=[str(folder)]
     )
+    if spec is None or spec.loader is None:
+        raise PluginError(f"{folder} cannot be imported")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     spec.loader.exec_module(module)

@@ -125,7 +125,7 @@ def make_scheduler(name: str, base_config: dict[str, Any], flow: bool = False, f
         cls, overrides = SCHEDULERS[name]
     except KeyError:
         raise InvalidRequest(f"Unknown scheduler {name!r}; choose one of: {', '.join(SCHEDULERS)}") from None
-    return cls.from_config(dict(base_config), **overrides)
+    return cls.from_config(dict(base_config), **overrides)  # type: ignore[attr-defined]  # diffusers is not analysed
 
 
 def is_sigma_space(scheduler) -> bool:

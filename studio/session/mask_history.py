@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -129,14 +130,15 @@ class History:
     def to_arrays(self) -> dict[str, np.ndarray]:
         """A flat dict of arrays for `np.savez`: the patches plus a JSON index of the rest."""
         arrays: dict[str, np.ndarray] = {}
-        meta = {"index": self.index, "entries": []}
+        entries: list[dict[str, Any]] = []
+        meta = {"index": self.index, "entries": entries}
         for i, e in enumerate(self.entries):
             pm = []
             for j, p in enumerate(e.patches):
                 arrays[f"b{i}_{j}"] = p.before
                 arrays[f"a{i}_{j}"] = p.after
                 pm.append([p.layer, p.y, p.x])
-            meta["entries"].append({"label": e.label, "patches": pm, "eb": e.extra_before, "ea": e.extra_after})
+            entries.append({"label": e.label, "patches": pm, "eb": e.extra_before, "ea": e.extra_after})
         arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
         return arrays
 

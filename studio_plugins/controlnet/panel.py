@@ -157,7 +157,9 @@ class ControlUnit(QFrame):
         self.model = QComboBox(objectName="ControlModel")
         self.model.setEditable(True)
         self.model.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
-        self.model.lineEdit().setPlaceholderText("ControlNet model (folder or .safetensors)")
+        editor = self.model.lineEdit()
+        assert editor is not None  # an editable combo box has one
+        editor.setPlaceholderText("ControlNet model (folder or .safetensors)")
         self.model.addItems(panel.recent_models())
         self.model.setCurrentIndex(-1)
         self.model.setEditText("")
@@ -313,6 +315,7 @@ class ControlUnit(QFrame):
         self.changed.emit()
 
     def _image_set(self) -> None:
+        assert self.image_ref is not None
         self.message.dismiss()
         try:
             small = load_image(self.image_ref.path, THUMB * 2)
@@ -440,7 +443,7 @@ class ControlNetPanel(QWidget):
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QFrame.Shape.NoFrame)
         scroll.setWidget(self.box)
-        self.scroll = scroll
+        self.scroll_area = scroll
         top = QHBoxLayout()
         top.addWidget(QLabel("CONTROLNET", objectName="Section"), 1)
         top.addWidget(self.guess)
@@ -456,7 +459,7 @@ class ControlNetPanel(QWidget):
     # -- recents ----------------------------------------------------------------------------------
     def recent_models(self) -> list[str]:
         """The models used lately, then the demo model's bundled Canny ControlNet (if shipped)."""
-        v = self.settings.value(RECENT_KEY, [])
+        v: Any = self.settings.value(RECENT_KEY, [])
         if isinstance(v, str):
             v = [v] if v else []
         recent = [str(x) for x in (v or [])]
@@ -544,7 +547,7 @@ class ControlNetPanel(QWidget):
                 )
             u.weight.setValue(ref.weight)
             u.span.setValue((ref.start, ref.end))
-            if u.set_image_from_path(ref.image.path) and ref.image.sha256:
+            if u.set_image_from_path(ref.image.path) and ref.image.sha256 and u.image_ref is not None:
                 u.image_ref = ImageRef(path=u.image_ref.path, sha256=ref.image.sha256)
         if not self.unit_widgets:
             self.add_unit()

@@ -4,6 +4,7 @@ controlnet-aux offers without downloads (content shuffle, standard lineart) when
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -78,7 +79,8 @@ def _aux_hub(name: str, cls_name: str) -> Preprocessor:
                     f"which are not here ({exc.__class__.__name__}). Download them once online, "
                     "or use canny, hed, shuffle or lineart_standard, which work offline."
                 ) from None
-        out = cache["detector"](Image.fromarray(image))
+        detector: Any = cache["detector"]
+        out = detector(Image.fromarray(image))
         return np.asarray(out.convert("RGB").resize((image.shape[1], image.shape[0])))
 
     return run

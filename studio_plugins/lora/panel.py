@@ -161,7 +161,7 @@ class LoraPanel(QWidget):
 
     # -- library ----------------------------------------------------------------------------------
     def _saved_folders(self) -> list[Path]:
-        v = self.settings.value(FOLDERS_KEY, [])
+        v: Any = self.settings.value(FOLDERS_KEY, [])
         if isinstance(v, str):
             v = [v] if v else []
         return [Path(p) for p in (v or [])]

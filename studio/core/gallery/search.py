@@ -41,7 +41,8 @@ def where_clause(
     trashed: bool,
 ) -> tuple[str, str, list[Any]]:
     """(JOIN, WHERE, arguments) selecting the `ok` rows that match the search words and filters."""
-    join, where, args = "", ["items.state = 'ok'"], []
+    join, where = "", ["items.state = 'ok'"]
+    args: list[Any] = []
     if text and fts_query(text):
         join = "JOIN items_fts ON items_fts.rowid = items.seq AND items_fts MATCH ?"
         args.append(fts_query(text))

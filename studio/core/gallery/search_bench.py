@@ -107,7 +107,7 @@ def run(rows: int = 10_000, repeats: int = 20, library: Path | None = None) -> d
             fill_s = time.perf_counter() - t
             timings: dict[str, list[float]] = {}
             hits: dict[str, int] = {}
-            cases = [(q, {}) for q in _QUERIES] + [
+            cases: list[tuple[str, dict[str, Any]]] = [(q, {}) for q in _QUERIES] + [
                 ("castle", {"model": "sd15", "favourite": None}),
                 ("", {"kind": "img2img"}),
                 ("dragon", {"limit": 200}),

@@ -328,9 +328,9 @@ def verify_bytes(data: bytes, mime: str) -> ProvenanceStatus:
     status.issuer = str(sig.get("issuer") or "")
     for assertion in active.get("assertions", []) or []:
         label = str(assertion.get("label", ""))
-        data = assertion.get("data") or {}
+        content = assertion.get("data") or {}
         if label.startswith("c2pa.actions") and not status.action:
-            for act in data.get("actions", []) or []:
+            for act in content.get("actions", []) or []:
                 if act.get("action") in ("c2pa.created", "c2pa.edited"):
                     status.action = str(act.get("action"))
                     dst = str(act.get("digitalSourceType") or "")
@@ -339,8 +339,8 @@ def verify_bytes(data: bytes, mime: str) -> ProvenanceStatus:
                     if isinstance(agent, dict):
                         status.software = " ".join(str(agent.get(k, "")) for k in ("name", "version")).strip()
                     break
-        elif label == STUDIO_ASSERTION and isinstance(data, dict):
-            status.generation = data
+        elif label == STUDIO_ASSERTION and isinstance(content, dict):
+            status.generation = content
     if status.state == "valid":
         status.detail = "content credentials intact" + (
             "" if status.trusted else f" (signer {status.signer or '?'} is not on a trust list)"

@@ -398,7 +398,10 @@ def from_invokeai(text: str) -> tuple[dict[str, Any], list[str]]:
 
 def from_fooocus(data: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     out, notes = empty("fooocus"), []
-    get = lambda *keys: next((data[k] for k in keys if k in data), None)  # noqa: E731
+
+    def get(*keys: str) -> Any:
+        return next((data[k] for k in keys if k in data), None)
+
     sampler, sn = map_sampler(get("sampler", "Sampler"), get("scheduler", "Scheduler"))
     notes += sn
     width = height = None
@@ -500,10 +503,10 @@ def _decode_user_comment(raw: Any) -> str | None:
         codec = "utf-16-be" if zeros_even >= zeros_odd else "utf-16-le"
         if body[:2] in (b"\xfe\xff", b"\xff\xfe"):
             codec = "utf-16"
-        return body.decode(codec, "replace").rstrip("\0")
+        return str(body.decode(codec, "replace").rstrip("\0"))
     if head.startswith(b"ASCII") or head == b"\0" * 8:
-        return body.decode("utf-8", "replace").rstrip("\0")
-    return raw.decode("utf-8", "replace").rstrip("\0")
+        return str(body.decode("utf-8", "replace").rstrip("\0"))
+    return str(raw.decode("utf-8", "replace").rstrip("\0"))
 
 
 def _read_pillow_texts(data: bytes, mime: str) -> tuple[dict[str, str], int, int]:

@@ -51,6 +51,7 @@ def starter_request() -> GenerationRequest:
     """What a first start shows: something the bundled demo model (flat shapes, 128 px) draws well,
     with the settings recommended for it (resources/recommended_settings.json)."""
     demo = recommend.for_family("demo")
+    assert demo is not None, "resources/recommended_settings.json has no demo entry"
     return GenerationRequest(
         model="demo",
         prompt="a large red circle in the center on a blue background",
@@ -157,8 +158,9 @@ class MainWindow(QMainWindow):
         self.canvas.useAsInputRequested.connect(self.use_image_as_input)
         self.upscaling = Upscaling(self, self.controller)  # Upscale… on a gallery item and on the canvas
         self.canvas.upscaleRequested.connect(self.upscaling.from_canvas)
-        if hasattr(self.gallery, "upscaleRequested"):
-            self.gallery.upscaleRequested.connect(self.upscaling.from_file)
+        upscale_requested = getattr(self.gallery, "upscaleRequested", None)  # a gallery panel may lack it
+        if upscale_requested is not None:
+            upscale_requested.connect(self.upscaling.from_file)
         self.controller.runStarted.connect(self._run_started)
         self.edit.canvas.problem.connect(
             lambda m: self.messages.show_message(m, "The canvas was kept as it was.", kind="warning")

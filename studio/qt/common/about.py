@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+from typing import Any
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QPixmap
@@ -24,7 +25,8 @@ def licences_text() -> str:
         name = dist.metadata["Name"]
         if not name:
             continue
-        lic = dist.metadata.get("License-Expression") or dist.metadata.get("License") or ""
+        meta: Any = dist.metadata  # an email.message.Message: .get exists, the PackageMetadata protocol omits it
+        lic = meta.get("License-Expression") or meta.get("License") or ""
         if not lic or len(lic) > 80:
             lic = (
                 ", ".join(

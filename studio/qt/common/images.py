@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from typing import overload
+
 import numpy as np
 from PySide6.QtGui import QImage
 
 
+@overload
+def to_qimage(array: np.ndarray) -> QImage: ...
+@overload
+def to_qimage(array: None) -> None: ...
 def to_qimage(array: np.ndarray | None) -> QImage | None:
     """A QImage that owns a copy of `array` (H, W, 3|4 uint8, or H, W gray)."""
     if array is None:

@@ -11,6 +11,7 @@ from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QProgressBar, QPushBu
 class MessageBar(QFrame):
     """A dismissible strip above the canvas: errors with what to do, never a modal dialog."""
 
+    _action_key: str  # set in __init__ after the button that reads it
     actionTriggered = Signal(str)  # the action key given to show()
 
     def __init__(self, parent: QWidget | None = None) -> None:

@@ -72,7 +72,7 @@ class CanvasSession(QObject):
     def crashed(self) -> bool:
         """True when a saved session exists that was not closed cleanly."""
         st = self.state()
-        return bool(st) and not st.get("clean", False)
+        return st is not None and bool(st) and not st.get("clean", False)
 
     # -- saving -------------------------------------------------------------------------------------
 

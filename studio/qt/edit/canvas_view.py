@@ -3,13 +3,22 @@ and calls its edit methods; the canvas owns all state)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 from PySide6.QtCore import QEvent, QPointF, QRectF, Qt
-from PySide6.QtGui import QColor, QImage, QKeySequence, QPainter, QPen, QPolygonF
+from PySide6.QtGui import QColor, QImage, QKeySequence, QPainter, QPen, QPixmap, QPolygonF
+from PySide6.QtWidgets import QWidget
 
 from studio.qt.common.images import from_qimage
-from studio.session.mask_history import Entry, diff_patch
+from studio.session.mask_history import Entry, History, diff_patch
 from studio.session.mask_ops import apply_stroke, brush_segment
+
+if TYPE_CHECKING:  # the mixin is a QWidget's (MaskCanvas's): its methods run on the canvas
+    _Widget = QWidget
+else:
+    _Widget = object
 
 TOOLS = ("brush", "eraser", "rect", "lasso", "expand")
 HANDLE = 14  # px around an image edge where the expand tool grabs it
@@ -17,10 +26,55 @@ SNAP = 8  # outpaint amounts snap to multiples of 8 (the latent grid)
 MIN_ZOOM, MAX_ZOOM = 1 / 32, 32.0
 
 
-class CanvasViewMixin:
+class CanvasViewMixin(_Widget):
     """View transform (widget = image · zoom + offset), painting, mouse, keys, drag and drop."""
 
     TOOLS = TOOLS
+    if TYPE_CHECKING:  # what MaskCanvas owns and the view works on
+        viewChanged: Any
+        _img: np.ndarray
+        _mask: np.ndarray
+        _pix: QPixmap
+        _ov_img: QImage
+        _ov_visible: bool
+        _preview: QImage | None
+        _tool: str
+        _size: float
+        _hardness: float
+        _opacity: float
+        _zoom: float
+        _offset: QPointF
+        _fit_mode: bool
+        _drag: str | None
+        _space: bool
+        _hover: QPointF | None
+        _points: list[QPointF]
+        _pan_from: QPointF
+        _expansion: list[int]
+        _pending: list[int]
+        _sides: list[bool]
+        _press: QPointF
+        _subtract: bool
+        _stroke: Any
+        _base: np.ndarray | None
+        _stroke_box: tuple[int, int, int, int] | None
+
+        maskChanged: Any
+        historyChanged: Any
+        history: History
+
+        def image_size(self) -> tuple[int, int]: ...
+        def set_brush_size(self, px: float) -> None: ...
+        def set_tool(self, name: str) -> None: ...
+        def set_image(self, array: np.ndarray, *, keep_mask: bool = False) -> bool: ...
+        def load_image(self, path: str | Path) -> bool: ...
+        def paste(self) -> bool: ...
+        def undo(self) -> bool: ...
+        def redo(self) -> bool: ...
+        def mask_rect(self, x: float, y: float, w: float, h: float, subtract: bool = False) -> bool: ...
+        def mask_polygon(self, points: Any, subtract: bool = False) -> bool: ...
+        def expand(self, left: int = 0, top: int = 0, right: int = 0, bottom: int = 0) -> bool: ...
+        def _refresh_overlay(self, box: Any = None) -> None: ...
     # -- view --------------------------------------------------------------------------------------
 
     def zoom(self) -> float:
@@ -70,7 +124,7 @@ class CanvasViewMixin:
     def resizeEvent(self, event) -> None:  # noqa: N802
         if self._fit_mode:
             self.fit()
-        super().resizeEvent(event)
+        QWidget.resizeEvent(self, event)
 
     def wheelEvent(self, event) -> None:  # noqa: N802
         steps = event.angleDelta().y() / 120.0
@@ -231,12 +285,12 @@ class CanvasViewMixin:
         self.setCursor(Qt.CursorShape.CrossCursor)
         if drag == "paint":
             base, self._stroke, self._base, box = self._base, None, None, self._stroke_box
-            patch = diff_patch("mask", base, self._mask, box) if box is not None else None
+            patch = diff_patch("mask", base, self._mask, box) if box is not None and base is not None else None
             if patch is not None and commit:
                 self.history.push(Entry("Eraser" if self._tool == "eraser" else "Brush", [patch]))
                 self.maskChanged.emit()
                 self.historyChanged.emit()
-            elif patch is not None:  # abandoned stroke: put the pixels back
+            elif patch is not None and base is not None:  # abandoned stroke: put the pixels back
                 np.copyto(self._mask, base)
                 self._refresh_overlay()
         elif drag == "rect" and commit and len(pts) == 2:
@@ -285,7 +339,7 @@ class CanvasViewMixin:
         if event.type() == QEvent.Type.ShortcutOverride and self._shortcut(event):
             event.accept()
             return True
-        return super().event(event)
+        return QWidget.event(self, event)
 
     def keyPressEvent(self, event) -> None:  # noqa: N802
         if event.key() == Qt.Key.Key_Space:
@@ -295,7 +349,7 @@ class CanvasViewMixin:
             return
         action = self._shortcut(event)
         if action is None:
-            super().keyPressEvent(event)
+            QWidget.keyPressEvent(self, event)
             return
         if action in TOOLS:
             self.set_tool(action)
@@ -314,7 +368,7 @@ class CanvasViewMixin:
             if self._drag != "pan":
                 self.setCursor(Qt.CursorShape.CrossCursor)
             return
-        super().keyReleaseEvent(event)
+        QWidget.keyReleaseEvent(self, event)
 
     # -- drag and drop ----------------------------------------------------------------------------
 

@@ -89,8 +89,14 @@ class ImageInputSection(QWidget):
         self._edit_mode = bool(on)
         self._refresh()
 
+    @property
+    def _ws(self) -> EditWorkspace:
+        """The Edit tab, once attached (every caller runs only while the section is active)."""
+        assert self.workspace is not None
+        return self.workspace
+
     def active(self) -> bool:
-        return self._edit_mode and self.workspace is not None and self.workspace.has_image()
+        return self._edit_mode and self.workspace is not None and self._ws.has_image()
 
     def _touched(self, *_: Any) -> None:
         if not self._auto:  # the user moved it: leave it alone from now on
@@ -99,33 +105,33 @@ class ImageInputSection(QWidget):
     def kind(self) -> str:
         if not self.active():
             return "txt2img"
-        if self.workspace.grown():
+        if self._ws.grown():
             return "outpaint"
-        return "inpaint" if self.workspace.has_mask() else "img2img"
+        return "inpaint" if self._ws.has_mask() else "img2img"
 
     def _refresh(self, *_: Any) -> None:
         active = self.active()
         self.setVisible(active)
         if not active:
             return
-        masked = self.workspace.has_mask() or self.workspace.grown()
+        masked = self._ws.has_mask() or self._ws.grown()
         if masked != self._masked:
             self._masked = masked
             if not self._strength_touched:
                 self._auto = True
                 self.strength.setValue(INPAINT_STRENGTH if masked else IMG2IMG_STRENGTH)
                 self._auto = False
-        for w in (self.grow, self.blur, self.only_masked, self.color_correction):
-            w.setEnabled(masked)
+        for control in (self.grow, self.blur, self.only_masked, self.color_correction):
+            control.setEnabled(masked)
         self.padding.setEnabled(masked and self.only_masked.isChecked())
-        w, h = self.workspace.image_size()
-        if self.workspace.grown():
+        w, h = self._ws.image_size()
+        if self._ws.grown():
             grown = ", ".join(
                 f"{n} px {side}"
-                for n, side in zip(self.workspace.canvas.expansion(), ("left", "top", "right", "bottom"))
+                for n, side in zip(self._ws.canvas.expansion(), ("left", "top", "right", "bottom"))
                 if n
             )
-            fill = self.workspace.canvas.outpaint_fill()
+            fill = self._ws.canvas.outpaint_fill()
             where = " (masked area only, at the Size fields' resolution)" if self.only_masked.isChecked() else ""
             text = (
                 f"Generate runs <b>outpaint</b> to {w}×{h}: the picture grows by {grown} from a {fill} fill; "
@@ -157,24 +163,22 @@ class ImageInputSection(QWidget):
         """Fields to add to a request built from the Prompt panel ({} when there is no image input)."""
         if not self.active():
             return {}
-        grown = self.workspace.grown()
+        grown = self._ws.grown()
         try:  # an outpaint sends the picture before it grew (and the mask painted on it); the engine grows it
-            image_ref, mask_ref = self.workspace.export_refs(folder, original=grown)
+            image_ref, mask_ref = self._ws.export_refs(folder, original=grown)
         except OSError as exc:
             raise InvalidRequest(
                 f"The Edit canvas could not be saved as the input image: {exc}",
                 "Check that the studio's data folder is writable and has free space.",
             ) from exc
-        w, h = self.workspace.image_size()
+        w, h = self._ws.image_size()
         fields: dict[str, Any] = dict(
             init_image=image_ref, mask=mask_ref, strength=round(float(self.strength.value()), 2)
         )
         only = (mask_ref is not None or grown) and self.only_masked.isChecked()
         fields["width"], fields["height"] = (width, height) if only else (snap8(w), snap8(h))
         if grown:
-            fields.update(
-                outpaint=self.workspace.canvas.expansion(), outpaint_fill=self.workspace.canvas.outpaint_fill()
-            )
+            fields.update(outpaint=self._ws.canvas.expansion(), outpaint_fill=self._ws.canvas.outpaint_fill())
         if mask_ref is not None or grown:
             fields.update(
                 mask_grow=self.grow.value(),

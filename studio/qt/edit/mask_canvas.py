@@ -107,7 +107,7 @@ class MaskCanvas(CanvasViewMixin, QWidget):
     def image(self) -> np.ndarray:
         return self._img.copy()
 
-    def mask(self) -> np.ndarray:
+    def mask(self) -> np.ndarray:  # type: ignore[override]  # the inpaint mask; QWidget's shape mask is unused
         return self._mask.copy()
 
     def image_size(self) -> tuple[int, int]:
@@ -116,7 +116,8 @@ class MaskCanvas(CanvasViewMixin, QWidget):
 
     def expansion(self) -> tuple[int, int, int, int]:
         """Pixels added by `expand` (left, top, right, bottom) since the image was set."""
-        return tuple(self._expansion)
+        left, top, right, bottom = self._expansion
+        return left, top, right, bottom
 
     def original_box(self) -> tuple[int, int, int, int]:
         """(x0, y0, x1, y1) of the picture before `expand` grew it: the whole canvas when not grown."""
@@ -217,7 +218,7 @@ class MaskCanvas(CanvasViewMixin, QWidget):
         input, which the engine grows (and fills) itself."""
         folder = paths.ensure(Path(folder))
         x0, y0, x1, y1 = self.original_box() if original else (0, 0, *self.image_size())
-        refs = []
+        refs: list[ImageRef | None] = []
         for kind, arr in (("input", self._img[y0:y1, x0:x1]), ("mask", self._mask[y0:y1, x0:x1])):
             if kind == "mask" and not arr.any():
                 refs.append(None)
@@ -228,7 +229,9 @@ class MaskCanvas(CanvasViewMixin, QWidget):
             if not target.exists():
                 atomic_write(target, data)
             refs.append(ImageRef(path=str(target), sha256=sha))
-        return refs[0], refs[1]
+        image, mask = refs
+        assert image is not None  # the input is always written; only an empty mask is left out
+        return image, mask
 
     # -- edits (all undoable) --------------------------------------------------------------------
 

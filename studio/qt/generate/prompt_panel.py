@@ -70,6 +70,7 @@ class PromptEdit(QPlainTextEdit):
 
 
 class PromptPanel(QWidget):
+    preview_every: QSpinBox  # made after the preview box whose signal enables it
     generateRequested = Signal()
     cancelRequested = Signal()
     modelChosen = Signal(str)
@@ -100,7 +101,7 @@ class PromptPanel(QWidget):
         self.model.currentIndexChanged.connect(lambda _i: self._update_model_tip())
         # A chosen name that does not fit shows its start ("Demo model (bun"), not its end: an
         # editable box's line edit keeps the cursor, and so the view, at the end of a set text.
-        self.model.currentIndexChanged.connect(lambda _i: self.model.lineEdit().setCursorPosition(0))
+        self.model.currentIndexChanged.connect(lambda _i: self._model_text_to_start())
         self.model.editTextChanged.connect(lambda _t: self._update_model_tip())
         self._add_model_item(0, "demo")
         self.model.activated.connect(lambda _i: self.modelChosen.emit(self.model_name()))
@@ -337,7 +338,7 @@ class PromptPanel(QWidget):
             i = self._add_model_item(0, model)
         self.model.setCurrentIndex(i)
         self.model.setEditText(self.model.itemText(i))
-        self.model.lineEdit().setCursorPosition(0)
+        self._model_text_to_start()
         self._update_model_tip()
 
     def _add_model_item(self, index: int, model: str) -> int:
@@ -448,6 +449,12 @@ class PromptPanel(QWidget):
         self.size_preset.blockSignals(True)
         self.size_preset.setCurrentIndex(idx)
         self.size_preset.blockSignals(False)
+
+    def _model_text_to_start(self) -> None:
+        """Show the start of a long model path (the model box is editable, so it has a line edit)."""
+        editor = self.model.lineEdit()
+        if editor is not None:
+            editor.setCursorPosition(0)
 
     def insert_prompt_text(self, text: str) -> None:
         """Insert text at the prompt's cursor (a plugin panel's `<lora:name:weight>`)."""

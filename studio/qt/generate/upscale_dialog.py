@@ -45,6 +45,8 @@ def find_upscalers() -> list[tuple[str, upscalers.UpscalerInfo]]:
 class UpscaleDialog(QDialog):
     """Pick the upscaler, the factor and the tile size for `source`; `request()` is the recipe."""
 
+    size: tuple[int, int]  # type: ignore[assignment]  # the source's (width, height), in place of QWidget.size()
+
     def __init__(
         self,
         source: str | Path,

@@ -39,7 +39,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.core import library, recommend
+from studio.core import library, paths, recommend
 from studio.core import settings as core_settings
 from studio.core.catalogue import CatalogueEntry
 from studio.core.settings import ARCH_LABELS, ARCHES
@@ -256,7 +256,8 @@ class ModelsDialog(QDialog):
 
     def rescan(self, select: str = "") -> None:
         """Scan every folder again on a background thread; `select` a path when done."""
-        self._select_after_scan = select or self._select_after_scan or (self.selected().path if self.selected() else "")
+        chosen = self.selected()
+        self._select_after_scan = select or self._select_after_scan or (chosen.path if chosen is not None else "")
         if self.task is not None:
             self._rescan_again = True  # settings changed mid-scan: scan once more when it ends
             return
@@ -264,7 +265,7 @@ class ModelsDialog(QDialog):
         snapshot = core_settings.Settings(**self.settings.to_dict())
         self.task = Task(lambda _report, _cancel: library.scan_all(snapshot), name="studio-model-scan")
         self.task.succeeded.connect(self._scanned)
-        self.task.failed.connect(lambda m, h: (self._idle(), self._error("Scanning failed", f"{m} {h}")))
+        self.task.failed.connect(lambda m, h: self._failed("Scanning failed", f"{m} {h}"))
         self.rescan_button.setEnabled(False)
         self.summary.setText("Scanning…")
         self.task.start()
@@ -355,13 +356,13 @@ class ModelsDialog(QDialog):
     def use_selected(self) -> None:
         e = self.selected()
         if e is not None and e.usable and e.kind in recommend.CHECKPOINT_KINDS:
-            self.modelChosen.emit("demo" if Path(e.path) == library.demo_model_dir() else e.path)
+            self.modelChosen.emit("demo" if Path(e.path) == paths.demo_model_dir() else e.path)
             self.accept()
 
     def set_default_for_selected(self) -> None:
         e = self.selected()
         what = DEFAULTS.get(e.kind) if e is not None else None
-        if what is None:
+        if e is None or what is None:
             return
         arch = self.default_arch.currentData()
         self.settings.set_default(what, arch, e.path)
@@ -443,7 +444,7 @@ class ModelsDialog(QDialog):
             return
         self.task = Task(lambda _r, _c: str(library.import_model(path, mode)), name="studio-model-import")
         self.task.succeeded.connect(lambda new: self._after_import(new))
-        self.task.failed.connect(lambda m, h: (self._error("Import failed", f"{m} {h}"), self._idle()))
+        self.task.failed.connect(lambda m, h: self._failed("Import failed", f"{m} {h}", idle_first=False))
         self.summary.setText(f"{'Copying' if mode == 'copy' else 'Linking'} {Path(path).name} into the library…")
         self.rescan_button.setEnabled(False)
         self.task.start()
@@ -512,6 +513,14 @@ class ModelsDialog(QDialog):
         core_settings.save(self.settings)
         self.refresh_folders()
         self.settingsChanged.emit()
+
+    def _failed(self, title: str, text: str, idle_first: bool = True) -> None:
+        """A background task failed: the dialog is idle again and says why (in the order it always did)."""
+        if idle_first:
+            self._idle()
+        self._error(title, text)
+        if not idle_first:
+            self._idle()
 
     def _error(self, title: str, text: str) -> None:
         self.summary.setText(f"{title}: {text}")

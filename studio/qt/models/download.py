@@ -93,7 +93,7 @@ class Downloads(QObject):
 
     def stop(self) -> None:
         """Stop now; files already complete are kept and the next start resumes from there."""
-        if self.busy:
+        if self.busy and self.task is not None:
             self.task.cancel()
             self.changed.emit()
 
@@ -203,6 +203,7 @@ class DownloadStatus(QWidget):
 
 
 class DownloadPanel(QWidget):
+    repo: QLineEdit  # made in __init__ after the list that fills it
     """The Models dialog's Download tab: a view of the window's `Downloads`, which goes on when the
     dialog closes and shows here again when it is reopened."""
 
@@ -225,7 +226,7 @@ class DownloadPanel(QWidget):
             item.setToolTip(f"https://huggingface.co/{repo}")
             self.starters.addItem(item)
         self.starters.currentItemChanged.connect(
-            lambda item, _old: item is not None and self.repo.setText(item.data(Qt.ItemDataRole.UserRole))
+            lambda item, _old: self.repo.setText(item.data(Qt.ItemDataRole.UserRole)) if item is not None else None
         )
         self.starters.itemDoubleClicked.connect(lambda _item: self.start())
         self.repo = QLineEdit(placeholderText="owner/name, e.g. stabilityai/sd-turbo", objectName="RepoId")

@@ -12,13 +12,14 @@ from typing import Any
 
 from PySide6.QtCore import QObject
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QFileDialog, QMainWindow, QMenu, QMessageBox
+from PySide6.QtWidgets import QFileDialog, QMenu, QMessageBox
 
-from studio.core import library, recommend
+from studio.core import library, paths, recommend
 from studio.core import settings as core_settings
 from studio.core.recommend import Recommendation
 from studio.core.request import guidance_span
 from studio.qt.common import background
+from studio.qt.common.window import StudioWindow
 from studio.qt.models.download import Downloads, DownloadStatus
 
 log = logging.getLogger(__name__)
@@ -26,8 +27,8 @@ WELCOME_KEY = "welcome/choice"
 
 
 class ModelSetup(QObject):
-    def __init__(self, window: QMainWindow) -> None:
-        super().__init__(window)
+    def __init__(self, window: StudioWindow) -> None:
+        super().__init__(window.window())
         self.w = window
         self.settings = core_settings.load()
         self._arch: dict[str, str] = {}  # model -> architecture (read from its header once)
@@ -84,7 +85,7 @@ class ModelSetup(QObject):
         menu.addSeparator()
         self._act(menu, "Welcome page", self.show_welcome, None, "The first-run choices again.")
         view = next(
-            (a.menu() for a in bar.actions() if a.menu() is not None and a.text().replace("&", "") == "View"), None
+            (m for a in bar.actions() if isinstance(m := a.menu(), QMenu) and a.text().replace("&", "") == "View"), None
         )
         bar.insertMenu(view.menuAction(), menu) if view is not None else bar.addMenu(menu)
         target = view if view is not None else menu
@@ -167,7 +168,7 @@ class ModelSetup(QObject):
         from studio.qt.models.dialog import ModelsDialog
 
         if self.models_dialog is None:
-            d = ModelsDialog(self.w, downloads=self.downloads)
+            d = ModelsDialog(self.w.window(), downloads=self.downloads)
             d.shownChanged.connect(self.download_status.set_dialog_shown)
             d.modelChosen.connect(self.w.choose_model)
             d.settingsChanged.connect(self.reload_settings)
@@ -188,7 +189,7 @@ class ModelSetup(QObject):
         from studio.qt.models.device_dialog import DeviceDialog
 
         if self.device_dialog is None:
-            self.device_dialog = DeviceDialog(self.w.bridge, self.w)
+            self.device_dialog = DeviceDialog(self.w.bridge, self.w.window())
             self.device_dialog.presetChanged.connect(lambda _p: self.reload_settings())
         self.device_dialog.show()
         self.device_dialog.raise_()
@@ -233,10 +234,15 @@ class ModelSetup(QObject):
         elif key in ("import-file", "import-folder"):
             if key == "import-file":
                 path, _ = QFileDialog.getOpenFileName(
-                    self.w, "Import a checkpoint", str(Path.home()), "Checkpoints (*.safetensors *.gguf);;All files (*)"
+                    self.w.window(),
+                    "Import a checkpoint",
+                    str(Path.home()),
+                    "Checkpoints (*.safetensors *.gguf);;All files (*)",
                 )
             else:
-                path = QFileDialog.getExistingDirectory(self.w, "Import a diffusers model folder", str(Path.home()))
+                path = QFileDialog.getExistingDirectory(
+                    self.w.window(), "Import a diffusers model folder", str(Path.home())
+                )
             if not path:
                 return
             model = self._import(path)
@@ -246,7 +252,7 @@ class ModelSetup(QObject):
             self.w.choose_model(model)
         elif key == "folder":
             path = QFileDialog.getExistingDirectory(
-                self.w, "Your AUTOMATIC1111 or ComfyUI models folder", str(Path.home())
+                self.w.window(), "Your AUTOMATIC1111 or ComfyUI models folder", str(Path.home())
             )
             if not path:
                 return
@@ -269,7 +275,7 @@ class ModelSetup(QObject):
         try:
             return str(library.import_model(path, "link"))
         except library.LibraryError as exc:
-            existing = library.models_dir() / Path(path).name
+            existing = paths.models_dir() / Path(path).name
             if "already" in exc.message and existing.exists():
                 return str(existing)
             if "Cannot link" in exc.message:
@@ -313,7 +319,7 @@ class ModelSetup(QObject):
             return True
         done = f" ({d.fraction():.0%} done)" if d.fraction() is not None else ""
         answer = QMessageBox.question(
-            self.w,
+            self.w.window(),
             "A download is running",
             f"{d.repo} is still downloading{done}.\n\nStop it and quit? The files already complete are kept: "
             "downloading it again resumes from there.",

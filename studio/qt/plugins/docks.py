@@ -18,9 +18,10 @@ from collections.abc import Callable
 from typing import Any
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QDockWidget, QMainWindow, QWidget
+from PySide6.QtWidgets import QDockWidget, QWidget
 
 from studio.engine.plugins import PluginHost
+from studio.qt.common.window import StudioWindow
 
 log = logging.getLogger(__name__)
 CONTROL_FROM_CANVAS = "Use Edit canvas as control image"  # the ControlNet panel's Plugins menu entry
@@ -70,8 +71,8 @@ class WindowPanelHost:
 
 
 class PluginDocks:
-    def __init__(self, window: QMainWindow, host: PluginHost) -> None:
-        self.window: Any = window
+    def __init__(self, window: StudioWindow, host: PluginHost) -> None:
+        self.window = window
         self.host = host
         self.panels: dict[str, QWidget] = {}  # plugin name -> its panel, in discovery order
         self.docks: dict[str, QDockWidget] = {}
@@ -119,7 +120,7 @@ class PluginDocks:
 
     def _dock(self, title: str, widget) -> QDockWidget:
         w = self.window
-        dock = QDockWidget(title, w)
+        dock = QDockWidget(title, w.window())
         dock.setObjectName(f"{title}Dock")
         dock.setWidget(widget)
         w.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, dock)
@@ -147,7 +148,7 @@ class PluginDocks:
     def open_manager(self) -> None:
         from studio.qt.plugins.manager import PluginManagerDialog
 
-        dlg = PluginManagerDialog(self.host, self.window)
+        dlg = PluginManagerDialog(self.host, self.window.window())
         dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dlg.show()
         self._dialogs.append(dlg)
@@ -155,7 +156,7 @@ class PluginDocks:
     def open_about(self) -> None:
         from studio.qt.common.about import AboutDialog
 
-        dlg = AboutDialog(self.window.device_text(), self.window)
+        dlg = AboutDialog(self.window.device_text(), self.window.window())
         dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dlg.show()
         self._dialogs.append(dlg)

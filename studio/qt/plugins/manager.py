@@ -137,8 +137,9 @@ class PluginManagerDialog(QDialog):
         """Rebuild the list from `host.records`."""
         while self.list_lay.count():
             item = self.list_lay.takeAt(0)
-            if item.widget() is not None:
-                item.widget().deleteLater()
+            widget = item.widget() if item is not None else None
+            if widget is not None:
+                widget.deleteLater()
         self.rows = {}
         recs = list(self.host.records.values())
         for rec in sorted(recs, key=lambda r: (r.status == "failed", r.name)):
