@@ -12,6 +12,7 @@ their keys and widths. Plain Python, no torch.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -95,7 +96,7 @@ def is_flow_denoiser(tensors: dict[str, TensorInfo]) -> bool:
     )
 
 
-def _count(keys, pattern: str) -> int:
+def _count(keys: Iterable[str], pattern: str) -> int:
     rx = re.compile(pattern)
     found = {int(m[1]) for k in keys if (m := rx.match(k))}
     return max(found) + 1 if found else 0
