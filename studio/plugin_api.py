@@ -43,6 +43,7 @@ class PluginManifest:
     title: str = ""
     contributes: tuple[str, ...] = ()  # e.g. ("prepare", "parameters", "panel")
     description: str = ""
+    order: int = 100  # where its panel's tab goes beside the Prompt panel: lower first, then by discovery
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PluginManifest:

@@ -78,7 +78,8 @@ class PluginDocks:
         self.docks: dict[str, QDockWidget] = {}
         self.actions: list[tuple[str, str, Callable[[], None], str]] = []  # (plugin, text, callback, tip)
         self._dialogs: list[Any] = []
-        for rec in host.enabled():
+        enabled = host.enabled()  # panels in the manifests' order (LoRA, ControlNet), then as discovered
+        for rec in sorted(enabled, key=lambda r: getattr(r.manifest or r.plugin.manifest, "order", 100)):
             if not hasattr(rec.plugin, "panel"):
                 continue
             try:
