@@ -7,7 +7,11 @@ and `studio.core`, as a third-party panel would.
 - `MessageBar` — the studio's inline message (error / warning / info, with a hint);
 - `to_qimage(array)` — an (H, W, 3) uint8 array as a QImage;
 - `plugin_settings(settings=None)` — the QSettings plugins keep their choices in
-  (`config_dir()/plugins.ini`), or the one given (tests).
+  (`config_dir()/plugins.ini`), or the one given (tests);
+- `colour(name)` — a colour of the scheme in use (`studio.qt.common.style`: "text", "text_dim",
+  "accent", "card" …), so a panel looks right in the dark and the light theme. Frames with the
+  property `card` (True, or "row"), labels with `thumb` or `role` "status" / "symbol" /
+  "error-box" are styled by the studio's style sheet.
 """
 
 from __future__ import annotations
@@ -17,9 +21,10 @@ from PySide6.QtCore import QSettings
 from studio.core.paths import config_dir, ensure
 from studio.plugin_api import PanelHost
 from studio.qt.common.images import to_qimage
+from studio.qt.common.style import colour
 from studio.qt.common.widgets import MessageBar
 
-__all__ = ["MessageBar", "PanelHost", "plugin_settings", "to_qimage"]
+__all__ = ["MessageBar", "PanelHost", "colour", "plugin_settings", "to_qimage"]
 
 
 def plugin_settings(settings: QSettings | None = None) -> QSettings:

@@ -38,7 +38,7 @@ from superqt import QLabeledDoubleRangeSlider, QLabeledDoubleSlider
 from studio.core import paths
 from studio.core.hashing import sha256_file
 from studio.core.request import ControlNetRef, ImageRef
-from studio.plugin_ui import MessageBar, plugin_settings, to_qimage
+from studio.plugin_ui import MessageBar, colour, plugin_settings, to_qimage
 
 from .inputs import check_image, check_model, load_image, save_input_array
 
@@ -127,12 +127,7 @@ class ControlUnit(QFrame):
     def __init__(self, panel: ControlNetPanel, index: int) -> None:
         super().__init__()
         self.setObjectName("ControlUnit")
-        self.setStyleSheet(
-            "QFrame#ControlUnit { background: #23262e; border: 1px solid #2c3039; border-radius: 8px; }"
-            "QFrame#ControlUnit QLabel { background: transparent; }"
-            "QLabel#ControlThumb { background: #15171c; border: 1px solid #30343e; border-radius: 6px;"
-            " color: #6b7282; }"
-        )
+        self.setProperty("card", True)  # framed like the studio's cards (its style sheet)
         self.panel = panel
         self.plugin = panel.plugin
         self.image_ref: ImageRef | None = None
@@ -195,20 +190,22 @@ class ControlUnit(QFrame):
         self.span.setValue((0.0, 1.0))
         self.span.setHandleLabelPosition(QLabeledDoubleRangeSlider.LabelPosition.NoLabel)
         self.span.setEdgeLabelMode(QLabeledDoubleRangeSlider.EdgeLabelMode.LabelIsValue)
-        self.span.setStyleSheet("QRangeSlider { qproperty-barColor: #e0894a; }")  # the theme's accent between handles
+        self.span.setStyleSheet(f"QRangeSlider {{ qproperty-barColor: {colour('accent')}; }}")  # accent between handles
         self.span.setToolTip("The fraction of the steps this unit acts in (start…end).")
         self.span.valueChanged.connect(self._changed)
 
         self.source = QLabel("no image", objectName="ControlThumb", alignment=Qt.AlignmentFlag.AlignCenter)
+        self.source.setProperty("thumb", True)
         self.source.setFixedSize(THUMB + 4, THUMB + 4)
         self.source.setToolTip("The control image.")
         self.preview = QLabel("no map", objectName="ControlThumb", alignment=Qt.AlignmentFlag.AlignCenter)
+        self.preview.setProperty("thumb", True)
         self.preview.setFixedSize(THUMB + 4, THUMB + 4)
         self.preview.setToolTip("The control map the preprocessor makes (a preview, from a downscaled image).")
         pick_image = QPushButton("Image…", objectName="ControlImageFile", toolTip="Pick a control image file.")
         pick_image.clicked.connect(self._pick_image)
         self.status = QLabel("", objectName="ControlStatus")
-        self.status.setStyleSheet("color: #8b93a5; font-size: 8.5pt;")
+        self.status.setProperty("role", "status")  # dim, a little smaller (the studio's style sheet)
         self.message = MessageBar(self)
 
         head = QHBoxLayout()
@@ -221,7 +218,8 @@ class ControlUnit(QFrame):
         thumbs = QHBoxLayout()
         thumbs.addWidget(self.source)
         arrow = QLabel("→")
-        arrow.setStyleSheet("color: #6b7282; font-size: 14pt;")
+        arrow.setProperty("role", "symbol")
+        arrow.setAccessibleName("makes")  # image → map
         thumbs.addWidget(arrow)
         thumbs.addWidget(self.preview)
         thumbs.addStretch(1)

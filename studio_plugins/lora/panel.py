@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
 from superqt import QLabeledDoubleSlider
 
 from studio.core.request import LoraRef
-from studio.plugin_ui import MessageBar, plugin_settings
+from studio.plugin_ui import MessageBar, colour, plugin_settings
 
 WEIGHT_MIN, WEIGHT_MAX, WEIGHT_STEP = -2.0, 2.0, 0.05
 ICON = 48
@@ -40,7 +40,7 @@ FOLDERS_KEY = "lora/folders"
 
 def _placeholder_icon() -> QIcon:
     pm = QPixmap(ICON, ICON)
-    pm.fill(QColor("#2a2e37"))
+    pm.fill(QColor(colour("raised")))
     return QIcon(pm)
 
 
@@ -54,10 +54,7 @@ class ActiveLora(QFrame):
     def __init__(self, name: str, path: str, weight: float, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("ActiveLora")
-        self.setStyleSheet(
-            "QFrame#ActiveLora { background: #23262e; border: 1px solid #2c3039; border-radius: 6px; }"
-            "QFrame#ActiveLora QLabel { background: transparent; }"
-        )
+        self.setProperty("card", "row")  # framed like the studio's cards, a little tighter
         self.lora_name, self.path = name, path
         self.label = QLabel(f"<b>{html.escape(name)}</b>")
         self.label.setToolTip(path or name)
@@ -114,6 +111,7 @@ class LoraPanel(QWidget):
         self.search.setClearButtonEnabled(True)
         self.search.textChanged.connect(self._filter)
         self.library = QListWidget(objectName="LoraLibrary")
+        self.library.setAccessibleName("LoRA library")
         self.library.setIconSize(QSize(ICON, ICON))
         self.library.setWordWrap(True)
         self.library.setUniformItemSizes(False)

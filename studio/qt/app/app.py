@@ -10,7 +10,8 @@ import sys
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 
-from studio.qt.app.theme import apply_dark_theme
+from studio.qt.app.theme import THEME_KEY, apply_theme
+from studio.qt.common import a11y
 
 GIL_SWITCH_INTERVAL_S = 0.002  # the GUI thread gets the GIL back sooner from Python code on the engine thread
 
@@ -23,8 +24,17 @@ def ensure_app(argv: list[str] | None = None) -> QApplication:
         app.setApplicationName("Studio")
         app.setOrganizationName("studio")
         app.setApplicationDisplayName("Studio")
-    apply_dark_theme(app)  # type: ignore[arg-type]
-    return app  # type: ignore[return-value]
+    assert isinstance(app, QApplication), "a QGuiApplication without widgets is already running"
+    apply_theme(app, theme_choice())
+    a11y.install(app)  # every control gets an accessible name (its label or tooltip) as Qt polishes it
+    return app
+
+
+def theme_choice() -> str:
+    """View ▸ Theme as saved in window.ini: "system" (the default), "dark" or "light"."""
+    from studio.qt.app.settings import StudioSettings
+
+    return str(StudioSettings().value(THEME_KEY, "system") or "system")
 
 
 def run_app(args: argparse.Namespace | None = None) -> int:

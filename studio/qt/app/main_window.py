@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QSize, Qt
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
+    QApplication,
     QDockWidget,
     QFileDialog,
     QMainWindow,
@@ -28,6 +29,7 @@ from studio.core import recommend
 from studio.core.paths import demo_model_dir
 from studio.core.request import GenerationRequest
 from studio.qt.app.settings import StudioSettings
+from studio.qt.app.theme import THEME_KEY, apply_theme
 from studio.qt.common.widgets import MessageBar, ProgressGroup
 from studio.qt.edit.workspace import EditWorkspace
 from studio.qt.generate.canvas import CanvasView
@@ -273,6 +275,16 @@ class MainWindow(QMainWindow):
         for dock in (self.prompt_dock, self.queue_dock, self.gallery_dock):
             if dock is not None:
                 view.addAction(dock.toggleViewAction())
+        view.addSeparator()
+        themes = view.addMenu("Theme")
+        group = QActionGroup(self)
+        current = self.settings.value(THEME_KEY, "system") or "system"
+        for choice, label in (("system", "Follow the system"), ("dark", "Dark"), ("light", "Light")):
+            act = themes.addAction(label)
+            act.setCheckable(True)
+            act.setChecked(choice == current)
+            group.addAction(act)
+            act.triggered.connect(lambda _checked=False, c=choice: self.set_theme(c))
 
     def add_menu_action(self, menu: QMenu, text: str, slot, shortcut=None, tip: str = "") -> QAction:
         """An entry in one of the window's menus, with its shortcut and tip (the plugins' menu entries too)."""
@@ -286,6 +298,13 @@ class MainWindow(QMainWindow):
         menu.addAction(act)
         self.addAction(act)
         return act
+
+    def set_theme(self, choice: str) -> None:
+        """View ▸ Theme: "system" (follow the system's light or dark scheme), "dark" or "light"; kept."""
+        self.settings.set_value(THEME_KEY, choice)
+        app = QApplication.instance()
+        if isinstance(app, QApplication):
+            apply_theme(app, choice)
 
     def device_text(self) -> str:
         """The status bar's device line (device · dtype · preset)."""

@@ -62,6 +62,7 @@ class AboutDialog(QDialog):
         head.addWidget(icon, 0, Qt.AlignmentFlag.AlignTop)
         head.addWidget(title, 1)
         self.licences = QPlainTextEdit(licences_text(), readOnly=True)
+        self.licences.setAccessibleName("Third-party licences")
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         buttons.rejected.connect(self.close)
         lay = QVBoxLayout(self)

@@ -110,6 +110,10 @@ class GalleryPanel(QWidget):
         self._debounce = QTimer(self, singleShot=True, interval=150)
         self._debounce.timeout.connect(self.apply_filters)
         self.search.textChanged.connect(self._debounce.start)
+        for combo, name in zip(
+            (self.model_filter, self.kind_filter, self.date_filter), ("Model filter", "Kind filter", "Date filter")
+        ):
+            combo.setAccessibleName(name)
         for combo in (self.model_filter, self.kind_filter, self.date_filter):
             combo.currentIndexChanged.connect(self.apply_filters)
         for box in (self.favourites_only, self.show_trash):
@@ -126,6 +130,7 @@ class GalleryPanel(QWidget):
 
         # grid
         self.view = QListView()
+        self.view.setAccessibleName("Gallery images")
         self.view.setViewMode(QListView.ViewMode.IconMode)
         self.view.setResizeMode(QListView.ResizeMode.Adjust)
         self.view.setMovement(QListView.Movement.Static)
@@ -162,6 +167,7 @@ class GalleryPanel(QWidget):
         self.provenance = QLabel(wordWrap=True)
         self.path_label = QLabel(wordWrap=True, textInteractionFlags=Qt.TextInteractionFlag.TextSelectableByMouse)
         self.lineage = QListWidget()
+        self.lineage.setAccessibleName("Lineage")
         self.lineage.setMaximumHeight(110)
         self.lineage.itemActivated.connect(self._jump_to_lineage)
         self.lineage.itemClicked.connect(self._jump_to_lineage)

@@ -8,6 +8,7 @@ from PySide6.QtCore import QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPainterPath, QPen
 from PySide6.QtWidgets import QMenu, QSizePolicy, QToolButton, QWidget
 
+from studio.qt.common import style
 from studio.qt.common.images import to_qimage
 
 EMPTY_TEXT = "Describe an image in the Prompt panel, then press Ctrl+Enter"
@@ -136,7 +137,7 @@ class CanvasView(QWidget):
     def paintEvent(self, event) -> None:  # noqa: N802
         self.frames_painted += 1
         p = QPainter(self)
-        p.fillRect(self.rect(), QColor("#15171c"))
+        p.fillRect(self.rect(), style.qcolour("base"))
         p.setRenderHint(QPainter.RenderHint.Antialiasing)
         p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
         if self._image is None or self._image.isNull():
@@ -154,13 +155,13 @@ class CanvasView(QWidget):
 
     def _paint_empty(self, p: QPainter) -> None:
         r = self.image_rect() if self._aspect else QRectF(self.rect()).adjusted(48, 48, -48, -48)
-        pen = QPen(QColor("#3a3f4b"), 1.5, Qt.PenStyle.DashLine)
+        pen = QPen(style.qcolour("selection"), 1.5, Qt.PenStyle.DashLine)
         p.setPen(pen)
         p.drawRoundedRect(r, 10, 10)
         f = QFont(self.font())
         f.setPointSizeF(f.pointSizeF() * 1.15)
         p.setFont(f)
-        p.setPen(QColor("#8b93a5"))
+        p.setPen(style.qcolour("text_dim"))
         p.drawText(
             r.adjusted(24, 24, -24, -24), Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, self.placeholder
         )
@@ -178,7 +179,7 @@ class CanvasView(QWidget):
         path = QPainterPath()
         path.addRoundedRect(chip, th / 2, th / 2)
         p.fillPath(path, QColor(12, 13, 16, 200))
-        p.setPen(QColor("#e6e9ef"))
+        p.setPen(QColor("#e6e9ef"))  # on the dark chip over the image, whatever the scheme
         p.drawText(
             chip,
             Qt.AlignmentFlag.AlignCenter,

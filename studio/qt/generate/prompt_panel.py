@@ -94,6 +94,7 @@ class PromptPanel(QWidget):
         lay.addWidget(_section("Model"))
         row = QHBoxLayout()
         self.model = QComboBox()
+        self.model.setAccessibleName("Model")
         self.model.setEditable(True)
         self.model.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
         self.model.setMinimumContentsLength(6)
@@ -219,6 +220,7 @@ class PromptPanel(QWidget):
         lay.addWidget(_section("Size"))
         presets = QHBoxLayout()
         self.size_preset = _combo()
+        self.size_preset.setAccessibleName("Size preset")
         for label, w, h in SIZE_PRESETS:
             self.size_preset.addItem(label, (w, h))
         self.size_preset.addItem("Custom", None)

@@ -72,6 +72,7 @@ class StepsStrip(QWidget):
         title = QLabel("STEPS", objectName="Section")
         top.addWidget(title)
         self.runs = QComboBox(objectName="RunPicker")
+        self.runs.setAccessibleName("Run")
         self.runs.setToolTip("Every run of this session is kept: pick one to scrub through its steps.")
         self.runs.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.runs.setMinimumContentsLength(10)
@@ -90,12 +91,14 @@ class StepsStrip(QWidget):
         self.branch.clicked.connect(self._branch)
 
         self.slider = QSlider(Qt.Orientation.Horizontal, objectName="StepSlider")
+        self.slider.setAccessibleName("Step")
         self.slider.setToolTip("Scrub through the steps (←/→ step by step). Works while the run goes on.")
         self.slider.setRange(1, 1)
         self.slider.setPageStep(5)
         self.slider.valueChanged.connect(self._slider_moved)
 
         self.thumbs = QListWidget(objectName="StepThumbs")
+        self.thumbs.setAccessibleName("Steps of the run")
         self.thumbs.setViewMode(QListView.ViewMode.IconMode)
         self.thumbs.setFlow(QListView.Flow.LeftToRight)
         self.thumbs.setWrapping(False)

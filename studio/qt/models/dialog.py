@@ -111,6 +111,7 @@ class ModelsDialog(QDialog):
         self.proxy = ModelsFilter(self)
         self.proxy.setSourceModel(self.model)
         self.table = QTableView(objectName="ModelsTable")
+        self.table.setAccessibleName("Models")
         self.table.setModel(self.proxy)
         self.table.setSortingEnabled(True)
         self.table.sortByColumn(0, Qt.SortOrder.AscendingOrder)
@@ -210,6 +211,7 @@ class ModelsDialog(QDialog):
     def _folders_tab(self) -> QWidget:
         page = QWidget()
         self.folders = QListWidget(objectName="FolderList")
+        self.folders.setAccessibleName("Model folders")
         self.folders.currentRowChanged.connect(lambda _r: self._update_folder_buttons())
         add = QPushButton(
             "Add folder…",
@@ -226,6 +228,7 @@ class ModelsDialog(QDialog):
         buttons.addWidget(self.remove_folder_button)
         buttons.addStretch(1)
         self.defaults = QListWidget(objectName="DefaultsList")
+        self.defaults.setAccessibleName("Defaults")
         self.clear_default_button = QPushButton(
             "Clear", objectName="ClearDefault", toolTip="Use the model's own again."
         )

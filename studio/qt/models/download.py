@@ -220,6 +220,7 @@ class DownloadPanel(QWidget):
             objectName="Hint",
         )
         self.starters = QListWidget(objectName="Starters")
+        self.starters.setAccessibleName("Starter models")
         for title, repo in STARTERS.items():
             item = QListWidgetItem(f"{title}    {repo}")
             item.setData(Qt.ItemDataRole.UserRole, repo)

@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, QSortFilterProxyModel, Qt
-from PySide6.QtGui import QColor
 
 from studio.core.catalogue import CatalogueEntry
 from studio.core.library import display_name
 from studio.core.settings import ARCH_LABELS
+from studio.qt.common import style
 
 COLUMNS = ("Name", "Kind", "Architecture", "Precision", "Size", "Found in")
 KINDS = (
@@ -92,7 +92,7 @@ class ModelsTableModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.ToolTipRole:
             return f"{e.path}\n{e.reason}" if e.reason else e.path
         if role == Qt.ItemDataRole.ForegroundRole and not e.usable:
-            return QColor("#e07a6a")
+            return style.qcolour("error_text")
         if role == Qt.ItemDataRole.TextAlignmentRole and col == 4:
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         return None

@@ -23,7 +23,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-STATUS_COLOURS = {"enabled": "#7fc98f", "disabled": "#8b93a5", "failed": "#e0706a"}
+from studio.qt.common import style
+
+STATUS_COLOURS = {"enabled": "ok", "disabled": "text_dim", "failed": "error_text"}  # colours of the scheme
 
 
 class PluginRow(QFrame):
@@ -32,10 +34,7 @@ class PluginRow(QFrame):
     def __init__(self, rec: Any, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("PluginRow")
-        self.setStyleSheet(
-            "QFrame#PluginRow { background: #23262e; border: 1px solid #2c3039; border-radius: 8px; }"
-            "QFrame#PluginRow QLabel { background: transparent; }"
-        )
+        self.setProperty("card", True)  # framed like every card (studio.qss)
         self.name = rec.name
         manifest = getattr(rec, "manifest", None) or getattr(rec.plugin, "manifest", None)
         title = getattr(manifest, "title", "") or rec.name
@@ -52,18 +51,22 @@ class PluginRow(QFrame):
         self.toggle.toggled.connect(lambda on: self.toggled.emit(self.name, on))
 
         head = QLabel(
-            f"<b style='font-size:11pt'>{html.escape(title)}</b>"
-            f"&nbsp;&nbsp;<span style='color:#8b93a5'>{html.escape(rec.name)} · v{html.escape(str(version))}</span>"
+            f"<b style='font-size:{style.font_pt(1.1):g}pt'>{html.escape(title)}</b>&nbsp;&nbsp;"
+            f"<span style='color:{style.colour('text_dim')}'>"
+            f"{html.escape(rec.name)} · v{html.escape(str(version))}</span>"
         )
         self.badge = QLabel(objectName="PluginStatus")
         self.set_status(rec.status)
-        meta = QLabel(f"<span style='color:#7f8799'>{html.escape(rec.source)} — {html.escape(str(rec.origin))}</span>")
+        meta = QLabel(
+            f"<span style='color:{style.colour('text_dim')}'>{html.escape(rec.source)} — "
+            f"{html.escape(str(rec.origin))}</span>"
+        )
         meta.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         desc = getattr(manifest, "description", "")
         self.error = QLabel(objectName="PluginError")
         self.error.setWordWrap(True)
         self.error.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.error.setStyleSheet("color: #f0a49e; background: #3f2326; border-radius: 5px; padding: 6px;")
+        self.error.setProperty("role", "error-box")  # studio.qss
         self.error.setText(rec.error)
         self.error.setVisible(bool(rec.error))
 
@@ -84,11 +87,11 @@ class PluginRow(QFrame):
 
     def set_status(self, status: str) -> None:
         self.status = status
-        colour = STATUS_COLOURS.get(status, "#8b93a5")
+        colour = style.colour(STATUS_COLOURS.get(status, "text_dim"))
         self.badge.setText(status)
         self.badge.setStyleSheet(
             f"color: {colour}; border: 1px solid {colour}; border-radius: 8px; padding: 1px 8px;"
-            " font-size: 8.5pt; font-weight: 600;"
+            f" font-size: {style.font_pt(0.9):g}pt; font-weight: 600;"
         )
 
 
@@ -154,7 +157,7 @@ class PluginManagerDialog(QDialog):
         failed = sum(r.status == "failed" for r in recs)
         text = f"{len(recs)} plugin{'s' if len(recs) != 1 else ''}"
         if failed:
-            text += f" · <span style='color:{STATUS_COLOURS['failed']}'>{failed} failed</span>"
+            text += f" · <span style='color:{style.colour('error_text')}'>{failed} failed</span>"
         self.summary.setText(text)
 
     def _toggle(self, name: str, on: bool) -> None:
@@ -169,7 +172,7 @@ class PluginManagerDialog(QDialog):
             self._discover(self.host)
         except Exception as exc:  # noqa: BLE001 — discovery itself must never take the window down
             self.summary.setText(
-                f"<span style='color:{STATUS_COLOURS['failed']}'>Reload failed: "
+                f"<span style='color:{style.colour('error_text')}'>Reload failed: "
                 f"{html.escape(f'{exc.__class__.__name__}: {exc}')}</span>"
             )
             return
