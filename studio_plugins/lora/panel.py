@@ -188,10 +188,11 @@ class LoraPanel(QWidget):
             self.files = list(self.plugin.scan())
         except Exception as exc:  # noqa: BLE001 — a broken folder or plugin: say so, keep the panel
             self.files = []
-            self.message.show_message("The LoRA folders could not be scanned.", f"{exc.__class__.__name__}: {exc}")
+            self.message.show_message(
+                "The LoRA folders could not be scanned.", f"{exc.__class__.__name__}: {exc}", topic="scan"
+            )
         else:
-            if self.message.message.startswith("The LoRA folders"):
-                self.message.dismiss()
+            self.message.withdraw("scan")  # the folders scan again: what was said about them is over
         self.library.clear()
         placeholder = _placeholder_icon()
         for lf in self.files:

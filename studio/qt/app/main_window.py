@@ -30,6 +30,9 @@ from studio.core.paths import demo_model_dir
 from studio.core.request import GenerationRequest
 from studio.qt.app.settings import StudioSettings
 from studio.qt.app.theme import THEME_KEY, apply_theme
+from studio.qt.common.session import MISSING_VAE as MISSING_VAE_TOPIC
+from studio.qt.common.session import MODEL as MODEL_TOPIC
+from studio.qt.common.session import Session
 from studio.qt.common.widgets import MessageBar, ProgressGroup
 from studio.qt.edit.workspace import EditWorkspace
 from studio.qt.generate.canvas import CanvasView
@@ -91,6 +94,7 @@ class MainWindow(QMainWindow):
                 self.settings.value("history/budget_mb", DEFAULT_BUDGET_MB, int) or DEFAULT_BUDGET_MB
             )
         self.history = StepHistory(history_budget_mb)
+        self.session = Session(self.history, self)  # the one model the panels bind to
         self.plugin_host = discover_plugins()
         if engine_factory is None:
             engine_factory = plugin_engine_factory(self.plugin_host)  # the engine uses the window's plugins
@@ -142,16 +146,9 @@ class MainWindow(QMainWindow):
         self.statusBar().addPermanentWidget(self.progress)
         self.statusBar().setSizeGripEnabled(False)
 
+        self._bind_session()
         self.controller = RunController(
-            self.bridge,
-            self.history,
-            self.prompt,
-            self.canvas,
-            self.strip,
-            self.queue,
-            self.progress,
-            self.messages,
-            self,
+            self.bridge, self.session, self.canvas, self.strip, self.queue, self.progress, self
         )
         self.controller.gallery = self.gallery
         self.controller.edit = self.edit
@@ -164,26 +161,46 @@ class MainWindow(QMainWindow):
         if upscale_requested is not None:
             upscale_requested.connect(self.upscaling.from_file)
         self.controller.runStarted.connect(self._run_started)
-        self.edit.canvas.problem.connect(
-            lambda m: self.messages.show_message(m, "The canvas was kept as it was.", kind="warning")
-        )
+        self.edit.canvas.problem.connect(lambda m: self.session.say(m, "The canvas was kept as it was.", "warning"))
         self.edit.session.failed.connect(
-            lambda m: self.messages.show_message(
-                m, "Your canvas is still open; check the disk and keep working.", kind="warning"
-            )
+            lambda m: self.session.say(m, "Your canvas is still open; check the disk and keep working.", "warning")
         )
         self.controller.on_request_queued.append(self._remember_request)
         self.messages.actionTriggered.connect(self._message_action)
+        self.prompt.generateRequested.connect(self.controller.generate)
+        self.prompt.cancelRequested.connect(self.controller.cancel_current)
+        self.bridge.tokenizerReady.connect(self.prompt.set_tokenizer)
         self.prompt.modelChosen.connect(self.choose_model)
-        self.prompt.vae_default.clicked.connect(self._vae_warning_done)
+        self.prompt.vae_default.clicked.connect(lambda: self.session.withdraw(MISSING_VAE_TOPIC))
         self._build_menus()
         self.model_setup = ModelSetup(self)  # Models menu and dialogs, Device dialog, welcome page
+        self.session.modelChosen.connect(self._preload)  # after the recommended settings
         self.plugin_docks = PluginDocks(self, self.plugin_host)  # LoRA / ControlNet docks, Plugins and Help menus
         self.restore_settings(model)
         self._check_demo_model()
         self._restore_canvas()
 
     # -- construction -------------------------------------------------------------------------------------
+    def _bind_session(self) -> None:
+        """The Prompt panel edits the session's draft, the message bar shows its messages, the bridge
+        is its queue; what other parts ask of the draft arrives through the session's signals."""
+        s, p = self.session, self.prompt
+        s.bind_draft(p)
+        s.bind_queue(self.bridge)
+        s.field_contributors.extend(p.field_contributors)  # the panel's own first (the family's encoders)
+        p.field_contributors = s.field_contributors  # one list: then the default VAE, the plugin panels
+        p.default_vae = lambda model: s.default_vae(model)
+        s.requestLoaded.connect(p.set_request)
+        s.settingsRecommended.connect(p.apply_recommendation)
+        s.promptTextInserted.connect(p.insert_prompt_text)
+        s.defaultsChanged.connect(p.update_vae_note)
+        s.defaultsChanged.connect(lambda: self.say_missing_vae(only_if_shown=True))
+        s.messagePosted.connect(self.messages.post)
+        s.messageWithdrawn.connect(self.messages.withdraw)
+        s.modelChosen.connect(self._remember_model)
+        s.modelChosen.connect(p.set_model)
+        s.modelAdded.connect(lambda model: p.set_recent_models(self.settings.add_recent_model(model)))
+
     def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
         dock = QDockWidget(title, self)
         dock.setObjectName(f"{title}Dock")
@@ -315,13 +332,14 @@ class MainWindow(QMainWindow):
 
     # -- models and messages ------------------------------------------------------------------------------
     def _check_demo_model(self) -> None:
-        if self.prompt.model_name() == "demo" and not demo_model_present():
-            self.messages.show_message(
+        if self.session.model() == "demo" and not demo_model_present():
+            self.session.say(
                 "The bundled demo model is not installed yet.",
                 f"It belongs in {demo_model_dir()}. Meanwhile choose a model folder or a .safetensors file.",
                 kind="warning",
                 action="Choose model…",
                 action_key="choose-model",
+                topic=MODEL_TOPIC,
             )
 
     def _message_action(self, key: str) -> None:
@@ -331,49 +349,48 @@ class MainWindow(QMainWindow):
             self.model_setup.open_models(tab=1)  # the Folders tab lists the default VAEs, with Clear
 
     def choose_model(self, model: str) -> None:
-        """Use `model` from now on: recent list, Prompt panel, recommended settings, preloaded."""
-        self.prompt.set_recent_models(self.settings.add_recent_model(model))
-        self.prompt.set_model(model)
-        self.model_setup.model_chosen(model)  # its recommended steps, CFG, size, scheduler
-        if self.messages.isVisible() and "model" in self.messages.message.lower():
-            self.messages.dismiss()
-        fields: dict = {}
-        for contribute in self.prompt.field_contributors:  # a transformer-only file's encoders and VAE
-            fields.update(contribute())
-        parts = (tuple(fields.get("text_encoders", ())), str(fields.get("vae", "")))
-        self.bridge.preload(model, parts)  # load it now on the engine thread: a bad file is said at once
+        """Use `model` from now on: the session's modelChosen is heard, in this order, by the recent
+        list, the Prompt panel, the recommended settings (ModelSetup) and the preload below."""
+        self.session.choose_model(model)
 
     _model_chosen = choose_model  # the name tests and older scripts use
 
-    def _vae_warning_done(self) -> None:
-        if self.messages.isVisible() and "VAE" in self.messages.message:
-            self.messages.dismiss()
+    def _remember_model(self, model: str) -> None:
+        self.prompt.set_recent_models(self.settings.add_recent_model(model))
+
+    def _preload(self, model: str) -> None:
+        """Load a chosen model now on the engine thread, so a bad file is said at once."""
+        fields: dict = {}
+        for contribute in self.session.field_contributors:  # a transformer-only file's encoders and VAE
+            fields.update(contribute())
+        parts = (tuple(fields.get("text_encoders", ())), str(fields.get("vae", "")))
+        self.bridge.preload(model, parts)
 
     def say_missing_vae(self, only_if_shown: bool = False) -> None:
         """Warn when the recipe's VAE kept by the Prompt panel is not on this computer, offering only what
         the window shows: "Use default" when the default VAE differs (the panel shows that button), else
         (the missing file is the default VAE too) the Models dialog, where that default is cleared or changed.
         only_if_shown: just bring a warning already on screen up to date (the defaults changed)."""
-        shown = self.messages.isVisible() and self.messages.message.startswith(MISSING_VAE)
+        shown = self.messages.isVisible() and self.messages.topic == MISSING_VAE_TOPIC
         if only_if_shown and not shown:
             return
         vae = self.prompt.recipe_vae()
         if not vae or Path(vae).expanduser().exists():
-            if shown:
-                self.messages.dismiss()
+            self.session.withdraw(MISSING_VAE_TOPIC)
             return
         message = f"{MISSING_VAE}: {Path(vae).name}."
         if self.prompt.recipe_vae_differs():
-            default = self.model_setup.default_vae(self.prompt.model_name())
+            default = self.session.default_vae(self.session.model())
             instead = f"the default VAE ({Path(default).name})" if default else "the model's own VAE"
-            self.messages.show_message(
+            self.session.say(
                 message,
                 f'{vae} is missing, so Generate will stop until it is back. Press "Use default" in the '
                 f"Prompt panel to draw with {instead} instead (the image will differ).",
                 kind="warning",
+                topic=MISSING_VAE_TOPIC,
             )
         else:
-            self.messages.show_message(
+            self.session.say(
                 message,
                 f"{vae} is missing, and it is also the default VAE for this model, so Generate will stop "
                 "until it is back. To draw with another VAE instead (the image will differ), clear or change that "
@@ -381,13 +398,14 @@ class MainWindow(QMainWindow):
                 kind="warning",
                 action="VAE defaults…",
                 action_key="vae-defaults",
+                topic=MISSING_VAE_TOPIC,
             )
 
     def _recreate(self, request: GenerationRequest) -> None:
         if request.upscale is not None and request.init_image is not None:  # the same upscale, in its dialog
             self.upscaling.from_file(request.init_image.path, chosen=request)
             return
-        self.prompt.set_request(request.replace(branch=None), keep_vae=True)  # its VAE too: it changes the pixels
+        self.session.load_request(request.replace(branch=None), keep_vae=True)  # its VAE too: it changes the pixels
         self.plugin_docks.load_request(request)
         self.prompt.seed_lock.setChecked(True)
         self.say_missing_vae()
@@ -409,6 +427,10 @@ class MainWindow(QMainWindow):
         )
 
     # -- edit canvas --------------------------------------------------------------------------------
+    def edit_image(self) -> Any:
+        """The Edit canvas's picture as an (H, W, 3) uint8 array, or None when it is empty."""
+        return self.edit.canvas.image() if self.edit.has_image() else None
+
     def edit_mode(self) -> bool:
         return self.tabs.currentWidget() is self.edit
 
@@ -454,7 +476,7 @@ class MainWindow(QMainWindow):
         if restored:
             self.show_edit()
             w, h = self.edit.image_size()
-            self.messages.show_message(
+            self.session.say(
                 "Your Edit canvas was restored after the studio closed unexpectedly.",
                 f"The {w}×{h} image, its mask and undo steps are back (Ctrl+Z works).",
                 kind="info",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+from typing import Any
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QProgressBar, QPushButton, QToolButton, QWidget
@@ -38,12 +39,19 @@ class MessageBar(QFrame):
         self.kind = ""
         self.message = ""
         self.hint = ""
+        self.topic = ""  # what the message is about (studio.qt.common.session): who may take it back
         self.hide()
 
     def show_message(
-        self, message: str, hint: str = "", kind: str = "error", action: str = "", action_key: str = ""
+        self,
+        message: str,
+        hint: str = "",
+        kind: str = "error",
+        action: str = "",
+        action_key: str = "",
+        topic: str = "",
     ) -> None:
-        self.kind, self.message, self.hint = kind, message, hint
+        self.kind, self.message, self.hint, self.topic = kind, message, hint, topic
         self.icon.setText({"error": "⚠", "warning": "⚠", "info": "ℹ"}.get(kind, "ℹ"))
         body = f"<b>{html.escape(message)}</b>"
         if hint:
@@ -57,8 +65,19 @@ class MessageBar(QFrame):
         self.action.setVisible(bool(action))
         self.show()
 
+    def post(self, message: Any) -> None:
+        """Show a session `Message` (studio.qt.common.session)."""
+        self.show_message(
+            message.message, message.hint, message.kind, message.action, message.action_key, message.topic
+        )
+
+    def withdraw(self, topic: str = "", kind: str = "") -> None:
+        """Dismiss the message shown if it is about `topic` (or of `kind`); leave any other one."""
+        if self.isVisible() and ((topic and self.topic == topic) or (kind and self.kind == kind)):
+            self.dismiss()
+
     def dismiss(self) -> None:
-        self.kind = self.message = self.hint = ""
+        self.kind = self.message = self.hint = self.topic = ""
         self.hide()
 
 

@@ -11,22 +11,20 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QDockWidget, QMenu, QMenuBar, QStackedWidget, QStatusBar, QWidget
 
-from studio.qt.common.widgets import MessageBar, ProgressGroup
+from studio.qt.common.session import Session
+from studio.qt.common.widgets import ProgressGroup
 
 
 class StudioWindow(Protocol):
-    prompt: Any  # generate.prompt_panel.PromptPanel: the draft request
-    bridge: Any  # generate.engine_worker.EngineBridge: the engine thread
+    session: Session  # the draft, the chosen model, the queue, the history, messages
+    bridge: Any  # generate.engine_worker.EngineBridge: the engine thread (configure, preload, device)
     controller: Any  # generate.controller.RunController: runStarted
-    edit: Any  # edit.workspace.EditWorkspace: the Edit canvas
     settings: Any  # app.settings.StudioSettings: window.ini
-    messages: MessageBar
     progress: ProgressGroup
-    central_stack: QStackedWidget
-    prompt_dock: QDockWidget
+    central_stack: QStackedWidget  # the welcome page is one of its pages
+    prompt_dock: QDockWidget  # plugin panels are docked as tabs beside it
 
-    def choose_model(self, model: str) -> None: ...
-    def say_missing_vae(self, only_if_shown: bool = False) -> None: ...
+    def edit_image(self) -> Any: ...  # the Edit canvas's picture, or None when it is empty
     def device_text(self) -> str: ...
     def add_menu_action(
         self, menu: QMenu, text: str, slot: Callable[[], Any], shortcut: Any = None, tip: str = ""

@@ -1,5 +1,9 @@
 """The run controller: turns engine events into history, canvas, strip and progress updates, and
-turns user intents (generate, cancel, scrub, branch) into engine requests. GUI thread only."""
+turns user intents (generate, cancel, scrub, branch) into engine requests. GUI thread only.
+
+It reads the draft and speaks to the user through the window's `Session` (the draft request, the
+step history, messages by topic); the views it drives — canvas, steps strip, queue, progress — are
+the ones it was given."""
 
 from __future__ import annotations
 
@@ -14,13 +18,13 @@ from studio.core.errors import StudioError
 from studio.core.request import BranchRef, GenerationRequest
 from studio.core.results import GenerationResult, StepPreview
 from studio.qt.common.images import to_qimage
-from studio.qt.common.widgets import MessageBar, ProgressGroup
+from studio.qt.common.session import MODEL, Session
+from studio.qt.common.widgets import ProgressGroup
 from studio.qt.generate.canvas import CanvasView
 from studio.qt.generate.engine_worker import EngineBridge
-from studio.qt.generate.prompt_panel import PromptPanel
 from studio.qt.generate.queue_panel import QueuePanel
 from studio.qt.generate.steps_strip import StepsStrip
-from studio.session.step_history import RunRecord, StepHistory, resolve_step
+from studio.session.step_history import RunRecord, resolve_step
 
 # What "Branch from here" takes from the Prompt panel; everything else in the request is the parent
 # run's recipe, so a branch draws with the same model, size, steps, VAE, LoRAs and ControlNet units.
@@ -53,18 +57,16 @@ class RunController(QObject):
     def __init__(
         self,
         bridge: EngineBridge,
-        history: StepHistory,
-        prompt: PromptPanel,
+        session: Session,
         canvas: CanvasView,
         strip: StepsStrip,
         queue: QueuePanel,
         progress: ProgressGroup,
-        messages: MessageBar,
         parent: QObject | None = None,
     ) -> None:
         super().__init__(parent)
-        self.bridge, self.history, self.prompt, self.canvas = bridge, history, prompt, canvas
-        self.strip, self.queue, self.progress, self.messages = strip, queue, progress, messages
+        self.bridge, self.session, self.history, self.canvas = bridge, session, session.history, canvas
+        self.strip, self.queue, self.progress = strip, queue, progress
         self.gallery: Any = None
         self.edit: Any = None  # the Edit tab (EditWorkspace): previews and results of runs made from it
         self.edit_serials: dict[str, int] = {}  # run id -> the Edit canvas state it started from
@@ -78,27 +80,23 @@ class RunController(QObject):
         b.jobFailed.connect(self._failed)
         b.jobRemoved.connect(self._removed)
         b.engineReady.connect(progress.set_device)
-        b.engineFailed.connect(lambda m, h: messages.show_message(m, h))
+        b.engineFailed.connect(lambda m, h: session.say(m, h))
         b.memory.connect(progress.set_memory)
-        b.tokenizerReady.connect(prompt.set_tokenizer)
         b.modelLoaded.connect(self._model_loaded)
         b.modelFailed.connect(self._model_failed)
         strip.stepSelected.connect(self.show_step)
         strip.branchRequested.connect(self.branch)
         strip.useSettingsRequested.connect(self.use_settings)
-        prompt.generateRequested.connect(self.generate)
-        prompt.cancelRequested.connect(self.cancel_current)
 
     # -- intents --------------------------------------------------------------------------------------
     def generate(self) -> list[str]:
         """Queue the Prompt panel's request(s). Returns the new run ids ([] when invalid)."""
         try:
-            requests = self.prompt.build_requests()
+            requests = self.session.build_requests()
         except StudioError as exc:
-            self.messages.show_message(exc.message, exc.hint or "Fix the highlighted setting and try again.")
+            self.session.say(exc.message, exc.hint or "Fix the highlighted setting and try again.")
             return []
-        if self.messages.kind == "error":
-            self.messages.dismiss()
+        self.session.withdraw(kind="error")  # this request is fine: the last error no longer holds
         ids = [self._submit(r) for r in requests]
         if self.edit is not None:
             for run_id, r in zip(ids, requests):
@@ -135,19 +133,19 @@ class RunController(QObject):
         owner = self._owner_of(run_id, step)
         kept = owner.steps.get(step) if owner else None
         if owner is None or kept is None or kept.latent is None:
-            self.messages.show_message(
+            self.session.say(
                 "That step is no longer kept, so it cannot be branched from.",
                 "Older runs are trimmed to stay within the memory budget; pick a newer run.",
             )
             return None
         parent = owner.request
         try:
-            panel = self.prompt.fields()
+            panel = self.session.draft_fields()
             request = parent.replace(
                 **{k: panel[k] for k in BRANCH_FIELDS}, branch=BranchRef(parent_id=owner.run_id, step=step)
             )
         except StudioError as exc:
-            self.messages.show_message(exc.message, exc.hint)
+            self.session.say(exc.message, exc.hint)
             return None
         gallery_parent = owner.gallery_ids[0] if owner.gallery_ids else None
         return self._submit(request, kept.latent, gallery_parent)
@@ -161,13 +159,13 @@ class RunController(QObject):
     def use_settings(self, run_id: str) -> None:
         rec = self.history.get(run_id)
         if rec is not None and rec.request.upscale is not None:
-            self.messages.show_message(
+            self.session.say(
                 "An upscale has no generation settings to use.",
                 "Its recipe is the source image's; open the source in the gallery to use its settings.",
                 kind="info",
             )
         elif rec is not None:
-            self.prompt.set_request(rec.request.replace(branch=None), keep_vae=True)
+            self.session.load_request(rec.request.replace(branch=None), keep_vae=True)
 
     # -- showing steps --------------------------------------------------------------------------------
     def show_step(self, run_id: str, step: int) -> None:
@@ -199,8 +197,7 @@ class RunController(QObject):
             return
         rec.status = "running"
         self.history.current_id = job_id
-        if self.messages.kind == "warning" and "model" in self.messages.message.lower():
-            self.messages.dismiss()  # e.g. "the demo model is not installed": a model is running now
+        self.session.withdraw(MODEL)  # e.g. "the demo model is not installed": a model is running now
         self._t0 = time.perf_counter()
         self.strip.show_run(job_id, follow=True)
         self.canvas.clear(placeholder="Loading the model…")
@@ -262,7 +259,7 @@ class RunController(QObject):
         took = result.timings.get("total_s", 0.0)
         if result.cancelled:
             self.progress.idle(f"Cancelled at step {result.steps_done}/{result.total_steps}")
-            self.messages.show_message(
+            self.session.say(
                 f"Run #{rec.number} cancelled at step {result.steps_done} of {result.total_steps}.",
                 "Its steps are kept: scrub back and use Branch from here to continue from any of them.",
                 kind="info",
@@ -271,9 +268,7 @@ class RunController(QObject):
             unit = "tiles" if result.request.upscale is not None else "steps"
             self.progress.idle(f"Done · {result.total_steps} {unit} in {took:.1f}s")
         if result.gallery_error:
-            self.messages.show_message(
-                "The image could not be saved to the gallery.", result.gallery_error, kind="warning"
-            )
+            self.session.say("The image could not be saved to the gallery.", result.gallery_error, kind="warning")
         if self.gallery is not None and items:
             with contextlib.suppress(Exception):  # the gallery panel is another team's widget; never let it stop a run
                 self.gallery.items_added(items)
@@ -297,22 +292,31 @@ class RunController(QObject):
         if rec is not None:
             rec.error = message
         self.progress.idle("Failed")
-        action = "Choose model…" if any(w in message.lower() for w in ("model", "checkpoint", "file")) else ""
-        self.messages.show_message(message, hint, action=action, action_key="choose-model")
+        about_model = any(w in message.lower() for w in ("model", "checkpoint", "file"))
+        self.session.say(
+            message,
+            hint,
+            topic=MODEL if about_model else "",
+            action="Choose model…" if about_model else "",
+            action_key="choose-model",
+        )
         self.canvas.clear(placeholder="Nothing to show: the run failed (see the message above).")
         self.runFinished.emit(job_id, "failed")
 
     def _model_loaded(self, model: str, info: dict) -> None:
         if self.bridge.current is None:
             self.progress.idle(f"Model ready: {library.model_label(model)}")  # the model box's name for it
-        if self.messages.kind in ("error", "warning") and "model" in self.messages.message.lower():
-            self.messages.dismiss()
+        self.session.withdraw(MODEL)  # a model loads: what was said about a missing or broken one is over
 
     def _model_failed(self, model: str, message: str, hint: str) -> None:
         if self.bridge.current is None:
             self.progress.idle("Model not loaded")
-        self.messages.show_message(
-            message, hint or "Choose another model folder or file.", action="Choose model…", action_key="choose-model"
+        self.session.say(
+            message,
+            hint or "Choose another model folder or file.",
+            topic=MODEL,
+            action="Choose model…",
+            action_key="choose-model",
         )
 
     def _removed(self, job_id: str) -> None:

@@ -526,6 +526,14 @@ class PromptPanel(QWidget):
             base if i == 0 else base.replace(seed=(base.seed + i) % (MAX_SEED + 1)) for i in range(self.batch.value())
         ]
 
+    def apply_recommendation(self, rec: Any) -> None:
+        """A model family's recommended settings (core.recommend.Recommendation) into the panel."""
+        self.steps.setValue(rec.steps)
+        self.guidance.setValue(rec.cfg)
+        self.guidance_end.setValue(rec.cfg_end)
+        self.set_size(rec.width, rec.height)
+        self.scheduler.setCurrentText(rec.scheduler)
+
     def set_request(self, req: GenerationRequest, keep_vae: bool = False) -> None:
         """Load `req` into the panel; keep_vae: Generate uses its VAE too (else the default VAE)."""
         self.set_model(req.model)

@@ -188,7 +188,7 @@ class Upscaling:
             with Image.open(path) as im:
                 size = im.size
         except OSError as exc:
-            self.controller.messages.show_message(f"{Path(path).name} cannot be upscaled: {exc}", "", kind="warning")
+            self.controller.session.say(f"{Path(path).name} cannot be upscaled: {exc}", "", kind="warning")
             return None
         dlg = UpscaleDialog(path, size, self.models(), chosen=chosen, parent=self.window)
         dlg.accepted.connect(lambda: self._queue(dlg))

@@ -42,8 +42,9 @@ class ModelSetup(QObject):
         self.download_status = DownloadStatus(self.downloads)
         self.download_status.openRequested.connect(lambda: self.open_models(tab=2))
         window.statusBar().insertPermanentWidget(0, self.download_status)
-        window.prompt.field_contributors.append(self.request_fields)
-        window.prompt.default_vae = self.default_vae
+        window.session.field_contributors.append(self.request_fields)
+        window.session.default_vae = self.default_vae
+        window.session.modelChosen.connect(self.model_chosen)  # its recommended settings
         window.bridge.engineInfo.connect(window.progress.set_device)  # the status bar shows the preset too
         window.controller.runStarted.connect(self._run_started)
         self.push_engine_settings()
@@ -123,7 +124,7 @@ class ModelSetup(QObject):
     def request_fields(self) -> dict[str, Any]:
         """The default VAE for the chosen model's architecture (part of the recipe: it changes the pixels).
         A recreated recipe's own VAE, kept by the Prompt panel, takes its place there."""
-        vae = self.default_vae(self.w.prompt.model_name())
+        vae = self.default_vae(self.w.session.model())
         return {"vae": vae} if vae else {}
 
     def push_engine_settings(self) -> None:
@@ -135,8 +136,7 @@ class ModelSetup(QObject):
         self.settings = core_settings.load()
         self._arch.clear()
         self.push_engine_settings()
-        self.w.prompt.update_vae_note()  # the recipe's VAE may differ from the new default, or match it now
-        self.w.say_missing_vae(only_if_shown=True)  # and a missing-VAE warning offers what is shown now
+        self.w.session.notify_defaults_changed()  # the recipe's VAE note and a missing-VAE warning follow
 
     # -- recommended settings ------------------------------------------------------------------
     def model_chosen(self, model: str) -> Recommendation | None:
@@ -147,12 +147,7 @@ class ModelSetup(QObject):
         rec = recommend.for_model(model)
         if rec is None:
             return None
-        p = self.w.prompt
-        p.steps.setValue(rec.steps)
-        p.guidance.setValue(rec.cfg)
-        p.guidance_end.setValue(rec.cfg_end)
-        p.set_size(rec.width, rec.height)
-        p.scheduler.setCurrentText(rec.scheduler)
+        self.w.session.recommend(rec)
         guidance = {"distilled": f"guidance {rec.cfg:g} (distilled)", "none": "no guidance"}.get(
             rec.guidance, f"CFG {rec.cfg:g}{guidance_span(rec.cfg_end)}"
         )
@@ -170,7 +165,7 @@ class ModelSetup(QObject):
         if self.models_dialog is None:
             d = ModelsDialog(self.w.window(), downloads=self.downloads)
             d.shownChanged.connect(self.download_status.set_dialog_shown)
-            d.modelChosen.connect(self.w.choose_model)
+            d.modelChosen.connect(self.w.session.choose_model)
             d.settingsChanged.connect(self.reload_settings)
             device = self.w.bridge.device or {}
             d.download.fp16.setChecked(device.get("dtype") == "float16")
@@ -230,7 +225,7 @@ class ModelSetup(QObject):
     def welcome_choice(self, key: str) -> None:
         if key == "demo":
             self._remember(key)
-            self.w.choose_model("demo")
+            self.w.session.choose_model("demo")
         elif key in ("import-file", "import-folder"):
             if key == "import-file":
                 path, _ = QFileDialog.getOpenFileName(
@@ -249,7 +244,7 @@ class ModelSetup(QObject):
             if model is None:
                 return
             self._remember("import")
-            self.w.choose_model(model)
+            self.w.session.choose_model(model)
         elif key == "folder":
             path = QFileDialog.getExistingDirectory(
                 self.w.window(), "Your AUTOMATIC1111 or ComfyUI models folder", str(Path.home())
@@ -299,14 +294,14 @@ class ModelSetup(QObject):
         entry = library.identify(path)
         usable = entry is not None and entry.usable and entry.kind in recommend.CHECKPOINT_KINDS
         if usable:
-            self.w.prompt.set_recent_models(self.w.settings.add_recent_model(path))
+            self.w.session.add_model(path)
         if not self._dialog_shown():
             where = "in the model list and in Models ▸ Models…" if usable else "in Models ▸ Models…"
             self.w.statusBar().showMessage(f"Downloaded {self.downloads.repo}: it is {where}", 15000)
 
     def _download_failed(self, message: str, hint: str) -> None:
         if not self._dialog_shown():  # the Download tab says it when it is open
-            self.w.messages.show_message(
+            self.w.session.say(
                 f"Downloading {self.downloads.repo} failed: {message}",
                 f"{hint} Download it again to resume (Models ▸ Download models…).".strip(),
                 kind="warning",

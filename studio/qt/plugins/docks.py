@@ -52,14 +52,13 @@ class WindowPanelHost:
         self._docks, self._plugin = docks, plugin
 
     def insert_prompt_text(self, text: str) -> None:
-        self._docks.window.prompt.insert_prompt_text(text)
+        self._docks.window.session.insert_prompt_text(text)
 
     def edit_canvas_image(self) -> Any:
-        edit = self._docks.window.edit
-        return edit.canvas.image() if edit.has_image() else None
+        return self._docks.window.edit_image()
 
     def show_message(self, message: str, hint: str = "", kind: str = "warning") -> None:
-        self._docks.window.messages.show_message(message, hint, kind=kind)
+        self._docks.window.session.say(message, hint, kind)
 
     def add_action(self, text: str, callback: Callable[[], None], tip: str = "") -> None:
         self._docks.actions.append((self._plugin, text, callback, tip))
@@ -93,7 +92,7 @@ class PluginDocks:
                 manifest = rec.manifest or rec.plugin.manifest
                 self.panels[rec.name] = widget
                 self.docks[rec.name] = self._dock(manifest.title or rec.name, widget)
-        window.prompt.field_contributors.append(self.request_fields)
+        window.session.field_contributors.append(self.request_fields)
         self._menus()
 
     # The studio's own panels by name (for scripts and tests; the window treats every panel alike).
