@@ -170,11 +170,16 @@ def save_tiny_model(out: str | Path, arch: str = "sd15", fmt: str = "diffusers",
     raise ValueError(f"unknown format {fmt!r}")
 
 
-def save_tiny_lora(out: str | Path, arch: str = "sd15", fmt: str = "peft", seed: int = 0, rank: int = 4) -> Path:
+def save_tiny_lora(
+    out: str | Path, arch: str = "sd15", fmt: str = "peft", seed: int = 0, rank: int = 4, conv: bool = False
+) -> Path:
     """A tiny random LoRA for the tiny `arch` pipeline's UNet attention layers.
 
     `fmt="peft"` writes diffusers' format (`unet.….lora_A.weight`); `fmt="kohya"` writes kohya's
-    (`lora_unet_…​.lora_down.weight` + `.alpha`).
+    (`lora_unet_…​.lora_down.weight` + `.alpha`) with diffusers' block names (kohya's SD 1.x layout);
+    `fmt="kohya-sgm"` writes kohya's SDXL layout, with the original UNet's block names
+    (`lora_unet_input_blocks_4_1_transformer_blocks_0_attn1_to_q…`). `conv=True` adapts the ResNets'
+    convolutions too (LyCORIS LoCon, written in the same layouts).
     """
     import torch
     from peft import LoraConfig
@@ -185,20 +190,23 @@ def save_tiny_lora(out: str | Path, arch: str = "sd15", fmt: str = "peft", seed:
     out.parent.mkdir(parents=True, exist_ok=True)
     unet = tiny_components(arch, seed=0)["unet"]
     torch.manual_seed(seed)
-    unet.add_adapter(
-        LoraConfig(
-            r=rank, lora_alpha=rank, target_modules=["to_q", "to_k", "to_v", "to_out.0"], init_lora_weights=False
-        )
-    )
+    targets = ["to_q", "to_k", "to_v", "to_out.0"] + (["conv1", "conv2"] if conv else [])
+    unet.add_adapter(LoraConfig(r=rank, lora_alpha=rank, target_modules=targets, init_lora_weights=False))
     state = {
         k: v.detach().clone() * (0.5 if ".lora_B." in k else 1.0) for k, v in get_peft_model_state_dict(unet).items()
     }
     if fmt == "peft":
         tensors = {f"unet.{k}": v.contiguous() for k, v in state.items()}
-    elif fmt == "kohya":
+    elif fmt in ("kohya", "kohya-sgm"):
+        from studio.engine.ldm import unet_key_to_ldm
+
+        cfg = unet.config
+        up_has_attn = ["CrossAttn" in t for t in cfg.up_block_types]
         tensors = {}
         for k, v in state.items():
             module, kind = k.rsplit(".lora_", 1)
+            if fmt == "kohya-sgm":
+                module = unet_key_to_ldm(module + ".weight", cfg.layers_per_block, up_has_attn).removesuffix(".weight")
             base = "lora_unet_" + module.replace(".", "_")
             tensors[f"{base}.lora_{'down' if kind.startswith('A') else 'up'}.weight"] = v.contiguous()
             tensors[f"{base}.alpha"] = torch.tensor(float(rank))

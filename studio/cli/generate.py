@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from studio.core.errors import InvalidRequest
-from studio.core.request import SCHEDULER_NAMES, GenerationRequest, PreviewMode
+from studio.core.request import SCHEDULE_TYPES, SCHEDULER_NAMES, GenerationRequest, PreviewMode
 
 # Used where the model's family has no recommended settings (studio.core.recommend), as A1111 does.
 FALLBACK_STEPS, FALLBACK_CFG, FALLBACK_SCHEDULER = 20, 7.0, "Euler a"
@@ -45,8 +45,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--scheduler",
         default=None,
-        help=f"one of: {', '.join(SCHEDULER_NAMES)} (default: the model family's recommended, "
+        help=f"the sampler, one of: {', '.join(SCHEDULER_NAMES)}; A1111's older names with the schedule type "
+        f"('DPM++ 2M Karras') and ComfyUI's ('dpmpp_2m') work too (default: the model family's recommended, "
         f"else {FALLBACK_SCHEDULER})",
+    )
+    p.add_argument(
+        "--schedule",
+        default=None,
+        help=f"the schedule type, one of: {', '.join(SCHEDULE_TYPES)} (default: Automatic, or the one the "
+        "--scheduler name says)",
+    )
+    p.add_argument(
+        "--prediction",
+        choices=("epsilon", "v"),
+        default=None,
+        help="override what an SD 2.x file's prediction type is taken to be (ε: 512-base/inpainting, v: 768-v); "
+        "by default what the file says, else what its UNet does; without it the Models dialog's choice",
     )
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--clip-skip", type=int, default=0, help="final text-encoder layers to skip (0 = none)")
@@ -175,6 +189,16 @@ def edit_fields(args: argparse.Namespace) -> dict:
     return fields
 
 
+def _prediction(args) -> str:
+    """--prediction, else the Models dialog's override for this model file, else "" (the file's own)."""
+    if args.prediction:
+        return "v_prediction" if args.prediction == "v" else "epsilon"
+    from studio.core import settings
+
+    saved = settings.load()
+    return saved.prediction_for(args.model) or saved.prediction_for(Path(args.model).expanduser().resolve())
+
+
 def parse_lora(text: str):
     from studio.core.request import LoraRef
 
@@ -233,7 +257,7 @@ def sampling_defaults(args: argparse.Namespace) -> tuple[int, float, str, float]
         rec = recommend.for_model(args.model)
     steps = args.steps if args.steps is not None else (rec.steps if rec else FALLBACK_STEPS)
     cfg = args.cfg if args.cfg is not None else (rec.cfg if rec else FALLBACK_CFG)
-    scheduler = args.scheduler if args.scheduler is not None else (rec.scheduler if rec else FALLBACK_SCHEDULER)
+    scheduler = args.scheduler if args.scheduler is not None else (rec.sampler_label if rec else FALLBACK_SCHEDULER)
     cfg_end = args.cfg_end if args.cfg_end is not None else (rec.cfg_end if rec else 1.0)
     return steps, cfg, scheduler, cfg_end
 
@@ -316,6 +340,8 @@ def run(args: argparse.Namespace) -> int:
         width=width,
         height=height,
         scheduler=scheduler,
+        **({"schedule_type": args.schedule} if args.schedule else {}),
+        prediction_type=_prediction(args),
         batch_size=args.batch,
         clip_skip=args.clip_skip,
         preview=args.preview,

@@ -26,6 +26,8 @@ from studio.core.checkpoint import (
     identify,
     read_header,
 )
+from studio.core.embeddings import WIDTH_ARCH as EMBEDDING_WIDTH_ARCH
+from studio.core.embeddings import embedding_keys
 from studio.core.errors import StudioError
 from studio.core.families import FAMILIES
 from studio.core.flowmodels import _precision as _flow_precision
@@ -47,7 +49,8 @@ DTYPE_NAMES = {
 @dataclass
 class CatalogueEntry:
     path: str
-    # checkpoint | inpaint checkpoint | LoRA | ControlNet | VAE | tiny autoencoder | text encoder | upscaler | unknown
+    # checkpoint | inpaint checkpoint | LoRA | ControlNet | VAE | tiny autoencoder | text encoder | upscaler |
+    # embedding (textual inversion) | unknown
     kind: str
     arch: str = ""  # a studio.core.families key (sd1 | sd2 | sdxl | sdxl-refiner | sd3 | flux), an upscaler's, or ""
     variant: str = ""  # v-prediction, LCM, Turbo …
@@ -109,6 +112,11 @@ def identify_file(path: Path) -> CatalogueEntry:
         entry.usable = False
         entry.reason = "pickled file (.ckpt/.bin/.pt): refused unless pickled models are allowed; prefer .safetensors"
         entry.kind = "checkpoint" if path.suffix.lower() == ".ckpt" else "unknown"
+        if path.parent.name.lower() == "embeddings":  # A1111's .pt embeddings: refused like every pickle
+            entry.kind = "embedding"
+            entry.reason = (
+                "pickled embedding (.pt/.bin): refused, as loading a pickle can run code; use its .safetensors"
+            )
         return entry
     try:
         tensors, meta = read_any_header(path)
@@ -134,6 +142,16 @@ def identify_file(path: Path) -> CatalogueEntry:
         entry.arch = info.arch
         if info.prediction_type == "v_prediction":
             entry.variant = ", ".join(v for v in ("v-prediction", entry.variant) if v)
+        if info.arch == "sd2" and info.prediction_source == "default":
+            entry.reason = "ε or v-prediction: the file does not say; the model is asked when it loads"
+        return entry
+    emb = embedding_keys(tensors)
+    if emb:  # a textual-inversion embedding: its name in a prompt stands for its vectors
+        entry.kind = "embedding"
+        vectors = next(iter(emb.values())).shape
+        entry.variant = f"{vectors[0] if len(vectors) == 2 else 1} vectors"
+        widths = sorted(t.shape[-1] for t in emb.values())
+        entry.arch = "sdxl" if set(emb) == {"clip_l", "clip_g"} else EMBEDDING_WIDTH_ARCH.get(widths[0], "")
         return entry
     what = describe_non_checkpoint(keys)
     if what == "a LoRA":

@@ -46,6 +46,11 @@ class CheckpointInfo:
     prediction_type: str
     dtype: str
     configs: dict[str, Any] = field(default_factory=dict)  # component name -> config dict
+    # What decided prediction_type: "file" (a key, the modelspec metadata, an A1111 .yaml beside it),
+    # "name" (SD 2.x: 768-v / 512-base / inpainting in the file name), "shape" (SD 2.x inpainting:
+    # 9 input channels, ε), or "default" (the architecture's usual; for SD 2.x the engine then asks
+    # the UNet itself, as A1111 does: studio.engine.prediction).
+    prediction_source: str = "default"
 
     @property
     def pipeline_class(self) -> str:
@@ -142,12 +147,20 @@ def identify(path: str | Path) -> CheckpointInfo:
     d = defaults()[arch]
     unet = unet_config(tensors, d["unet"])
     inpaint = unet["in_channels"] == 9
-    prediction = d["scheduler"]["prediction_type"]
-    if "v_pred" in tensors or meta.get("modelspec.prediction_type", "").startswith("v"):
-        prediction = "v_prediction"
+    prediction, source = d["scheduler"]["prediction_type"], "default"
+    spec = meta.get("modelspec.prediction_type", "").lower()
     yaml = path.with_suffix(".yaml")  # A1111 convention: a config next to the checkpoint
-    if yaml.is_file() and re.search(r"parameterization:\s*['\"]?v['\"]?", yaml.read_text(errors="ignore")):
-        prediction = "v_prediction"
+    yaml_text = yaml.read_text(errors="ignore") if yaml.is_file() else ""
+    if "v_pred" in tensors or spec.startswith("v") or re.search(r"parameterization:\s*['\"]?v['\"]?", yaml_text):
+        prediction, source = "v_prediction", "file"
+    elif spec.startswith("eps") or (yaml_text and "parameterization" not in yaml_text and "unet_config" in yaml_text):
+        prediction, source = "epsilon", "file"
+    elif arch == "sd2" and inpaint:  # SD 2.x inpainting (512-inpainting) is an ε model
+        prediction, source = "epsilon", "shape"
+    elif arch == "sd2":
+        named = sd2_prediction_from_name(path.name)
+        if named is not None:
+            prediction, source = named, "name"
     configs: dict[str, Any] = {"unet": unet, "vae": vae_config(tensors, d["vae"])}
     dtype = tensors[f"{UNET}input_blocks.0.0.weight"].dtype
     if arch == "sd1":
@@ -170,7 +183,22 @@ def identify(path: str | Path) -> CheckpointInfo:
         )
     unet["sample_size"] = d["sample_size"] // 8
     configs["vae"]["sample_size"] = d["sample_size"]
-    return CheckpointInfo(path, arch, inpaint, prediction, dtype, configs)
+    return CheckpointInfo(path, arch, inpaint, prediction, dtype, configs, source)
+
+
+def sd2_prediction_from_name(name: str) -> str | None:
+    """What an SD 2.x file's name says: Stability's and the common names carry 768-v / v-ema / vpred
+    (v-prediction) or 512-base / base-ema / inpainting / depth (ε); None when it says neither."""
+    n = name.lower()
+    if re.search(r"(768[-_]?v\b|[-_]v[-_]ema|v[-_]?pred|[-_]v\.safetensors$|v[-_]?param)", n):
+        return "v_prediction"
+    if re.search(r"(512[-_]?base|base[-_]ema|[-_]base\b|inpaint|depth|eps|epsilon)", n):
+        return "epsilon"
+    if re.search(r"(?<!\d)768(?!\d)", n):  # v2-1_768-ema-pruned: SD 2.x's 768 models are v-prediction
+        return "v_prediction"
+    if re.search(r"(?<!\d)512(?!\d)", n):  # v2-1_512-ema-pruned: its 512 base is ε
+        return "epsilon"
+    return None
 
 
 def _indices(keys: list[str], pattern: str) -> list[int]:

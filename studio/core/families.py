@@ -13,10 +13,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-SD_SCHEDULERS = ("Euler", "Euler a", "Heun", "DPM++ 2M", "DPM++ 2M Karras", "DDIM", "UniPC", "LCM")
+from studio.core.samplers import SAMPLERS
+
+SD_SCHEDULERS = SAMPLERS  # A1111's names (studio.core.samplers), each with its schedule types
 FLOW_SCHEDULERS = ("Euler", "Euler a", "Heun", "DPM++ 2M")
 # An SD scheduler name asked of a flow-matching model runs as the nearest flow scheduler (said in a notice).
-FLOW_EQUIVALENT = {"DPM++ 2M Karras": "DPM++ 2M", "DDIM": "Euler", "UniPC": "DPM++ 2M", "LCM": "Euler"}
+FLOW_EQUIVALENT = {
+    "DPM++ 2M Karras": "DPM++ 2M", "DDIM": "Euler", "UniPC": "DPM++ 2M", "LCM": "Euler", "LMS": "Euler",
+    "DPM2": "Heun", "DPM2 a": "Euler a", "DPM++ 2S a": "Euler a", "DPM++ SDE": "Euler a", "DPM++ 2M SDE": "DPM++ 2M",
+    "DPM++ 3M SDE": "DPM++ 2M", "PLMS": "Euler", "DDPM": "Euler a",
+}  # fmt: skip
 
 
 @dataclass(frozen=True)

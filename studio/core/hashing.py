@@ -22,6 +22,7 @@ from studio.core.errors import StudioError
 
 _CHUNK = 1 << 20
 _CACHE_VERSION = 1
+ADDNET = "#addnet"  # the cache's key suffix for addnet hashes
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
@@ -29,6 +30,24 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
     h = hashlib.sha256()
     try:
         with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(_CHUNK), b""):
+                h.update(block)
+    except OSError as exc:
+        raise StudioError(f"cannot read {path} to hash it: {exc.strerror or exc}") from None
+    return h.hexdigest()
+
+
+def addnet_sha256_file(path: str | os.PathLike[str]) -> str:
+    """The "addnet" SHA-256 of a safetensors file: of the tensor data after its header only (the
+    8-byte header length and the JSON header are left out), as A1111's "Lora hashes" and model sites
+    hash LoRAs, so that editing a file's metadata keeps its hash."""
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+            if len(head) < 8:
+                raise StudioError(f"{Path(path).name} is too short to be a safetensors file")
+            fh.seek(8 + int.from_bytes(head, "little"))
             for block in iter(lambda: fh.read(_CHUNK), b""):
                 h.update(block)
     except OSError as exc:
@@ -46,7 +65,8 @@ def a1111_model_hash(sha256: str) -> str:
 
 
 def a1111_lora_hash(sha256: str) -> str:
-    """AUTOMATIC1111's short LoRA hash in "Lora hashes": 12 hex digits of the SHA-256."""
+    """AUTOMATIC1111's short hash in "Lora hashes" (of the addnet SHA-256) and "TI hashes" (of the
+    file's SHA-256): its first 12 hex digits."""
     return sha256[:12].lower()
 
 
@@ -79,7 +99,7 @@ class HashCache:
         tmp.write_text(json.dumps({"version": _CACHE_VERSION, "files": entries}), "utf-8")
         os.replace(tmp, self.file)
 
-    def lookup(self, path: str | os.PathLike[str]) -> str | None:
+    def lookup(self, path: str | os.PathLike[str], kind: str = "") -> str | None:
         """The cached hash if the file is unchanged since it was hashed, else None."""
         p = Path(path).resolve()
         try:
@@ -87,25 +107,25 @@ class HashCache:
         except OSError:
             return None
         with self._lock:
-            entry = self._load().get(str(p))
+            entry = self._load().get(str(p) + kind)
         if entry and entry.get("size") == st.st_size and entry.get("mtime_ns") == st.st_mtime_ns:
             sha = entry.get("sha256")
             return sha if isinstance(sha, str) else None
         return None
 
-    def sha256(self, path: str | os.PathLike[str]) -> str:
-        """The file's SHA-256, from the cache when size and mtime still match."""
+    def sha256(self, path: str | os.PathLike[str], kind: str = "") -> str:
+        """The file's SHA-256 (kind "#addnet": its addnet hash), from the cache when size and mtime still match."""
         p = Path(path).resolve()
-        cached = self.lookup(p)
+        cached = self.lookup(p, kind)
         if cached:
             return cached
         try:
             st = p.stat()
         except OSError as exc:
             raise StudioError(f"cannot hash {p}: {exc.strerror or exc}") from None
-        digest = sha256_file(p)
+        digest = addnet_sha256_file(p) if kind == ADDNET else sha256_file(p)
         with self._lock:
-            self._load()[str(p)] = {
+            self._load()[str(p) + kind] = {
                 "size": st.st_size,
                 "mtime_ns": st.st_mtime_ns,
                 "sha256": digest,
@@ -133,6 +153,11 @@ def default_cache() -> HashCache:
 def file_sha256(path: str | os.PathLike[str], cache: HashCache | None = None) -> str:
     """SHA-256 of a model/LoRA/ControlNet file, cached by path + size + mtime."""
     return (cache or default_cache()).sha256(path)
+
+
+def addnet_sha256(path: str | os.PathLike[str], cache: HashCache | None = None) -> str:
+    """The addnet SHA-256 of a safetensors file (see `addnet_sha256_file`), cached like `file_sha256`."""
+    return (cache or default_cache()).sha256(path, ADDNET)
 
 
 def cached_sha256(path: str | os.PathLike[str], cache: HashCache | None = None) -> str | None:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from studio.core import embeddings
 from studio.core import settings as settings_mod
 from studio.core.catalogue import MODEL_SUFFIXES, CatalogueEntry, identify_file, identify_folder, scan
 from studio.core.errors import StudioError
@@ -74,6 +75,22 @@ def scan_all(settings: settings_mod.Settings | None = None) -> tuple[list[Catalo
                 if src.removable
                 else src.label
             )
+            entries.append(e)
+    s = settings if settings is not None else settings_mod.load()
+    for folder in embeddings.folders(s.model_folders):  # A1111's embeddings/ lies beside its models/
+        if not folder.is_dir():
+            continue
+        try:
+            found = scan(folder)
+        except (StudioError, OSError) as exc:
+            problems.append(f"{folder}: {exc}")
+            continue
+        for e in found:
+            key = os.path.realpath(e.path)
+            if key in seen:
+                continue
+            seen.add(key)
+            e.source = f"Embeddings: {folder}"
             entries.append(e)
     return entries, problems
 

@@ -13,6 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from studio.core import samplers
 from studio.core.catalogue import CatalogueEntry
 from studio.core.paths import demo_model_dir, resources_dir
 from studio.core.request import guidance_span
@@ -34,6 +35,12 @@ class Recommendation:
     note: str = ""
     cfg_end: float = 1.0  # guidance on this share of the steps (GenerationRequest.guidance_end)
     guidance: str = "cfg"  # what the number means: cfg | distilled (FLUX dev/Fill) | none (FLUX schnell)
+    schedule_type: str = samplers.AUTOMATIC
+
+    @property
+    def sampler_label(self) -> str:
+        """ "DPM++ 2M Karras": the sampler with its schedule type, as a recipe's scheduler may name both."""
+        return samplers.label(self.scheduler, self.schedule_type)
 
     def summary(self) -> str:
         lo, hi = self.steps_range
@@ -44,7 +51,7 @@ class Recommendation:
             what = f"guidance {self.cfg:g} (distilled)"
         else:
             what = f"CFG {clo:g}–{chi:g}{guidance_span(self.cfg_end)}"
-        return f"{self.label}: {lo}–{hi} steps, {what}, {self.width}×{self.height}, {self.scheduler}"
+        return f"{self.label}: {lo}–{hi} steps, {what}, {self.width}×{self.height}, {self.sampler_label}"
 
 
 @lru_cache(maxsize=4)
@@ -95,10 +102,11 @@ def for_family(family: str) -> Recommendation | None:
         cfg_range=tuple(row.get("cfg_range", (row["cfg"], row["cfg"]))),
         width=int(row["size"][0]),
         height=int(row["size"][1]),
-        scheduler=row["scheduler"],
+        scheduler=samplers.split(row["scheduler"])[0],
         note=row.get("note", ""),
         cfg_end=float(row.get("cfg_end", 1.0)),
         guidance=row.get("guidance", "cfg"),
+        schedule_type=row.get("schedule_type") or samplers.split(row["scheduler"])[1] or samplers.AUTOMATIC,
     )
 
 

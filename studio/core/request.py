@@ -13,25 +13,19 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from studio.core import samplers
 from studio.core.errors import InvalidRequest
 
 # 2: color_correction (recipes without it were made without it); 3: guidance_end (without: 1);
 # 4: upscale (an upscaler model run on the init image)
 # 5: text_encoders (separate text-encoder files of a FLUX/SD3 denoiser-only file; without: none)
-SCHEMA_VERSION = 5
+# 6: schedule_type (older recipes say it in the scheduler's name: "DPM++ 2M Karras"); prediction_type.
+SCHEMA_VERSION = 6
 MAX_SEED = 2**32 - 1
 
-# Common names (as A1111 / ComfyUI users know them) -> documented in studio.engine.schedulers.
-SCHEDULER_NAMES = (
-    "Euler",
-    "Euler a",
-    "Heun",
-    "DPM++ 2M",
-    "DPM++ 2M Karras",
-    "DDIM",
-    "UniPC",
-    "LCM",
-)
+# Sampler names as A1111 / ComfyUI users know them (studio.core.samplers; run by studio.engine.schedulers).
+SCHEDULER_NAMES = samplers.SAMPLERS
+SCHEDULE_TYPES = samplers.SCHEDULE_TYPES
 
 
 class PreviewMode(str, Enum):
@@ -108,7 +102,8 @@ class GenerationRequest(_Frozen):
     seed: int = Field(0, ge=0, le=MAX_SEED)
     width: int = Field(512, ge=8, le=8192)
     height: int = Field(512, ge=8, le=8192)
-    scheduler: str = "Euler a"
+    scheduler: str = "Euler a"  # the sampler, by A1111's name
+    schedule_type: str = samplers.AUTOMATIC  # A1111's "Schedule type": Automatic, Karras, Exponential, SGM Uniform
     batch_size: int = Field(1, ge=1, le=64)
     clip_skip: int = Field(0, ge=0, le=12)
     preview: PreviewMode = PreviewMode.LATENT2RGB
@@ -118,6 +113,8 @@ class GenerationRequest(_Frozen):
     # CLIP-G, T5-XXL; any order: each is told apart by its header). Part of the recipe: they change
     # the pixels. Empty for every model that carries its own encoders.
     text_encoders: tuple[str, ...] = ()
+    # ε- or v-prediction, where the user overrode what the model's file says (SD 2.x: Models dialog)
+    prediction_type: Literal["", "epsilon", "v_prediction"] = ""
     # Filled by later features; part of the recipe already so old files stay readable.
     init_image: ImageRef | None = None
     mask: ImageRef | None = None
@@ -139,13 +136,26 @@ class GenerationRequest(_Frozen):
     upscale: UpscaleRef | None = None
     plugins: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _split_scheduler(cls, data: Any) -> Any:
+        """ "DPM++ 2M Karras" (older recipes, A1111 before 1.9) → scheduler "DPM++ 2M", schedule type Karras."""
+        if isinstance(data, dict) and isinstance(data.get("scheduler"), str):
+            sampler, schedule = samplers.split(data["scheduler"])
+            data = {**data, "scheduler": sampler}
+            if schedule is not None and data.get("schedule_type", samplers.AUTOMATIC) == samplers.AUTOMATIC:
+                data["schedule_type"] = schedule
+        if isinstance(data, dict) and isinstance(data.get("schedule_type"), str):
+            data = {**data, "schedule_type": samplers.schedule_name(data["schedule_type"]) or data["schedule_type"]}
+        return data
+
     @field_validator("scheduler")
     @classmethod
     def _known_scheduler(cls, v: str) -> str:
-        for name in SCHEDULER_NAMES:
-            if v.strip().lower() == name.lower():
-                return name
-        raise ValueError(f"unknown scheduler {v!r}; choose one of: {', '.join(SCHEDULER_NAMES)}")
+        problem = samplers.check(v, samplers.AUTOMATIC)
+        if problem is not None:
+            raise ValueError(problem)
+        return v
 
     @field_validator("model")
     @classmethod
@@ -162,6 +172,9 @@ class GenerationRequest(_Frozen):
                     raise ValueError(f"{name} {getattr(self, name)} is not a multiple of 8")
         elif self.init_image is None:
             raise ValueError("an upscale needs an input image")
+        problem = samplers.check(self.scheduler, self.schedule_type)
+        if problem is not None:
+            raise ValueError(problem)
         if self.mask is not None and self.init_image is None:
             raise ValueError("a mask needs an init image")
         if self.outpaint is not None:

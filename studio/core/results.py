@@ -64,6 +64,10 @@ class GenerationResult:
     # What plugins recorded for provenance (`PipelineContext.metadata`: lora_hashes, controlnets,
     # plugin_parameters …): plugin-defined, so untyped here.
     plugin_metadata: dict[str, Any] = field(default_factory=dict)
+    # The textual-inversion embeddings the prompt used ({name: file SHA-256}: A1111's "TI hashes"),
+    # and the prediction type the scheduler ran with (an SD 2.x file's ε or v).
+    ti_hashes: dict[str, str] = field(default_factory=dict)
+    prediction_type: str = ""
     # Set by whoever runs and records the job (the window's engine thread).
     run_id: str = ""  # the gallery groups a run's images under it
     gallery_error: str = ""  # saving to the gallery failed (the images are still on the canvas)
@@ -88,8 +92,10 @@ class GenerationResult:
             "run_id": self.run_id,
             "gallery_error": self.gallery_error,
             "cancel_requested_at_step": self.cancel_requested_at_step,
+            "ti_hashes": self.ti_hashes,
+            "prediction_type": self.prediction_type,
         }
-        out.update({k: v for k, v in optional.items() if v not in (None, "", [])})
+        out.update({k: v for k, v in optional.items() if v not in (None, "", [], {})})
         if self.color_correction is not None:
             out["color_correction"] = self.color_correction
         out.update(self.plugin_metadata)

@@ -37,6 +37,8 @@ class Settings:
     default_taesd: dict[str, str] = field(default_factory=dict)  # arch -> tiny autoencoder file or folder
     memory_preset: str = "auto"  # auto | fast | balanced | low memory
     oom_fallback: bool = False  # on out-of-memory, retry once with the next lower preset
+    # model file -> "epsilon" | "v_prediction": the user's answer where an SD 2.x file's own is wrong
+    prediction: dict[str, str] = field(default_factory=dict)
 
     # -- model folders ----------------------------------------------------------------------------
     def add_folder(self, folder: str | Path) -> bool:
@@ -71,14 +73,30 @@ class Settings:
         else:
             table.pop(arch, None)
 
+    def prediction_for(self, model: str | Path) -> str:
+        """The ε/v override saved for a model file ("" when none)."""
+        return self.prediction.get(str(model), "")
+
+    def set_prediction(self, model: str | Path, prediction: str) -> None:
+        """ "epsilon" or "v_prediction"; "" takes the override away."""
+        if prediction not in ("", "epsilon", "v_prediction"):
+            raise ValueError(prediction)
+        if prediction:
+            self.prediction[str(model)] = prediction
+        else:
+            self.prediction.pop(str(model), None)
+
     def rename_path(self, old: str | Path, new: str | Path) -> None:
         """A model file or folder was renamed or moved: keep the defaults pointing at it."""
+        if str(old) in self.prediction:
+            self.prediction[str(new)] = self.prediction.pop(str(old))
         for table in (self.default_vae, self.default_taesd):
             for arch, p in list(table.items()):
                 if p == str(old):
                     table[arch] = str(new)
 
     def forget_path(self, path: str | Path) -> None:
+        self.prediction.pop(str(path), None)
         for table in (self.default_vae, self.default_taesd):
             for arch, p in list(table.items()):
                 if p == str(path):

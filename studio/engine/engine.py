@@ -30,13 +30,15 @@ from studio.engine import flow
 from studio.engine.components import VaeSwitch, load_tiny_vae
 from studio.engine.devices import DeviceInfo, attention_backend, choose_device, empty_cache, is_oom, memory_info
 from studio.engine.edits import plan_edit, steps_run
+from studio.engine.embeddings import EmbeddingLibrary
 from studio.engine.guidance import guided_steps
 from studio.engine.loader import LoadedModel, ModelCache
 from studio.engine.memory import apply as apply_memory
 from studio.engine.memory import auto_preset, lower, options_for
 from studio.engine.plugins import PluginHost
 from studio.engine.previews import latent_rgb_factors
-from studio.engine.schedulers import flow_name, is_sigma_space, make_scheduler
+from studio.engine.prompt_encoder import PromptSchedule, conditioning_for
+from studio.engine.schedulers import flow_name, is_sigma_space, scheduler_for
 from studio.engine.steps import Cancelled, GuidanceCutoff, Previews, SchedulerTap, StepCount, step_callbacks
 from studio.engine.upscale import Upscalers, run_upscale
 from studio.plugin_api import PipelineContext
@@ -72,6 +74,7 @@ class Engine:
         self.cache = ModelCache(cache_size)
         self.taesd_dirs = {k: Path(v) for k, v in (taesd or {}).items()}  # arch -> AutoencoderTiny folder or file
         self._taesd: dict[str, Any] = {}
+        self.embeddings = EmbeddingLibrary()  # textual-inversion embeddings the prompts may name
         self.vae_switch = VaeSwitch()  # puts a request's `vae` into the pipeline
         self.upscalers = Upscalers()  # upscaler nets (Real-ESRGAN …) for upscale requests and hires fix
 
@@ -246,10 +249,12 @@ class Engine:
         fam = lm.family
         t5_limit = flow.t5_limit(lm)
         negative = ctx.negative_prompt if fam.negative_prompt else ""
-        self._check_prompt(pipe, ctx.prompt, negative, t5_limit)
-        scheduler = make_scheduler(request.scheduler, lm.base_scheduler_config, fam.flow, fam.label)
-        pipe.scheduler = scheduler
+        pipe.scheduler = scheduler = scheduler_for(request, lm.base_scheduler_config, fam)
         steps = request.steps if plan is None else steps_run(request, fam.flow)
+        # A1111's prompt language as embeddings per step (CLIP families); None: the pipeline reads the text
+        cond, ti_hashes = conditioning_for(pipe, request, ctx.prompt, negative, steps, self.embeddings, fam.flow)
+        if cond is None:
+            self._check_prompt(pipe, ctx.prompt, negative, t5_limit)
         seeds = [(request.seed + i) % 2**32 for i in range(request.batch_size)]
         generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
         gen_w, gen_h = plan.gen_size if plan is not None else (request.width, request.height)
@@ -302,11 +307,10 @@ class Engine:
                 unpack=lambda latents: flow.unpack(pipe, latents, gen_w, gen_h),  # FLUX packs its latents
                 finish=plan.preview if plan is not None else None,
             )
-        callbacks = step_callbacks(count, cutoff, cancel, previews)
+        prompts = PromptSchedule(pipe, cond, count, cutoff) if cond is not None and cond.edits else None
+        callbacks = step_callbacks(count, cutoff, cancel, previews, prompts)
 
         kwargs: dict[str, Any] = dict(
-            prompt=ctx.prompt,
-            negative_prompt=negative or None,
             num_inference_steps=request.steps,
             guidance_scale=guidance,
             guidance_rescale=request.guidance_rescale,
@@ -320,8 +324,12 @@ class Engine:
             # Pipelines that know MultiPipelineCallbacks read these from it; the others are told.
             callback_on_step_end_tensor_inputs=list(dict.fromkeys(callbacks.tensor_inputs)),
         )
-        if request.clip_skip:
-            kwargs["clip_skip"] = request.clip_skip
+        if cond is not None:
+            kwargs.update(cond.pipe_kwargs(start))
+        else:
+            kwargs.update(prompt=ctx.prompt, negative_prompt=negative or None)
+            if request.clip_skip:
+                kwargs["clip_skip"] = request.clip_skip
         if t5_limit:
             kwargs["max_sequence_length"] = t5_limit
         if plan is not None:
@@ -379,6 +387,8 @@ class Engine:
             notes=list(ctx.notes),
             color_correction=_corrections(plan),
             plugin_metadata=dict(ctx.metadata),
+            ti_hashes=ti_hashes,
+            prediction_type=str(scheduler.config.get("prediction_type", "")),
         )
 
     @torch.inference_mode()
@@ -422,7 +432,7 @@ class Engine:
                 f"The kept step has shape {tuple(lat.shape)} but the new run needs {tuple(shape)}.",
                 "Keep the size and batch of the parent run when branching.",
             )
-        probe = make_scheduler(request.scheduler, lm.base_scheduler_config, lm.family.flow, lm.family.label)
+        probe = scheduler_for(request, lm.base_scheduler_config, lm.family)
         scale = 1.0
         if lm.family.flow:
             scale = flow.branch_scale(lm.pipe, probe, request.steps, k, request.width, request.height)

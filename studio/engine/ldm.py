@@ -184,5 +184,7 @@ def save_ldm_checkpoint(pipe, path: str | Path) -> Path:
 
     sd = {k: v.detach().contiguous().clone() for k, v in pipeline_to_ldm(pipe).items()}
     path = Path(path)
-    save_file(sd, str(path), metadata={"format": "pt"})
+    prediction = pipe.scheduler.config.get("prediction_type", "epsilon")
+    meta = {"format": "pt", "modelspec.prediction_type": "v" if prediction == "v_prediction" else "epsilon"}
+    save_file(sd, str(path), metadata=meta)
     return path

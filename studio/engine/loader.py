@@ -261,6 +261,10 @@ def load_single_file(
         raise
     except Exception as exc:  # noqa: BLE001 — a broken file: say which
         raise CorruptModel(f"{path.name} could not be loaded: {exc.__class__.__name__}: {exc}") from None
+    if ckpt.arch == "sd2":  # ε or v: what the file says, else what the UNet says (studio.engine.prediction)
+        from studio.engine.prediction import settle
+
+        pipe._studio_prediction = settle(pipe, ckpt.prediction_source)
     return pipe
 
 
@@ -349,6 +353,7 @@ class ModelCache:
             arch=arch,
             inpaint=False,
             base_scheduler_config=dict(pipe.scheduler.config),
+            extra={"prediction": getattr(pipe, "_studio_prediction", None)},
         )
         if arch == "flux":
             lm.variant = (

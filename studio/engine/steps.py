@@ -10,6 +10,8 @@ One `PipelineCallback` per concern, combined in order by diffusers' `MultiPipeli
   steps count, and the callbacks below act on whole steps only);
 - `GuidanceCutoff` — classifier-free guidance off after the first `guided` steps
   (`studio.engine.guidance`);
+- `PromptSchedule` (in `studio.engine.prompt_encoder`) — prompt editing and alternation: the next
+  step's conditioning, in the shape the cutoff left;
 - `Previews` — a `StepPreview` (plain numpy) for the window or the CLI, in the request's preview
   mode, from the latents (unpacked, for FLUX) and the predicted clean latent `SchedulerTap` caught.
 
@@ -39,9 +41,9 @@ from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from studio.core.request import PreviewMode
 from studio.core.results import StepPreview
 from studio.engine import flow
-from studio.engine.guidance import stop_guidance, tensor_inputs
+from studio.engine.guidance import is_fast, stop_guidance, tensor_inputs
 from studio.engine.previews import decode_preview, latent_to_rgb
-from studio.engine.schedulers import is_flow, is_sigma_space
+from studio.engine.schedulers import is_flow, is_sigma_space, step_complete
 
 
 class Cancelled(Exception):
@@ -68,7 +70,7 @@ class StepCount(StepCallback):
 
     def callback_fn(self, pipeline, step_index, timestep, callback_kwargs) -> dict[str, Any]:
         last = step_index == getattr(pipeline, "_num_timesteps", 0) - 1
-        self.whole = bool(getattr(self.scheduler, "state_in_first_order", True)) or last
+        self.whole = step_complete(self.scheduler) or last
         if self.whole:
             self.done += 1
         return callback_kwargs
@@ -93,9 +95,11 @@ class GuidanceCutoff(StepCallback):
         super().__init__()
         self.clock, self.guided, self.steps = clock, guided, steps
         self.tensor_inputs = tensor_inputs(pipe) if clock.start < guided < steps else []
+        self.both_positive = False  # cut the slow way: the positive conditioning in both halves
 
     def callback_fn(self, pipeline, step_index, timestep, callback_kwargs) -> dict[str, Any]:
         if self.clock.whole and self.clock.done == self.guided < self.steps:
+            self.both_positive = not is_fast(pipeline)
             return stop_guidance(pipeline, callback_kwargs)
         return callback_kwargs
 
@@ -254,11 +258,17 @@ class Previews(StepCallback):
 
 
 def step_callbacks(
-    count: StepCount, cutoff: GuidanceCutoff, cancel: threading.Event | None, previews: Previews | None
+    count: StepCount,
+    cutoff: GuidanceCutoff,
+    cancel: threading.Event | None,
+    previews: Previews | None,
+    prompts: StepCallback | None = None,
 ) -> MultiPipelineCallbacks:
-    """The callbacks of one run, in the order they act at each step."""
+    """The callbacks of one run, in the order they act at each step (`prompts`: prompt editing's
+    conditioning for the next step, studio.engine.prompt_encoder.PromptSchedule, after the cutoff)."""
     first = [CancelCheck(cancel)] if cancel is not None else []
     after = [previews] if previews is not None else []
     if previews is not None and cancel is not None:
         after.append(CancelCheck(cancel, count))  # the preview may have taken a while
-    return MultiPipelineCallbacks([*first, count, cutoff, *after])
+    editing = [prompts] if prompts is not None else []
+    return MultiPipelineCallbacks([*first, count, cutoff, *editing, *after])

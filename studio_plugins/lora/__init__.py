@@ -5,10 +5,13 @@
 - Request: `GenerationRequest.loras` (name or path, weight −2…2) and the A1111 prompt syntax
   `<lora:name:0.8>`, which stays in the recorded prompt and is removed from what the text
   encoder reads.
-- kohya (`lora_unet_…`) and diffusers/peft (`unet.….lora_A`) files both load; a LoRA whose layers
-  do not match the model's is refused before anything is loaded. FLUX.1 and SD 3/3.5 LoRAs load in
-  kohya's, BFL's/ComfyUI's (`diffusion_model.double_blocks.…`) and diffusers' (`transformer.…`)
-  layouts, converted by the studio's shape-aware key rules (`studio.engine.flow_keys`).
+- kohya (`lora_unet_…`, SDXL's with the original UNet's block names too), LyCORIS LoCon and
+  diffusers/peft (`unet.….lora_A`) files load; LyCORIS LoHa, LoKr and the rarer kinds are refused
+  naming their kind; a LoRA whose layers do not match the model's is refused before anything loads.
+- The run records each LoRA's SHA-256 and its "addnet" hash (A1111's "Lora hashes").
+- FLUX.1 and SD 3/3.5 LoRAs load in kohya's, BFL's/ComfyUI's (`diffusion_model.double_blocks.…`)
+  and diffusers' (`transformer.…`) layouts, converted by the studio's shape-aware key rules
+  (`studio.engine.flow_keys`).
 - Changing LoRAs or weights never reloads the base model: adapters are added once per file and
   activated with `set_adapters`.
 """
@@ -32,6 +35,7 @@ TAG = re.compile(r"<lora:([^:>]+)(?::(-?[0-9.]+))?>", re.IGNORECASE)
 class _Active:
     file: LoraFile
     weight: float
+    name: str  # as the request or the prompt's tag names it
 
 
 class LoraPlugin:
@@ -80,9 +84,13 @@ class LoraPlugin:
             if not -2.0 <= weight <= 2.0:
                 raise PluginError(f"LoRA “{name}” weight {weight} is outside −2…2.")
             lf = read_lora(self.resolve(ref))
+            same = next((a for a in active if a.file.path == lf.path), None)
+            if same is not None:  # named twice (the LoRA panel and a prompt tag): applied once
+                ctx.notes.append(f"LoRA “{name}” is named twice; it was applied once, at {same.weight:g}.")
+                continue
             if getattr(pipe, "transformer", None) is None:
                 check_fits(lf, pipe)
-            active.append(_Active(lf, weight))
+            active.append(_Active(lf, weight, name))
         for a in active:
             key = str(a.file.path)
             if key not in loaded:
@@ -97,6 +105,7 @@ class LoraPlugin:
         pipe.set_adapters([loaded[str(a.file.path)] for a in active], adapter_weights=[a.weight for a in active])
         ctx.metadata["loras"] = [{"name": a.file.name, "weight": a.weight, "path": str(a.file.path)} for a in active]
         ctx.metadata["lora_hashes"] = {a.file.name: a.file.sha256() for a in active}
+        ctx.metadata["lora_addnet_hashes"] = {a.name: a.file.addnet_sha256() for a in active}
 
     def panel(self, host: PanelHost) -> Any:
         """The LoRA dock: the library, the active LoRAs and their weights (studio_plugins.lora.panel)."""

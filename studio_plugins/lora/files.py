@@ -29,6 +29,34 @@ class LoraFile:
 
         return file_sha256(self.path)
 
+    def addnet_sha256(self) -> str:
+        """The hash A1111 and model sites give a LoRA ("Lora hashes"): of its tensors, not its header."""
+        from studio.core.hashing import addnet_sha256
+
+        return addnet_sha256(self.path)
+
+
+# LyCORIS kinds, by a tensor name each writes (LoCon writes lora_down/lora_up, as a plain LoRA does).
+LYCORIS = {
+    ".hada_w1_a": "LyCORIS LoHa",
+    ".lokr_w1": "LyCORIS LoKr",
+    ".lokr_w1_a": "LyCORIS LoKr",
+    ".oft_blocks": "LyCORIS OFT",
+    ".oft_diag": "LyCORIS BOFT",
+    ".on_input": "LyCORIS (IA)³",
+    ".a1.weight": "LyCORIS GLoRA",
+    ".diff": "LyCORIS full",
+    ".lora_mid.weight": "LyCORIS LoCon with a Tucker (CP) decomposition",
+}
+
+
+def lora_format(tensors: dict[str, TensorInfo]) -> str | None:
+    """The LyCORIS format a file is in when it is one that this studio cannot load (None: it can)."""
+    for marker, kind in LYCORIS.items():
+        if any(marker in k for k in tensors):
+            return kind
+    return None
+
 
 def read_lora(path: Path) -> LoraFile:
     try:
@@ -38,6 +66,12 @@ def read_lora(path: Path) -> LoraFile:
     entry = identify_file(path)
     if entry.kind != "LoRA":
         raise PluginError(f"{path.name} is not a LoRA ({entry.kind}).")
+    kind = lora_format(tensors)
+    if kind is not None:
+        raise PluginError(
+            f"LoRA “{path.stem}” is a {kind} file; this studio loads LoRA and LyCORIS LoCon files "
+            "(kohya, diffusers and peft layouts), not this kind yet."
+        )
     ranks = [t.shape[0] for k, t in tensors.items() if k.endswith(("lora_down.weight", "lora_A.weight"))]
     tags: list[str] = []
     try:
@@ -82,11 +116,31 @@ def _in_features(mod) -> int | None:
     return getattr(mod, "in_features", None) or getattr(mod, "in_channels", None)
 
 
+def _diffusers_block_names(tensors: dict[str, TensorInfo], pipe) -> dict[str, TensorInfo]:
+    """kohya's SDXL layout names the original UNet's blocks (`lora_unet_input_blocks_4_1_…`): the same
+    tensors under diffusers' block names (`lora_unet_down_blocks_1_attentions_0_…`), as diffusers maps
+    them when it loads the file (its mapping reads names only)."""
+    if not any(p in k for k in tensors for p in ("input_blocks", "middle_block", "output_blocks")):
+        return tensors
+    try:
+        from diffusers.loaders.lora_conversion_utils import _maybe_map_sgm_blocks_to_diffusers
+    except ImportError:  # pragma: no cover - diffusers moved it: let the loader decide
+        return tensors
+    mapped = _maybe_map_sgm_blocks_to_diffusers(dict(tensors), pipe.unet.config)  # diffusers' numbers, SGM words
+    words = (("input_blocks", "down_blocks"), ("middle_block", "mid_block"), ("output_blocks", "up_blocks"))
+    out = {}
+    for key, t in mapped.items():
+        for old, new in words:
+            key = key.replace(old, new)
+        out[key] = t
+    return out
+
+
 def check_fits(lf: LoraFile, pipe) -> None:
     """Refuse a LoRA whose layers are missing from, or shaped differently than, the model's."""
     tables = _module_tables(pipe)
     checked = 0
-    for key, t in lf.tensors.items():
+    for key, t in _diffusers_block_names(lf.tensors, pipe).items():
         m = re.match(
             r"(?:lora_(unet|te2|te\d?)_(.+)\.lora_down\.weight|(unet|text_encoder_2|text_encoder)\.(.+)\.lora_A\.weight)$",
             key,

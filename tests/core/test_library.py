@@ -213,3 +213,47 @@ def test_the_demo_model_by_its_folder_gets_its_recommendation(monkeypatch, tmp_p
     monkeypatch.chdir(demo.parent)
     assert recommend.for_model(demo.name).family == "demo"
     assert recommend.for_model(str(demo)).family == "demo"
+
+
+def _embedding_file(path: Path, **tensors) -> Path:
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: np.zeros(shape, np.float16) for k, shape in tensors.items()}, str(path))
+    return path
+
+
+def test_embeddings_are_found_where_a1111_comfyui_and_the_library_keep_them(home, tmp_path, capsys):
+    """A1111 keeps embeddings/ beside models/, ComfyUI in models/embeddings; both are listed with the
+    library's own, as embeddings with their vector count, a pickled one unusable."""
+    from studio.cli import main
+    from studio.core import embeddings
+    from studio.core.paths import models_dir
+
+    _embedding_file(models_dir() / "embeddings" / "mine.safetensors", emb_params=(4, 768))
+    webui = tmp_path / "webui"
+    _embedding_file(webui / "embeddings" / "easyneg.safetensors", clip_l=(8, 768), clip_g=(8, 1280))
+    (webui / "embeddings" / "old.pt").write_bytes(b"pickle")
+    (webui / "models" / "Stable-diffusion").mkdir(parents=True)
+    comfy = tmp_path / "ComfyUI" / "models"
+    _embedding_file(comfy / "embeddings" / "style.safetensors", **{"string_to_param.*": (2, 1024)})
+    s = settings_mod.load()
+    s.add_folder(webui / "models")
+    s.add_folder(comfy)
+    settings_mod.save(s)
+    entries, _ = library.scan_all(s)
+    by_name = {Path(e.path).name: e for e in entries}
+    got = {n: (e.kind, e.arch, e.variant, e.usable) for n, e in by_name.items() if e.kind == "embedding"}
+    assert got == {
+        "mine.safetensors": ("embedding", "sd1", "4 vectors", True),
+        "easyneg.safetensors": ("embedding", "sdxl", "8 vectors", True),
+        "style.safetensors": ("embedding", "sd2", "2 vectors", True),
+        "old.pt": ("embedding", "", "", False),
+    }
+    assert "pickle" in by_name["old.pt"].reason
+    found, skipped = embeddings.find()
+    assert set(found) == {"mine", "easyneg", "style"} and any("old.pt" in line for line in skipped)
+    assert main(["models", "scan", str(webui / "embeddings")]) == 0
+    out = capsys.readouterr().out
+    assert "embedding sdxl (8 vectors)" in out and "✗ embedding" in out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import zlib
@@ -39,9 +40,27 @@ TRICKY_PROMPTS = [
 ]
 
 
+def lora_file(path, seed: int, title: str = "a LoRA"):
+    """A small safetensors file (its header's metadata says `title`)."""
+    from safetensors.numpy import save_file
+
+    rng = np.random.default_rng(seed)
+    save_file({"lora_unet_x.lora_down.weight": rng.standard_normal((4, 8)).astype(np.float32)}, str(path),
+              metadata={"ss_output_name": title})  # fmt: skip
+    return path
+
+
+def addnet_hash(path) -> str:
+    """A1111's "addnet" LoRA hash, computed here on its own: SHA-256 of what follows the header."""
+    data = path.read_bytes()
+    start = 8 + int.from_bytes(data[:8], "little")
+    return hashlib.sha256(data[start:]).hexdigest()
+
+
 def full_request(prompt: str, tmp_path) -> GenerationRequest:
     init = tmp_path / "input.png"
     Image.fromarray(pixels(9)).save(init)
+    detail, ink = lora_file(tmp_path / "detail.safetensors", 1), lora_file(tmp_path / "ink.safetensors", 2)
     return GenerationRequest.create(
         model="my, model: v2.safetensors",
         prompt=prompt,
@@ -59,8 +78,8 @@ def full_request(prompt: str, tmp_path) -> GenerationRequest:
         init_image=ImageRef(path=str(init), sha256="11" * 32),
         strength=0.55,
         loras=(
-            LoraRef(name="detail", path="", weight=0.7, sha256="ab" * 32),
-            LoraRef(name="style, ink", weight=-0.5, sha256="cd" * 32),
+            LoraRef(name="detail", path=str(detail), weight=0.7, sha256="ab" * 32),
+            LoraRef(name="style, ink", path=str(ink), weight=-0.5),
         ),
         plugins={"example": {"x": [1, 2]}},
     )
@@ -77,7 +96,9 @@ def test_every_field_round_trips_through_the_png(prompt, tmp_path):
     written = recipe.a1111_params(req, {"model_sha256": "0123456789abcdef" * 4})
     text = meta.raw[PARAMETERS_KEY]
     p, n, params = infotext.parse(text)
-    assert p == req.prompt
+    assert p == recipe.a1111_prompt(req)  # the LoRAs as A1111 applies them: <lora:name:weight> tags
+    assert p.endswith(req.prompt) and "<lora:style, ink:-0.5>" in p
+    assert ("<lora:detail:0.7>" in p) and p.count("<lora:detail:") == 1
     assert n == req.negative_prompt
     assert params == {k: str(v) for k, v in written.items() if v is not None}
     assert params["Model hash"] == "0123456789"
@@ -85,10 +106,13 @@ def test_every_field_round_trips_through_the_png(prompt, tmp_path):
     assert params["Size"] == "640x384" and params["Seed"] == "4000000001"
     assert params["Denoising strength"] == "0.55" and params["CFG scale"] == "7.5" and params["CFG end"] == "0.6"
     assert "guidance 7.5 for the first 60% of the steps," in recipe.describe(req)
-    assert infotext.parse_hash_list(params["Lora hashes"]) == {
-        "detail": "ab" * 6,
-        "style, ink": "cd" * 6,
-    }
+    assert (
+        infotext.parse_hash_list(params["Lora hashes"])
+        == {  # A1111 takes ':' and ',' out of names
+            "detail": addnet_hash(tmp_path / "detail.safetensors")[:12],
+            "style ink": addnet_hash(tmp_path / "ink.safetensors")[:12],
+        }
+    )
     # And the A1111 reader (without our JSON chunk) recovers the same generation settings.
     texts = {k: v for k, v in meta.raw.items() if k != REQUEST_KEY and k != XMP_KEY}
     from studio.core.metadata.readers import interpret
@@ -96,9 +120,13 @@ def test_every_field_round_trips_through_the_png(prompt, tmp_path):
     a1111 = interpret(texts)
     assert a1111.source == "a1111"
     norm = a1111.normalised
-    assert (norm["prompt"], norm["negative_prompt"]) == (req.prompt, req.negative_prompt)
+    assert (norm["prompt"], norm["negative_prompt"]) == (p, req.negative_prompt)
     assert (norm["steps"], norm["sampler"], norm["cfg_scale"], norm["seed"]) == (31, "DPM++ 2M Karras", 7.5, req.seed)
     assert (norm["width"], norm["height"], norm["model"]) == (640, 384, "my, model: v2")
+    # read back, each LoRA is applied once: from its tag in the prompt, not again from the request
+    back = a1111.request
+    assert back.prompt == p and back.loras == ()
+    assert {(lo["name"], lo["weight"]) for lo in norm["loras"]} == {("detail", 0.7), ("style, ink", -0.5)}
 
 
 def test_infotext_layout_and_quoting_match_a1111():
@@ -127,10 +155,13 @@ def test_sampler_mapping_reports_what_it_cannot_map():
     assert map_sampler("dpmpp_2m", "karras")[0] == "DPM++ 2M Karras"
     assert map_sampler("euler_ancestral", "normal") == ("Euler a", [])
     assert map_sampler("euler_a")[0] == "Euler a"
-    ours, notes = map_sampler("DPM++ SDE", "Karras")
-    assert ours is None and "no equivalent" in notes[0]
-    ours, notes = map_sampler("euler", "exponential")
-    assert ours == "Euler" and "exponential" in notes[0]
+    assert map_sampler("DPM++ SDE", "Karras") == ("DPM++ SDE Karras", [])
+    assert map_sampler("euler", "exponential") == ("Euler Exponential", [])
+    assert map_sampler("dpmpp_sde", "normal") == ("DPM++ SDE", [])
+    ours, notes = map_sampler("euler_ancestral", "karras")  # diffusers has no Karras sigmas for Euler a
+    assert ours == "Euler a" and "Karras" in notes[0]
+    ours, notes = map_sampler("dpm_adaptive", "beta")
+    assert ours == "DPM++ 2M" and any("beta" in n for n in notes) and any("closest" in n for n in notes)
 
 
 def _xmp_source(path) -> str | None:
@@ -395,7 +426,40 @@ def test_reads_comfyui_prompt_graph():
     assert (n["prompt"], n["negative_prompt"], n["seed"], n["steps"]) == ("a fox, in snow", "blurry", 8566257, 20)
     assert (n["sampler"], n["cfg_scale"], n["width"], n["height"]) == ("DPM++ 2M Karras", 8.0, 512, 640)
     assert n["model"] == "sd15.safetensors" and n["loras"][0]["name"] == "ink"
-    assert meta.request.scheduler == "DPM++ 2M Karras"
+    assert (meta.request.scheduler, meta.request.schedule_type) == ("DPM++ 2M", "Karras")
+
+
+@pytest.mark.parametrize(
+    ("sampler", "scheduler", "expected"),
+    [
+        ("dpmpp_sde", "normal", ("DPM++ SDE", "Automatic")),
+        ("dpmpp_sde_gpu", "karras", ("DPM++ SDE", "Karras")),
+        ("dpmpp_2m_sde", "exponential", ("DPM++ 2M SDE", "Exponential")),
+        ("euler_ancestral", "sgm_uniform", ("Euler a", "SGM Uniform")),
+        ("lms", "simple", ("LMS", "Automatic")),
+        ("dpm_2_ancestral", "normal", ("DPM2 a", "Automatic")),
+    ],
+)
+def test_comfyui_ksampler_names_read_as_a1111_samplers(sampler, scheduler, expected):
+    """A ComfyUI image as ComfyUI writes it (API graph in `prompt`, UI graph in `workflow`)."""
+    graph = {
+        "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sd15.safetensors"}},
+        "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a fox", "clip": ["4", 1]}},
+        "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "blurry", "clip": ["4", 1]}},
+        "3": {"class_type": "KSampler", "inputs": {
+            "seed": 1, "steps": 20, "cfg": 7.0, "sampler_name": sampler, "scheduler": scheduler, "denoise": 1.0,
+            "model": ["4", 0], "positive": ["6", 0], "negative": ["7", 0], "latent_image": ["5", 0]}},
+        "5": {"class_type": "EmptyLatentImage", "inputs": {"width": 512, "height": 512, "batch_size": 1}},
+    }  # fmt: skip
+    meta = read_metadata_bytes(_png_with_texts({"prompt": json.dumps(graph), "workflow": "{}"}))
+    assert (meta.request.scheduler, meta.request.schedule_type) == expected and not meta.unmapped
+
+
+def test_a1111_sampler_texts_old_and_new_read_to_the_same_request():
+    new = "a fox\nSteps: 20, Sampler: DPM++ 2M SDE, Schedule type: Karras, CFG scale: 7, Seed: 1, Size: 512x512"
+    old = "a fox\nSteps: 20, Sampler: DPM++ 2M SDE Karras, CFG scale: 7, Seed: 1, Size: 512x512"
+    a, b = (read_metadata_bytes(_png_with_texts({"parameters": t})).request for t in (new, old))
+    assert a == b and (a.scheduler, a.schedule_type) == ("DPM++ 2M SDE", "Karras")
 
 
 def test_reads_comfyui_workflow_only():
@@ -442,9 +506,9 @@ def test_reads_fooocus_json_scheme():
     n = meta.normalised
     assert n["source"] == "fooocus"
     assert (n["prompt"], n["seed"], n["width"], n["height"], n["cfg_scale"]) == ("a cat", 12345, 1152, 896, 4.0)
-    assert n["sampler"] is None
-    assert any("dpmpp_2m_sde_gpu" in note for note in meta.unmapped)
+    assert n["sampler"] == "DPM++ 2M SDE Karras"  # ComfyUI's name for it (Fooocus runs ComfyUI's samplers)
     assert meta.request is not None and meta.request.width == 1152
+    assert (meta.request.scheduler, meta.request.schedule_type) == ("DPM++ 2M SDE", "Karras")
 
 
 def test_a1111_jpeg_user_comment_is_read():

@@ -28,7 +28,7 @@ def test_json_round_trip_is_lossless():
     )
     again = GenerationRequest.from_json(r.to_json())
     assert again == r
-    assert again.scheduler == "DPM++ 2M Karras"
+    assert (again.scheduler, again.schedule_type) == ("DPM++ 2M", "Karras")
     assert again.preview is PreviewMode.X0
 
 
@@ -64,3 +64,31 @@ def test_newer_schema_is_refused_clearly():
         GenerationRequest.from_dict(data)
     with pytest.raises(InvalidRequest, match="not valid JSON"):
         GenerationRequest.from_json("{oops")
+
+
+def test_older_recipes_with_a_combined_scheduler_name_read_as_sampler_and_schedule_type():
+    old = {"schema_version": 3, "prompt": "x", "scheduler": "DPM++ 2M Karras"}
+    r = GenerationRequest.from_dict(old)
+    assert (r.schema_version, r.scheduler, r.schedule_type) == (6, "DPM++ 2M", "Karras")
+    assert GenerationRequest.from_dict({"schema_version": 3, "scheduler": "Euler a"}).schedule_type == "Automatic"
+    assert GenerationRequest.from_json(r.to_json()) == r
+    # the two spellings are one request
+    assert GenerationRequest.create(scheduler="DPM++ 2M", schedule_type="karras") == GenerationRequest.create(
+        scheduler="dpm++ 2m karras"
+    )
+
+
+@pytest.mark.parametrize(
+    ("fields", "words"),
+    [
+        (dict(scheduler="Restart"), "closest this studio runs is 'Heun'"),
+        (dict(scheduler="dpm_fast"), "closest this studio runs is 'DPM2'"),
+        (dict(scheduler="Eulr a"), "closest this studio runs is 'Euler a'"),
+        (dict(scheduler="Euler a", schedule_type="Karras"), "closest is DPM2 a with Karras"),
+        (dict(schedule_type="Beta"), "schedule type 'Beta' is unknown"),
+    ],
+)
+def test_a_sampler_the_studio_cannot_run_names_the_closest_it_can(fields, words):
+    with pytest.raises(InvalidRequest) as err:
+        GenerationRequest.create(**fields)
+    assert words in str(err.value)

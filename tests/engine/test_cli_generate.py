@@ -90,7 +90,7 @@ def test_no_gallery_and_batch_names(tiny_sd15, tmp_path):
         (["--size", "13x64"], "multiple of 8"),
         (["--size", "big"], "--size must look like"),
         (["--scheduler", "Heun++"], "unknown scheduler"),
-        (["--prompt", "cat " * 100], "tokens long"),
+        (["--clip-skip", "5"], "Clip skip 5 goes past"),  # a prompt past 75 tokens is read in chunks now
     ],
 )
 def test_bad_input_exits_non_zero_with_one_line(tiny_sd15, tmp_path, capsys, argv, words):
@@ -150,5 +150,6 @@ def test_unset_steps_cfg_scheduler_take_the_model_familys_recommended(tiny_sd15,
         sd1.scheduler,
         1.0,
     )
+    assert (r["scheduler"], r["schedule_type"]) == ("DPM++ 2M", "Karras") == (sd1.scheduler, sd1.schedule_type)
     r = request("--model", str(tiny_sd15), "--steps", "2", "--cfg", "5.5", "--scheduler", "Euler", "--cfg-end", "0.4")
     assert (r["steps"], r["guidance_scale"], r["scheduler"], r["guidance_end"]) == (2, 5.5, "Euler", 0.4)

@@ -23,6 +23,21 @@ def test_bit_identical_reruns(engine, tiny_sd15, scheduler):
     assert not np.array_equal(a.images[0], other.images[0])
 
 
+SCHEDULE_CASES = [
+    *((name, t) for t in ("Karras", "Exponential") for name in ("Euler", "Heun", "DPM++ 2M", "DPM++ 2M SDE", "UniPC")),
+    *((name, "SGM Uniform") for name in ("Euler a", "DDIM", "DPM++ 2M")),
+]
+
+
+@pytest.mark.parametrize(("scheduler", "schedule"), SCHEDULE_CASES)
+def test_schedule_types_rerun_bit_identically_and_change_the_steps(engine, tiny_sd15, scheduler, schedule):
+    r = _req(tiny_sd15, scheduler=scheduler, schedule_type=schedule, steps=3, preview="none")
+    a, b = engine.generate(r), engine.generate(r)
+    assert np.array_equal(a.images[0], b.images[0])
+    auto = engine.generate(r.replace(schedule_type="Automatic"))
+    assert not np.array_equal(a.images[0], auto.images[0])
+
+
 def test_batch_seeds_follow_a1111(engine, tiny_sd15):
     res = engine.generate(_req(tiny_sd15, batch_size=2, steps=3))
     assert res.seeds == [3, 4] and len(res.images) == 2

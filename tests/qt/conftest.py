@@ -113,7 +113,7 @@ def set_request(window, model, prompt="a red circle on a blue background", steps
     p.set_size(size, size)
     p.seed.setValue(seed)
     p.seed_lock.setChecked(True)
-    p.scheduler.setCurrentText(scheduler)
+    p.set_sampler(scheduler)
 
 
 class FakeEngine:

@@ -28,7 +28,7 @@ TEXT_ON = {
     "welcome_text": ["welcome", "welcome_card"],
     "accent_text": ["accent"],
     "error_box_text": ["error_box"],
-    "token_near_text": ["token_near"],
+    "token_chunks_text": ["token_chunks"],
     "token_over_text": ["token_over"],
 }
 

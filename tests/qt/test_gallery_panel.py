@@ -209,8 +209,14 @@ def test_read_dropped_file(tmp_path):
     )  # fmt: skip
     request, norm, notes = read_dropped_file(a1111)
     assert request.prompt == "a fox" and request.seed == 5 and request.width == 520
-    assert norm["source"] == "a1111" and norm["sampler"] is None
-    assert any("DPM++ SDE" in n for n in notes)
+    assert norm["source"] == "a1111" and norm["sampler"] == "DPM++ SDE Karras"
+    assert (request.scheduler, request.schedule_type) == ("DPM++ SDE", "Karras")
+    restart = _png_with(
+        tmp_path, "restart.png",
+        {"parameters": "a fox\nSteps: 9, Sampler: Restart, Schedule type: Karras, CFG scale: 4, Seed: 5, Size: 64x64"},
+    )  # fmt: skip
+    request, norm, notes = read_dropped_file(restart)
+    assert request.scheduler == "Heun" and any("Restart" in n and "closest" in n for n in notes)
     bare = tmp_path / "bare.png"
     Image.fromarray(img(0)).save(bare)
     request, norm, notes = read_dropped_file(bare)

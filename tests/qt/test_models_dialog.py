@@ -387,3 +387,41 @@ def test_the_demo_model_has_one_name_in_the_models_dialog_the_model_box_and_the_
     w.controller._model_loaded("demo", {"name": "demo", "arch": "sd1"})
     assert w.progress.bar.format() == f"Model ready: {library.DEMO_LABEL}"  # … and the status bar
     d.close()
+
+
+def test_embeddings_are_listed_by_kind(qtbot, make_window, fake_engine, extra):
+    """Textual-inversion embeddings beside an A1111 models/ folder show as embeddings, a pickled one refused."""
+    emb = extra.parent / "embeddings"
+    header_file(emb / "easyneg.safetensors", {"emb_params": (6, 768)})
+    (emb / "old.pt").write_bytes(b"pickle")
+    w = make_window(engine_factory=fake_engine)
+    d = open_dialog(qtbot, w, extra)
+    d.kind.setCurrentIndex(d.kind.findData("embedding"))
+    assert visible_names(d) == {"easyneg.safetensors", "old.pt"}
+    assert d.select_path(str(emb / "easyneg.safetensors"))
+    assert d.fields["Kind"].text() == "embedding" and any("6 vectors" in f.text() for f in d.fields.values())
+    assert d.select_path(str(emb / "old.pt")) and "pickle" in d.fields["Status"].text()
+    assert not d.use_button.isEnabled()
+
+
+def test_an_sd2_files_prediction_type_can_be_overridden_and_requests_carry_it(
+    qtbot, make_window, fake_engine, extra, tiny_models
+):
+    import shutil
+
+    sd2 = extra / "Stable-diffusion" / "v2-1_768-ema-pruned.safetensors"
+    shutil.copy(tiny_models("sd2", "single-file"), sd2)
+    w = make_window(engine_factory=fake_engine)
+    d = open_dialog(qtbot, w, extra)
+    assert d.select_path(str(extra / "Stable-diffusion" / "sd-turbo-tiny"))  # a folder: nothing to override
+    assert d.prediction_row.isHidden()
+    assert d.select_path(str(sd2))
+    assert not d.prediction_row.isHidden() and d.prediction.currentData() == ""
+    d.prediction.setCurrentIndex(d.prediction.findData("epsilon"))
+    d.prediction.activated.emit(d.prediction.currentIndex())
+    assert core_settings.load().prediction_for(sd2) == "epsilon"
+    w.prompt.set_model(str(sd2))
+    assert w.prompt.build_requests()[0].prediction_type == "epsilon"
+    d.prediction.setCurrentIndex(d.prediction.findData(""))
+    d.prediction.activated.emit(d.prediction.currentIndex())
+    assert w.prompt.build_requests()[0].prediction_type == ""

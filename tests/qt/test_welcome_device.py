@@ -104,7 +104,12 @@ def test_choosing_a_turbo_model_sets_steps_and_cfg(qtbot, make_window, fake_engi
     p.guidance.setValue(1.0)  # the user's change stands
     assert p.fields()["guidance_scale"] == 1.0
     w._model_chosen(str(tiny_sd15))  # another model: its own recommendations
-    assert (p.steps.value(), p.guidance.value(), p.scheduler.currentText()) == (25, 7.0, "DPM++ 2M Karras")
+    assert (p.steps.value(), p.guidance.value(), p.scheduler.currentText(), p.schedule.currentText()) == (
+        25,
+        7.0,
+        "DPM++ 2M",
+        "Karras",
+    )
 
 
 def test_device_dialog_shows_memory_and_the_preset_reaches_the_engine(qtbot, make_window):

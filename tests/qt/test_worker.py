@@ -142,11 +142,27 @@ def test_token_counter_uses_the_clip_window(qtbot):
     panel.set_tokenizer(build_clip_tokenizer())
     panel.prompt.setPlainText("a red fox in the snow")
     panel.update_token_counts()
-    assert panel.prompt_tokens.text() == f"6 / {TOKEN_LIMIT}"
+    assert panel.prompt_tokens.text() == f"6/{TOKEN_LIMIT}"
     assert panel.prompt_tokens.property("state") == "ok"
-    panel.prompt.setPlainText("cat " * 80)
+    panel.prompt.setPlainText("cat " * 83)  # past 75 tokens: a second chunk, as A1111 shows it
     panel.update_token_counts()
-    assert panel.prompt_tokens.text() == f"80 / {TOKEN_LIMIT}" and panel.prompt_tokens.property("state") == "over"
+    assert panel.prompt_tokens.text() == "83/150" and panel.prompt_tokens.property("state") == "chunks"
+    panel.prompt.setPlainText("a (red:1.3) fox BREAK in the [snow] <lora:ink:0.5>")  # syntax is not counted
+    panel.update_token_counts()
+    assert panel.prompt_tokens.text() == "78/150"  # BREAK fills the first chunk
+
+
+def test_token_counter_counts_embedding_vectors(qtbot):
+    from studio.core.prompts.chunks import TokenCounter
+    from studio.engine.clip_vocab import build_clip_tokenizer
+    from studio.qt.generate.prompt_panel import PromptPanel
+
+    panel = PromptPanel()
+    qtbot.addWidget(panel)
+    panel.set_tokenizer(TokenCounter.from_tokenizer(build_clip_tokenizer(), {"easynegative": 8}))
+    panel.negative.setPlainText("easynegative, blurry")
+    panel.update_token_counts()
+    assert panel.negative_tokens.text() == "10/75"  # 8 vectors, a comma, a word
 
 
 def test_guidance_snaps_to_half_steps_and_size_to_multiples_of_8(qtbot):

@@ -27,9 +27,12 @@ def result_info(result: GenerationResult, index: int = 0) -> dict[str, Any]:
         info["kind"] = result.kind
     if result.guidance:
         info["guidance"] = result.guidance  # FLUX dev's distilled guidance is written as such
-    for key in ("lora_hashes", "plugin_parameters"):  # what the LoRA plugin and the parameters() hooks recorded
+    # what the LoRA plugin and the parameters() hooks recorded
+    for key in ("lora_hashes", "lora_addnet_hashes", "plugin_parameters"):
         if key in result.plugin_metadata:
             info[key] = result.plugin_metadata[key]
+    if result.ti_hashes:
+        info["ti_hashes"] = result.ti_hashes  # the textual-inversion embeddings the prompt used
     return info
 
 

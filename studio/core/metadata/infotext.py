@@ -60,18 +60,6 @@ MASK_FIELDS = {
 UPSCALER_KEY = "Postprocess upscaler"
 UPSCALE_BY_KEY = "Postprocess upscale by"
 
-# Our scheduler names → (A1111 "Sampler", A1111 "Schedule type").
-A1111_SAMPLER = {
-    "Euler": ("Euler", "Automatic"),
-    "Euler a": ("Euler a", "Automatic"),
-    "Heun": ("Heun", "Automatic"),
-    "DPM++ 2M": ("DPM++ 2M", "Automatic"),
-    "DPM++ 2M Karras": ("DPM++ 2M", "Karras"),
-    "DDIM": ("DDIM", "Automatic"),
-    "UniPC": ("UniPC", "Automatic"),
-    "LCM": ("LCM", "Automatic"),
-}
-
 
 def quote(value: Any) -> str:
     """Quote a value the way A1111 does: JSON-quote it only if it holds `,`, `:` or a newline.

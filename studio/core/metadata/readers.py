@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from studio.core import samplers
 from studio.core.errors import MetadataError, StudioError
 from studio.core.metadata import infotext
 from studio.core.metadata.comfyui import from_comfy_prompt, from_comfy_workflow
@@ -41,68 +42,26 @@ from studio.core.metadata.png import (
 )
 from studio.core.metadata.provenance import sniff_mime
 from studio.core.metadata.xmp import read_recipe, read_source_type
-from studio.core.request import MAX_SEED, SCHEDULER_NAMES, GenerationRequest, LoraRef
+from studio.core.prompts import syntax
+from studio.core.request import MAX_SEED, GenerationRequest, LoraRef
 
 FIELDS = (
     "prompt", "negative_prompt", "steps", "sampler", "cfg_scale", "seed", "width", "height",
     "model", "model_hash", "loras", "source",
 )  # fmt: skip
 
-# Sampler spellings (lower case, only letters and digits, "+" read as "p") → our names.
-_SAMPLERS = {
-    "euler": "Euler",
-    "eulera": "Euler a",
-    "eulerancestral": "Euler a",
-    "eulerdiscrete": "Euler",
-    "eulerancestraldiscrete": "Euler a",
-    "dpmpp2m": "DPM++ 2M",
-    "dpmsolvermultistep": "DPM++ 2M",
-    "dpmpp2mkarras": "DPM++ 2M Karras",
-    "dpmpp2mk": "DPM++ 2M Karras",
-    "ddim": "DDIM",
-    "unipc": "UniPC",
-    "unipcmultistep": "UniPC",
-    "unipcbh2": "UniPC",
-    "lcm": "LCM",
-    "heun": "Heun",
-    "heundiscrete": "Heun",
-    "flowmatcheulerdiscrete": "Euler",
-}
-_PLAIN_SCHEDULES = {"", "automatic", "normal", "default", "simple", "uniform", "none"}
 USER_COMMENT = 0x9286
 EXIF_IFD = 0x8769
 
 
-def _key(name: str) -> str:
-    return re.sub(r"[^a-z0-9]", "", name.lower().replace("+", "p"))
-
-
 def map_sampler(sampler: str | None, schedule: str | None = None) -> tuple[str | None, list[str]]:
-    """A tool's sampler (+ schedule) name → (our scheduler name or None, notes)."""
-    notes: list[str] = []
-    if not sampler:
-        return None, ["no sampler given"]
-    ours = _SAMPLERS.get(_key(sampler))
-    if ours is None and _key(sampler).endswith("karras"):
-        base = _SAMPLERS.get(_key(sampler)[: -len("karras")])
-        if base == "DPM++ 2M":
-            ours = "DPM++ 2M Karras"
-        elif base is not None:
-            ours = base
-            notes.append(f"sampler {sampler!r}: the Karras schedule is not offered with {base}")
+    """A tool's sampler (+ schedule) name → (the studio's sampler with its schedule type, as one label
+    that GenerationRequest reads: "DPM++ 2M Karras", or None; notes on what could not be carried over).
+    A name the studio cannot run is read as the closest one it can, with a note."""
+    ours, schedule_type, notes = samplers.resolve(sampler, schedule)
     if ours is None:
-        return None, [f"sampler {sampler!r} has no equivalent here"]
-    if _key(sampler) == "unipcbh2":
-        notes.append(f"sampler {sampler!r} read as UniPC (B(h) variant differs slightly)")
-    sched = (schedule or "").strip().lower()
-    if sched == "karras":
-        if ours == "DPM++ 2M":
-            ours = "DPM++ 2M Karras"
-        elif ours != "DPM++ 2M Karras":
-            notes.append(f"schedule 'Karras' is not offered with {ours}; its default is used")
-    elif sched not in _PLAIN_SCHEDULES:
-        notes.append(f"schedule {schedule!r} has no equivalent here; the default is used")
-    return ours, notes
+        return None, notes
+    return samplers.label(ours, schedule_type), notes
 
 
 def _num(value: Any, kind: type = float) -> Any:
@@ -155,8 +114,8 @@ def from_request(req: GenerationRequest, model_hash: str = "") -> dict[str, Any]
     out = empty("studio")
     out.update(
         prompt=req.prompt, negative_prompt=req.negative_prompt, steps=req.steps,
-        sampler=req.scheduler, cfg_scale=req.guidance_scale, seed=req.seed, width=req.width,
-        height=req.height, model=req.model, model_hash=model_hash or None,
+        sampler=samplers.label(req.scheduler, req.schedule_type), cfg_scale=req.guidance_scale, seed=req.seed,
+        width=req.width, height=req.height, model=req.model, model_hash=model_hash or None,
         loras=[{"name": lo.name, "weight": lo.weight, "hash": lo.sha256 or None} for lo in req.loras],
     )  # fmt: skip
     return out
@@ -173,13 +132,19 @@ def from_a1111(text: str, source: str = "a1111") -> tuple[dict[str, Any], list[s
         {"name": name, "weight": None, "hash": digest or None}
         for name, digest in infotext.parse_hash_list(params.get("Lora hashes", "")).items()
     ]
-    # LoRA weights live in the prompt as <lora:name:weight> in A1111.
-    for m in re.finditer(r"<lora:([^:>]+):([-0-9.]+)[^>]*>", prompt):
-        hit = next((lo for lo in loras if lo["name"] == m.group(1)), None)
+    # LoRAs live in the prompt as <lora:name:weight> tags in A1111 (the weight defaults to 1): they stay
+    # there, and the request applies them from there, once.
+    for tag in syntax.extra_networks(prompt)[1]:
+        if tag.kind not in ("lora", "lyco") or not tag.name:
+            continue
+        hit: dict[str, Any] | None = next(
+            (lo for lo in loras if lo["name"] == re.sub("[:,]", "", tag.name)), None
+        )  # as A1111's "Lora hashes" lists it
         if hit is None:
-            hit = {"name": m.group(1), "weight": None, "hash": None}
+            hit = {"name": tag.name, "weight": None, "hash": None}
             loras.append(hit)
-        hit["weight"] = _num(m.group(2))
+        hit["name"] = tag.name
+        hit["weight"] = _num(tag.args[1]) if len(tag.args) > 1 else 1.0
     out.update(
         prompt=prompt, negative_prompt=negative, steps=_num(params.get("Steps"), int),
         sampler=sampler, cfg_scale=_num(params.get("CFG scale")), seed=_num(params.get("Seed"), int),
@@ -204,8 +169,8 @@ def from_a1111(text: str, source: str = "a1111") -> tuple[dict[str, Any], list[s
         out["outpaint_fill"] = fill
     known = {
         "Batch size", "Batch pos", "Steps", "Sampler", "Schedule type", "CFG scale", "Seed", "Size", "Model hash",
-        "Model", "Denoising strength", "Lora hashes", "Version", "Clip skip", "CFG Rescale phi",
-        infotext.UPSCALER_KEY, infotext.UPSCALE_BY_KEY, infotext.DISTILLED_KEY,
+        "Model", "Denoising strength", "Lora hashes", "TI hashes", "Emphasis", "Version", "Clip skip",
+        "CFG Rescale phi", infotext.UPSCALER_KEY, infotext.UPSCALE_BY_KEY, infotext.DISTILLED_KEY,
         *(infotext.OUTPAINT_KEYS if sides is not None else ()), *((infotext.OUTPAINT_FILL_KEY,) if fill else ()),
         *(infotext.MASK_FIELDS[name] for name in mask),
     }  # fmt: skip
@@ -291,8 +256,10 @@ def to_request(norm: dict[str, Any], notes: list[str]) -> GenerationRequest | No
         fields["model"] = str(norm["model"])
     if isinstance(norm.get("steps"), int):
         fields["steps"] = min(max(norm["steps"], 1), 500)
-    if norm.get("sampler") in SCHEDULER_NAMES:
-        fields["scheduler"] = norm["sampler"]
+    if isinstance(norm.get("sampler"), str):
+        sampler, schedule_type = samplers.split(norm["sampler"])
+        if samplers.check(sampler, schedule_type or samplers.AUTOMATIC) is None:
+            fields["scheduler"], fields["schedule_type"] = sampler, schedule_type or samplers.AUTOMATIC
     if isinstance(norm.get("cfg_scale"), float | int):
         fields["guidance_scale"] = min(max(float(norm["cfg_scale"]), 0.0), 30.0)
     seed = norm.get("seed")
@@ -320,7 +287,10 @@ def to_request(norm: dict[str, Any], notes: list[str]) -> GenerationRequest | No
     if isinstance(norm.get("clip_skip"), int) and norm["clip_skip"] > 1:
         fields["clip_skip"] = min(norm["clip_skip"] - 1, 12)
     loras = []
+    tagged = {t.name for t in syntax.extra_networks(fields["prompt"])[1] if t.kind in ("lora", "lyco")}
     for lo in norm.get("loras") or []:
+        if lo.get("name") in tagged:  # its <lora:…> tag in the prompt applies it (A1111's way): not twice
+            continue
         w = lo.get("weight")
         w = 1.0 if not isinstance(w, float | int) else min(max(float(w), -2.0), 2.0)
         loras.append(LoraRef(name=str(lo.get("name")), weight=w))

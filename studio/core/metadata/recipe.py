@@ -6,6 +6,9 @@
   when absent and `request.model` is a file, it is computed through the hash cache;
 - `model_name`: what "Model:" says (default: the model's file/folder name without extension);
 - `lora_hashes`: {lora name: sha256} (default: each LoraRef's sha256, else hashed from its path);
+- `lora_addnet_hashes`: {lora name: addnet sha256} of every LoRA the run applied, the prompt's
+  `<lora:…>` tags included (default: each LoraRef's file hashed); A1111's "Lora hashes";
+- `ti_hashes`: {embedding name: sha256} of the textual-inversion embeddings the run used ("TI hashes");
 - `kind`: txt2img / img2img / inpaint / outpaint / branch (default: derived from the request);
 - `created`: a timezone-aware datetime (default: now);
 - `sign`: False to skip the C2PA manifest (default True);
@@ -16,15 +19,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from studio import __version__
-from studio.core import hashing
+from studio.core import hashing, samplers
 from studio.core.errors import StudioError
 from studio.core.metadata import infotext
 from studio.core.metadata.xmp import COMPOSITE, TRAINED
+from studio.core.prompts import syntax
 from studio.core.request import GenerationRequest, guidance_span
 
 SOFTWARE = "studio"
@@ -90,16 +96,42 @@ def lora_hashes(request: GenerationRequest, info: dict[str, Any] | None = None) 
     return out
 
 
+def lora_addnet_hashes(request: GenerationRequest, info: dict[str, Any] | None = None) -> dict[str, str]:
+    """{LoRA name: addnet SHA-256} of the LoRAs applied, for A1111's "Lora hashes" (unknown ones left out)."""
+    out = {str(k): str(v) for k, v in dict((info or {}).get("lora_addnet_hashes") or {}).items() if v}
+    for lora in request.loras:
+        if lora.name not in out and lora.path and Path(lora.path).is_file():
+            with contextlib.suppress(StudioError):
+                out[lora.name] = hashing.addnet_sha256(lora.path)
+    return out
+
+
+def a1111_prompt(request: GenerationRequest) -> str:
+    """The prompt as A1111 writes it: each LoRA of the request (LoRA panel, --lora) as its
+    `<lora:name:weight>` tag, unless the prompt already has a tag of that name. A1111 and model sites
+    apply and link LoRAs only from these tags. They go first, in the order the studio applies them
+    (the request's LoRAs, then the prompt's tags), so that the text read back applies them in the same
+    order and draws the same pixels; the text the encoder reads is the same either way."""
+    tagged = {t.name for t in syntax.extra_networks(request.prompt)[1] if t.kind == "lora"}
+    tags = [f"<lora:{lo.name}:{infotext.format_number(lo.weight)}>" for lo in request.loras if lo.name not in tagged]
+    return " ".join(p for p in (*tags, request.prompt) if p)
+
+
+def _short_hashes(hashes: dict[str, str]) -> str | None:
+    """ "name: 12 hex digits, …" as A1111 writes them (":" and "," taken out of names)."""
+    parts = [f"{re.sub('[:,]', '', name)}: {hashing.a1111_lora_hash(sha)}" for name, sha in hashes.items() if sha]
+    return ", ".join(parts) or None
+
+
 def a1111_params(request: GenerationRequest, info: dict[str, Any] | None = None) -> dict[str, Any]:
     """The ordered `Key: value` pairs of the A1111 parameters line."""
     info = info or {}
-    sampler, schedule = infotext.A1111_SAMPLER[request.scheduler]
     sha = model_sha256(request, info)
     masked = request.kind in ("inpaint", "outpaint")  # colour correction and the mask settings apply
     params: dict[str, Any] = {
         "Steps": request.steps,
-        "Sampler": sampler,
-        "Schedule type": schedule,
+        "Sampler": request.scheduler,
+        "Schedule type": request.schedule_type,
         "CFG scale": infotext.format_number(request.guidance_scale),
         # FLUX dev/Fill: the number is the model's distilled guidance, written as Forge does
         # (real CFG off at 1); read back by studio.core.metadata.readers.
@@ -143,11 +175,8 @@ def a1111_params(request: GenerationRequest, info: dict[str, Any] | None = None)
         params["CFG Rescale phi"] = infotext.format_number(request.guidance_rescale)
     if request.guidance_end < 1:  # the studio's own key: A1111 guides every step
         params["CFG end"] = infotext.format_number(request.guidance_end)
-    loras = lora_hashes(request, info)
-    if loras:
-        params["Lora hashes"] = ", ".join(
-            f"{name}: {hashing.a1111_lora_hash(sha) if sha else '0' * 12}" for name, sha in loras.items()
-        )
+    params["Lora hashes"] = _short_hashes(lora_addnet_hashes(request, info))
+    params["TI hashes"] = _short_hashes(dict(info.get("ti_hashes") or {}))
     for key, value in (info.get("plugin_parameters") or {}).items():  # from plugins' parameters() hook
         params.setdefault(str(key), value)
     params["Version"] = f"{SOFTWARE} {info.get('software_version') or __version__}"
@@ -164,7 +193,7 @@ def image_seed(request: GenerationRequest, info: dict[str, Any] | None = None) -
 
 
 def a1111_infotext(request: GenerationRequest, info: dict[str, Any] | None = None) -> str:
-    return infotext.build(request.prompt, request.negative_prompt, a1111_params(request, info))
+    return infotext.build(a1111_prompt(request), request.negative_prompt, a1111_params(request, info))
 
 
 def created_at(info: dict[str, Any] | None = None) -> datetime:
@@ -193,7 +222,8 @@ def describe(request: GenerationRequest) -> str:
             f"{Path(up.model).name} from {source}" + (f"; its prompt: “{request.prompt}”." if request.prompt else ".")
         )
     parts = [
-        f"{words} with {request.model}: {request.steps} steps of {request.scheduler}, "
+        f"{words} with {request.model}: {request.steps} steps of "
+        f"{samplers.label(request.scheduler, request.schedule_type)}, "
         f"guidance {infotext.format_number(request.guidance_scale)}{guidance_span(request.guidance_end)}, "
         f"seed {request.seed}, "
         f"{request.width}×{request.height}."

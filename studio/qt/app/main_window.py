@@ -66,6 +66,7 @@ def starter_request() -> GenerationRequest:
         width=demo.width,
         height=demo.height,
         scheduler=demo.scheduler,
+        schedule_type=demo.schedule_type,
         seed=11,
     )
 

@@ -36,6 +36,7 @@ BRANCH_FIELDS = (
     "guidance_end",
     "seed",
     "scheduler",
+    "schedule_type",
     "preview",
     "preview_every",
 )

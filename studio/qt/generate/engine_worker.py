@@ -114,9 +114,13 @@ class EngineWorker(QObject):
     def init(self) -> None:
         lower_thread_priority()
         try:
+            from studio.core import embeddings
+            from studio.core.prompts.chunks import TokenCounter
             from studio.engine.clip_vocab import build_clip_tokenizer
 
-            self.tokenizerReady.emit(build_clip_tokenizer())
+            found, _ = embeddings.find()  # the counter counts an embedding's vectors where its name stands
+            vectors = {name: e.vectors for name, e in found.items()}
+            self.tokenizerReady.emit(TokenCounter.from_tokenizer(build_clip_tokenizer(), vectors))
         except Exception as exc:  # noqa: BLE001 — the counter just stays approximate
             log.warning("no CLIP tokenizer for the token counter: %s", exc)
         try:

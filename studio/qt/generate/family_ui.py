@@ -165,6 +165,8 @@ class FamilyUi(QObject):
             p.scheduler.addItems(names)
             p.scheduler.setCurrentText(current if current in names else names[0])
             p.scheduler.blockSignals(False)
+        p.sampler_row.flow = bool(fam is not None and fam.flow)  # a flow model's schedule is its own
+        p.sampler_row.sync()
         self.encoders_row.setVisible(bool(self.needs))
         self._show_encoders()
         p.update_token_counts()

@@ -24,12 +24,14 @@ from PySide6.QtWidgets import (
 )
 from superqt import QCollapsible, QLabeledDoubleSlider, QLargeIntSpinBox
 
-from studio.core import library
+from studio.core import library, samplers
 from studio.core.paths import demo_model_dir
-from studio.core.request import MAX_SEED, SCHEDULER_NAMES, GenerationRequest, PreviewMode
+from studio.core.prompts.chunks import CHUNK_TOKENS, TokenCounter
+from studio.core.request import MAX_SEED, GenerationRequest, PreviewMode
 from studio.qt.edit.image_input import ImageInputSection
+from studio.qt.generate.sampler_row import SamplerRow
 
-TOKEN_LIMIT = 75  # 77-token CLIP window minus start/end tokens
+TOKEN_LIMIT = CHUNK_TOKENS  # one 77-token CLIP window minus its start/end tokens; longer prompts take more
 SIZE_PRESETS: list[tuple[str, int, int]] = [
     ("Demo 128 (bundled model)", 128, 128),
     ("Square 512", 512, 512),
@@ -144,7 +146,9 @@ class PromptPanel(QWidget):
         head.addStretch(1)
         self.prompt_tokens = QLabel("", objectName="TokenCount")
         self.prompt_tokens.setToolTip(
-            f"Tokens used of the model's {TOKEN_LIMIT + 2}-token window ({TOKEN_LIMIT} for your words)."
+            f"Tokens used / what the prompt's chunks hold. The text encoder reads {TOKEN_LIMIT} tokens at a time: a "
+            f"longer prompt is read in further chunks of {TOKEN_LIMIT} (as A1111 reads it), and BREAK starts a new "
+            "chunk. (word:1.3) and [word] weigh words; [a:b:0.5] switches a to b half-way through the steps."
         )
         head.addWidget(self.prompt_tokens)
         lay.addLayout(head)
@@ -180,6 +184,7 @@ class PromptPanel(QWidget):
         form.setHorizontalSpacing(10)
         self.guidance_form = form
         self.steps = QSpinBox(minimum=1, maximum=500, value=20)
+        self.steps.valueChanged.connect(self._token_timer.start)  # prompt editing's texts depend on the steps
         self.steps.setToolTip("Denoising steps. More steps: more detail and more time (20–30 is typical).")
         form.addRow("Steps", self.steps)
         self.guidance = QLabeledDoubleSlider(Qt.Orientation.Horizontal)
@@ -193,13 +198,9 @@ class PromptPanel(QWidget):
         )
         self.guidance.valueChanged.connect(self._snap_guidance)
         form.addRow("Guidance", self.guidance)
-        self.scheduler = _combo()
-        self.scheduler.addItems(list(SCHEDULER_NAMES))
-        self.scheduler.setCurrentText("Euler a")
-        self.scheduler.setToolTip(
-            "The sampler. Euler a: varied and soft; DPM++ 2M Karras: sharp in few steps; DDIM: deterministic."
-        )
-        form.addRow("Scheduler", self.scheduler)
+        self.sampler_row = SamplerRow(_combo)
+        self.scheduler, self.schedule = self.sampler_row.sampler, self.sampler_row.schedule
+        form.addRow("Scheduler", self.sampler_row)
 
         seed_row = QHBoxLayout()
         self.seed = QLargeIntSpinBox()
@@ -462,32 +463,39 @@ class PromptPanel(QWidget):
         """Insert text at the prompt's cursor (a plugin panel's `<lora:name:weight>`)."""
         self.prompt.insertPlainText(text)
 
+    def set_sampler(self, name: str, schedule: str | None = None) -> None:
+        """Choose a sampler and schedule type; a combined name ("DPM++ 2M Karras") sets both."""
+        self.sampler_row.set(name, schedule)
+
     # -- tokens ---------------------------------------------------------------------------------------
     def set_tokenizer(self, tokenizer: Any) -> None:
-        self._tokenizer = tokenizer
+        """A TokenCounter (from the engine thread), or a bare tokenizer (then embeddings are not counted)."""
+        self._tokenizer = tokenizer if isinstance(tokenizer, TokenCounter) else TokenCounter.from_tokenizer(tokenizer)
         self.update_token_counts()
 
-    def count_tokens(self, text: str) -> int | None:
+    def count_tokens(self, text: str) -> tuple[int, int] | None:
+        """(tokens used, tokens its chunks hold), as A1111 counts them; None before the tokenizer is ready."""
         if not text.strip():
-            return 0
+            return 0, TOKEN_LIMIT
         if self._tokenizer is None:
             return None
-        return max(0, len(self._tokenizer(text, truncation=False).input_ids) - 2)
+        return self._tokenizer.count(text, self.steps.value())
 
     def update_token_counts(self) -> None:
         family = getattr(self, "family", None)
         for edit, label in ((self.prompt, self.prompt_tokens), (self.negative, self.negative_tokens)):
-            n = self.count_tokens(edit.toPlainText())
+            counted = self.count_tokens(edit.toPlainText())
+            n = counted[0] if counted is not None else None
             both = family.token_text(n, edit.toPlainText(), TOKEN_LIMIT) if family is not None else None
             if both is not None:  # FLUX/SD3: each encoder's count (CLIP reads its first 75, T5 the rest)
                 label.setText(both[0])
                 state = both[1]
-            elif n is None:
-                label.setText(f"… / {TOKEN_LIMIT}")
+            elif counted is None:
+                label.setText(f"…/{TOKEN_LIMIT}")
                 state = "unknown"
             else:
-                label.setText(f"{n} / {TOKEN_LIMIT}")
-                state = "over" if n > TOKEN_LIMIT else "near" if n > TOKEN_LIMIT * 0.85 else "ok"
+                label.setText(f"{counted[0]}/{counted[1]}")
+                state = "chunks" if counted[1] > TOKEN_LIMIT else "ok"
             label.setProperty("state", state)
             label.style().unpolish(label)
             label.style().polish(label)
@@ -506,6 +514,7 @@ class PromptPanel(QWidget):
             width=max(8, round(self.width_.value() / 8) * 8),
             height=max(8, round(self.height_.value() / 8) * 8),
             scheduler=self.scheduler.currentText(),
+            schedule_type=self.schedule.currentText() or samplers.AUTOMATIC,
             preview=self.preview.currentData(),
             preview_every=self.preview_every.value(),
         )
@@ -532,7 +541,7 @@ class PromptPanel(QWidget):
         self.guidance.setValue(rec.cfg)
         self.guidance_end.setValue(rec.cfg_end)
         self.set_size(rec.width, rec.height)
-        self.scheduler.setCurrentText(rec.scheduler)
+        self.set_sampler(rec.scheduler, rec.schedule_type)
 
     def set_request(self, req: GenerationRequest, keep_vae: bool = False) -> None:
         """Load `req` into the panel; keep_vae: Generate uses its VAE too (else the default VAE)."""
@@ -546,7 +555,7 @@ class PromptPanel(QWidget):
         self.guidance_end.setValue(req.guidance_end)
         self.seed.setValue(req.seed)
         self.set_size(req.width, req.height)
-        self.scheduler.setCurrentText(req.scheduler)
+        self.set_sampler(req.scheduler, req.schedule_type)
         idx = self.preview.findData(PreviewMode(req.preview).value)
         if idx >= 0:
             self.preview.setCurrentIndex(idx)

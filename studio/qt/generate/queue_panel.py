@@ -5,6 +5,7 @@ from __future__ import annotations
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QToolButton, QVBoxLayout, QWidget
 
+from studio.core import samplers
 from studio.qt.generate.engine_worker import EngineBridge, Job
 
 
@@ -16,7 +17,8 @@ def job_text(job: Job, number: int | None, progress: str = "") -> str:
     head = f"#{number}  " if number else ""
     state = "▶ " + (progress or "running") if job.state == "running" else "waiting"
     extra = f"  ·  branch @ {r.branch.step}" if r.branch else ""
-    return f"{head}{prompt}\n{r.width}×{r.height} · {r.steps} steps · {r.scheduler} · seed {r.seed}{extra}  —  {state}"
+    sampler = samplers.label(r.scheduler, r.schedule_type)
+    return f"{head}{prompt}\n{r.width}×{r.height} · {r.steps} steps · {sampler} · seed {r.seed}{extra}  —  {state}"
 
 
 class QueuePanel(QWidget):

@@ -188,6 +188,20 @@ class ModelsDialog(QDialog):
         row.addWidget(self.default_label)
         row.addWidget(self.default_arch, 1)
         row.addWidget(self.default_button)
+        self.prediction = QComboBox(objectName="Prediction")
+        self.prediction.setToolTip(
+            "SD 2.x files look the same whether they predict the noise (ε: 512-base, 512-inpainting) or v "
+            "(768-v). The studio reads what the file says (its name, metadata, a .yaml beside it) or asks the "
+            "model; choose here if it got it wrong. Requests made with the model record the choice."
+        )
+        for text, value in (("As detected", ""), ("ε (epsilon)", "epsilon"), ("v-prediction", "v_prediction")):
+            self.prediction.addItem(text, value)
+        self.prediction.activated.connect(self.set_prediction_for_selected)
+        self.prediction_row = QWidget()
+        prow = QHBoxLayout(self.prediction_row)
+        prow.setContentsMargins(0, 0, 0, 0)
+        prow.addWidget(QLabel("Prediction"))
+        prow.addWidget(self.prediction, 1)
         self.rename_button = QPushButton("Rename…", objectName="RenameModel")
         self.rename_button.clicked.connect(self.rename_selected)
         self.trash_button = QPushButton("Move to trash", objectName="TrashModel")
@@ -205,6 +219,7 @@ class ModelsDialog(QDialog):
         lay.addStretch(1)
         lay.addWidget(self.use_button)
         lay.addWidget(self.default_row)
+        lay.addWidget(self.prediction_row)
         lay.addLayout(actions)
         return box
 
@@ -345,6 +360,10 @@ class ModelsDialog(QDialog):
         self.use_button.setEnabled(e.usable and e.kind in recommend.CHECKPOINT_KINDS)
         self.rename_button.setEnabled(not protected)
         self.trash_button.setEnabled(not protected)
+        is_sd2_file = e.arch == "sd2" and e.kind in recommend.CHECKPOINT_KINDS and Path(e.path).is_file()
+        self.prediction_row.setVisible(is_sd2_file and e.usable)
+        if is_sd2_file:
+            self.prediction.setCurrentIndex(max(0, self.prediction.findData(self.settings.prediction_for(e.path))))
         what = DEFAULTS.get(e.kind)
         self.default_row.setVisible(what is not None and e.usable)
         if what is not None:
@@ -371,6 +390,14 @@ class ModelsDialog(QDialog):
         self.settings.set_default(what, arch, e.path)
         self._save()
         self._show_details()
+
+    def set_prediction_for_selected(self) -> None:
+        """Save the ε/v choice for the selected SD 2.x file (requests made with it carry it)."""
+        e = self.selected()
+        if e is None:
+            return
+        self.settings.set_prediction(e.path, self.prediction.currentData())
+        self._save()
 
     def clear_selected_default(self) -> None:
         item = self.defaults.currentItem()

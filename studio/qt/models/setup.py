@@ -124,8 +124,10 @@ class ModelSetup(QObject):
     def request_fields(self) -> dict[str, Any]:
         """The default VAE for the chosen model's architecture (part of the recipe: it changes the pixels).
         A recreated recipe's own VAE, kept by the Prompt panel, takes its place there."""
-        vae = self.default_vae(self.w.session.model())
-        return {"vae": vae} if vae else {}
+        model = self.w.session.model()
+        vae = self.default_vae(model)
+        prediction = self.settings.prediction_for(model)  # an SD 2.x file's ε/v, overridden in the Models dialog
+        return {**({"vae": vae} if vae else {}), **({"prediction_type": prediction} if prediction else {})}
 
     def push_engine_settings(self) -> None:
         s = self.settings
@@ -153,7 +155,7 @@ class ModelSetup(QObject):
         )
         self.w.statusBar().showMessage(
             f"Recommended for {rec.label}: {rec.steps} steps, {guidance}, "
-            f"{rec.width}×{rec.height}, {rec.scheduler} — change them as you like.",
+            f"{rec.width}×{rec.height}, {rec.sampler_label} — change them as you like.",
             8000,
         )
         return rec

@@ -22,6 +22,7 @@ KINDS = (
     "VAE",
     "tiny autoencoder",
     "text encoder",
+    "embedding",
     "UNet",
     "upscaler",
     "unknown",
