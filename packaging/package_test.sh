@@ -16,6 +16,9 @@ mkdir -p "$tmp/home"
 echo "== version and smoke test (clean environment)"
 "${clean_env[@]}" "$dir/studio-launcher" --version
 "${clean_env[@]}" "$dir/studio-launcher" --smoke-test
+log=$(find "$tmp/home" -name studio.log | head -1)
+test -n "$log" && grep -q "studio" "$log" || { echo "package-test: the packaged build wrote no log"; exit 1; }
+echo "log: ${log#"$tmp/home/"}"
 
 echo "== install / uninstall under a temporary prefix"
 "${clean_env[@]}" PREFIX="$tmp/prefix" bash "$dir/install.sh"

@@ -7,10 +7,10 @@ import json
 import statistics
 import time
 
-from studio.cli import register_from
+from studio.cli import positive_int, register_from, size8
 
 # Modules that add more `studio bench` sub-commands through register_bench(subparsers).
-BENCH_MODULES = ("studio.qt.app.window_bench",)
+BENCH_MODULES = ("studio.cli.bench_soak", "studio.qt.app.window_bench")
 
 FULL_UNETS = {
     "sd15": dict(
@@ -48,9 +48,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     bsub = bench.add_subparsers(dest="bench_command", metavar="BENCH", required=True)
 
     o = bsub.add_parser("overhead", help="studio engine vs a bare pipe() call on the same tiny model")
-    o.add_argument("--runs", type=int, default=7)
-    o.add_argument("--steps", type=int, default=20)
-    o.add_argument("--size", type=int, default=128)
+    o.add_argument("--runs", type=positive_int, default=7)
+    o.add_argument("--steps", type=positive_int, default=20)
+    o.add_argument("--size", type=size8, default=128)
     o.add_argument("--preview", default="latent2rgb")
     o.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     o.add_argument("--json", action="store_true")
@@ -58,15 +58,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     u = bsub.add_parser("unet", help="a full-size randomly initialised UNet: step time and peak memory")
     u.add_argument("--arch", default="sd15", choices=sorted(FULL_UNETS))
-    u.add_argument("--size", type=int, default=512)
-    u.add_argument("--steps", type=int, default=3)
+    u.add_argument("--size", type=size8, default=512)
+    u.add_argument("--steps", type=positive_int, default=3)
     u.add_argument("--device", default=None)
     u.add_argument("--dtype", default=None)
     u.add_argument("--json", action="store_true")
     u.set_defaults(func=bench_unet)
 
     ls = bsub.add_parser("lora-swap", help="time to switch LoRA sets vs a cold model load (tiny model)")
-    ls.add_argument("--runs", type=int, default=5)
+    ls.add_argument("--runs", type=positive_int, default=5)
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(func=bench_lora_swap)
 
@@ -75,9 +75,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="inpainting seam: colour step across the feather band, with and without colour correction (demo model)",
     )
     sm.add_argument("--model", default="demo")
-    sm.add_argument("--steps", type=int, default=12)
-    sm.add_argument("--blur", type=int, default=8)
-    sm.add_argument("--seeds", type=int, default=4)
+    sm.add_argument("--steps", type=positive_int, default=12)
+    sm.add_argument("--blur", type=positive_int, default=8)
+    sm.add_argument("--seeds", type=positive_int, default=4)
     sm.add_argument("--json", action="store_true")
     sm.set_defaults(func=bench_seam)
 

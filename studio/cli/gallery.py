@@ -7,6 +7,8 @@ import json
 from datetime import datetime
 from pathlib import Path
 
+from studio.cli import positive_int
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     gal = sub.add_parser("gallery", help="the library of generated images")
@@ -21,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--since", help="only images made on or after this date (YYYY-MM-DD)")
         p.add_argument("--trash", action="store_true", help="list the trash instead")
         p.add_argument("--oldest", action="store_true", help="oldest first")
-        p.add_argument("--limit", type=int, default=50)
+        p.add_argument("--limit", type=positive_int, default=50)
         p.add_argument("--json", action="store_true", help="machine-readable output")
 
     lst = gsub.add_parser("list", help="newest images first")
@@ -45,7 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     chk.set_defaults(func=_check)
 
     bench = gsub.add_parser("bench", help="search latency with 10,000 rows in a temporary library")
-    bench.add_argument("--rows", type=int, default=10_000)
+    bench.add_argument("--rows", type=positive_int, default=10_000)
     bench.add_argument("--json", action="store_true")
     bench.set_defaults(func=_bench)
 

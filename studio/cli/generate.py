@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from studio.core.errors import InvalidRequest
+from studio.core.files import check_writable
+from studio.core.gallery.record import complete_model_hash
 from studio.core.request import SCHEDULE_TYPES, SCHEDULER_NAMES, GenerationRequest, PreviewMode
 
 # Used where the model's family has no recommended settings (studio.core.recommend), as A1111 does.
@@ -18,6 +22,20 @@ FALLBACK_STEPS, FALLBACK_CFG, FALLBACK_SCHEDULER = 20, 7.0, "Euler a"
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("generate", help="generate images headless", description="Generate images without the window.")
+    add_request_options(p)
+    p.add_argument("--out", type=Path, required=True, help="output PNG (batch: name-1.png, name-2.png, …)")
+    p.add_argument("--json", action="store_true", help="print a machine-readable summary")
+    p.add_argument("--no-gallery", action="store_true", help="do not record the images in the gallery")
+    p.add_argument("--library", type=Path, default=None, help="gallery library folder (default: the user's)")
+    p.set_defaults(func=run)
+
+
+# The options that set up the engine rather than the recipe (a queued job keeps them beside its request).
+ENGINE_OPTIONS = ("device", "dtype", "memory", "oom_fallback", "allow_pickle", "taesd", "previews_dir")
+
+
+def add_request_options(p: argparse.ArgumentParser) -> None:
+    """Every option of a generation (recipe and engine): `studio generate` and `studio queue add`."""
     p.add_argument("--model", default="demo", help='"demo" (bundled), a diffusers folder or a .safetensors checkpoint')
     p.add_argument("--prompt", required=True)
     p.add_argument("--negative", default="", help="negative prompt")
@@ -137,11 +155,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=True,
         help="inpaint/outpaint: match the repainted colours to the unmasked surround (default: on)",
     )
-    p.add_argument("--out", type=Path, required=True, help="output PNG (batch: name-1.png, name-2.png, …)")
-    p.add_argument("--json", action="store_true", help="print a machine-readable summary")
-    p.add_argument("--no-gallery", action="store_true", help="do not record the images in the gallery")
-    p.add_argument("--library", type=Path, default=None, help="gallery library folder (default: the user's)")
-    p.set_defaults(func=run)
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -209,8 +222,10 @@ def parse_lora(text: str):
         ref, w = text, 1.0
     if not ref:
         raise InvalidRequest(f"--lora needs PATH_OR_NAME[:WEIGHT], not {text!r}")
-    is_path = ref.endswith(".safetensors") or "/" in ref
+    is_path = ref.endswith(".safetensors") or "/" in ref or os.sep in ref
     name = Path(ref).stem if is_path else ref
+    if is_path and not Path(ref).expanduser().is_file():
+        raise InvalidRequest(f"LoRA file not found: {ref}")
     from pydantic import ValidationError
 
     try:
@@ -229,6 +244,8 @@ def parse_controlnet(text: str):
     if len(parts) not in (4, 6):
         raise InvalidRequest(f"--controlnet needs MODEL:IMAGE:PREPROCESSOR:WEIGHT[:START:END], not {text!r}")
     model, image, pre = parts[:3]
+    if not Path(model).expanduser().exists():
+        raise InvalidRequest(f"--controlnet model not found: {model}")
     if not Path(image).is_file():
         raise InvalidRequest(f"--controlnet control image not found: {image}")
     try:
@@ -286,32 +303,63 @@ def _existing(path: Path, flag: str) -> str:
     return str(path.expanduser().resolve())
 
 
-def run(args: argparse.Namespace) -> int:
-    import random
+def check_files(args: argparse.Namespace) -> None:
+    """Every file a generation names exists, and what it writes can be written: said before
+    anything loads, one clear line each."""
+    for flag, path in (("--vae", args.vae), ("--taesd", args.taesd)):
+        if path is not None and not path.expanduser().exists():
+            raise InvalidRequest(f"{flag} file not found: {path}")
+    for path in args.text_encoder:
+        _existing(path, "--text-encoder")
+    from studio.engine.inpaint import load_rgb  # numpy and Pillow only
 
-    from PIL import Image
+    for flag, path in (("--init", args.init), ("--mask", args.mask)):
+        if path is not None:
+            if not path.is_file():
+                raise InvalidRequest(f"{flag} file not found: {path}")
+            load_rgb(path, flag.removeprefix("--") + " image")  # refuses a file Pillow cannot read
+    for text in args.lora:
+        parse_lora(text)
+    for text in args.controlnet:
+        load_rgb(parse_controlnet(text).image.path, "control image")
+    if args.previews_dir is not None:
+        if args.previews_dir.is_file():
+            raise InvalidRequest(f"--previews-dir {args.previews_dir} is a file, not a folder")
+        check_writable(args.previews_dir / "step-001.png", "--previews-dir")
 
+
+def engine_options(args: argparse.Namespace) -> dict:
+    """The engine settings given on the command line (kept with a queued job), JSON-friendly."""
+    out = {k: getattr(args, k) for k in ENGINE_OPTIONS if getattr(args, k, None) not in (None, False)}
+    return {k: str(Path(v).expanduser().resolve()) if isinstance(v, Path) else v for k, v in out.items()}
+
+
+def make_engine(options: dict):
+    """An engine set up from `engine_options` and what the window's Models and Device dialogs saved."""
+    from studio.core import settings as core_settings
     from studio.engine.engine import Engine
 
-    if args.out.suffix.lower() not in (".png", ""):
-        raise InvalidRequest(f"--out must be a .png file, not {args.out.name}")
-    from studio.core import settings as core_settings
-
-    saved = core_settings.load()  # what the window's Models and Device dialogs saved
-    if args.taesd:
-        taesd = {arch: args.taesd for arch in ("sd1", "sd2", "sdxl")}
+    saved = core_settings.load()
+    if options.get("taesd"):
+        taesd = {arch: options["taesd"] for arch in ("sd1", "sd2", "sdxl")}
     else:
         taesd = {arch: saved.taesd_for(arch) for arch in core_settings.ARCHES if saved.taesd_for(arch)}
-    preset = args.memory or (saved.memory_preset if saved.memory_preset != "auto" else None)
-    engine = Engine(
-        device=args.device,
-        dtype=args.dtype,
-        allow_pickle=args.allow_pickle,
+    preset = options.get("memory") or (saved.memory_preset if saved.memory_preset != "auto" else None)
+    return Engine(
+        device=options.get("device"),
+        dtype=options.get("dtype"),
+        allow_pickle=bool(options.get("allow_pickle")),
         taesd=taesd,
         preset=preset,
-        auto_fallback=args.oom_fallback or saved.oom_fallback,
+        auto_fallback=bool(options.get("oom_fallback")) or saved.oom_fallback,
     )
-    bar = _Progress(enabled=sys.stderr.isatty() and not args.json)
+
+
+def build_request(args: argparse.Namespace, native: Callable[[], int]) -> GenerationRequest:
+    """The request the options describe; `native()` gives the model's size when neither --size nor an
+    input image says it."""
+    import random
+
     edit = edit_fields(args)
     if args.size:
         width, height = parse_size(args.size)
@@ -319,16 +367,9 @@ def run(args: argparse.Namespace) -> int:
         left, top, right, bottom = edit.get("outpaint") or (0, 0, 0, 0)
         width, height = image_size8(args.init, left + right, top + bottom)
     else:
-        width = height = native_size(
-            engine,
-            args.model,
-            (
-                tuple(_existing(p, "--text-encoder") for p in args.text_encoder),
-                str(args.vae.expanduser().resolve()) if args.vae else "",
-            ),
-        )
+        width = height = native()
     steps, cfg, scheduler, cfg_end = sampling_defaults(args)
-    request = GenerationRequest.create(
+    return GenerationRequest.create(
         model=args.model,
         prompt=args.prompt,
         negative_prompt=args.negative,
@@ -353,25 +394,46 @@ def run(args: argparse.Namespace) -> int:
         text_encoders=tuple(_existing(p, "--text-encoder") for p in args.text_encoder),
         **edit,
     )
-    previews_dir = args.previews_dir
-    if previews_dir:
-        previews_dir.mkdir(parents=True, exist_ok=True)
+
+
+def preview_writer(folder: Path) -> Callable:
+    """on_step(preview) that writes each step's preview as `folder/step-NNN.png` (--previews-dir)."""
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def write(p) -> None:
+        if p.image is not None:
+            from PIL import Image
+
+            Image.fromarray(p.image).save(folder / f"step-{p.step:03d}.png")
+
+    return write
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.out.suffix.lower() not in (".png", ""):
+        raise InvalidRequest(f"--out must be a .png file, not {args.out.name}")
+    check_writable(args.out.with_suffix(".png"), "--out")
+    check_files(args)
+    engine = make_engine(engine_options(args))
+    bar = _Progress(enabled=sys.stderr.isatty() and not args.json)
+    parts = (
+        tuple(_existing(p, "--text-encoder") for p in args.text_encoder),
+        str(args.vae.expanduser().resolve()) if args.vae else "",
+    )
+    request = build_request(args, lambda: native_size(engine, args.model, parts))
+    write_preview = preview_writer(args.previews_dir) if args.previews_dir else None
 
     def on_step(p) -> None:
         bar.update(p.step, p.total, p.elapsed_s)
-        if previews_dir and p.image is not None:
-            Image.fromarray(p.image).save(previews_dir / f"step-{p.step:03d}.png")
+        if write_preview is not None:
+            write_preview(p)
 
     cancel = threading.Event()
     try:
         result = engine.generate(request, on_step=on_step, cancel=cancel)
     finally:
         bar.close()
-    model_path = Path(result.model_path)
-    if not result.model_hash and model_path.is_file():
-        from studio.core.hashing import file_sha256
-
-        result.model_hash = file_sha256(model_path)  # cached by path, size and mtime
+    complete_model_hash(result)  # the checkpoint's SHA-256, cached by path, size and mtime
     paths = save_outputs(result, args.out.with_suffix(".png"), gallery=not args.no_gallery, library=args.library)
     summary = {
         "status": result.status,

@@ -21,9 +21,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _read(args: argparse.Namespace) -> int:
+    from studio.core.errors import MetadataError
     from studio.core.metadata import read_metadata
 
-    result = read_metadata(args.file)
+    try:
+        result = read_metadata(args.file)
+    except MetadataError as exc:
+        raise MetadataError(f"{args.file}: {exc.message}", exc.hint) from None
     if args.json:
         print(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
         return 0

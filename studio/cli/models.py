@@ -111,6 +111,8 @@ def _scan_one(args: argparse.Namespace) -> int:
     entry = identify_file(p) if p.is_file() else identify_folder(p)
     if entry is None:
         raise NotADiffusionModel(f"{p} is not a model folder (no model_index.json or config.json).")
+    if not entry.usable and not args.json:
+        raise NotADiffusionModel(f"cannot use {p}: {entry.reason}")
     return _print([entry], args.json)
 
 
@@ -126,6 +128,12 @@ def _download(args: argparse.Namespace) -> int:
         return 0
     if not args.repo_id:
         raise InvalidRequest("give a repository id, e.g. studio models download stabilityai/sd-turbo")
+    if args.to is not None:
+        from studio.core.files import check_writable
+
+        if args.to.is_file():
+            raise InvalidRequest(f"--to {args.to} is a file, not a folder")
+        check_writable(args.to / "model_index.json", "--to")
     plan = plan_download(args.repo_id, args.file or None, fp16=args.fp16)
     bar = None
     if sys.stderr.isatty() and not args.json:
@@ -152,6 +160,8 @@ def _download(args: argparse.Namespace) -> int:
                     "path": str(dest),
                     "files": [n for n, _ in plan.files],
                     "bytes": plan.total_bytes,
+                    "left_out": [n for n, _ in plan.skipped],
+                    "left_out_bytes": plan.skipped_bytes,
                 }
             )
         )

@@ -75,6 +75,7 @@ def _run(t0: float) -> int:
             with Gallery() as gallery:
                 if len(gallery.search("circle")) != 1:
                     problems.append("the gallery does not find the image")
+                problems += _queue_round_trip(gallery, engine, request)
         except Exception as exc:  # noqa: BLE001 — the smoke test reports, never crashes
             problems = [f"{exc.__class__.__name__}: {exc}"]
         if problems:
@@ -85,3 +86,18 @@ def _run(t0: float) -> int:
             f"provenance valid, {time.perf_counter() - t0:.1f} s"
         )
         return 0
+
+
+def _queue_round_trip(gallery, engine, request) -> list[str]:
+    """A job through the durable queue: added, claimed under the runner lock, landed, done."""
+    from studio.core.queue import JobStore, QueueRunner, RunnerId, RunnerLock
+
+    store = JobStore(gallery)
+    job = store.add(request.replace(seed=8), source="smoke test")
+    with RunnerLock(gallery.root, "smoke test"):
+        outcomes = QueueRunner(store, engine, runner=RunnerId.here("smoke test")).run()
+    if [o.status for o in outcomes] != ["done"] or store.get(job.id).state != "done":
+        return [f"the queued job ended {[o.status for o in outcomes]} ({store.get(job.id).error})"]
+    if store.jobs() or not gallery.check().clean:
+        return ["the queue or the gallery is not clean after the queued job"]
+    return []

@@ -1,7 +1,12 @@
 """Download a model from the Hugging Face Hub (only when the user asks), with huggingface_hub.
 
-Only the files a diffusers model needs are fetched (configs, tokenizer files, `.safetensors`;
-never pickles), the fp16 variant when the device runs fp16 and the repo has one. The free disk is
+Only the files the pipeline needs are fetched: for a pipeline repository, the components its
+`model_index.json` names (not the safety checker or its feature extractor, which the studio does
+not run), each with its configs, tokenizer files and one set of `.safetensors` weights — the fp16
+variant when asked and present, never the non-EMA training weights, never pickles — and none of
+the single-file checkpoints a repository may keep in its root (SD 1.5's root holds 12 GB of them).
+A variant is stored under the plain name (`diffusion_pytorch_model.safetensors`), so the folder
+loads like any diffusers folder. The free disk is
 checked first. Files land in a staging folder under the cache and move into the models library
 only when all are complete, so a cancel or a cut never leaves a partial file in the library. A
 connection cut mid-file is resumed within the same attempt (huggingface_hub retries with a Range
@@ -14,18 +19,23 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import re
 import shutil
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from studio.core.errors import StudioError
 from studio.core.paths import cache_dir, models_dir
 
-WANTED = ("*.json", "*.txt", "*.safetensors", "*.model", "*.md")
+WANTED = ("*.json", "*.txt", "*.safetensors", "*.model", "*.md", "LICENSE*", "LICENCE*", "NOTICE*")
 NEVER = ("*.bin", "*.ckpt", "*.pt", "*.pth", "*.msgpack", "*.onnx", "*.onnx_data", "*.h5", "*.ot", "*.gguf")
+# Pipeline components the studio never runs (it has no safety checker): left out of a download.
+SKIPPED_COMPONENTS = ("safety_checker", "feature_extractor")
+_NON_EMA = re.compile(r"[._-]non[._-]?ema\b", re.IGNORECASE)
+_SHARD = re.compile(r"-\d{5}-of-\d{5}\.safetensors$")
 
 STARTERS = {
     "SD 1.5": "stable-diffusion-v1-5/stable-diffusion-v1-5",
@@ -51,10 +61,15 @@ class DownloadPlan:
     repo_id: str
     revision: str
     files: list[tuple[str, int]]  # (path in repo, size in bytes)
+    skipped: list[tuple[str, int]] = field(default_factory=list)  # listed but not needed
 
     @property
     def total_bytes(self) -> int:
         return sum(size for _, size in self.files)
+
+    @property
+    def skipped_bytes(self) -> int:
+        return sum(size for _, size in self.skipped)
 
 
 ProgressFn = Callable[[int, int, str], None] | None  # (bytes done, bytes total, current file)
@@ -81,24 +96,58 @@ def _explain(exc: Exception, repo_id: str) -> StudioError:
     )
 
 
-def choose_files(names_sizes: list[tuple[str, int]], fp16: bool) -> list[tuple[str, int]]:
-    """Configs, tokenizer files and safetensors weights; the fp16 variant when asked and present."""
+def _is_weights(name: str) -> bool:
+    return name.endswith(".safetensors") or fnmatch.fnmatch(Path(name).name, "*.safetensors.index*.json")
+
+
+def _variant(name: str) -> str:
+    base = Path(name).name
+    return "fp16" if ".fp16." in base or ".fp16-" in base or base.endswith(".fp16.json") else ""
+
+
+def local_name(name: str) -> str:
+    """Where a chosen file goes in the model folder: a variant's weights under the plain name (shards
+    keep theirs: their index names them)."""
+    if _variant(name) and _is_weights(name) and not _SHARD.search(name):
+        return name.replace(".fp16.safetensors", ".safetensors").replace(".index.fp16.json", ".index.json")
+    return name
+
+
+def choose_files(
+    names_sizes: list[tuple[str, int]], fp16: bool, components: list[str] | None = None
+) -> list[tuple[str, int]]:
+    """What a model needs of a repository's files (see the module's docstring). `components`: the
+    pipeline components model_index.json names (None: a single-component repository)."""
+
+    def place_ok(name: str) -> bool:
+        folder = name.split("/", 1)[0] if "/" in name else ""
+        if components is None:
+            return True
+        if folder == "":
+            return not _is_weights(name)  # the root's single-file checkpoints are not the pipeline
+        return folder in components and folder not in SKIPPED_COMPONENTS
+
     keep = [
         (n, s)
         for n, s in names_sizes
-        if any(fnmatch.fnmatch(Path(n).name, p) for p in WANTED) and not any(fnmatch.fnmatch(n, p) for p in NEVER)
+        if any(fnmatch.fnmatch(Path(n).name, p) for p in WANTED)
+        and not any(fnmatch.fnmatch(n, p) for p in NEVER)
+        and not _NON_EMA.search(n)
+        and place_ok(n)
     ]
-    weights = [n for n, _ in keep if n.endswith(".safetensors")]
-    fp16_names = {n for n in weights if ".fp16." in n}
-    chosen = []
-    for n, s in keep:
-        if n.endswith(".safetensors"):
-            twin = n.replace(".safetensors", ".fp16.safetensors")
-            if fp16 and twin in fp16_names:
-                continue  # the fp16 twin is taken instead
-            if n in fp16_names and not fp16 and n.replace(".fp16.", ".") in weights:
-                continue  # the full-precision one is taken instead
-        chosen.append((n, s))
+    by_folder: dict[str, set[str]] = {}
+    for n, _ in keep:
+        if _is_weights(n):
+            by_folder.setdefault(str(Path(n).parent), set()).add(_variant(n))
+    pick = {
+        folder: ("fp16" if fp16 and "fp16" in v else "" if "" in v else sorted(v)[0]) for folder, v in by_folder.items()
+    }
+    chosen = [(n, s) for n, s in keep if not _is_weights(n) or _variant(n) == pick[str(Path(n).parent)]]
+    if components is None:  # one component in the root: only diffusers' own weights, if it has them
+        names = {Path(n).name for n, _ in chosen if _is_weights(n) and "/" not in n}
+        own = {n for n in names if n.startswith(("diffusion_pytorch_model", "model."))}
+        if own:
+            chosen = [(n, s) for n, s in chosen if not (_is_weights(n) and "/" not in n) or Path(n).name in own]
     return chosen
 
 
@@ -117,6 +166,7 @@ def plan_download(
     except Exception as exc:  # noqa: BLE001
         raise _explain(exc, repo_id) from None
     listed = [(s.rfilename, int(s.size or 0)) for s in info.siblings or []]
+    revision = info.sha or "main"
     if files:
         sizes = dict(listed)
         missing = [f for f in files if f not in sizes]
@@ -124,10 +174,47 @@ def plan_download(
             raise DownloadError(f"Not in “{repo_id}”: {', '.join(missing)}")
         chosen = [(f, sizes[f]) for f in files]
     else:
-        chosen = choose_files(listed, fp16)
+        components = None
+        if "model_index.json" in dict(listed):
+            components = pipeline_components(repo_id, revision, endpoint=endpoint, token=token)
+        chosen = choose_files(listed, fp16, components)
     if not any(n.endswith(".safetensors") for n, _ in chosen):
         raise DownloadError(f"“{repo_id}” has no .safetensors weights; this studio does not download pickled models.")
-    return DownloadPlan(repo_id, info.sha or "main", chosen)
+    names = {n for n, _ in chosen}
+    return DownloadPlan(repo_id, revision, chosen, [(n, s) for n, s in listed if n not in names])
+
+
+def pipeline_components(
+    repo_id: str, revision: str, *, endpoint: str | None = None, token: str | None = None
+) -> list[str]:
+    """The components a pipeline repository's model_index.json names (fetched into the staging folder)."""
+    import json
+
+    from huggingface_hub import hf_hub_download
+
+    staging = cache_dir() / "downloads" / repo_id.replace("/", "--")
+    try:
+        path = hf_hub_download(
+            repo_id,
+            "model_index.json",
+            revision=revision,
+            local_dir=staging,
+            endpoint=_endpoint(endpoint),
+            token=token,
+            etag_timeout=15,
+        )
+        index = json.loads(Path(path).read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise DownloadError(f"“{repo_id}” has a model_index.json that is not valid JSON: {exc}") from None
+    except Exception as exc:  # noqa: BLE001
+        raise _explain(exc, repo_id) from None
+    if not isinstance(index, dict):
+        raise DownloadError(f"“{repo_id}” has a model_index.json that is not a JSON object")
+    return [
+        k
+        for k, v in index.items()
+        if not k.startswith("_") and isinstance(v, list) and len(v) == 2 and v[0] is not None
+    ]
 
 
 def download(
@@ -190,7 +277,7 @@ def download(
             raise _explain(exc, plan.repo_id) from None
         done_before += size
     for name, _ in plan.files:  # complete: move into the library, file by file (atomic renames)
-        target = dest / name
+        target = dest / local_name(name)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(staging / name), str(target))  # a rename on the same disk
     shutil.rmtree(staging, ignore_errors=True)

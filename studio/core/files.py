@@ -45,3 +45,41 @@ def fsync_dir(folder: Path) -> None:
         pass
     finally:
         os.close(dfd)
+
+
+def check_writable(path: str | os.PathLike[str], what: str = "the output") -> None:
+    """Refuse, before any work starts, a file path that cannot be written: a folder where the file
+    should be, a folder that cannot be made, no permission, a read-only disk. Leaves nothing behind
+    (a probe file and any folder made for it are removed again). Raises `InvalidRequest`."""
+    from studio.core.errors import InvalidRequest
+
+    target = Path(os.path.abspath(Path(path).expanduser()))
+    if target.is_dir():
+        raise InvalidRequest(f"{what} {path} is a folder; give a file name")
+    missing = []
+    folder = target.parent
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    if not folder.is_dir():
+        raise InvalidRequest(f"cannot write {what} {path}: {folder} is a file, not a folder")
+    made: list[Path] = []
+    try:
+        for d in reversed(missing):
+            try:
+                d.mkdir()
+            except OSError as exc:
+                raise InvalidRequest(
+                    f"cannot write {what} {path}: the folder {d} cannot be made ({exc.strerror or exc})"
+                ) from None
+            made.append(d)
+        try:
+            fd, probe = tempfile.mkstemp(prefix=".studio-write-check.", suffix=TEMP_SUFFIX, dir=target.parent)
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as exc:
+            raise InvalidRequest(f"cannot write {what} {path}: {exc.strerror or exc}") from None
+    finally:
+        for d in reversed(made):
+            with contextlib.suppress(OSError):
+                d.rmdir()

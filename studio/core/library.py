@@ -10,6 +10,7 @@ to the operating system's trash (Send2Trash), never erases. The bundled demo mod
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -270,3 +271,35 @@ def identify(model: str) -> CatalogueEntry | None:
     except (OSError, StudioError) as exc:
         log.info("cannot identify %s: %s", model, exc)
     return None
+
+
+def native_size(model: str) -> int | None:
+    """The image size (pixels, square) a model was trained at, from its configs or file header
+    alone (nothing loaded), as the engine reads it: the UNet's sample size × 8. None if unknown."""
+    from studio.core.checkpoint import identify as identify_checkpoint
+
+    path = demo_model_dir() if model.strip().lower() == "demo" else Path(model).expanduser()
+    try:
+        if path.is_dir():
+            config = json.loads((path / "unet" / "config.json").read_text(encoding="utf-8"))
+            return int(config["sample_size"]) * 8
+        if path.is_file():
+            return int(identify_checkpoint(path).configs["unet"]["sample_size"]) * 8
+    except (OSError, ValueError, KeyError, TypeError, StudioError) as exc:
+        log.info("no native size for %s: %s", model, exc)
+    return None
+
+
+def check_model(model: str) -> None:
+    """Say now, not when a queued job runs, that a model named by path is not there."""
+    from studio.core.errors import ModelNotFound
+
+    if model.strip().lower() == "demo":
+        if not (demo_model_dir() / "model_index.json").is_file():
+            raise ModelNotFound(
+                "The bundled demo model is missing from this installation.", f"Expected it at {demo_model_dir()}."
+            )
+        return
+    path = Path(model).expanduser()
+    if not path.exists():
+        raise ModelNotFound(f"Model not found: {path}", "Check the path, or pick the model again.")

@@ -45,6 +45,18 @@ def guidance_span(guidance_end: float) -> str:
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    @field_validator("*", mode="after")
+    @classmethod
+    def _utf8_text(cls, v: Any) -> Any:
+        """Recipes are UTF-8 (PNG text, JSON): refuse text holding undecodable bytes (a prompt or a
+        file name in another encoding) here, with a message, not later as a failed save."""
+        if isinstance(v, str):
+            try:
+                v.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError("is not valid UTF-8 text (it holds bytes in another encoding)") from None
+        return v
+
 
 class ImageRef(_Frozen):
     """An input image by path, with its SHA-256 so the recipe names exactly which pixels went in."""

@@ -28,7 +28,15 @@ from studio.core.request import GenerationRequest, PreviewMode
 from studio.core.results import GenerationResult, LoadProgress, StepPreview
 from studio.engine import flow
 from studio.engine.components import VaeSwitch, load_tiny_vae
-from studio.engine.devices import DeviceInfo, attention_backend, choose_device, empty_cache, is_oom, memory_info
+from studio.engine.devices import (
+    DeviceInfo,
+    attention_backend,
+    bound_heap,
+    choose_device,
+    empty_cache,
+    is_oom,
+    memory_info,
+)
 from studio.engine.edits import plan_edit, steps_run
 from studio.engine.embeddings import EmbeddingLibrary
 from studio.engine.guidance import guided_steps
@@ -56,12 +64,13 @@ class Engine:
         dtype: str | None = None,
         *,
         allow_pickle: bool = False,
-        cache_size: int = 2,
+        cache_size: int = 1,
         taesd: dict[str, str | Path] | None = None,
         preset: str | None = None,
         auto_fallback: bool = False,
         plugins: PluginHost | None = None,
     ) -> None:
+        bound_heap()
         self.device_info: DeviceInfo = choose_device(device, dtype)
         self.preset = preset or auto_preset(self.device_info, memory_info(self.device_info)["total_mb"])
         options_for(self.preset)  # validates the name

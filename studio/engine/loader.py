@@ -29,7 +29,7 @@ from studio.core.errors import (
 )
 from studio.core.paths import cache_dir, demo_model_dir
 from studio.core.results import LoadProgress
-from studio.engine.devices import DeviceInfo
+from studio.engine.devices import DeviceInfo, release_memory
 
 log = logging.getLogger(__name__)
 PICKLE_SUFFIXES = {".ckpt", ".bin", ".pt", ".pth"}
@@ -321,6 +321,13 @@ class ModelCache:
                 self._items.move_to_end(key)
                 _progress(progress, "model ready", 1.0)
                 return self._items[key]
+            # Make room before loading, not after: a switch then never holds more than `capacity` models.
+            evicted = 0
+            while len(self._items) >= self.capacity:
+                self._items.popitem(last=False)
+                evicted += 1
+        if evicted:
+            release_memory(info)
         loaded = self._load(key, name, path, info, progress, allow_pickle, parts)
         with self._lock:
             self._items[key] = loaded

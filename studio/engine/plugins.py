@@ -118,7 +118,7 @@ class PluginHost:
                 continue
             try:
                 hook(ctx)
-            except PluginError as exc:  # the user's input was wrong: say so, keep the plugin
+            except (PluginError, StudioError) as exc:  # the user's input was wrong: say so, keep the plugin
                 raise PluginFailed(f"{rec.name}: {exc}") from None
             except Exception as exc:  # noqa: BLE001 — a broken plugin: disable it
                 rec.enabled, rec.error = False, f"raised while preparing a run: {exc.__class__.__name__}: {exc}"

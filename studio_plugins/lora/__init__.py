@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import glob
 import os
 import re
 from dataclasses import dataclass
@@ -60,8 +61,11 @@ class LoraPlugin:
         p = Path(name_or_path).expanduser()
         if p.suffix == ".safetensors" and p.is_file():
             return p
+        if p.is_absolute() or "/" in name_or_path or os.sep in name_or_path:  # a path, not a name
+            raise PluginError(f"LoRA file not found: {name_or_path}")
+        pattern = f"{glob.escape(name_or_path)}.safetensors"
         for folder in self.folders:
-            for cand in (folder / f"{name_or_path}.safetensors", *folder.rglob(f"{name_or_path}.safetensors")):
+            for cand in (folder / f"{name_or_path}.safetensors", *folder.rglob(pattern)):
                 if cand.is_file():
                     return cand
         where = ", ".join(str(f) for f in self.folders) or "no LoRA folders set"

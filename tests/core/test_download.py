@@ -1,19 +1,29 @@
 """Model downloads against a local fake hub: file choice, resume after a cut, cancel, offline."""
 
+import json
 import os
 import socket
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from fake_hub import FakeHub
 
-from studio.core.download import DownloadCancelled, DownloadError, choose_files, download, plan_download
+from studio.core.download import (
+    DownloadCancelled,
+    DownloadError,
+    choose_files,
+    download,
+    local_name,
+    plan_download,
+)
 
 REPO = "someone/tiny-sd"
 BIG = os.urandom(3 * 2**20)
 FILES = {
-    "model_index.json": b'{"_class_name": "StableDiffusionPipeline"}',
+    "model_index.json": b'{"_class_name": "StableDiffusionPipeline", "unet": ["diffusers", "UNet2DConditionModel"], '
+    b'"tokenizer": ["transformers", "CLIPTokenizer"], "safety_checker": [null, null]}',
     "unet/config.json": b"{}",
     "unet/diffusion_pytorch_model.safetensors": BIG,
     "unet/diffusion_pytorch_model.fp16.safetensors": BIG[: 2**20],
@@ -36,8 +46,8 @@ def hub(monkeypatch):
 
 def test_only_needed_files_and_the_fp16_variant():
     listed = [(n, len(d)) for n, d in FILES.items()]
-    full = {n for n, _ in choose_files(listed, fp16=False)}
-    half = {n for n, _ in choose_files(listed, fp16=True)}
+    full = {n for n, _ in choose_files(listed, fp16=False, components=["unet", "tokenizer"])}
+    half = {n for n, _ in choose_files(listed, fp16=True, components=["unet", "tokenizer"])}
     assert full == {
         "model_index.json",
         "unet/config.json",
@@ -48,6 +58,74 @@ def test_only_needed_files_and_the_fp16_variant():
         "unet/diffusion_pytorch_model.fp16.safetensors" in half
         and "unet/diffusion_pytorch_model.safetensors" not in half
     )
+
+
+SD15 = json.loads((Path(__file__).parent / "data" / "sd15_repo.json").read_text())
+
+
+@pytest.mark.parametrize("fp16", [False, True])
+def test_the_recorded_sd15_repository_downloads_only_the_pipeline(fp16):
+    """stable-diffusion-v1-5's 47 GB of files: the pipeline's components from model_index.json, one
+    set of weights each; no safety checker, no non-EMA UNet, no root single-file checkpoints."""
+    listed = list(SD15["files"].items())
+    components = [k for k, v in SD15["model_index"].items() if not k.startswith("_") and v[0] is not None]
+    chosen = dict(choose_files(listed, fp16=fp16, components=components))
+    v = ".fp16" if fp16 else ""
+    assert set(chosen) == {
+        "README.md",
+        "model_index.json",
+        "scheduler/scheduler_config.json",
+        "text_encoder/config.json",
+        f"text_encoder/model{v}.safetensors",
+        "tokenizer/merges.txt",
+        "tokenizer/special_tokens_map.json",
+        "tokenizer/tokenizer_config.json",
+        "tokenizer/vocab.json",
+        "unet/config.json",
+        f"unet/diffusion_pytorch_model{v}.safetensors",
+        "vae/config.json",
+        f"vae/diffusion_pytorch_model{v}.safetensors",
+    }
+    total = sum(chosen.values())
+    # UNet + text encoder + VAE (+ 1.6 MB of configs and tokenizer): 4.27 GB in fp32, 2.13 GB in fp16,
+    # of the 47.3 GB the repository lists.
+    assert round(total / 1e9, 2) == (2.13 if fp16 else 4.27)
+    assert sum(SD15["files"].values()) / total > 10
+    assert {local_name(n) for n in chosen} >= {
+        "unet/diffusion_pytorch_model.safetensors",
+        "vae/diffusion_pytorch_model.safetensors",
+    }
+
+
+def test_single_component_repositories_keep_their_own_weights():
+    """A ControlNet or TAESD repository (config.json at the root, no model_index.json): diffusers'
+    weights in the chosen precision, not the other programs' files beside them."""
+    listed = [
+        ("config.json", 1),
+        ("diffusion_pytorch_model.safetensors", 100),
+        ("diffusion_pytorch_model.fp16.safetensors", 50),
+        ("diffusion_pytorch_model.bin", 100),
+        ("taesd_decoder.safetensors", 10),
+        ("images/example.png", 5),
+    ]
+    assert {n for n, _ in choose_files(listed, fp16=False)} == {"config.json", "diffusion_pytorch_model.safetensors"}
+    assert {n for n, _ in choose_files(listed, fp16=True)} == {
+        "config.json",
+        "diffusion_pytorch_model.fp16.safetensors",
+    }
+    only_half = [("config.json", 1), ("diffusion_pytorch_model.fp16.safetensors", 50)]
+    assert {n for n, _ in choose_files(only_half, fp16=False)} == {
+        "config.json",
+        "diffusion_pytorch_model.fp16.safetensors",
+    }
+
+
+def test_a_plan_says_what_it_leaves_out(hub):
+    hub.repos[REPO]["safety_checker/model.safetensors"] = b"x" * 1000
+    plan = plan_download(REPO, endpoint=hub.url)
+    left = dict(plan.skipped)
+    assert "safety_checker/model.safetensors" in left and "unet/diffusion_pytorch_model.bin" in left
+    assert plan.skipped_bytes >= 1000 and "unet/diffusion_pytorch_model.safetensors" in dict(plan.files)
 
 
 def test_download_completes_and_resumes_after_a_cut(hub, tmp_path):
@@ -116,14 +194,14 @@ def test_offline_fails_fast_with_a_clear_message(monkeypatch):
 
 
 def test_cli_download(hub, tmp_path, monkeypatch, capsys):
-    import json
-
     from studio.cli import main
 
     monkeypatch.setenv("HF_ENDPOINT", hub.url)
     assert main(["models", "download", REPO, "--fp16", "--to", str(tmp_path / "m"), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert "unet/diffusion_pytorch_model.fp16.safetensors" in out["files"]
-    assert (tmp_path / "m" / "unet" / "diffusion_pytorch_model.fp16.safetensors").is_file()
+    # The variant is stored under the plain name, so the folder loads as any diffusers folder.
+    assert (tmp_path / "m" / "unet" / "diffusion_pytorch_model.safetensors").read_bytes() == BIG[: 2**20]
+    assert not (tmp_path / "m" / "unet" / "diffusion_pytorch_model.fp16.safetensors").exists()
     assert main(["models", "download", "nobody/nothing"]) == 2
     assert "No model" in capsys.readouterr().err

@@ -215,7 +215,9 @@ def hub(monkeypatch):
     monkeypatch.setattr(c, "DOWNLOAD_CHUNK_SIZE", 64 * 1024)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     files = {
-        "model_index.json": b'{"_class_name": "StableDiffusionPipeline"}',
+        # A pipeline's index names its components (the download fetches those folders only).
+        "model_index.json": b'{"_class_name": "StableDiffusionPipeline", '
+        b'"unet": ["diffusers", "UNet2DConditionModel"]}',
         "unet/config.json": b"{}",
         "unet/diffusion_pytorch_model.safetensors": os.urandom(2 * 2**20),
     }

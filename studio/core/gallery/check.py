@@ -102,7 +102,11 @@ def recover(g: Gallery) -> list[str]:
         path = g.root / row["rel_path"]
         ok = path.is_file() and sha256_file(path) == row["sha256"]
         with g._tx() as conn:
-            if ok:
+            if ok and _landed_already(conn, row["id"]):
+                path.unlink(missing_ok=True)  # a queue job's image that is in the gallery already
+                conn.execute("DELETE FROM items WHERE id = ?", (row["id"],))
+                done.append(f"dropped duplicate save {row['rel_path']}")
+            elif ok:
                 conn.execute("UPDATE items SET state = 'ok', writer_pid = NULL WHERE id = ?", (row["id"],))
                 index_item(conn, row["seq"])
                 done.append(f"finished interrupted save {row['rel_path']}")
@@ -113,6 +117,18 @@ def recover(g: Gallery) -> list[str]:
         tmp.unlink(missing_ok=True)
         done.append(f"removed temp file {tmp.relative_to(g.root)}")
     return done
+
+
+def _landed_already(conn: sqlite3.Connection, item_id: str) -> bool:
+    """Whether a pending row is a second copy of a queue job's image that has landed (a job run
+    again after its first runner died between writing the file and committing it)."""
+    row = conn.execute(
+        "SELECT 1 FROM items AS p JOIN jobs ON jobs.id = p.run_id JOIN items AS q "
+        "ON q.run_id = p.run_id AND q.batch_index = p.batch_index AND q.state = 'ok' "
+        "WHERE p.id = ? AND p.run_id != '' LIMIT 1",
+        (item_id,),
+    ).fetchone()
+    return row is not None
 
 
 def temp_files(root: Path, all_writers: bool = False) -> list[Path]:

@@ -36,6 +36,16 @@ def result_info(result: GenerationResult, index: int = 0) -> dict[str, Any]:
     return info
 
 
+def complete_model_hash(result: GenerationResult) -> None:
+    """Fill in the checkpoint file's SHA-256 when the engine did not know it yet (cached by path,
+    size and mtime, so a model is hashed once)."""
+    model_path = Path(result.model_path)
+    if not result.model_hash and result.model_path and model_path.is_file():
+        from studio.core.hashing import file_sha256
+
+        result.model_hash = file_sha256(model_path)
+
+
 def out_path_for(out_path: Path, index: int, count: int) -> Path:
     """`studio generate --out` naming: the path itself for one image, else name-1, name-2, …"""
     suffix = out_path.suffix or ".png"

@@ -94,8 +94,46 @@ ALTER TABLE items_new RENAME TO items;
     + _ITEM_INDEXES
 )
 
+# 3: the durable queue (studio.core.queue): every job with its full request, its state, who runs
+# it and until when (a lease its runner renews), and the gallery ids of its images. A job's images
+# are the `items` rows whose run_id is the job's id.
+_V3 = """
+CREATE TABLE jobs (
+    seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+    id              TEXT NOT NULL UNIQUE,
+    position        REAL NOT NULL,
+    created_at      REAL NOT NULL,
+    updated_at      REAL NOT NULL,
+    state           TEXT NOT NULL DEFAULT 'waiting'
+                    CHECK (state IN ('waiting', 'running', 'done', 'failed', 'cancelled')),
+    request_json    TEXT NOT NULL,
+    source          TEXT NOT NULL DEFAULT '',
+    out_path        TEXT NOT NULL DEFAULT '',
+    options         TEXT NOT NULL DEFAULT '{}',
+    parent_id       TEXT,
+    latent          BLOB,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    max_attempts    INTEGER NOT NULL DEFAULT 3,
+    runner          TEXT NOT NULL DEFAULT '',
+    runner_host     TEXT NOT NULL DEFAULT '',
+    runner_pid      INTEGER,
+    runner_started  REAL,
+    lease_token     TEXT NOT NULL DEFAULT '',
+    lease_until     REAL,
+    cancel_asked    INTEGER NOT NULL DEFAULT 0,
+    started_at      REAL,
+    finished_at     REAL,
+    error           TEXT NOT NULL DEFAULT '',
+    hint            TEXT NOT NULL DEFAULT '',
+    gallery_ids     TEXT NOT NULL DEFAULT '',
+    resume_step     INTEGER,
+    resume_latent   BLOB
+);
+CREATE INDEX jobs_state ON jobs (state, position);
+"""
+
 # (version, SQL script). Append new migrations; never edit a released one.
-MIGRATIONS: list[tuple[int, str]] = [(1, _V1), (2, _V2)]
+MIGRATIONS: list[tuple[int, str]] = [(1, _V1), (2, _V2), (3, _V3)]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 

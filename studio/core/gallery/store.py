@@ -22,7 +22,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from studio.core import paths
+from studio.core import faults, paths
 from studio.core.errors import GalleryError, GalleryItemNotFound, ProvenanceError
 from studio.core.files import atomic_write, fsync_dir
 from studio.core.gallery import check as check_mod
@@ -144,8 +144,17 @@ class Gallery:
         run_id: str = "",
         batch_index: int = 0,
         out_path: str | os.PathLike[str] | None = None,
+        finalize: Callable[[sqlite3.Connection, str], None] | None = None,
     ) -> GalleryItem:
-        """Save one image with all its provenance and record it. Returns the new item."""
+        """Save one image with all its provenance and record it. Returns the new item.
+
+        `finalize(conn, item_id)` (the durable queue's) runs inside the transaction that makes the
+        image `ok`, so the image landing and its job being updated are one commit. With it, an image
+        of a run (`run_id`, `batch_index`) lands once: if that image is already in the gallery (a
+        job run again after a crash), this copy is dropped and the one there is returned; and the
+        `out_path` copy is written before that commit, so a crash cannot leave a job done without it
+        (its errors are logged: the image is in the gallery).
+        """
         info = dict(info or {})
         created = recipe.created_at(info)
         info["created"] = created
@@ -183,6 +192,7 @@ class Gallery:
         marks = ", ".join(f":{k}" for k in values)
         with self._tx() as conn:
             conn.execute(f"INSERT INTO items ({cols}) VALUES ({marks})", values)
+        faults.point("save:pending")
         target = self.root / rel_path
         try:
             atomic_write(target, data)
@@ -190,13 +200,34 @@ class Gallery:
             with self._tx() as conn:
                 conn.execute("DELETE FROM items WHERE id = ?", (item_id,))
             raise GalleryError(f"could not save the image to {target}: {exc}") from None
+        faults.point("save:written")
+        if finalize is not None and out_path is not None:
+            try:
+                write_copy(out_path, data, request, info)
+            except GalleryError as exc:
+                log.warning("%s", exc)
+        kept = item_id
         with self._tx() as conn:
-            conn.execute("UPDATE items SET state = 'ok', writer_pid = NULL WHERE id = ?", (item_id,))
-            seq = conn.execute("SELECT seq FROM items WHERE id = ?", (item_id,)).fetchone()[0]
-            self._index(conn, seq)
-        if out_path is not None:
+            twin = None
+            if finalize is not None and run_id:
+                twin = conn.execute(
+                    "SELECT id FROM items WHERE run_id = ? AND batch_index = ? AND state = 'ok' AND id != ? LIMIT 1",
+                    (run_id, int(info["batch_index"]), item_id),
+                ).fetchone()
+            if twin is not None:  # already landed: drop this copy (file first, see check.recover)
+                target.unlink(missing_ok=True)
+                conn.execute("DELETE FROM items WHERE id = ?", (item_id,))
+                kept = str(twin[0])
+            else:
+                conn.execute("UPDATE items SET state = 'ok', writer_pid = NULL WHERE id = ?", (item_id,))
+                seq = conn.execute("SELECT seq FROM items WHERE id = ?", (item_id,)).fetchone()[0]
+                self._index(conn, seq)
+            if finalize is not None:
+                finalize(conn, kept)
+        faults.point("save:landed")
+        if finalize is None and out_path is not None:
             write_copy(out_path, data, request, info)
-        return self.get(item_id)
+        return self.get(kept)
 
     def add_file(self, path: str | os.PathLike[str]) -> GalleryItem:
         """Record an image already inside the library that carries this studio's recipe."""
@@ -404,8 +435,8 @@ class Gallery:
         with self._lock:
             row = self.conn.execute(
                 f"SELECT {COLUMNS} FROM items WHERE state = 'ok' AND (id = ? OR run_id = ?) "
-                "ORDER BY batch_index LIMIT 1",
-                (item.branch_run, item.branch_run),
+                "AND (? = '' OR run_id != ?) ORDER BY batch_index LIMIT 1",  # a resumed queue job: its own run
+                (item.branch_run, item.branch_run, item.run_id, item.run_id),
             ).fetchone()
         return self._item(row) if row else None
 
