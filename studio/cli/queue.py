@@ -151,8 +151,8 @@ def _list(args: argparse.Namespace) -> int:
             extra = f"  (by {j.runner}, pid {j.runner_pid})"
         elif j.state == "failed":
             extra = f"  — {j.error}"
-        elif j.state == "waiting" and j.error == "interrupted":
-            extra = f"  (interrupted{f' at step {j.resume_step}' if j.resume_step else ''}; runs again)"
+        elif j.was_running:
+            extra = f"  ({j.error}{f' at step {j.resume_step}' if j.resume_step else ''}; runs again)"
         elif j.state == "done" and j.gallery_ids:
             extra = f"  → {', '.join(i[:8] for i in j.gallery_ids)}"
         print(f"{j.id[:8]}  {j.state:<9} {when}  attempts {j.attempts}/{j.max_attempts}  {_describe(j)}{extra}")

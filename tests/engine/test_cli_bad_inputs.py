@@ -206,6 +206,36 @@ CASES = [
     ("pre-text", lambda f: ["preprocess", "canny", P(f, "text.png"), "--out", P(f, "x.png")], "text.png"),
     ("pre-out-proc", lambda f: ["preprocess", "canny", str(f["good"]), "--out", "/proc/nope/x.png"], "/proc/nope"),
     ("pre-no-out", lambda f: ["preprocess", "canny", str(f["good"])], "--out"),
+    # upscale
+    (
+        "upscale-missing",
+        lambda f: ["upscale", P(f, "nope.png"), "--model", P(f, "nope.safetensors"), "--out", P(f, "x.png")],
+        "not found",
+    ),
+    (
+        "upscale-text-image",
+        lambda f: ["upscale", P(f, "text.png"), "--model", P(f, "nope.safetensors"), "--out", P(f, "x.png")],
+        "not found",
+    ),
+    (
+        "upscale-model-wrong-type",
+        lambda f: ["upscale", str(f["good"]), "--model", P(f, "text.safetensors"), "--out", P(f, "x.png")],
+        "text.safetensors",
+    ),
+    (
+        "upscale-tile",
+        lambda f: [
+            "upscale",
+            str(f["good"]),
+            "--model",
+            P(f, "text.safetensors"),
+            "--out",
+            P(f, "x.png"),
+            "--tile",
+            "-5",
+        ],
+        "--tile",
+    ),
     # dev and bench
     ("tiny-out-proc", lambda f: ["dev", "tiny-model", "/proc/nope/tiny"], "/proc/nope"),
     ("tiny-arch", lambda f: ["dev", "tiny-model", P(f, "t"), "--arch", "sd9"], "--arch"),

@@ -221,13 +221,20 @@ def test_studio_run_opens_the_window_and_quits_cleanly_on_ctrl_c(tmp_path):
     lines: list[str] = []
     opened = threading.Event()
 
+    log = tmp_path / "home" / "logs" / "studio.log"  # the window logs to the user log folder
+
     def read():
         for line in proc.stderr:
             lines.append(line)
-            if "window open" in line:
+
+    def watch():
+        while proc.poll() is None and not opened.is_set():
+            if log.is_file() and "window open" in log.read_text(errors="replace"):
                 opened.set()
+            time.sleep(0.1)
 
     threading.Thread(target=read, daemon=True).start()
+    threading.Thread(target=watch, daemon=True).start()
     try:
         assert opened.wait(90), "".join(lines)[-3000:]
         time.sleep(0.5)

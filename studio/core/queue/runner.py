@@ -22,7 +22,7 @@ from studio.core import faults
 from studio.core.errors import StudioError
 from studio.core.gallery.record import complete_model_hash, out_path_for, result_info
 from studio.core.gallery.store import GalleryItem
-from studio.core.queue.store import LEASE_S, Claim, JobStore, RunnerId
+from studio.core.queue.store import GIVEN_BACK, LEASE_S, Claim, JobStore, RunnerId
 from studio.core.request import BranchRef, GenerationRequest
 from studio.core.results import GenerationResult, StepPreview
 
@@ -116,12 +116,13 @@ class QueueRunner:
         claim: Claim,
         *,
         cancel: threading.Event | None = None,
-        give_back_on_cancel: bool = False,
+        give_back_on_cancel: bool | Callable[[], bool] = False,
         on_step: Callable[[StepPreview], None] | None = None,
         on_progress: Callable[[Any], None] | None = None,
     ) -> Outcome:
         """Run one claimed job to its end. `cancel` set from outside stops it within a step: the job is
-        then cancelled, or given back to the queue uncounted with `give_back_on_cancel`."""
+        then cancelled, or given back to the queue uncounted with `give_back_on_cancel` (or when that
+        callable, asked then, says so: the window gives its job back when it closes)."""
         job = claim.job
         self.current = claim
         stop = threading.Event()  # set by the heartbeat (cancel asked elsewhere, lease lost) or by `cancel`
@@ -193,8 +194,8 @@ class QueueRunner:
         if result.cancelled or not result.images:
             if beat.lost:
                 return Outcome(job.id, "lost", result=result)
-            if give_back and cancel is not None and cancel.is_set():
-                self.store.finish(claim, "waiting", "stopped before it finished")
+            if cancel is not None and cancel.is_set() and (give_back() if callable(give_back) else give_back):
+                self.store.finish(claim, "waiting", GIVEN_BACK)
                 return Outcome(job.id, "requeued", result=result)
             self.store.finish(claim, "cancelled", f"cancelled at step {result.steps_done} of {result.total_steps}")
             return Outcome(job.id, "cancelled", result=result)

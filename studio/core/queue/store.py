@@ -47,6 +47,9 @@ OPEN_STATES = ("waiting", "running", "failed")  # what `studio queue list` shows
 LEASE_S = 60.0  # a runner that has not renewed its lease for this long is taken for dead
 MAX_ATTEMPTS = 3
 KEEP_FINISHED = 1000  # done and cancelled jobs kept for the record; older ones are pruned
+# What a waiting job's `error` says when it was running as its runner stopped: it died, or it was
+# stopped (Ctrl+C twice, the window closing) and gave the job back.
+INTERRUPTED, GIVEN_BACK = "interrupted", "stopped before it finished"
 
 _JOB_COLUMNS = (
     "seq, id, position, created_at, updated_at, state, request_json, source, out_path, options, "
@@ -137,6 +140,11 @@ class Job:
     @property
     def request(self) -> GenerationRequest:
         return GenerationRequest.from_json(self.request_json)
+
+    @property
+    def was_running(self) -> bool:
+        """A waiting job that was running when its runner stopped (died, or gave it back)."""
+        return self.state == "waiting" and self.error in (INTERRUPTED, GIVEN_BACK)
 
     @property
     def images_wanted(self) -> int:
@@ -373,8 +381,8 @@ class JobStore:
                 else:
                     conn.execute(
                         "UPDATE jobs SET state = 'waiting', updated_at = ?, lease_token = '', lease_until = NULL, "
-                        "error = 'interrupted' WHERE id = ?",
-                        (now, row["id"]),
+                        "error = ? WHERE id = ?",
+                        (now, INTERRUPTED, row["id"]),
                     )
         for row in conn.execute("SELECT id, request_json FROM jobs WHERE state IN ('waiting', 'running')").fetchall():
             self._settle(conn, row["id"], row["request_json"], now)

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QSize, Qt
+from PySide6.QtCore import QSize, Qt, QTimer
 from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 )
 
 from studio.core import recommend
+from studio.core.errors import StudioError
 from studio.core.paths import demo_model_dir
 from studio.core.request import GenerationRequest
 from studio.qt.app.settings import StudioSettings
@@ -33,13 +34,16 @@ from studio.qt.app.theme import THEME_KEY, apply_theme
 from studio.qt.common.session import MISSING_VAE as MISSING_VAE_TOPIC
 from studio.qt.common.session import MODEL as MODEL_TOPIC
 from studio.qt.common.session import Session
+from studio.qt.common.crash_dialog import CrashReporter, open_log_folder
 from studio.qt.common.widgets import MessageBar, ProgressGroup
 from studio.qt.edit.workspace import EditWorkspace
 from studio.qt.generate.canvas import CanvasView
 from studio.qt.generate.controller import RunController
 from studio.qt.generate.engine_worker import EngineBridge
 from studio.qt.generate.prompt_panel import PromptPanel
+from studio.qt.generate.queue_link import QueueLink
 from studio.qt.generate.queue_panel import QueuePanel
+from studio.qt.generate.queue_setup import QueueSetup
 from studio.qt.generate.steps_strip import StepsStrip
 from studio.qt.generate.upscale_dialog import Upscaling
 from studio.qt.models.setup import ModelSetup
@@ -85,10 +89,12 @@ class MainWindow(QMainWindow):
         with_gallery: bool = True,
         history_budget_mb: float | None = None,
         model: str | None = None,
+        durable_queue: bool | None = None,
     ) -> None:
         super().__init__()
         self.setObjectName("StudioWindow")
         self.setWindowTitle("Studio")
+        self._record = record_to_gallery
         self.settings = StudioSettings()
         if history_budget_mb is None:  # how much memory the session's step history may use (window.ini)
             history_budget_mb = float(
@@ -99,7 +105,7 @@ class MainWindow(QMainWindow):
         self.plugin_host = discover_plugins()
         if engine_factory is None:
             engine_factory = plugin_engine_factory(self.plugin_host)  # the engine uses the window's plugins
-        self.bridge = EngineBridge(engine_factory, record_to_gallery, self)
+        self.bridge = EngineBridge(engine_factory, record_to_gallery, self, link=self._queue_link(durable_queue))
 
         # central: message bar, Generate / Edit tabs, steps strip ----------------------------------------
         self.messages = MessageBar()
@@ -153,6 +159,9 @@ class MainWindow(QMainWindow):
         )
         self.controller.gallery = self.gallery
         self.controller.edit = self.edit
+        self.queue_setup = QueueSetup(self, self.controller)  # the durable queue: Resume prompt, store view
+        self.queue_setup.reviewRequested.connect(lambda: (self.queue_dock.show(), self.queue_dock.raise_()))
+        self.crash_reporter = CrashReporter(self, self._known_prompts, lambda: self.bridge.device)
         self.prompt.image_input.attach(self.edit)
         self.tabs.currentChanged.connect(lambda _i: self.prompt.image_input.set_edit_mode(self.edit_mode()))
         self.canvas.useAsInputRequested.connect(self.use_image_as_input)
@@ -177,6 +186,7 @@ class MainWindow(QMainWindow):
         self.model_setup = ModelSetup(self)  # Models menu and dialogs, Device dialog, welcome page
         self.session.modelChosen.connect(self._preload)  # after the recommended settings
         self.plugin_docks = PluginDocks(self, self.plugin_host)  # LoRA / ControlNet docks, Plugins and Help menus
+        self._help_menu_extras()
         self.restore_settings(model)
         self._check_demo_model()
         self._restore_canvas()
@@ -303,6 +313,31 @@ class MainWindow(QMainWindow):
             act.setChecked(choice == current)
             group.addAction(act)
             act.triggered.connect(lambda _checked=False, c=choice: self.set_theme(c))
+
+    def _help_menu_extras(self) -> None:
+        help_menu = next((a.menu() for a in self.menuBar().actions() if a.text() == "&Help"), None)
+        if help_menu is None:
+            help_menu = self.menuBar().addMenu("&Help")
+        self.log_folder_action = self.add_menu_action(
+            help_menu, "Open log folder", open_log_folder, tip="The studio's log (studio.log), for a bug report."
+        )
+
+    def _queue_link(self, durable: bool | None) -> QueueLink | None:
+        """The library's durable queue, unless this window keeps its queue in memory (tests)."""
+        if not (self._record if durable is None else durable):
+            return None
+        try:
+            return QueueLink()
+        except StudioError as exc:  # the library cannot be opened: the window still works, in memory
+            log.warning("durable queue unavailable: %s", exc)
+            return None
+
+    def _known_prompts(self) -> list[str]:
+        """Prompts the crash report hides unless the user includes them."""
+        out = [self.prompt.prompt.toPlainText()]
+        for rec in self.history.runs.values():
+            out += [rec.request.prompt, rec.request.negative_prompt]
+        return [p for p in out if p]
 
     def add_menu_action(self, menu: QMenu, text: str, slot, shortcut=None, tip: str = "") -> QAction:
         """An entry in one of the window's menus, with its shortcut and tip (the plugins' menu entries too)."""
@@ -527,6 +562,7 @@ class MainWindow(QMainWindow):
         super().showEvent(event)
         if not getattr(self, "_laid_out", False):
             self._laid_out = True
+            QTimer.singleShot(0, self.queue_setup.start)  # what waits from the last session, offered back
             if self._fresh_layout and self.gallery_dock is not None:  # first start: most of the column to the gallery
                 h = max(400, self.height() - 120)
                 self.resizeDocks(
@@ -540,6 +576,8 @@ class MainWindow(QMainWindow):
             return
         self._shut = True
         self.save_settings()
+        self.queue_setup.timer.stop()
+        self.crash_reporter.close()
         self.plugin_docks.shutdown()
         try:
             self.edit.session.close()  # a clean close: the next start does not offer a restore

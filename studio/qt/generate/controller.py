@@ -108,6 +108,26 @@ class RunController(QObject):
             cb(requests[0])
         return ids
 
+    def adopt(self, stored: list) -> list[str]:
+        """Jobs of the durable queue the window did not queue itself (from before a crash, or added by
+        `studio queue add`): into the window's queue and its run history. Returns their run ids."""
+        jobs = self.bridge.adopt(stored)
+        for job in jobs:
+            rec = self.history.add_run(job.job_id, job.request)
+            self.numbers[job.job_id] = rec.number
+        if jobs:
+            self.queue.refresh()
+            self.strip.refresh_runs()
+        return [j.job_id for j in jobs]
+
+    def request_replaced(self, job_id: str, request: GenerationRequest) -> None:
+        """A waiting job's recipe was edited in the Queue panel."""
+        rec = self.history.get(job_id)
+        if rec is not None:
+            rec.request = request
+        self.queue.refresh()
+        self.strip.refresh_runs()
+
     def queue_request(self, request: GenerationRequest) -> str:
         """Queue a request made elsewhere (an upscale, a plot's cells): the run id."""
         return self._submit(request)

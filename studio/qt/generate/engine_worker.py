@@ -33,7 +33,7 @@ import numpy as np
 from PySide6.QtCore import QObject, QThread, QTimer, Signal, Slot
 from PySide6.QtGui import QGuiApplication
 
-from studio.core.errors import StudioError
+from studio.core.errors import InvalidRequest, StudioError
 from studio.core.request import GenerationRequest
 from studio.core.results import GenerationResult, LoadProgress, StepPreview
 
@@ -53,6 +53,8 @@ class Job:
     _notified: bool = False
     last_posted: int = 0  # the newest step the worker has finished (read by cancel bookkeeping)
     cancelled_at: int | None = None  # last_posted when cancel was asked for
+    claim: Any = None  # the durable queue's claim (studio.core.queue.Claim) while it runs, with a QueueLink
+    give_back: bool = False  # cancelled because the window closes: back to the queue, not cancelled
 
     def post(self, preview: StepPreview) -> bool:
         """Worker side: keep a step; True when the GUI must be told (its mailbox was empty)."""
@@ -103,10 +105,11 @@ class EngineWorker(QObject):
     modelFailed = Signal(str, str, str)  # model, message, hint
     info = Signal(object)  # dict: device, dtype, name and Engine.describe() (preset, attention …) after a change
 
-    def __init__(self, engine_factory: Callable[[], Any] | None = None, record: bool = True) -> None:
+    def __init__(self, engine_factory: Callable[[], Any] | None = None, record: bool = True, link: Any = None) -> None:
         super().__init__()
         self._factory = engine_factory
         self.record = record
+        self.link = link  # QueueLink: jobs come from the durable queue and land through it
         self.engine: Any = None
         self._last_mem = 0.0
 
@@ -229,6 +232,9 @@ class EngineWorker(QObject):
         def on_progress(p: LoadProgress) -> None:
             self.loadProgress.emit(job.job_id, p.stage, float(p.fraction))
 
+        if job.claim is not None and self.link is not None:
+            self._run_queued(job, on_step, on_progress)
+            return
         try:
             result = self.engine.generate(
                 job.request,
@@ -263,6 +269,21 @@ class EngineWorker(QObject):
         self.finished.emit(job.job_id, result, items)
         self._emit_memory(force=True)
 
+    def _run_queued(self, job: Job, on_step: Callable, on_progress: Callable) -> None:
+        """A job of the durable queue: generated, and its images landed with the job in one commit."""
+        try:
+            outcome = self.link.run(self.engine, job.claim, job.cancel, lambda: job.give_back, on_step, on_progress)
+        except Exception as exc:  # noqa: BLE001 — reported to the window, never raised in the worker
+            log.error("queued job failed:\n%s", traceback.format_exc())
+            outcome = None
+            self.failed.emit(job.job_id, f"The queued job failed: {type(exc).__name__}: {exc}", "See the log.")
+        if outcome is not None and outcome.status == "failed":
+            self.failed.emit(job.job_id, outcome.error, outcome.hint)
+        elif outcome is not None:
+            result = outcome.result or GenerationResult(request=job.request, status="cancelled")
+            self.finished.emit(job.job_id, result, outcome.items)
+        self._emit_memory(force=True)
+
 
 class EngineBridge(QObject):
     """GUI-thread side: the queue, cancel flags, and throttled delivery of steps."""
@@ -287,15 +308,21 @@ class EngineBridge(QObject):
     _refreshMemory = Signal()
 
     def __init__(
-        self, engine_factory: Callable[[], Any] | None = None, record: bool = True, parent: QObject | None = None
+        self,
+        engine_factory: Callable[[], Any] | None = None,
+        record: bool = True,
+        parent: QObject | None = None,
+        link: Any = None,
     ) -> None:
         super().__init__(parent)
         self.pending: list[Job] = []
         self.current: Job | None = None
         self.device: dict | None = None
+        self.link = link  # QueueLink: every job is kept in the library's durable queue (None: in memory only)
+        self.paused = False
         self._thread = QThread()
         self._thread.setObjectName("studio-engine")
-        self.worker = EngineWorker(engine_factory, record)
+        self.worker = EngineWorker(engine_factory, record, link)
         self.worker.moveToThread(self._thread)
         self._thread.started.connect(self.worker.init)
         self._runJob.connect(self.worker.run)
@@ -332,6 +359,8 @@ class EngineBridge(QObject):
         self, request: GenerationRequest, branch_latent: np.ndarray | None = None, gallery_parent: str | None = None
     ) -> Job:
         job = Job(request, branch_latent, gallery_parent)
+        if self.link is not None:  # kept in the database first: a crash from here on loses nothing
+            job.job_id = self.link.add(request, branch_latent, gallery_parent).id
         self.pending.append(job)
         self.queueChanged.emit()
         self._pump()
@@ -362,6 +391,57 @@ class EngineBridge(QObject):
     def busy(self) -> bool:
         return self.current is not None or bool(self.pending)
 
+    def adopt(self, stored: list[Any]) -> list[Job]:
+        """Take jobs already in the durable queue (from before a crash, or added by `studio queue add`)
+        into the window's queue, after those it has. Returns the new Jobs."""
+        known = {j.job_id for j in self.jobs()}
+        new = []
+        for s in stored:
+            if s.id in known or self.link is None:
+                continue
+            try:
+                request = s.request
+            except StudioError as exc:
+                log.warning("queued job %s has an unreadable recipe: %s", s.id[:8], exc)
+                continue
+            job = Job(request, self.link.store.latent(s.id), s.parent_id, job_id=s.id)
+            self.pending.append(job)
+            new.append(job)
+        if new:
+            self.queueChanged.emit()
+            self._pump()
+        return new
+
+    def drop(
+        self,
+        job_id: str,
+        result: GenerationResult | None = None,
+        items: list[Any] | tuple = (),
+        failed: tuple[str, str] | None = None,
+    ) -> None:
+        """A waiting job that left the queue elsewhere: run (`result`, `items`), failed or cancelled."""
+        job = next((j for j in self.pending if j.job_id == job_id), None)
+        if job is None:
+            return
+        self.pending.remove(job)
+        if result is not None:
+            job.state = result.status
+            self.jobFinished.emit(job_id, result, list(items))
+        elif failed is not None:
+            job.state = "failed"
+            self.jobFailed.emit(job_id, *failed)
+        else:
+            job.state = "cancelled"
+            self.jobRemoved.emit(job_id)
+        self.queueChanged.emit()
+
+    def set_paused(self, paused: bool) -> None:
+        """A paused queue finishes the running job and starts no other until resumed."""
+        if paused != self.paused:
+            self.paused = paused
+            self.queueChanged.emit()
+            self._pump()
+
     def move(self, job_id: str, delta: int) -> None:
         idx = next((i for i, j in enumerate(self.pending) if j.job_id == job_id), None)
         if idx is None:
@@ -369,7 +449,25 @@ class EngineBridge(QObject):
         new = max(0, min(len(self.pending) - 1, idx + delta))
         if new != idx:
             self.pending.insert(new, self.pending.pop(idx))
+            self._store(lambda store: store.reorder([j.job_id for j in self.pending]))
             self.queueChanged.emit()
+
+    def replace_request(self, job_id: str, request: GenerationRequest) -> None:
+        """Change a waiting job's recipe (the store's copy first)."""
+        job = next((j for j in self.pending if j.job_id == job_id), None)
+        if job is None:
+            raise InvalidRequest("Only a job that is still waiting can be edited.")
+        if self.link is not None:
+            self.link.store.update_request(job_id, request)
+        job.request = request
+        self.queueChanged.emit()
+
+    def _store(self, change: Callable[[Any], Any]) -> None:
+        if self.link is not None:
+            try:
+                change(self.link.store)
+            except StudioError as exc:  # the job finished or left meanwhile: the window's view stays
+                log.info("queue: %s", exc)
 
     def cancel(self, job_id: str) -> None:
         """Cancel the running job (stops within one step) or drop a queued one."""
@@ -380,6 +478,7 @@ class EngineBridge(QObject):
             if j.job_id == job_id:
                 self.pending.remove(j)
                 j.state = "cancelled"
+                self._store(lambda store: store.cancel(job_id))
                 self.jobRemoved.emit(job_id)
                 self.queueChanged.emit()
 
@@ -399,11 +498,21 @@ class EngineBridge(QObject):
             job.cancel.set()
 
     def _pump(self) -> None:
-        if self.current is None and self.pending and self._thread.isRunning():
-            self.current = self.pending.pop(0)
-            self.current.state = "running"
+        if self.paused or (self.link is not None and not self.link.holds_lock):
+            return  # paused, or another runner (`studio queue run`) has the library's queue
+        while self.current is None and self.pending and self._thread.isRunning():
+            job = self.pending.pop(0)
+            if self.link is not None:
+                job.claim = self.link.claim(job.job_id)
+                if job.claim is None:  # cancelled or taken elsewhere meanwhile
+                    job.state = "cancelled"
+                    self.jobRemoved.emit(job.job_id)
+                    self.queueChanged.emit()
+                    continue
+            self.current = job
+            job.state = "running"
             self.queueChanged.emit()
-            self._runJob.emit(self.current)
+            self._runJob.emit(job)
 
     # -- from the worker ------------------------------------------------------------------------------
     def _on_ready(self, info: dict) -> None:
@@ -462,9 +571,11 @@ class EngineBridge(QObject):
 
     # -- lifetime -------------------------------------------------------------------------------------
     def shutdown(self, timeout_ms: int = 30000) -> bool:
-        """Cancel everything and stop the thread (the one place the GUI waits: on close)."""
+        """Cancel everything and stop the thread (the one place the GUI waits: on close). In the durable
+        queue the waiting jobs stay waiting and the running one is given back: the next start offers them."""
         self.pending.clear()
         if self.current is not None:
+            self.current.give_back = True
             self.current.cancel.set()
         self._drain_timer.stop()
         if not self._thread.isRunning():
@@ -473,6 +584,8 @@ class EngineBridge(QObject):
         ok = self._thread.wait(timeout_ms)
         if ok:
             self.worker.engine = None
+            if self.link is not None:
+                self.link.close()
         return ok
 
     @property
