@@ -139,3 +139,61 @@ def test_a_second_runner_is_told_who_runs_the_queue(tmp_path, capsys, monkeypatc
     assert f"the studio window (pid {os.getpid()}" in err and "already running" in err
     code, out, err = q(capsys, "queue", "run", "--library", lib)
     assert code == 0
+
+
+def _wait_running(lib, seconds=120.0) -> str:
+    import time
+
+    from studio.core.queue import JobStore
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with JobStore.open(lib) as store:
+            running = store.jobs(("running",))
+        if running:
+            return running[0].id
+        time.sleep(0.1)
+    raise AssertionError("no job started running")
+
+
+def test_ctrl_c_once_finishes_the_job_twice_gives_it_back(tiny_sd15, tmp_path, capsys, monkeypatch):
+    import time
+
+    from studio.core.queue import JobStore
+
+    lib = tmp_path / "lib"
+    monkeypatch.setenv("STUDIO_HOME", str(tmp_path / "home"))
+    for seed in (1, 2):
+        argv = [*add_args(tiny_sd15, seed), "--steps", "150", "--scheduler", "Euler"]
+        assert q(capsys, "queue", "add", "--library", lib, *argv)[0] == 0
+    env = {**os.environ, "STUDIO_HOME": str(tmp_path / "home"), "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "studio", "queue", "run", "--library", str(lib), "--keep-every", "0"]
+
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = _wait_running(lib)
+    proc.send_signal(signal.SIGINT)  # once: this job ends, then the runner stops
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130 and "finishing the current job" in err, err
+    with JobStore.open(lib) as store:
+        assert store.get(first).state == "done"
+        [left] = store.jobs()
+        assert left.state == "waiting" and left.attempts == 0
+
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    second = _wait_running(lib)
+    with JobStore.open(lib) as store:  # a step kept, so the job continues from it next time
+        deadline = time.monotonic() + 120
+        while store.resume_point(second) is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)  # twice: stopped now, and given back to the queue
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    with JobStore.open(lib) as store:
+        job = store.get(second)
+        assert job.state == "waiting" and job.attempts == 0 and job.was_running
+        kept = store.resume_point(second)
+        assert kept is not None and 0 < kept[0] < 150
+    code, out, err = q(capsys, "queue", "run", "--library", lib, "--json")
+    assert code == 0 and json.loads(out)["resumed_from_step"] == kept[0]

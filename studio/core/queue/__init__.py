@@ -7,18 +7,18 @@
 
 from __future__ import annotations
 
-from studio.core.queue.lock import QueueBusy, RunnerLock
-from studio.core.queue.runner import Outcome, QueueRunner
-from studio.core.queue.store import (
+from studio.core.queue.jobs import (
     OPEN_STATES,
     STATES,
     Claim,
     Job,
     JobNotFound,
-    JobStore,
     QueueError,
     RunnerId,
 )
+from studio.core.queue.lock import QueueBusy, RunnerLock
+from studio.core.queue.runner import Outcome, QueueRunner
+from studio.core.queue.store import JobStore
 
 __all__ = [
     "OPEN_STATES",

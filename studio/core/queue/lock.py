@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 
 from studio.core.files import atomic_write
-from studio.core.queue.store import QueueError, process_started, runner_alive
+from studio.core.queue.jobs import QueueError, process_started, runner_alive
 
 LOCK_NAME = ".queue-runner.lock"
 INFO_NAME = ".queue-runner.json"

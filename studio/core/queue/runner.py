@@ -22,7 +22,8 @@ from studio.core import faults
 from studio.core.errors import StudioError
 from studio.core.gallery.record import complete_model_hash, out_path_for, result_info
 from studio.core.gallery.store import GalleryItem
-from studio.core.queue.store import GIVEN_BACK, LEASE_S, Claim, JobStore, RunnerId
+from studio.core.queue.jobs import GIVEN_BACK, LEASE_S, Claim, RunnerId
+from studio.core.queue.store import JobStore
 from studio.core.request import BranchRef, GenerationRequest
 from studio.core.results import GenerationResult, StepPreview
 
