@@ -108,23 +108,19 @@ def setup(console_level: int | None = None) -> Path | None:
     return Path(handler.baseFilename) if handler is not None else None
 
 
-class _Stderr(logging.StreamHandler):
-    """Writes to whatever sys.stderr is when a record comes (a test may have swapped it)."""
-
-    def __init__(self) -> None:
-        super().__init__(sys.stderr)
-
-    @property  # type: ignore[override]
-    def stream(self):
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value) -> None:
-        pass
+class _Stderr(logging.Handler):
+    """Writes to whatever sys.stderr is when a record comes (a test may have swapped it; a windowed
+    build on Windows has none, and then the log file has it all)."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        if sys.stderr is not None:  # a windowed build (Windows, no console) has none: the file has it all
-            super().emit(record)
+        stream = sys.stderr
+        if stream is None:
+            return
+        try:
+            stream.write(self.format(record) + "\n")
+            stream.flush()
+        except Exception:  # noqa: BLE001 — logging's own rule: a failing handler reports, never raises
+            self.handleError(record)
 
 
 def _enable_faulthandler(folder: Path) -> None:
@@ -164,7 +160,7 @@ def report_exception(exc_info: ExcInfo, thread: str = "") -> None:
 def _install_hooks() -> None:
     previous_sys, previous_thread = sys.excepthook, threading.excepthook
 
-    def sys_hook(exc_type, exc, tb) -> None:
+    def sys_hook(exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
         if issubclass(exc_type, KeyboardInterrupt):
             previous_sys(exc_type, exc, tb)
             return

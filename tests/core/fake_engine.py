@@ -71,7 +71,7 @@ class FakeEngine:
             steps_done=step if status == "cancelled" else request.steps,
             total_steps=request.steps,
             model_name="fake",
-            extra={"sign": False, "branch_start": start},
+            branch_start=start,
         )
 
 

@@ -197,6 +197,7 @@ def latent_from(blob: bytes | None) -> np.ndarray | None:
     if blob is None:
         return None
     try:
-        return np.load(io.BytesIO(blob), allow_pickle=False)
+        out: np.ndarray = np.load(io.BytesIO(blob), allow_pickle=False)
+        return out
     except (ValueError, OSError):
         return None

@@ -15,6 +15,7 @@ import socket
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from studio.core.files import atomic_write
 from studio.core.queue.jobs import QueueError, process_started, runner_alive
@@ -41,7 +42,7 @@ class RunnerLock:
     def held(self) -> bool:
         return self._lock.is_locked
 
-    def holder(self) -> dict | None:
+    def holder(self) -> dict[str, Any] | None:
         """What the lock's holder wrote about itself (None when nothing live holds it)."""
         try:
             info = json.loads((self.root / INFO_NAME).read_text(encoding="utf-8"))

@@ -142,7 +142,16 @@ class QueueRunner:
             self.current = None
             log.info("queue job %s ended", job.id[:8])
 
-    def _run(self, claim, stop, cancel, give_back, beat, on_step, on_progress) -> Outcome:
+    def _run(
+        self,
+        claim: Claim,
+        stop: threading.Event,
+        cancel: threading.Event | None,
+        give_back: bool | Callable[[], bool],
+        beat: _Heartbeat,
+        on_step: Callable[[StepPreview], None] | None,
+        on_progress: Callable[[Any], None] | None,
+    ) -> Outcome:
         job = claim.job
         try:
             request = job.request

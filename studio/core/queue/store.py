@@ -30,6 +30,7 @@ import sqlite3
 import time
 import uuid
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -83,7 +84,8 @@ class JobStore:
         self.close()
 
     @property
-    def root(self):
+    def root(self) -> Path:
+        """The library folder."""
         return self.gallery.root
 
     # -- adding and reading --------------------------------------------------------------------------

@@ -160,7 +160,7 @@ class MainWindow(QMainWindow):
         self.controller.gallery = self.gallery
         self.controller.edit = self.edit
         self.queue_setup = QueueSetup(self, self.controller)  # the durable queue: Resume prompt, store view
-        self.queue_setup.reviewRequested.connect(lambda: (self.queue_dock.show(), self.queue_dock.raise_()))
+        self.queue_setup.reviewRequested.connect(self._show_queue)
         self.crash_reporter = CrashReporter(self, self._known_prompts, lambda: self.bridge.device)
         self.prompt.image_input.attach(self.edit)
         self.tabs.currentChanged.connect(lambda _i: self.prompt.image_input.set_edit_mode(self.edit_mode()))
@@ -315,9 +315,8 @@ class MainWindow(QMainWindow):
             act.triggered.connect(lambda _checked=False, c=choice: self.set_theme(c))
 
     def _help_menu_extras(self) -> None:
-        help_menu = next((a.menu() for a in self.menuBar().actions() if a.text() == "&Help"), None)
-        if help_menu is None:
-            help_menu = self.menuBar().addMenu("&Help")
+        found = next((a.menu() for a in self.menuBar().actions() if a.text() == "&Help"), None)
+        help_menu = found if isinstance(found, QMenu) else self.menuBar().addMenu("&Help")
         self.log_folder_action = self.add_menu_action(
             help_menu, "Open log folder", open_log_folder, tip="The studio's log (studio.log), for a bug report."
         )
@@ -331,6 +330,10 @@ class MainWindow(QMainWindow):
         except StudioError as exc:  # the library cannot be opened: the window still works, in memory
             log.warning("durable queue unavailable: %s", exc)
             return None
+
+    def _show_queue(self) -> None:
+        self.queue_dock.show()
+        self.queue_dock.raise_()
 
     def _known_prompts(self) -> list[str]:
         """Prompts the crash report hides unless the user includes them."""

@@ -71,7 +71,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
     def wait(pred, timeout_s: float = 600.0) -> None:
         loop = QEventLoop()
         poll = QTimer()
-        poll.timeout.connect(lambda: pred() and loop.quit())
+        poll.timeout.connect(lambda: loop.quit() if pred() else None)
         poll.start(5)
         QTimer.singleShot(int(timeout_s * 1000), loop.quit)
         loop.exec()

@@ -189,7 +189,8 @@ class JobEditDialog(QDialog):
         super().__init__(parent)
         self.setObjectName("JobEditDialog")
         self.setWindowTitle("Edit queued request")
-        self.request, self.result_request = request, None
+        self.request = request
+        self.result_request: GenerationRequest | None = None
         self.prompt = QPlainTextEdit(request.prompt)
         self.negative = QPlainTextEdit(request.negative_prompt)
         for box in (self.prompt, self.negative):
