@@ -23,6 +23,15 @@ FALLBACK_STEPS, FALLBACK_CFG, FALLBACK_SCHEDULER = 20, 7.0, "Euler a"
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("generate", help="generate images headless", description="Generate images without the window.")
     add_request_options(p)
+    p.add_argument(
+        "--xyz",
+        action="append",
+        default=[],
+        metavar="FIELD=V1,V2,…",
+        help="an X/Y/Z plot axis (up to three: x, y, z): cfg, steps, seed, scheduler, size, cfg_end, "
+        "strength, lora:NAME, controlnet[:N], prompt_sr … (ranges: 1-5, 1-9 (+2), 0-1 [5]); "
+        "--out gets the labelled grid, every cell joins the gallery",
+    )
     p.add_argument("--out", type=Path, required=True, help="output PNG (batch: name-1.png, name-2.png, …)")
     p.add_argument("--json", action="store_true", help="print a machine-readable summary")
     p.add_argument("--no-gallery", action="store_true", help="do not record the images in the gallery")
@@ -428,6 +437,17 @@ def run(args: argparse.Namespace) -> int:
         if write_preview is not None:
             write_preview(p)
 
+    if args.xyz:
+        from studio.cli.plot import run_plot
+
+        def cell_steps(n: int, total: int):
+            bar.desc = f"cell {n}/{total}"
+            return on_step
+
+        try:
+            return run_plot(args, engine, request, cell_steps)
+        finally:
+            bar.close()
     cancel = threading.Event()
     try:
         result = engine.generate(request, on_step=on_step, cancel=cancel)

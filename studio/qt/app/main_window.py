@@ -40,6 +40,7 @@ from studio.qt.edit.workspace import EditWorkspace
 from studio.qt.generate.canvas import CanvasView
 from studio.qt.generate.controller import RunController
 from studio.qt.generate.engine_worker import EngineBridge
+from studio.qt.generate.plot_dialog import PlotDialog
 from studio.qt.generate.prompt_panel import PromptPanel
 from studio.qt.generate.queue_link import QueueLink
 from studio.qt.generate.queue_panel import QueuePanel
@@ -165,6 +166,7 @@ class MainWindow(QMainWindow):
         self.prompt.image_input.attach(self.edit)
         self.tabs.currentChanged.connect(lambda _i: self.prompt.image_input.set_edit_mode(self.edit_mode()))
         self.canvas.useAsInputRequested.connect(self.use_image_as_input)
+        self.plot_dialog: PlotDialog | None = None  # Generate ▸ X/Y/Z plot…
         self.upscaling = Upscaling(self, self.controller)  # Upscale… on a gallery item and on the canvas
         self.canvas.upscaleRequested.connect(self.upscaling.from_canvas)
         upscale_requested = getattr(self.gallery, "upscaleRequested", None)  # a gallery panel may lack it
@@ -279,6 +281,13 @@ class MainWindow(QMainWindow):
         self.add_menu_action(
             gen, "Cancel all", self.controller.cancel_all, "Shift+Esc", "Stop the running request and empty the queue."
         )
+        self.add_menu_action(
+            gen,
+            "X/Y/Z plot…",
+            self.show_plot,
+            "Ctrl+Shift+P",
+            "The Prompt panel's recipe over up to three axes of values, as a labelled grid.",
+        )
         gen.addSeparator()
         self.add_menu_action(
             gen,
@@ -341,6 +350,14 @@ class MainWindow(QMainWindow):
         for rec in self.history.runs.values():
             out += [rec.request.prompt, rec.request.negative_prompt]
         return [p for p in out if p]
+
+    def show_plot(self) -> PlotDialog:
+        """The X/Y/Z Plot dialog (one per window, kept with its grid while the window is open)."""
+        if self.plot_dialog is None:
+            self.plot_dialog = PlotDialog(self.controller, self)
+        self.plot_dialog.show()
+        self.plot_dialog.raise_()
+        return self.plot_dialog
 
     def add_menu_action(self, menu: QMenu, text: str, slot, shortcut=None, tip: str = "") -> QAction:
         """An entry in one of the window's menus, with its shortcut and tip (the plugins' menu entries too)."""
