@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=[],
         metavar="FIELD=V1,V2,…",
         help="an X/Y/Z plot axis (up to three: x, y, z): cfg, steps, seed, scheduler, size, cfg_end, "
-        "strength, lora:NAME, controlnet[:N], prompt_sr … (ranges: 1-5, 1-9 (+2), 0-1 [5]); "
+        "strength, hires_scale, lora:NAME, controlnet[:N], prompt_sr … (ranges: 1-5, 1-9 (+2), 0-1 [5]); "
         "--out gets the labelled grid, every cell joins the gallery",
     )
     p.add_argument("--out", type=Path, required=True, help="output PNG (batch: name-1.png, name-2.png, …)")
@@ -164,6 +164,16 @@ def add_request_options(p: argparse.ArgumentParser) -> None:
         default=True,
         help="inpaint/outpaint: match the repainted colours to the unmasked surround (default: on)",
     )
+    h = p.add_argument_group("hires fix (a second pass at a larger size, as A1111's)")
+    h.add_argument("--hires-scale", type=float, default=None, help="upscale the first pass by F (>1) and denoise again")
+    h.add_argument("--hires-steps", type=int, default=0, help="second-pass steps (0: as many as the first pass)")
+    h.add_argument("--hires-strength", type=float, default=0.7, help="second-pass denoising strength (default 0.7)")
+    h.add_argument(
+        "--hires-upscaler",
+        default="latent",
+        metavar="latent|lanczos|PATH",
+        help="how the first pass is enlarged: its latents (default), the image (Lanczos), or an upscaler model",
+    )
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -270,6 +280,40 @@ def parse_controlnet(text: str):
         )
     except (ValueError, ValidationError):
         raise InvalidRequest(f"--controlnet weight must be 0–2 and start/end 0–1: {text!r}") from None
+
+
+def hires_fields(args: argparse.Namespace) -> dict:
+    """The `hires` request field from the --hires-* flags ({} without --hires-scale)."""
+    from studio.core.hashing import file_sha256
+    from studio.core.request import HiresFix
+
+    if args.hires_scale is None:
+        if args.hires_steps or args.hires_strength != 0.7 or args.hires_upscaler != "latent":
+            raise InvalidRequest("--hires-steps, --hires-strength and --hires-upscaler need --hires-scale")
+        return {}
+    if args.init is not None:
+        raise InvalidRequest("--hires-scale is for text-to-image runs, not with --init")
+    upscaler, sha = args.hires_upscaler.strip(), ""
+    if upscaler.lower() not in ("latent", "lanczos"):
+        from studio.core.upscalers import find_upscaler, read
+
+        path = find_upscaler(upscaler)
+        read(path)  # an upscaler this studio runs, else one message now rather than after the first pass
+        upscaler, sha = str(path.resolve()), file_sha256(path)
+    from pydantic import ValidationError
+
+    try:
+        hires = HiresFix(
+            scale=args.hires_scale,
+            steps=args.hires_steps,
+            strength=args.hires_strength,
+            upscaler=upscaler,
+            upscaler_sha256=sha,
+        )
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise InvalidRequest(f"--hires-{first['loc'][0]}: {first['msg']}") from None
+    return {"hires": hires}
 
 
 def sampling_defaults(args: argparse.Namespace) -> tuple[int, float, str, float]:
@@ -402,6 +446,7 @@ def build_request(args: argparse.Namespace, native: Callable[[], int]) -> Genera
         vae=str(args.vae.expanduser().resolve()) if args.vae else "",
         text_encoders=tuple(_existing(p, "--text-encoder") for p in args.text_encoder),
         **edit,
+        **hires_fields(args),
     )
 
 

@@ -20,7 +20,8 @@ from studio.core.errors import InvalidRequest
 # 4: upscale (an upscaler model run on the init image)
 # 5: text_encoders (separate text-encoder files of a FLUX/SD3 denoiser-only file; without: none)
 # 6: schedule_type (older recipes say it in the scheduler's name: "DPM++ 2M Karras"); prediction_type.
-SCHEMA_VERSION = 6
+# 7: hires (hires fix: a second pass at a larger size)
+SCHEMA_VERSION = 7
 MAX_SEED = 2**32 - 1
 
 # Sampler names as A1111 / ComfyUI users know them (studio.core.samplers; run by studio.engine.schedulers).
@@ -92,6 +93,27 @@ class UpscaleRef(_Frozen):
     tile: int = Field(512, ge=0, le=8192)
 
 
+class HiresFix(_Frozen):
+    """A1111's hires fix: generate at the request's size, upscale by `scale` (`upscaler`: "latent" —
+    the latents, bilinear —, "lanczos" — the decoded image —, or an upscaler model's file), then denoise
+    again at `strength` with `steps` steps (0: the first pass's count; like img2img, about
+    steps × strength of them run). studio.core.hires says what each pass is."""
+
+    scale: float = Field(2.0, gt=1.0, le=8.0)
+    steps: int = Field(0, ge=0, le=500)
+    strength: float = Field(0.7, gt=0.0, le=1.0)
+    upscaler: str = "latent"
+    upscaler_sha256: str = ""  # an upscaler model's file hash (filled when the request is built)
+
+    @field_validator("upscaler")
+    @classmethod
+    def _upscaler(cls, v: str) -> str:
+        v = v.strip()
+        if not v:
+            raise ValueError("no hires upscaler given (latent, lanczos or an upscaler file)")
+        return v.lower() if v.lower() in ("latent", "lanczos") else v
+
+
 class BranchRef(_Frozen):
     """Continue a kept run from one of its steps: the new run does only the remaining steps."""
 
@@ -146,6 +168,7 @@ class GenerationRequest(_Frozen):
     # An upscale (kind "upscale"): the init image through an upscaler model, no diffusion; width and
     # height are the output's size, the other fields are the source image's recipe where it had one.
     upscale: UpscaleRef | None = None
+    hires: HiresFix | None = None  # hires fix: width × height is the first pass; the image is `scale` times it
     plugins: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     @model_validator(mode="before")
@@ -187,6 +210,8 @@ class GenerationRequest(_Frozen):
         problem = samplers.check(self.scheduler, self.schedule_type)
         if problem is not None:
             raise ValueError(problem)
+        if self.hires is not None and (self.init_image is not None or self.upscale is not None):
+            raise ValueError("hires fix is for text-to-image runs (A1111's too); an edit of an image is not one")
         if self.mask is not None and self.init_image is None:
             raise ValueError("a mask needs an init image")
         if self.outpaint is not None:

@@ -56,6 +56,8 @@ class GenerationResult:
     branch_start: int = 0
     preset: str = ""
     upscaler: str = ""  # an upscale run: the upscaler network's name (Real-ESRGAN …)
+    # A hires fix: both passes' sizes and steps, the upscaler, the pass it got to (None: not one).
+    hires: dict[str, Any] | None = None
     # What the user should be told: a switch the engine made (out-of-memory fallback), plugins' notes.
     notice: str = ""
     notes: list[str] = field(default_factory=list)
@@ -98,5 +100,7 @@ class GenerationResult:
         out.update({k: v for k, v in optional.items() if v not in (None, "", [], {})})
         if self.color_correction is not None:
             out["color_correction"] = self.color_correction
+        if self.hires is not None:
+            out["hires"] = self.hires
         out.update(self.plugin_metadata)
         return MappingProxyType(out)

@@ -196,6 +196,26 @@ def _compact(t: dict[str, TensorInfo], prefix: str, name: str) -> UpscalerInfo:
     )
 
 
+def find_upscaler(name: str | Path) -> Path:
+    """An upscaler model by path, or by name among the upscalers the catalogue finds in the models
+    library and the extra folders (A1111's infotext names them: "Hires upscaler: 4x-UltraSharp")."""
+    from studio.core.errors import InvalidRequest
+
+    p = Path(name).expanduser()
+    if p.is_file():
+        return p
+    from studio.core.library import scan_all
+
+    entries, _ = scan_all()
+    for e in entries:
+        if e.kind == "upscaler" and Path(e.path).stem.lower() == p.stem.lower():
+            return Path(e.path)
+    raise InvalidRequest(
+        f"Upscaler “{name}” was not found.",
+        "Give an upscaler file (Real-ESRGAN / ESRGAN .safetensors), or put it in the models library.",
+    )
+
+
 def upscale_request(
     source: str | Path,
     model: str | Path,

@@ -7,7 +7,8 @@ holds a comma (`prompt_sr="red, shiny",blue`); numeric fields also take ranges: 
 `1-9 (+2)` (a step), `0-1 [5]` (that many values, evenly spaced). Fields (`FIELDS`):
 
 - numbers of the recipe: `cfg`, `steps`, `seed`, `cfg_end` (guidance end), `cfg_rescale`, `clip_skip`,
-  `strength` (img2img and edits), `width`, `height`, `size` (`WxH`);
+  `strength` (img2img and edits), `width`, `height`, `size` (`WxH`), and the hires fix's
+  `hires_scale`, `hires_steps`, `hires_strength` (any of them turns hires fix on);
 - `scheduler` (`sampler`): one of the scheduler names; `model`, `vae`: files or folders;
 - `lora:NAME`: that LoRA's weight (the request's LoRA, or a `<lora:NAME:w>` tag in the prompt, or
   added when neither is there);
@@ -57,6 +58,13 @@ def _size(fields: dict[str, Any], value: Any, _arg: str) -> None:
     fields["width"], fields["height"] = int(m[1]), int(m[2])
 
 
+def _hires(key: str) -> Callable[[dict[str, Any], Any, str], None]:
+    def apply(fields: dict[str, Any], value: Any, _arg: str) -> None:
+        fields["hires"] = {**(fields.get("hires") or {}), key: value}  # turns hires fix on where it was off
+
+    return apply
+
+
 def _lora(fields: dict[str, Any], value: Any, name: str) -> None:
     if not name:
         raise InvalidRequest("a LoRA axis names its LoRA: lora:NAME=0,0.5,1")
@@ -103,6 +111,9 @@ FIELDS: dict[str, Field] = {
     "cfg_rescale": Field("CFG rescale", float, _set("guidance_rescale")),
     "clip_skip": Field("Clip skip", int, _set("clip_skip")),
     "strength": Field("Denoising strength", float, _set("strength")),
+    "hires_scale": Field("Hires upscale", float, _hires("scale")),
+    "hires_steps": Field("Hires steps", int, _hires("steps")),
+    "hires_strength": Field("Hires denoising", float, _hires("strength")),
     "model": Field("Model", str, _set("model")),
     "vae": Field("VAE", str, _set("vae")),
     "lora": Field("LoRA", float, _lora),

@@ -40,6 +40,7 @@ from studio.engine.devices import (
 from studio.engine.edits import plan_edit, steps_run
 from studio.engine.embeddings import EmbeddingLibrary
 from studio.engine.guidance import guided_steps
+from studio.engine.hires import run_hires
 from studio.engine.loader import LoadedModel, ModelCache
 from studio.engine.memory import apply as apply_memory
 from studio.engine.memory import auto_preset, lower, options_for
@@ -161,7 +162,10 @@ class Engine:
         for attempt in (1, 2):
             lm = self._apply_preset(lm)
             try:
-                result = self._generate(lm, request, on_step, cancel, branch_latent, t0, t_loaded)
+                if request.hires is not None:  # hires fix: two passes of the same loop (studio.engine.hires)
+                    result = run_hires(self, lm, request, on_step, cancel, branch_latent, t0, t_loaded)
+                else:
+                    result = self._generate(lm, request, on_step, cancel, branch_latent, t0, t_loaded)
                 if lm.family.flow and flow_name(request.scheduler) != request.scheduler:
                     said = f"{lm.family.label} runs flow-matching schedulers: {request.scheduler} ran as "
                     notice = f"{notice} {said}{flow_name(request.scheduler)}.".strip()
@@ -232,9 +236,10 @@ class Engine:
                     "Shorten it (the token counter shows the length).",
                 )
 
-    def _generate(self, lm, request, on_step, cancel, branch_latent, t0, t_loaded) -> GenerationResult:
-        plan = None
-        if request.init_image is not None:
+    def _generate(self, lm, request, on_step, cancel, branch_latent, t0, t_loaded, plan=None) -> GenerationResult:
+        """One sampling run. `plan`: an edit plan made elsewhere (hires fix's second pass hands its
+        upscaled first pass in memory); else the request's own, when it has an input image."""
+        if plan is None and request.init_image is not None:
             if request.branch is not None:
                 raise InvalidRequest("Branching is only available for text-to-image runs so far.")
             plan = plan_edit(request)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from studio.core.hires import total_steps
 from studio.core.request import GenerationRequest
 from studio.core.results import StepPreview
 
@@ -61,10 +62,10 @@ class RunRecord:
     @property
     def total(self) -> int:
         """The steps the run makes in all, as the engine counts them once it has sent one (an upscale
-        counts tiles); the request's steps before that."""
+        counts tiles); the request's (both passes of a hires fix) before that."""
         if self.steps:
             return self.steps[max(self.steps)].total
-        return self.request.steps
+        return total_steps(self.request)
 
     @property
     def finished(self) -> bool:

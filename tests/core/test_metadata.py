@@ -146,7 +146,8 @@ def test_infotext_layout_and_quoting_match_a1111():
     norm = meta.normalised
     assert norm["sampler"] == "DPM++ 2M Karras" and norm["height"] == 768
     assert norm["loras"] == [{"name": "ink", "weight": 0.8, "hash": "1a2b3c4d5e6f"}]
-    assert any("Hires upscale" in note for note in meta.unmapped)
+    assert norm["hires"]["scale"] == 2 and meta.request.hires.scale == 2  # hires fix is carried over
+    assert not any("Hires upscale" in note for note in meta.unmapped)
     assert meta.request is not None and meta.request.seed == 123
 
 

@@ -78,6 +78,19 @@ def test_expand_prompt_sr_size_scheduler_and_guidance_end():
     assert [c.request.guidance_end for c in ends] == [0.3, 1.0]
 
 
+def test_expand_hires_fields():
+    cells = xyz.expand(base(), [xyz.parse_axis("hires_scale=1.5,2"), xyz.parse_axis("hires_strength=0.3,0.6")])
+    assert [(c.request.hires.scale, c.request.hires.strength) for c in cells] == [
+        (1.5, 0.3),
+        (2, 0.3),
+        (1.5, 0.6),
+        (2, 0.6),
+    ]
+    on = base().replace(hires={"scale": 2, "steps": 9, "upscaler": "lanczos"})
+    steps = xyz.expand(on, [xyz.parse_axis("hires_steps=4,8")])
+    assert [(c.request.hires.steps, c.request.hires.upscaler) for c in steps] == [(4, "lanczos"), (8, "lanczos")]
+
+
 def test_expand_lora_and_controlnet_weights():
     cn = ControlNetRef(model="/m/cn", image=ImageRef(path="/i/c.png"), weight=1.0)
     req = base(loras=(LoraRef(name="style", weight=0.8),), controlnets=(cn, cn))

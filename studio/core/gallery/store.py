@@ -175,12 +175,13 @@ class Gallery:
         sha = sha256_bytes(data)
         model_sha = recipe.model_sha256(request, info)
         parent = self._resolve_parent(request, parent_id)
+        size = recipe.image_size(request)
         values = {
             "id": item_id, "rel_path": rel_path, "created_at": created.timestamp(), "kind": kind,
             "model": recipe.model_display_name(request, info), "model_hash": model_sha,
             "prompt": request.prompt, "negative_prompt": request.negative_prompt,
             "loras": "\n".join(lo.name for lo in request.loras), "seed": seed,
-            "width": request.width, "height": request.height, "request_json": request.to_json(),
+            "width": size[0], "height": size[1], "request_json": request.to_json(),
             "sha256": sha, "size_bytes": len(data), "source_type": recipe.source_type_of(request),
             "signed": int(bool(info.get("sign", True))), "parent_id": parent,
             "branch_run": request.branch.parent_id if request.branch else None,
@@ -253,7 +254,7 @@ class Gallery:
                     item_id, rel, st.st_mtime, recipe.kind_of(req), recipe.model_display_name(req),
                     meta.normalised.get("model_hash") or "", req.prompt, req.negative_prompt,
                     "\n".join(lo.name for lo in req.loras), meta.normalised.get("seed", req.seed),
-                    req.width, req.height,
+                    *recipe.image_size(req),
                     req.to_json(), sha, st.st_size, recipe.source_type_of(req), int(meta.has_c2pa),
                     time.time() if trashed else None,
                     req.branch.parent_id if req.branch else None,

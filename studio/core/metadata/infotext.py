@@ -60,6 +60,11 @@ MASK_FIELDS = {
 UPSCALER_KEY = "Postprocess upscaler"
 UPSCALE_BY_KEY = "Postprocess upscale by"
 
+# Hires fix, as A1111 writes it (with "Denoising strength" for the second pass's strength).
+HIRES_SCALE_KEY = "Hires upscale"
+HIRES_STEPS_KEY = "Hires steps"
+HIRES_UPSCALER_KEY = "Hires upscaler"
+
 
 def quote(value: Any) -> str:
     """Quote a value the way A1111 does: JSON-quote it only if it holds `,`, `:` or a newline.

@@ -157,6 +157,14 @@ def from_a1111(text: str, source: str = "a1111") -> tuple[dict[str, Any], list[s
         out["denoising_strength"] = _num(params["Denoising strength"])
     if "Clip skip" in params:
         out["clip_skip"] = _num(params["Clip skip"], int)
+    if infotext.HIRES_SCALE_KEY in params:  # hires fix: "Denoising strength" is its second pass's
+        out["hires"] = {
+            "scale": _num(params[infotext.HIRES_SCALE_KEY]),
+            "steps": _num(params.get(infotext.HIRES_STEPS_KEY), int) or 0,
+            "strength": _num(params.get("Denoising strength")),
+            "upscaler": params.get(infotext.HIRES_UPSCALER_KEY, "Latent"),
+        }
+        out.pop("denoising_strength", None)
     if infotext.UPSCALER_KEY in params:
         out["upscaler"] = params[infotext.UPSCALER_KEY]
         out["upscale_by"] = _num(params.get(infotext.UPSCALE_BY_KEY))
@@ -170,7 +178,8 @@ def from_a1111(text: str, source: str = "a1111") -> tuple[dict[str, Any], list[s
     known = {
         "Batch size", "Batch pos", "Steps", "Sampler", "Schedule type", "CFG scale", "Seed", "Size", "Model hash",
         "Model", "Denoising strength", "Lora hashes", "TI hashes", "Emphasis", "Version", "Clip skip",
-        "CFG Rescale phi", infotext.UPSCALER_KEY, infotext.UPSCALE_BY_KEY, infotext.DISTILLED_KEY,
+        "CFG Rescale phi", infotext.UPSCALER_KEY, infotext.UPSCALE_BY_KEY, infotext.DISTILLED_KEY, infotext.HIRES_SCALE_KEY,
+        infotext.HIRES_STEPS_KEY, infotext.HIRES_UPSCALER_KEY,
         *(infotext.OUTPAINT_KEYS if sides is not None else ()), *((infotext.OUTPAINT_FILL_KEY,) if fill else ()),
         *(infotext.MASK_FIELDS[name] for name in mask),
     }  # fmt: skip
@@ -284,6 +293,8 @@ def to_request(norm: dict[str, Any], notes: list[str]) -> GenerationRequest | No
         notes.append(f"upscaled with {norm['upscaler']}: the recipe is the source image's, before upscaling")
     if any(norm.get(name) is not None for name in infotext.MASK_FIELDS):
         notes.append("mask settings kept aside: the input image and its mask are not in the file")
+    if isinstance(norm.get("hires"), dict):
+        fields["hires"] = _hires(norm["hires"], notes)
     if isinstance(norm.get("clip_skip"), int) and norm["clip_skip"] > 1:
         fields["clip_skip"] = min(norm["clip_skip"] - 1, 12)
     loras = []
@@ -302,6 +313,30 @@ def to_request(norm: dict[str, Any], notes: list[str]) -> GenerationRequest | No
     except StudioError as exc:
         notes.append(f"could not build a recipe: {exc}")
         return None
+
+
+def _hires(h: dict[str, Any], notes: list[str]) -> dict[str, Any] | None:
+    """A1111's hires fix keys in this studio's terms: "Latent" and its variants are the latent upscale,
+    "None" and "Lanczos" a Lanczos resize; any other name is an upscaler model, found by that name."""
+    scale = h.get("scale")
+    if not isinstance(scale, float) or not 1 < scale <= 8:
+        notes.append(f"hires upscale {scale} is not one this studio runs (above 1, at most 8); hires fix left off")
+        return None
+    name = str(h.get("upscaler") or "Latent").strip()
+    if name.lower().startswith("latent"):
+        if name.lower() != "latent":
+            notes.append(f"hires upscaler {name!r} read as Latent (bilinear)")
+        upscaler = "latent"
+    elif name.lower() in ("lanczos", "none", "nearest"):
+        if name.lower() != "lanczos":
+            notes.append(f"hires upscaler {name!r} read as Lanczos")
+        upscaler = "lanczos"
+    else:
+        upscaler = name  # an upscaler model's name: the engine looks it up in the models library
+    given = h.get("strength")
+    strength = float(given) if isinstance(given, float) else 0.7
+    steps = min(max(int(h.get("steps") or 0), 0), 500)
+    return {"scale": scale, "steps": steps, "strength": min(max(strength, 0.01), 1.0), "upscaler": upscaler}
 
 
 # -- entry points ---------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from studio import __version__
-from studio.core import hashing, samplers
+from studio.core import hashing, hires, samplers
 from studio.core.errors import StudioError
 from studio.core.metadata import infotext
 from studio.core.metadata.xmp import COMPOSITE, TRAINED
@@ -50,6 +50,11 @@ def kind_of(request: GenerationRequest, info: dict[str, Any] | None = None) -> s
             return "outpaint"
         return "inpaint" if request.mask is not None else "img2img"
     return "txt2img"
+
+
+def image_size(request: GenerationRequest) -> tuple[int, int]:
+    """The (width, height) of the image a request makes: a hires fix's is its second pass's."""
+    return hires.target_size(request) if request.hires is not None else (request.width, request.height)
 
 
 def source_type_of(request: GenerationRequest) -> str:
@@ -142,7 +147,9 @@ def a1111_params(request: GenerationRequest, info: dict[str, Any] | None = None)
         "Model": model_display_name(request, info),
         "VAE": Path(request.vae).name if request.vae else None,
         "Denoising strength": (
-            infotext.format_number(request.strength)
+            infotext.format_number(request.hires.strength)
+            if request.hires is not None
+            else infotext.format_number(request.strength)
             if request.init_image is not None and request.upscale is None
             else None
         ),
@@ -165,6 +172,11 @@ def a1111_params(request: GenerationRequest, info: dict[str, Any] | None = None)
     if request.outpaint is not None:  # keys of the studio's own, as A1111 writes "Mask blur" for inpainting
         params.update(zip(infotext.OUTPAINT_KEYS, request.outpaint))
         params[infotext.OUTPAINT_FILL_KEY] = request.outpaint_fill
+    if request.hires is not None:  # A1111's keys; "Size" stays the first pass's, as in A1111
+        params[infotext.HIRES_SCALE_KEY] = infotext.format_number(request.hires.scale)
+        if request.hires.steps:
+            params[infotext.HIRES_STEPS_KEY] = request.hires.steps
+        params[infotext.HIRES_UPSCALER_KEY] = hires.upscaler_label(request)
     if request.upscale is not None:  # A1111's Extras keys
         params[infotext.UPSCALER_KEY] = Path(request.upscale.model).stem
         params[infotext.UPSCALE_BY_KEY] = infotext.format_number(request.upscale.scale)
@@ -242,6 +254,14 @@ def describe(request: GenerationRequest) -> str:
         parts.append(
             f"Canvas grown by {left} px left, {top} px top, {right} px right, {bottom} px bottom; "
             f"the new area started from a {request.outpaint_fill} fill."
+        )
+    if request.hires is not None:
+        w, h = hires.target_size(request)
+        h_steps = request.hires.steps or request.steps
+        parts.append(
+            f"Hires fix: upscaled ×{infotext.format_number(request.hires.scale)} to {w}×{h} "
+            f"({hires.upscaler_label(request)}), then {h_steps} steps at strength "
+            f"{infotext.format_number(request.hires.strength)}."
         )
     if request.branch is not None:
         parts.append(f"Continued from run {request.branch.parent_id} at step {request.branch.step}.")

@@ -29,6 +29,7 @@ from studio.core.paths import demo_model_dir
 from studio.core.prompts.chunks import CHUNK_TOKENS, TokenCounter
 from studio.core.request import MAX_SEED, GenerationRequest, PreviewMode
 from studio.qt.edit.image_input import ImageInputSection
+from studio.qt.generate.hires_section import HiresSection
 from studio.qt.generate.sampler_row import SamplerRow
 
 TOKEN_LIMIT = CHUNK_TOKENS  # one 77-token CLIP window minus its start/end tokens; longer prompts take more
@@ -248,6 +249,14 @@ class PromptPanel(QWidget):
         self.batch.setToolTip("How many runs to queue with one Generate (seed, seed+1, …).")
         form2.addRow("Batch count", self.batch)
         lay.addLayout(form2)
+
+        # hires fix (A1111's second pass at a larger size) ------------------------------------------
+        self.hires = HiresSection()
+        for spin in (self.width_, self.height_, self.steps):
+            spin.valueChanged.connect(
+                lambda _v: self.hires.set_base(self.width_.value(), self.height_.value(), self.steps.value())
+            )
+        lay.addWidget(self.hires)
 
         # advanced ---------------------------------------------------------------------------------
         adv = QCollapsible("Advanced")
@@ -525,6 +534,8 @@ class PromptPanel(QWidget):
             self.roll_seed()
         fields = self.fields()
         fields.update(self.image_input.request_fields(fields["width"], fields["height"]))
+        if fields.get("init_image") is None:  # hires fix is for text-to-image runs (the Edit tab's are edits)
+            fields.update(self.hires.request_fields())
         for contribute in self.field_contributors:
             fields.update(contribute())
         vae = self.recipe_vae()
@@ -560,6 +571,7 @@ class PromptPanel(QWidget):
         if idx >= 0:
             self.preview.setCurrentIndex(idx)
         self.preview_every.setValue(req.preview_every)
+        self.hires.set_request(req)
         self.update_token_counts()
 
 

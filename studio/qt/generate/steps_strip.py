@@ -270,9 +270,12 @@ class StepsStrip(QWidget):
         rec = self.history.get(self.run_id)
         step = self.selected_step()
         edit = EDIT_KIND_TEXT.get(rec.request.kind) if rec is not None else None
+        # a hires fix's second pass starts from the first one, upscaled: branching continues the first pass
+        second_pass = bool(rec and rec.request.hires is not None and step and step >= rec.request.steps)
         can = bool(
             rec
             and not edit
+            and not second_pass
             and rec.status in ("done", "cancelled")
             and step
             and step < rec.total
@@ -280,9 +283,15 @@ class StepsStrip(QWidget):
             and kept.latent is not None
         )
         self.branch.setEnabled(can)
-        self.branch.setToolTip(
-            f"Branching is only available for text-to-image runs so far: this is {edit} run." if edit else BRANCH_TIP
-        )
+        tip = BRANCH_TIP
+        if edit:
+            tip = f"Branching is only available for text-to-image runs so far: this is {edit} run."
+        elif second_pass and rec is not None:
+            tip = (
+                f"This step is in the hires fix's second pass (steps {rec.request.steps + 1}–{rec.total}); "
+                f"branching continues the first pass: pick a step before {rec.request.steps}."
+            )
+        self.branch.setToolTip(tip)
         self.use_settings.setEnabled(rec is not None)
 
     def _branch(self) -> None:
