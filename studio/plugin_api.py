@@ -14,6 +14,9 @@ to the user; a run then fails cleanly or goes on without it, as the user chose.
 Hooks (all optional):
 - `prepare(ctx: PipelineContext)` — before sampling, on the engine thread: load adapters, change
   the effective prompt, add pipeline call arguments, record metadata.
+- `finish(ctx: PipelineContext)` — after the run (done, cancelled or failed; a hires fix's two passes
+  are one run: each pass prepares, every prepared context is finished at the end), on the engine
+  thread: undo what `prepare` changed on the shared, cached pipeline (attention processors, hooks).
 - `parameters(request) -> dict[str, str]` — extra `Key: value` pairs for the A1111 `parameters` text.
 - `preprocessors() -> dict[str, Callable[[np.ndarray], np.ndarray]]` — named image preprocessors.
 - `panel(host: PanelHost)` (or `panel()`) — a Qt widget the window docks beside the Prompt panel

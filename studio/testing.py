@@ -305,3 +305,76 @@ def save_tiny_upscaler(out: str | Path, kind: str = "compact", scale: int = 4, s
     out.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in tiny_upscaler_state(kind, scale, seed, feat).items()}, str(out))
     return out
+
+
+def save_tiny_clip_vision(out: str | Path, fmt: str = "folder", seed: int = 0, projection_dim: int = 48) -> Path:
+    """A tiny `CLIPVisionModelWithProjection` (64 wide, one head, 2 layers, 32-pixel input), as the
+    IP-Adapter repository's `image_encoder/` folder (`fmt="folder"`) or as one `.safetensors` in
+    transformers' key layout (`fmt="single-file"`, as ComfyUI's `clip_vision/` files)."""
+    import torch
+    from safetensors.torch import save_file
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    torch.manual_seed(seed)
+    config = CLIPVisionConfig(
+        hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=1, image_size=32,
+        patch_size=8, projection_dim=projection_dim, hidden_act="gelu", layer_norm_eps=1e-5,
+    )  # fmt: skip
+    model = CLIPVisionModelWithProjection(config).eval()
+    out = Path(out)
+    if fmt == "folder":
+        model.save_pretrained(out, safe_serialization=True)
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items() if "position_ids" not in k}, str(out))
+    return out
+
+
+def save_tiny_ip_adapter(
+    out: str | Path, arch: str = "sd15", kind: str = "plain", seed: int = 0, image_dim: int = 48
+) -> Path:
+    """Random IP-Adapter weights for the tiny `arch` UNet in the released layout: `image_proj.*` and
+    `ip_adapter.N.to_k_ip/to_v_ip.weight`, N counting the UNet's attention processors as the original
+    training code does (cross-attention ones are the odd N). `kind="plain"`: `image_proj.proj` (four
+    tokens) + `image_proj.norm`, taking `image_dim`-wide projected embeddings; `kind="plus"`: the
+    resampler (`latents`, `proj_in`, four `layers`, `proj_out`, `norm_out`) over 64-wide hidden states."""
+    import torch
+    from safetensors.torch import save_file
+
+    unet = tiny_components(arch, seed=0)["unet"]
+    cross = unet.config.cross_attention_dim
+    g = torch.Generator().manual_seed(seed)
+
+    def rand(*shape, std=0.2):
+        return torch.randn(*shape, generator=g) * std
+
+    state: dict[str, Any] = {}
+    for i, name in enumerate(unet.attn_processors):
+        if name.endswith("attn2.processor"):
+            hidden = unet.get_submodule(name.rsplit(".processor", 1)[0]).to_q.out_features
+            state[f"ip_adapter.{i}.to_k_ip.weight"] = rand(hidden, cross)
+            state[f"ip_adapter.{i}.to_v_ip.weight"] = rand(hidden, cross)
+    if kind == "plain":
+        state["image_proj.proj.weight"] = rand(4 * cross, image_dim)
+        state["image_proj.proj.bias"] = rand(4 * cross, std=0.05)
+        state["image_proj.norm.weight"] = torch.ones(cross)
+        state["image_proj.norm.bias"] = torch.zeros(cross)
+    elif kind == "plus":
+        dim = 64  # one 64-wide head: diffusers reads the heads as to_q's width // 64
+        state["image_proj.latents"] = rand(1, 4, dim)
+        state["image_proj.proj_in.weight"], state["image_proj.proj_in.bias"] = rand(dim, 64), torch.zeros(dim)
+        state["image_proj.proj_out.weight"], state["image_proj.proj_out.bias"] = rand(cross, dim), torch.zeros(cross)
+        state["image_proj.norm_out.weight"], state["image_proj.norm_out.bias"] = torch.ones(cross), torch.zeros(cross)
+        for n in range(4):
+            p = f"image_proj.layers.{n}"
+            for norm in ("0.norm1", "0.norm2", "1.0"):
+                state[f"{p}.{norm}.weight"], state[f"{p}.{norm}.bias"] = torch.ones(dim), torch.zeros(dim)
+            state[f"{p}.0.to_q.weight"], state[f"{p}.0.to_kv.weight"] = rand(dim, dim), rand(2 * dim, dim)
+            state[f"{p}.0.to_out.weight"] = rand(dim, dim)
+            state[f"{p}.1.1.weight"], state[f"{p}.1.3.weight"] = rand(4 * dim, dim), rand(dim, 4 * dim)
+    else:
+        raise ValueError(f"unknown IP-Adapter kind {kind!r}")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in state.items()}, str(out))
+    return out

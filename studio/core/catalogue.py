@@ -50,7 +50,7 @@ DTYPE_NAMES = {
 class CatalogueEntry:
     path: str
     # checkpoint | inpaint checkpoint | LoRA | ControlNet | VAE | tiny autoencoder | text encoder | upscaler |
-    # embedding (textual inversion) | unknown
+    # embedding (textual inversion) | IP-Adapter | image encoder | unknown
     kind: str
     arch: str = ""  # a studio.core.families key (sd1 | sd2 | sdxl | sdxl-refiner | sd3 | flux), an upscaler's, or ""
     variant: str = ""  # v-prediction, LCM, Turbo …
@@ -170,6 +170,14 @@ def identify_file(path: Path) -> CatalogueEntry:
         for p in (CLIP_SD1, CLIP_XL, OPENCLIP_SD2, OPENCLIP_XL, OPENCLIP_XL_REFINER, "text_model.")
     ):
         entry.kind = "text encoder"
+    elif any(k.startswith("ip_adapter.") for k in keys) and any(k.startswith("image_proj.") for k in keys):
+        entry.kind = "IP-Adapter"
+        k_ip = next(t for k, t in tensors.items() if k.endswith(".to_k_ip.weight"))
+        entry.arch = ARCH_BY_CONTEXT.get(k_ip.shape[1], "")
+        entry.variant = "plus" if "image_proj.latents" in tensors else ""
+    elif "visual_projection.weight" in tensors and any(k.startswith("vision_model.") for k in keys):
+        entry.kind = "image encoder"  # a CLIP vision model, as IP-Adapters need
+        entry.variant = f"{tensors['visual_projection.weight'].shape[1]} wide"
     else:
         _upscaler(entry, tensors, path.name, what)
     return entry
@@ -270,6 +278,9 @@ def identify_folder(path: Path) -> CatalogueEntry | None:
                 return entry
             if "CLIPTextModel" in config.read_text():
                 entry.kind = "text encoder"
+                return entry
+            if "CLIPVisionModelWithProjection" in config.read_text():  # an IP-Adapter's image_encoder/
+                entry.kind = "image encoder"
                 return entry
     except (OSError, ValueError) as exc:
         entry.usable, entry.reason = False, f"unreadable config: {exc}"

@@ -12,7 +12,8 @@ holds a comma (`prompt_sr="red, shiny",blue`); numeric fields also take ranges: 
 - `scheduler` (`sampler`): one of the scheduler names; `model`, `vae`: files or folders;
 - `lora:NAME`: that LoRA's weight (the request's LoRA, or a `<lora:NAME:w>` tag in the prompt, or
   added when neither is there);
-- `controlnet` / `controlnet:N`: the weight of ControlNet unit N (0 by default);
+- `controlnet` / `controlnet:N`: the weight of ControlNet unit N (0 by default); `ip_adapter[:N]` the same
+  for an IP-Adapter unit;
 - `prompt_sr` (A1111's "Prompt S/R"): the first value is a phrase of the prompt, each value replaces
   it in the prompt and the negative prompt (so the first cell is the prompt as written);
 - `plugin:NAME.KEY` (e.g. `plugin:ip_adapter.weight`): a number in a plugin's settings (for plugins
@@ -90,6 +91,17 @@ def _controlnet(fields: dict[str, Any], value: Any, arg: str) -> None:
     fields["controlnets"] = tuple(units)
 
 
+def _ip_adapter(fields: dict[str, Any], value: Any, arg: str) -> None:
+    plugins = {k: dict(v) for k, v in (fields.get("plugins") or {}).items()}
+    units = [dict(u) for u in plugins.get("ip_adapter", {}).get("units", [])]
+    index = int(arg or 0)
+    if not 0 <= index < len(units):
+        raise InvalidRequest(f"there is no IP-Adapter unit {index} (the recipe has {len(units)})")
+    units[index]["weight"] = value
+    plugins["ip_adapter"] = {**plugins["ip_adapter"], "units": units}
+    fields["plugins"] = plugins
+
+
 def _plugin(fields: dict[str, Any], value: Any, arg: str) -> None:
     name, _, key = arg.partition(".")
     if not name or not key:
@@ -118,6 +130,7 @@ FIELDS: dict[str, Field] = {
     "vae": Field("VAE", str, _set("vae")),
     "lora": Field("LoRA", float, _lora),
     "controlnet": Field("ControlNet weight", float, _controlnet),
+    "ip_adapter": Field("IP-Adapter weight", float, _ip_adapter),
     "prompt_sr": Field("Prompt S/R", str, lambda f, v, a: None),  # applied by expand (needs the first value)
     "plugin": Field("", float, _plugin),
 }
@@ -133,6 +146,8 @@ ALIASES = {
     "sr": "prompt_sr",
     "checkpoint": "model",
     "cn": "controlnet",
+    "ip": "ip_adapter",
+    "ipadapter": "ip_adapter",
 }
 
 
@@ -148,8 +163,8 @@ class Axis:
         f = FIELDS[self.key]
         if self.key == "lora":
             return f"LoRA {self.arg}"
-        if self.key == "controlnet" and self.arg:
-            return f"ControlNet {self.arg} weight"
+        if self.key in ("controlnet", "ip_adapter") and self.arg:
+            return f"{f.title.split()[0]} {self.arg} weight"
         if self.key == "plugin":
             return self.arg
         return f.title

@@ -188,6 +188,8 @@ class Engine:
                     f"(preset “{self.preset}”).",
                     f"{hint} the size or batch. Nothing made so far is lost.",
                 ) from None
+            finally:
+                self.plugins.finish()  # plugins undo what they changed on the shared, cached pipeline
         raise AssertionError("unreachable")
 
     def set_preset(self, preset: str) -> None:

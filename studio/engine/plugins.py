@@ -62,6 +62,7 @@ class PluginEntry:
 class PluginHost:
     on_error: str = "fail"  # "fail": the run stops with a message; "skip": it goes on without the plugin
     records: dict[str, PluginRecord] = field(default_factory=dict)
+    _prepared: list[tuple[PluginRecord, PipelineContext]] = field(default_factory=list, repr=False)
 
     # -- discovery --------------------------------------------------------------------------------
     def discover(self, user_dir: Path | None = None, first_party: bool = True) -> list[PluginRecord]:
@@ -116,6 +117,7 @@ class PluginHost:
             hook = getattr(rec.plugin, "prepare", None)
             if hook is None:
                 continue
+            self._prepared.append((rec, ctx))  # its finish hook runs after the run, whatever happens
             try:
                 hook(ctx)
             except (PluginError, StudioError) as exc:  # the user's input was wrong: say so, keep the plugin
@@ -129,6 +131,20 @@ class PluginHost:
                         "Run again to continue without it, or re-enable it in the plugin manager.",
                     ) from None
                 ctx.notes.append(f"The {rec.name} plugin failed and was disabled; the run went on without it.")
+
+    def finish(self) -> None:
+        """After a run (done, cancelled or failed): each plugin that prepared it undoes what it changed,
+        latest first. A plugin whose undo fails is disabled (the pipeline may keep its change)."""
+        prepared, self._prepared = self._prepared, []
+        for rec, ctx in reversed(prepared):
+            hook = getattr(rec.plugin, "finish", None)
+            if hook is None:
+                continue
+            try:
+                hook(ctx)
+            except Exception as exc:  # noqa: BLE001 — never let an undo hide the run's own outcome
+                rec.enabled, rec.error = False, f"raised while finishing a run: {exc.__class__.__name__}: {exc}"
+                log.warning("plugin %s disabled: %s", rec.name, rec.error)
 
     def parameters(self, request: Any) -> dict[str, str]:
         out: dict[str, str] = {}

@@ -98,6 +98,10 @@ def test_expand_lora_and_controlnet_weights():
     assert [c.request.loras[0].weight for c in cells] == [0, 1, 0, 1]
     assert [c.request.controlnets[1].weight for c in cells] == [0.25, 0.25, 0.5, 0.5]
     assert all(c.request.controlnets[0].weight == 1.0 for c in cells)
+    ip = base(plugins={"ip_adapter": {"units": [{"model": "/m/ip.safetensors", "weight": 1.0}]}})
+    weights = xyz.expand(ip, [xyz.parse_axis("ip_adapter=0,0.5")])
+    assert [c.request.plugins["ip_adapter"]["units"][0]["weight"] for c in weights] == [0, 0.5]
+    assert xyz.parse_axis("ip_adapter:0=1").title == "IP-Adapter 0 weight"
     tagged = xyz.expand(base().replace(prompt="a cat <lora:ink:0.3>"), [xyz.parse_axis("lora:ink=0.5,1")])
     assert [c.request.prompt for c in tagged] == ["a cat <lora:ink:0.5>", "a cat <lora:ink:1>"]
     added = xyz.expand(base(), [xyz.parse_axis("lora:new=0.5")])

@@ -1,5 +1,5 @@
 """Plugin panels take their place beside the Prompt panel by their manifests' order (LoRA, then
-ControlNet, then others), whatever order discovery found them in."""
+ControlNet, then IP-Adapter, then others), whatever order discovery found them in."""
 
 from studio.engine.plugins import PluginHost
 from studio.plugin_api import PluginManifest
@@ -28,5 +28,6 @@ def test_panels_follow_the_manifest_order_not_discovery(make_window, fake_engine
 
     monkeypatch.setattr("studio.qt.app.main_window.discover_plugins", discover)
     w = make_window(engine_factory=fake_engine)
-    assert list(w.plugin_docks.docks) == ["lora", "controlnet", "extra"]
-    assert [d.windowTitle() for d in w.plugin_docks.docks.values()] == ["LoRA", "ControlNet", "Extra"]
+    assert list(w.plugin_docks.docks) == ["lora", "controlnet", "ip_adapter", "extra"]
+    titles = [d.windowTitle() for d in w.plugin_docks.docks.values()]
+    assert titles == ["LoRA", "ControlNet", "IP-Adapter", "Extra"]

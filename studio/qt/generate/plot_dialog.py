@@ -32,7 +32,7 @@ from studio.qt.common.images import to_qimage
 
 # What the field boxes offer (any FIELD the CLI takes can be typed: lora:NAME, controlnet:1, plugin:…)
 OFFERED = ("cfg", "steps", "seed", "scheduler", "size", "cfg_end", "strength", "prompt_sr", "clip_skip", "hires_scale",
-           "lora:", "controlnet", "model")  # fmt: skip
+           "lora:", "controlnet", "ip_adapter", "model")  # fmt: skip
 EXAMPLES = {"cfg": "1, 4, 7", "steps": "10-30 (+10)", "seed": "1, 2", "scheduler": "Euler a, DPM++ 2M Karras",
             "size": "512x512, 768x512", "cfg_end": "0.3, 0.5, 1", "strength": "0.3, 0.6",
             "prompt_sr": "red, green, blue", "lora:": "0, 0.5, 1", "controlnet": "0.5, 1"}  # fmt: skip

@@ -25,6 +25,8 @@ KINDS = (
     "embedding",
     "UNet",
     "upscaler",
+    "IP-Adapter",
+    "image encoder",
     "unknown",
 )
 ENTRY_ROLE = Qt.ItemDataRole.UserRole + 1
