@@ -174,14 +174,17 @@ class IPUnit(QFrame):
         self.model = _ScanBox(panel, "IP-Adapter", "IPModel")
         self.model.setToolTip("The IP-Adapter .safetensors (ip-adapter_sd15, ip-adapter-plus_sd15, ip-adapter_sdxl …).")
         self.model.currentTextChanged.connect(self.changed)
-        form.addRow("IP-Adapter", self._with_browse(self.model, self._browse_model))
+        form.addRow("IP-Adapter", self._with_browse(self.model, self._browse_model, "Choose an IP-Adapter file."))
         self.encoder = _ScanBox(panel, "image encoder", "IPEncoder")
         self.encoder.setToolTip(
             "The CLIP vision encoder it needs: ViT-H/14 for SD 1.5 and *_vit-h adapters, ViT-bigG/14 for "
             "ip-adapter_sdxl — the image_encoder folder, or one .safetensors (ComfyUI's clip_vision)."
         )
         self.encoder.currentTextChanged.connect(self.changed)
-        form.addRow("Image encoder", self._with_browse(self.encoder, self._browse_encoder))
+        form.addRow(
+            "Image encoder",
+            self._with_browse(self.encoder, self._browse_encoder, "Choose the image encoder file or folder."),
+        )
         self.images_box = QVBoxLayout()
         self.images_box.setSpacing(2)
         images = QWidget()
@@ -211,12 +214,12 @@ class IPUnit(QFrame):
         lay.addWidget(self.problem)
         self.references: list[ReferenceImage] = []
 
-    def _with_browse(self, box: QComboBox, slot) -> QWidget:
+    def _with_browse(self, box: QComboBox, slot, tip: str) -> QWidget:
         w = QWidget()
         row = QHBoxLayout(w)
         row.setContentsMargins(0, 0, 0, 0)
         row.addWidget(box, 1)
-        b = QToolButton(text="…")
+        b = QToolButton(text="…", toolTip=tip)
         b.clicked.connect(slot)
         row.addWidget(b)
         return w

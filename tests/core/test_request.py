@@ -1,7 +1,7 @@
 import pytest
 
 from studio.core.errors import InvalidRequest
-from studio.core.request import BranchRef, GenerationRequest, ImageRef, LoraRef, PreviewMode
+from studio.core.request import SCHEMA_VERSION, BranchRef, GenerationRequest, ImageRef, LoraRef, PreviewMode
 
 
 def test_json_round_trip_is_lossless():
@@ -69,7 +69,7 @@ def test_newer_schema_is_refused_clearly():
 def test_older_recipes_with_a_combined_scheduler_name_read_as_sampler_and_schedule_type():
     old = {"schema_version": 3, "prompt": "x", "scheduler": "DPM++ 2M Karras"}
     r = GenerationRequest.from_dict(old)
-    assert (r.schema_version, r.scheduler, r.schedule_type) == (6, "DPM++ 2M", "Karras")
+    assert (r.schema_version, r.scheduler, r.schedule_type) == (SCHEMA_VERSION, "DPM++ 2M", "Karras")
     assert GenerationRequest.from_dict({"schema_version": 3, "scheduler": "Euler a"}).schedule_type == "Automatic"
     assert GenerationRequest.from_json(r.to_json()) == r
     # the two spellings are one request

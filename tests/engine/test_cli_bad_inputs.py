@@ -135,7 +135,6 @@ CASES = [
     ("gen-scheduler", lambda f: gen(f, "--scheduler", "Heun++"), "unknown scheduler"),
     ("gen-memory", lambda f: gen(f, "--memory", "lots"), "--memory"),
     ("gen-no-prompt", lambda f: ["generate", "--out", P(f, "x.png")], "--prompt"),
-    ("gen-prompt-too-long", lambda f: gen(f, "--prompt", "cat " * 100), "tokens long"),
     # generate: bad encodings
     ("gen-prompt-encoding", lambda f: gen(f, "--prompt", BAD_UTF8), "UTF-8"),
     ("gen-negative-encoding", lambda f: gen(f, "--negative", BAD_UTF8), "UTF-8"),

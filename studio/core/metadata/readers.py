@@ -178,8 +178,8 @@ def from_a1111(text: str, source: str = "a1111") -> tuple[dict[str, Any], list[s
     known = {
         "Batch size", "Batch pos", "Steps", "Sampler", "Schedule type", "CFG scale", "Seed", "Size", "Model hash",
         "Model", "Denoising strength", "Lora hashes", "TI hashes", "Emphasis", "Version", "Clip skip",
-        "CFG Rescale phi", infotext.UPSCALER_KEY, infotext.UPSCALE_BY_KEY, infotext.DISTILLED_KEY, infotext.HIRES_SCALE_KEY,
-        infotext.HIRES_STEPS_KEY, infotext.HIRES_UPSCALER_KEY,
+        "CFG Rescale phi", infotext.UPSCALER_KEY, infotext.UPSCALE_BY_KEY, infotext.DISTILLED_KEY,
+        infotext.HIRES_SCALE_KEY, infotext.HIRES_STEPS_KEY, infotext.HIRES_UPSCALER_KEY,
         *(infotext.OUTPAINT_KEYS if sides is not None else ()), *((infotext.OUTPAINT_FILL_KEY,) if fill else ()),
         *(infotext.MASK_FIELDS[name] for name in mask),
     }  # fmt: skip

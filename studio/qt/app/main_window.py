@@ -31,10 +31,10 @@ from studio.core.paths import demo_model_dir
 from studio.core.request import GenerationRequest
 from studio.qt.app.settings import StudioSettings
 from studio.qt.app.theme import THEME_KEY, apply_theme
+from studio.qt.common.crash_dialog import CrashReporter, open_log_folder
 from studio.qt.common.session import MISSING_VAE as MISSING_VAE_TOPIC
 from studio.qt.common.session import MODEL as MODEL_TOPIC
 from studio.qt.common.session import Session
-from studio.qt.common.crash_dialog import CrashReporter, open_log_folder
 from studio.qt.common.widgets import MessageBar, ProgressGroup
 from studio.qt.edit.workspace import EditWorkspace
 from studio.qt.generate.canvas import CanvasView

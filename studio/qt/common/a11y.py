@@ -168,11 +168,15 @@ def name_control(widget: QWidget) -> None:
                 if is_control(part) and not part.accessibleName():
                     part.setAccessibleName(name)
         return
-    if not is_control(widget) or widget.accessibleName():
+    if not is_control(widget):
         return
-    name = derived_name(widget)
-    if name:
+    name = widget.accessibleName() or derived_name(widget)
+    if name and not widget.accessibleName():
         widget.setAccessibleName(name)
+    if name and type(widget).__module__.startswith("superqt"):  # a labelled slider that is a slider itself
+        for part in widget.findChildren(QWidget):
+            if is_control(part) and not part.accessibleName():
+                part.setAccessibleName(name)
 
 
 NAMING_EVENTS = (QEvent.Type.Polish, QEvent.Type.Show)  # Show: parts polished before their label existed

@@ -106,6 +106,7 @@ class HiresSection(QWidget):
         self.strength.setValue(0.7)
         self.strength.setToolTip("Denoising strength of the second pass: how much it may change the first.")
         form.addRow("Denoising", self.strength)
+        self.strength.setAccessibleName("Hires denoising strength")
         self.note = QLabel("", objectName="HiresNote", wordWrap=True)
         form.addRow(self.note)
         lay.addWidget(self.body)

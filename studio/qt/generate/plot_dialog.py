@@ -115,7 +115,7 @@ class PlotDialog(QDialog):
         the axes or a cell's settings are wrong (nothing is queued then)."""
         try:
             axes = self.read_axes()
-            base = self.controller.prompt.build_requests()[0]
+            base = self.controller.session.build_requests()[0]
             cells = xyz.expand(base, axes)
         except StudioError as exc:
             self._say(str(exc), error=True)

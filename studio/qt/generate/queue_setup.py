@@ -71,6 +71,10 @@ class QueueSetup(QObject):
         except StudioError as exc:
             log.warning("queue from the last session not read: %s", exc)
             waiting, running = [], 0
+        mine = [j for j in waiting if self.bridge.job(j.id) is not None]  # queued in this window already
+        if mine:
+            waiting = [j for j in waiting if j not in mine]
+            running = sum(1 for j in waiting if j.was_running)
         if waiting:
             self.ask(waiting, running)
         self.timer.start()
