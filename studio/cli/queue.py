@@ -60,6 +60,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="SECONDS",
         help="keep a running job's step this often, so after a crash it continues from there (0: every step)",
     )
+    from studio.cli import positive_int
+    from studio.cli.cluster import add_cluster_options
+
+    add_cluster_options(run)
+    run.add_argument(
+        "--workers",
+        type=positive_int,
+        default=None,
+        help="with --cluster: how many workers (default: one per GPU, else CPU)",
+    )
     library(run)
     run.set_defaults(func=_run)
 
@@ -167,6 +177,8 @@ def _run(args: argparse.Namespace) -> int:
         raise InvalidRequest(f"--keep-every must be 0 or more seconds, not {args.keep_every:g}")
     stop, abandon = threading.Event(), threading.Event()
     outcomes = []
+    if args.cluster:
+        return _run_on_cluster(args, stop, abandon)
     with _open(args) as store, RunnerLock(store.root, "studio queue run"):
         engines: dict[str, object] = {}
 
@@ -193,23 +205,7 @@ def _run(args: argparse.Namespace) -> int:
 
         def report(outcome) -> None:
             outcomes.append(outcome)
-            if args.json:
-                print(
-                    json.dumps(
-                        {
-                            "id": outcome.job_id,
-                            "status": outcome.status,
-                            "error": outcome.error,
-                            "gallery_ids": [i.id for i in outcome.items],
-                            "files": [str(i.path) for i in outcome.items],
-                            "resumed_from_step": outcome.resumed_from,
-                        }
-                    ),
-                    flush=True,
-                )
-            else:
-                what = ", ".join(str(i.path) for i in outcome.items) or outcome.error
-                print(f"{outcome.job_id[:8]}  {outcome.status}  {what}".rstrip(), flush=True)
+            _report(args, outcome)
 
         runner = QueueRunner(
             store, _Engines(), runner=RunnerId.here("studio queue run"), on_outcome=report, keep_every_s=args.keep_every
@@ -219,6 +215,59 @@ def _run(args: argparse.Namespace) -> int:
             runner.run(stop=stop, abandon=abandon)
         finally:
             restore()
+    if abandon.is_set() or stop.is_set():
+        print("studio: stopped; the jobs left wait for the next `studio queue run`", file=sys.stderr)
+        return 130
+    return 1 if any(o.status == "failed" for o in outcomes) else 0
+
+
+def _report(args: argparse.Namespace, outcome) -> None:
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "id": outcome.job_id,
+                    "status": outcome.status,
+                    "error": outcome.error,
+                    "gallery_ids": [i.id for i in outcome.items],
+                    "files": [str(i.path) for i in outcome.items],
+                    "resumed_from_step": outcome.resumed_from,
+                    "worker": outcome.result.worker if outcome.result is not None else "",
+                }
+            ),
+            flush=True,
+        )
+    else:
+        what = ", ".join(str(i.path) for i in outcome.items) or outcome.error
+        by = f"  ({outcome.result.worker})" if outcome.result is not None and outcome.result.worker else ""
+        print(f"{outcome.job_id[:8]}  {outcome.status}  {what}{by}".rstrip(), flush=True)
+
+
+def _run_on_cluster(args: argparse.Namespace, stop: threading.Event, abandon: threading.Event) -> int:
+    """`studio queue run --cluster ADDRESS`: the cluster's workers run the jobs; the images land here."""
+    from studio.cli.cluster import connect_from
+    from studio.cluster.connect import disconnect, workers
+    from studio.cluster.pool import ClusterQueue
+    from studio.core.queue import RunnerLock
+
+    with _open(args) as store, RunnerLock(store.root, "studio queue run --cluster"):
+        address = connect_from(args)
+        try:
+            pool = ClusterQueue(
+                store,
+                workers(args.workers),
+                address=address,
+                keep_every_s=args.keep_every,
+                on_outcome=lambda o: _report(args, o),
+            )
+            print(f"studio: running the queue on {len(pool.engines)} workers at {address}", file=sys.stderr, flush=True)
+            restore = _catch_interrupts(stop, abandon)
+            try:
+                outcomes = pool.run(stop=stop, abandon=abandon)
+            finally:
+                restore()
+        finally:
+            disconnect()
     if abandon.is_set() or stop.is_set():
         print("studio: stopped; the jobs left wait for the next `studio queue run`", file=sys.stderr)
         return 130

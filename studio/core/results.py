@@ -70,6 +70,8 @@ class GenerationResult:
     # and the prediction type the scheduler ran with (an SD 2.x file's ε or v).
     ti_hashes: dict[str, str] = field(default_factory=dict)
     prediction_type: str = ""
+    # Who ran it when not this process's engine: a cluster worker's name and host (`device` is its device).
+    worker: str = ""
     # Set by whoever runs and records the job (the window's engine thread).
     run_id: str = ""  # the gallery groups a run's images under it
     gallery_error: str = ""  # saving to the gallery failed (the images are still on the canvas)
@@ -96,6 +98,7 @@ class GenerationResult:
             "cancel_requested_at_step": self.cancel_requested_at_step,
             "ti_hashes": self.ti_hashes,
             "prediction_type": self.prediction_type,
+            "worker": self.worker,
         }
         out.update({k: v for k, v in optional.items() if v not in (None, "", [], {})})
         if self.color_correction is not None:

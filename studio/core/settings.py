@@ -28,6 +28,7 @@ FILE_NAME = "studio.json"
 ARCHES = families.ARCHES  # one table for every model family (studio.core.families)
 ARCH_LABELS = families.ARCH_LABELS
 MEMORY_PRESETS = ("auto", "fast", "balanced", "low memory")
+WORKER_MODES = ("local", "gpus", "cluster")
 
 
 @dataclass
@@ -39,6 +40,10 @@ class Settings:
     oom_fallback: bool = False  # on out-of-memory, retry once with the next lower preset
     # model file -> "epsilon" | "v_prediction": the user's answer where an SD 2.x file's own is wrong
     prediction: dict[str, str] = field(default_factory=dict)
+    # Where the queue runs (Device dialog ▸ Workers): "local" (this process's engine), "gpus" (one
+    # Ray worker per GPU of this machine) or "cluster" (the Ray cluster at `cluster_address`).
+    workers: str = "local"
+    cluster_address: str = ""
 
     # -- model folders ----------------------------------------------------------------------------
     def add_folder(self, folder: str | Path) -> bool:
@@ -136,6 +141,8 @@ def load() -> Settings:
     s.model_folders = [f for f in s.model_folders if isinstance(f, str)]
     if s.memory_preset not in MEMORY_PRESETS:
         s.memory_preset = "auto"
+    if s.workers not in WORKER_MODES:
+        s.workers = "local"
     return s
 
 

@@ -297,6 +297,11 @@ class ModelCache:
         self.loads = 0  # how many times weights were read from disk (tests and benchmarks look)
         quiet_libraries()
 
+    def names(self) -> list[str]:
+        """The loaded models' names, least recently used first (`studio cluster status` lists them)."""
+        with self._lock:
+            return [lm.name for lm in self._items.values()]
+
     def get(
         self,
         model: str,

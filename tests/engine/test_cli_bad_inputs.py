@@ -241,6 +241,19 @@ CASES = [
     ("bench-overhead-runs", lambda f: ["bench", "overhead", "--runs", "0"], "--runs"),
     ("bench-unet-size", lambda f: ["bench", "unet", "--size", "13"], "--size"),
     ("bench-soak-images", lambda f: ["bench", "soak", "--images", "0"], "--images"),
+    # the cluster (nothing answers on port 9 of this machine; no local cluster runs)
+    ("cluster-up-workers", lambda f: ["cluster", "up", "--local", "--workers", "0"], "--workers"),
+    ("cluster-up-not-local", lambda f: ["cluster", "up", "--workers", "2"], "--local"),
+    ("cluster-status-nothing", lambda f: ["cluster", "status", "--cluster", "127.0.0.1:9"], "no ray cluster answers"),
+    ("cluster-status-no-local", lambda f: ["cluster", "status"], "no local cluster is running"),
+    ("cluster-bad-address", lambda f: ["cluster", "status", "--cluster", "127.0.0.1:port"], "not a cluster address"),
+    ("cluster-tls-missing", lambda f: ["cluster", "status", "--tls-ca", P(f, "nope.pem")], "tls"),
+    (
+        "queue-run-no-local",
+        lambda f: ["queue", "run", "--library", str(f["lib"]), "--cluster", "local"],
+        "local cluster",
+    ),
+    ("bench-cluster-jobs", lambda f: ["bench", "cluster", "--jobs", "0", "--out", P(f, "b")], "--jobs"),
     # the command itself
     ("unknown-command", lambda f: ["paint"], "invalid choice"),
 ]

@@ -31,6 +31,9 @@ def result_info(result: GenerationResult, index: int = 0) -> dict[str, Any]:
     for key in ("lora_hashes", "lora_addnet_hashes", "plugin_parameters"):
         if key in result.plugin_metadata:
             info[key] = result.plugin_metadata[key]
+    if result.worker:  # run by a cluster worker: which one, on what device (the provenance says so)
+        info["worker"] = result.worker
+        info["device"] = result.device
     if result.ti_hashes:
         info["ti_hashes"] = result.ti_hashes  # the textual-inversion embeddings the prompt used
     return info

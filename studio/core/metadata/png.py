@@ -58,7 +58,7 @@ def _as_image(image: Any) -> Image.Image:
 def provenance_chunks(request: GenerationRequest, info: dict[str, Any] | None = None) -> dict[str, str]:
     """The text payloads (infotext, recipe JSON, XMP) a file made from `request` carries."""
     info = info or {}
-    image_json = json.dumps({"batch_index": int(info.get("batch_index", 0)), "seed": recipe.image_seed(request, info)})
+    image_json = json.dumps(image_record(request, info))
     return {
         PARAMETERS_KEY: recipe.a1111_infotext(request, info),
         REQUEST_KEY: request.to_json(),
@@ -76,13 +76,18 @@ def provenance_chunks(request: GenerationRequest, info: dict[str, Any] | None = 
     }
 
 
+def image_record(request: GenerationRequest, info: dict[str, Any]) -> dict[str, Any]:
+    """Which image of the request's batch this is (and, run on a cluster worker, which worker on
+    what device made it)."""
+    out: dict[str, Any] = {"batch_index": int(info.get("batch_index", 0)), "seed": recipe.image_seed(request, info)}
+    if info.get("worker"):
+        out["worker"] = str(info["worker"])
+        out["device"] = str(info.get("device") or "")
+    return out
+
+
 def c2pa_generation(request: GenerationRequest, info: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "kind": recipe.kind_of(request, info),
-        "request": request.to_dict(),
-        "batch_index": int(info.get("batch_index", 0)),
-        "seed": recipe.image_seed(request, info),
-    }
+    return {"kind": recipe.kind_of(request, info), "request": request.to_dict(), **image_record(request, info)}
 
 
 def _ingredient(request: GenerationRequest, info: dict[str, Any]) -> tuple[bytes, str, str] | None:

@@ -91,6 +91,7 @@ class ReadResult:
     has_c2pa: bool = False
     mime: str = ""
     batch_index: int = 0  # which image of the request's batch (this studio's files)
+    worker: str = ""  # the cluster worker that made it and its device ("" when made here)
 
     @property
     def source(self) -> str:
@@ -428,6 +429,8 @@ def interpret(texts: dict[str, str], *, mime: str = "", has_c2pa: bool = False) 
                 image = json.loads(texts.get(IMAGE_KEY) or read_recipe(texts.get(XMP_KEY), "Image") or "{}")
                 result.batch_index = int(image.get("batch_index", 0))
                 result.normalised["seed"] = int(image.get("seed", req.seed))
+                if image.get("worker"):
+                    result.worker = f"{image['worker']} ({image.get('device') or '?'})"
             except (ValueError, TypeError, AttributeError):
                 result.unmapped.append("the image's batch position is unreadable")
             return result

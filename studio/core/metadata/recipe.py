@@ -191,6 +191,8 @@ def a1111_params(request: GenerationRequest, info: dict[str, Any] | None = None)
     params["TI hashes"] = _short_hashes(dict(info.get("ti_hashes") or {}))
     for key, value in (info.get("plugin_parameters") or {}).items():  # from plugins' parameters() hook
         params.setdefault(str(key), value)
+    if info.get("worker"):  # the studio's own key: a cluster worker made it
+        params["Worker"] = f"{info['worker']} ({info.get('device') or '?'})"
     params["Version"] = f"{SOFTWARE} {info.get('software_version') or __version__}"
     return params
 

@@ -15,6 +15,7 @@ from studio.core.queue.jobs import (
     JobNotFound,
     QueueError,
     RunnerId,
+    WorkerLost,
 )
 from studio.core.queue.lock import QueueBusy, RunnerLock
 from studio.core.queue.runner import Outcome, QueueRunner
@@ -33,4 +34,5 @@ __all__ = [
     "QueueRunner",
     "RunnerId",
     "RunnerLock",
+    "WorkerLost",
 ]

@@ -42,6 +42,18 @@ class JobNotFound(QueueError):
     code = "job-not-found"
 
 
+class WorkerLost(QueueError):
+    """The worker running a job went away mid-job (its process killed, its machine gone): the job goes
+    back to the queue for another worker. `give_back`: uncounted (the cluster itself was lost, not the
+    job's fault); otherwise the attempt counts, so a job that kills every worker fails in the end."""
+
+    code = "worker-lost"
+
+    def __init__(self, message: str, hint: str = "", *, give_back: bool = False) -> None:
+        super().__init__(message, hint)
+        self.give_back = give_back
+
+
 @dataclass(frozen=True)
 class RunnerId:
     """Who runs a job: a name people read ("studio queue run", "window"), and the process."""

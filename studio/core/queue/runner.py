@@ -22,7 +22,7 @@ from studio.core import faults
 from studio.core.errors import StudioError
 from studio.core.gallery.record import complete_model_hash, out_path_for, result_info
 from studio.core.gallery.store import GalleryItem
-from studio.core.queue.jobs import GIVEN_BACK, LEASE_S, Claim, RunnerId
+from studio.core.queue.jobs import GIVEN_BACK, LEASE_S, Claim, RunnerId, WorkerLost
 from studio.core.queue.store import JobStore
 from studio.core.request import BranchRef, GenerationRequest
 from studio.core.results import GenerationResult, StepPreview
@@ -191,6 +191,12 @@ class QueueRunner:
             result = self.engine.generate(
                 run_request, on_step=step, cancel=stop, on_progress=on_progress, branch_latent=branch_latent
             )
+        except WorkerLost as exc:  # a cluster worker went away mid-job: the job waits for another one
+            if exc.give_back:
+                self.store.finish(claim, "waiting", GIVEN_BACK)
+                return Outcome(job.id, "requeued", error=exc.message, hint=exc.hint)
+            state = self.store.interrupt(claim, exc.message)
+            return Outcome(job.id, "requeued" if state == "waiting" else state, error=exc.message, hint=exc.hint)
         except StudioError as exc:
             self.store.finish(claim, "failed", exc.message, exc.hint)
             return Outcome(job.id, "failed", error=exc.message, hint=exc.hint)

@@ -322,6 +322,44 @@ class JobStore:
             )
             return cur.rowcount == 1
 
+    def interrupt(self, claim: Claim, reason: str = INTERRUPTED) -> str:
+        """A held job whose run was cut short by its worker going away: it waits again, the attempt
+        counted (as when a runner dies), or fails once it has used its attempts. Returns its state."""
+        now = time.time()
+        with self.gallery._tx() as conn:
+            row = conn.execute(
+                "SELECT request_json, attempts, max_attempts FROM jobs WHERE id = ? AND lease_token = ? "
+                "AND state = 'running'",
+                (claim.job.id, claim.token),
+            ).fetchone()
+            if row is None:
+                return self._state(conn, claim.job.id)
+            if self._settle(conn, claim.job.id, row["request_json"], now):
+                return "done"
+            if row["attempts"] >= row["max_attempts"]:
+                conn.execute(
+                    "UPDATE jobs SET state = 'failed', updated_at = ?, finished_at = ?, lease_token = '', "
+                    "lease_until = NULL, error = ?, hint = ? WHERE id = ?",
+                    (
+                        now,
+                        now,
+                        f"The run was interrupted {row['attempts']} times ({reason}).",
+                        "`studio queue retry ID` runs it again.",
+                        claim.job.id,
+                    ),
+                )
+                return "failed"
+            conn.execute(
+                "UPDATE jobs SET state = 'waiting', updated_at = ?, lease_token = '', lease_until = NULL, "
+                "error = ? WHERE id = ?",
+                (now, INTERRUPTED, claim.job.id),
+            )
+            return "waiting"
+
+    def _state(self, conn: sqlite3.Connection, job_id: str) -> str:
+        row = conn.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return str(row[0]) if row else "gone"
+
     def resume_point(self, job_id: str) -> tuple[int, np.ndarray] | None:
         """The step (and its latent) an interrupted job can continue from, if one was kept."""
         with self.gallery._lock:
