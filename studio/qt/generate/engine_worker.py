@@ -36,6 +36,7 @@ from PySide6.QtGui import QGuiApplication
 from studio.core.errors import InvalidRequest, StudioError
 from studio.core.request import GenerationRequest
 from studio.core.results import GenerationResult, LoadProgress, StepPreview
+from studio.qt.generate.workers import WorkersLink
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,7 @@ class EngineWorker(QObject):
         self.record = record
         self.link = link  # QueueLink: jobs come from the durable queue and land through it
         self.engine: Any = None
+        self.workers = WorkersLink()  # this machine's engine, or a Ray worker (Device dialog ▸ Workers)
         self._last_mem = 0.0
 
     @Slot()
@@ -140,12 +142,13 @@ class EngineWorker(QObject):
             log.exception("engine start failed")
             self.initFailed.emit(f"The engine could not start: {exc}", "See the log for details.")
             return
+        self.workers.apply_saved()  # chosen in an earlier session (a non-local address was confirmed then)
         self.ready.emit(self._describe())
         self._emit_memory(force=True)
 
     def _describe(self) -> dict:
         info = self.engine.device_info
-        out = {"device": info.device, "dtype": info.dtype, "name": info.name}
+        out = {"device": info.device, "dtype": info.dtype, "name": info.name, "workers": self.workers.status}
         if hasattr(self.engine, "describe"):
             try:
                 out.update(self.engine.describe())
@@ -171,6 +174,8 @@ class EngineWorker(QObject):
                 self.engine.auto_fallback = bool(options["auto_fallback"])
             if "taesd" in options and hasattr(self.engine, "set_taesd"):
                 self.engine.set_taesd(dict(options["taesd"]))
+            if "workers" in options:
+                self.workers.apply(options["workers"], options.get("cluster_address", ""))
         except StudioError as exc:
             log.warning("engine settings not applied: %s", exc)
         self.info.emit(self._describe())
@@ -236,7 +241,7 @@ class EngineWorker(QObject):
             self._run_queued(job, on_step, on_progress)
             return
         try:
-            result = self.engine.generate(
+            result = self.workers.engine_for(self.engine).generate(
                 job.request,
                 on_step=on_step,
                 cancel=job.cancel,
@@ -272,7 +277,8 @@ class EngineWorker(QObject):
     def _run_queued(self, job: Job, on_step: Callable, on_progress: Callable) -> None:
         """A job of the durable queue: generated, and its images landed with the job in one commit."""
         try:
-            outcome = self.link.run(self.engine, job.claim, job.cancel, lambda: job.give_back, on_step, on_progress)
+            engine = self.workers.engine_for(self.engine)
+            outcome = self.link.run(engine, job.claim, job.cancel, lambda: job.give_back, on_step, on_progress)
         except Exception as exc:  # noqa: BLE001 — reported to the window, never raised in the worker
             log.error("queued job failed:\n%s", traceback.format_exc())
             outcome = None

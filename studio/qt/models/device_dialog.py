@@ -1,14 +1,35 @@
-"""Help ▸ Device and memory…: what the engine runs on and how much memory it uses, and the memory
-preset (saved in the shared settings and handed to the engine thread at once)."""
+"""Help ▸ Device and memory…: what the engine runs on and how much memory it uses, the memory
+preset (saved in the shared settings and handed to the engine thread at once), and Workers: who
+runs the jobs — this machine, a Ray worker per GPU of it, or a Ray cluster by address (asked to
+confirm first when the address is not this machine's)."""
 
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtWidgets import QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFormLayout, QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QMessageBox,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 from studio.core import settings as core_settings
 from studio.qt.common.widgets import fmt_mb
 
+WORKER_CHOICES = (
+    ("This machine", "local"),
+    ("Every GPU of this machine", "gpus"),
+    ("A Ray cluster at", "cluster"),
+)
 PRESET_NOTES = {
     "fast": "Everything on the device, no slicing: fastest, most memory.",
     "balanced": "The VAE decodes in slices and tiles, so large images and batches fit.",
@@ -65,6 +86,7 @@ class DeviceDialog(QDialog):
         lay = QVBoxLayout(self)
         lay.addLayout(form)
         lay.addWidget(note)
+        lay.addWidget(self._workers_box())
         lay.addWidget(buttons)
         self.resize(560, 0)
         bridge.engineReady.connect(self.show_info)
@@ -86,7 +108,79 @@ class DeviceDialog(QDialog):
         self.timer.stop()
         super().hideEvent(event)
 
+    # -- Workers ------------------------------------------------------------------------------------------
+    def _workers_box(self) -> QGroupBox:
+        from studio.cluster.connect import INSTALL_HINT, ray_available
+
+        box = QGroupBox("Workers", objectName="Workers")
+        self.workers_mode = QComboBox(objectName="WorkersMode")
+        self.workers_mode.setAccessibleName("Workers")
+        for text, mode in WORKER_CHOICES:
+            self.workers_mode.addItem(text, mode)
+        self.cluster_address = QLineEdit(self.settings.cluster_address, objectName="ClusterAddress")
+        self.cluster_address.setPlaceholderText("host:6379 or ray://host:10001")
+        self.cluster_address.setAccessibleName("Cluster address")
+        self.workers_use = QPushButton("Use", objectName="WorkersUse")
+        self.workers_use.clicked.connect(self.use_workers)
+        self.workers_note = QLabel("", wordWrap=True, objectName="Hint")
+        self.workers_note.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        row = QHBoxLayout()
+        row.addWidget(self.workers_mode)
+        row.addWidget(self.cluster_address, 1)
+        row.addWidget(self.workers_use)
+        lay = QVBoxLayout(box)
+        lay.addLayout(row)
+        lay.addWidget(self.workers_note)
+        self.workers_mode.setCurrentIndex(max(0, self.workers_mode.findData(self.settings.workers)))
+        self.workers_mode.currentIndexChanged.connect(lambda _i: self._workers_mode_changed())
+        self.ray_missing = not ray_available()
+        if self.ray_missing:  # only "this machine" without Ray
+            for i in (1, 2):
+                self.workers_mode.model().item(i).setEnabled(False)  # type: ignore[attr-defined]
+            self.workers_note.setText(f"Ray is not installed, so jobs run on this machine. {INSTALL_HINT}")
+        self._workers_mode_changed()
+        return box
+
+    def _workers_mode_changed(self) -> None:
+        self.cluster_address.setEnabled(self.workers_mode.currentData() == "cluster")
+
+    def confirm_address(self, address: str) -> bool:
+        """Asked before the studio connects to a cluster that is not this machine."""
+        from studio.cluster.connect import security_warning
+
+        answer = QMessageBox.warning(
+            self,
+            "Connect to a cluster on the network?",
+            f"{security_warning(address)}\n\nConnect to {address}?",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+            QMessageBox.StandardButton.No,
+        )
+        return answer == QMessageBox.StandardButton.Yes
+
+    def use_workers(self) -> bool:
+        """Save the Workers choice and hand it to the engine thread (which connects, and says how it went)."""
+        from studio.cluster.connect import ClusterError, is_local, port_of
+
+        mode, address = self.workers_mode.currentData(), self.cluster_address.text().strip()
+        if mode == "cluster":
+            try:
+                if not address:
+                    raise ClusterError("Give the cluster's address (host:6379 or ray://host:10001).")
+                port_of(address)
+            except ClusterError as exc:
+                self.workers_note.setText(exc.message)
+                return False
+            if not is_local(address) and not self.confirm_address(address):
+                self.workers_note.setText("Not connected: jobs keep running where they ran.")
+                return False
+        self.settings = core_settings.update(workers=mode, cluster_address=address)
+        self.workers_note.setText("Connecting…" if mode != "local" else "Jobs run on this machine.")
+        self.bridge.configure(workers=mode, cluster_address=address)
+        return True
+
     def show_info(self, info: dict) -> None:
+        if info.get("workers") and not self.ray_missing:
+            self.workers_note.setText(str(info["workers"]))
         self.labels["device"].setText(f"{info.get('name', '')}  ({info.get('device', '')})")
         self.labels["dtype"].setText(str(info.get("dtype", "")))
         self.labels["attention"].setText(str(info.get("attention", "PyTorch SDPA")))
