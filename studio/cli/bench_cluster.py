@@ -101,7 +101,9 @@ def _run(
     try:
         with JobStore.open(library) as store:
             ids = _queue(store, model, jobs, steps, out)
-            pool = ClusterQueue(store, start_workers(workers), on_step=on_step)
+            # no resuming from a kept step: the killed job runs again whole, so every image in --out is
+            # its recipe's plain run (a local `studio generate` of it gives the same pixels)
+            pool = ClusterQueue(store, start_workers(workers), on_step=on_step, keep_every_s=1e9)
             _warm(pool, store.get(ids[0]).request)
             t0 = time.perf_counter()
             outcomes = pool.run()
@@ -129,7 +131,7 @@ def _run(
         if baseline:
             with JobStore.open(library / "one") as store:
                 _queue(store, model, jobs, steps, None)
-                one = ClusterQueue(store, start_workers(1))
+                one = ClusterQueue(store, start_workers(1), keep_every_s=1e9)
                 _warm(one, store.jobs(("waiting",))[0].request)
                 t0 = time.perf_counter()
                 one.run()

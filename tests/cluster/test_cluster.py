@@ -207,6 +207,21 @@ def test_queue_run_cli_on_the_cluster(cluster, tiny_models, tmp_path, capsys):
     assert "warning" not in err  # a loopback address: nothing to warn about
 
 
+def test_the_window_s_workers_link_runs_jobs_on_a_worker(cluster, tiny_models):
+    from studio.qt.generate.workers import WorkersLink
+
+    address, _ = cluster
+    link = WorkersLink()
+    status = link.apply("cluster", address)
+    assert "studio-worker-" in status and address in status, status
+    result = link.engine_for(None).generate(request(tiny_models("sd15", "single-file"), 3))
+    assert result.status == "done" and result.worker.startswith("studio-worker-")
+    assert link.apply("local") == "Jobs run on this machine." and link.engine_for("here") == "here"
+    bad = WorkersLink().apply("cluster", "127.0.0.1:9")  # nothing there: said, and jobs stay here
+    assert "Cannot use the workers" in bad and "no Ray cluster answers" in bad
+    cc.connect(address)
+
+
 def test_a_lost_cluster_leaves_the_queue_intact(tmp_path, tiny_models, capsys):
     home = tmp_path / "lost-home"
     address = _up(home, 1)
