@@ -222,24 +222,20 @@ def test_the_window_s_workers_link_runs_jobs_on_a_worker(cluster, tiny_models):
     cc.connect(address)
 
 
-def test_a_lost_cluster_leaves_the_queue_intact(tmp_path, tiny_models, capsys):
-    home = tmp_path / "lost-home"
-    address = _up(home, 1)
+def test_a_lost_cluster_leaves_the_queue_intact(cluster, tiny_models, tmp_path):
+    """Last in the module: it kills the module's cluster."""
+    address, home = cluster
     model = tiny_models("sd15", "single-file")
     state = json.loads((home / "config" / "cluster.json").read_text())
+    cc.connect(address)
     with JobStore.open(tmp_path / "lib") as store:
         ids = [store.add(request(model, seed, steps=30)).id for seed in (1, 2)]
-        cc.connect(address)
 
         def lose_it(engine, job, p) -> None:
             if p.step == 2:
                 os.killpg(int(state["pid"]), signal.SIGKILL)  # the whole cluster goes, mid-job
 
-        try:
-            with pytest.raises(ClusterLost, match="the queue is intact"):
-                ClusterQueue(store, cc.workers(1), address=address, on_step=lose_it).run(timeout_s=120)
-        finally:
-            cc.disconnect()
-            _down(home)
+        with pytest.raises(ClusterLost, match="the queue is intact"):
+            ClusterQueue(store, cc.workers(2), address=address, on_step=lose_it).run(timeout_s=120)
         states = [store.get(i).state for i in ids]
         assert states == ["waiting", "waiting"]  # given back, nothing failed, nothing lost
