@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QSize, Qt, QTimer
-from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeySequence
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
     QDockWidget,
@@ -29,9 +29,10 @@ from studio.core import recommend
 from studio.core.errors import StudioError
 from studio.core.paths import demo_model_dir
 from studio.core.request import GenerationRequest
+from studio.qt.app.menus import add_help_extras, build_menus
 from studio.qt.app.settings import StudioSettings
 from studio.qt.app.theme import THEME_KEY, apply_theme
-from studio.qt.common.crash_dialog import CrashReporter, open_log_folder
+from studio.qt.common.crash_dialog import CrashReporter
 from studio.qt.common.session import MISSING_VAE as MISSING_VAE_TOPIC
 from studio.qt.common.session import MODEL as MODEL_TOPIC
 from studio.qt.common.session import Session
@@ -184,11 +185,11 @@ class MainWindow(QMainWindow):
         self.bridge.tokenizerReady.connect(self.prompt.set_tokenizer)
         self.prompt.modelChosen.connect(self.choose_model)
         self.prompt.vae_default.clicked.connect(lambda: self.session.withdraw(MISSING_VAE_TOPIC))
-        self._build_menus()
+        build_menus(self)
         self.model_setup = ModelSetup(self)  # Models menu and dialogs, Device dialog, welcome page
         self.session.modelChosen.connect(self._preload)  # after the recommended settings
         self.plugin_docks = PluginDocks(self, self.plugin_host)  # LoRA / ControlNet docks, Plugins and Help menus
-        self._help_menu_extras()
+        add_help_extras(self)
         self.restore_settings(model)
         self._check_demo_model()
         self._restore_canvas()
@@ -242,93 +243,6 @@ class MainWindow(QMainWindow):
         if hasattr(panel, "statusMessage"):
             panel.statusMessage.connect(lambda m: self.statusBar().showMessage(m, 5000))
         return panel
-
-    def _build_menus(self) -> None:
-        bar = self.menuBar()
-        file_menu = bar.addMenu("&File")
-        self.open_folder_action = self.add_menu_action(
-            file_menu,
-            "Open model folder…",
-            self.prompt.choose_model_folder,
-            "Ctrl+O",
-            "Use a diffusers model folder (with model_index.json).",
-        )
-        self.add_menu_action(
-            file_menu,
-            "Open model file…",
-            self.prompt.choose_model_file,
-            "Ctrl+Shift+O",
-            "Use a single-file .safetensors checkpoint.",
-        )
-        self.add_menu_action(
-            file_menu,
-            "Open image to edit…",
-            self.open_image_to_edit,
-            "Ctrl+Shift+E",
-            "Put an image on the Edit canvas for img2img or inpainting.",
-        )
-        file_menu.addSeparator()
-        self.add_menu_action(file_menu, "Quit", self.close, QKeySequence.StandardKey.Quit)
-
-        gen = bar.addMenu("&Generate")
-        self.generate_action = self.add_menu_action(
-            gen, "Generate", self.controller.generate, "Ctrl+Return", "Queue the Prompt panel's request."
-        )
-        self.generate_action.setShortcuts([QKeySequence("Ctrl+Return"), QKeySequence("Ctrl+Enter")])
-        self.cancel_action = self.add_menu_action(
-            gen, "Cancel", self.controller.cancel_current, "Esc", "Stop the running request within one step."
-        )
-        self.add_menu_action(
-            gen, "Cancel all", self.controller.cancel_all, "Shift+Esc", "Stop the running request and empty the queue."
-        )
-        self.add_menu_action(
-            gen,
-            "X/Y/Z plot…",
-            self.show_plot,
-            "Ctrl+Shift+P",
-            "The Prompt panel's recipe over up to three axes of values, as a labelled grid.",
-        )
-        gen.addSeparator()
-        self.add_menu_action(
-            gen,
-            "Use shown result as input",
-            self.canvas.use_as_input,
-            "Ctrl+Shift+U",
-            "Put the finished image on the Edit canvas to keep working on it.",
-        )
-        self.add_menu_action(
-            gen,
-            "Branch from selected step",
-            self.strip._branch,
-            "Ctrl+B",
-            "Continue the selected step of a finished run with the current prompt and settings.",
-        )
-        self.add_menu_action(gen, "Previous step", lambda: self._nudge_step(-1), "Alt+Left")
-        self.add_menu_action(gen, "Next step", lambda: self._nudge_step(+1), "Alt+Right")
-        for a in (self.generate_action, self.cancel_action):
-            a.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
-
-        view = bar.addMenu("&View")
-        for dock in (self.prompt_dock, self.queue_dock, self.gallery_dock):
-            if dock is not None:
-                view.addAction(dock.toggleViewAction())
-        view.addSeparator()
-        themes = view.addMenu("Theme")
-        group = QActionGroup(self)
-        current = self.settings.value(THEME_KEY, "system") or "system"
-        for choice, label in (("system", "Follow the system"), ("dark", "Dark"), ("light", "Light")):
-            act = themes.addAction(label)
-            act.setCheckable(True)
-            act.setChecked(choice == current)
-            group.addAction(act)
-            act.triggered.connect(lambda _checked=False, c=choice: self.set_theme(c))
-
-    def _help_menu_extras(self) -> None:
-        found = next((a.menu() for a in self.menuBar().actions() if a.text() == "&Help"), None)
-        help_menu = found if isinstance(found, QMenu) else self.menuBar().addMenu("&Help")
-        self.log_folder_action = self.add_menu_action(
-            help_menu, "Open log folder", open_log_folder, tip="The studio's log (studio.log), for a bug report."
-        )
 
     def _queue_link(self, durable: bool | None) -> QueueLink | None:
         """The library's durable queue, unless this window keeps its queue in memory (tests)."""

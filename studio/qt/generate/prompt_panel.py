@@ -14,7 +14,6 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QHBoxLayout,
     QLabel,
-    QPlainTextEdit,
     QPushButton,
     QScrollArea,
     QSpinBox,
@@ -30,6 +29,7 @@ from studio.core.prompts.chunks import CHUNK_TOKENS, TokenCounter
 from studio.core.request import MAX_SEED, GenerationRequest, PreviewMode
 from studio.qt.edit.image_input import ImageInputSection
 from studio.qt.generate.hires_section import HiresSection
+from studio.qt.generate.prompt_edit import PromptEdit
 from studio.qt.generate.sampler_row import SamplerRow
 
 TOKEN_LIMIT = CHUNK_TOKENS  # one 77-token CLIP window minus its start/end tokens; longer prompts take more
@@ -51,25 +51,6 @@ PREVIEW_LABELS = {
     PreviewMode.VAE: "Full VAE every N steps",
     PreviewMode.NONE: "No preview",
 }
-
-
-class PromptEdit(QPlainTextEdit):
-    """A prompt box that leaves Ctrl+Enter to the window (Generate) and Tab to focus changes."""
-
-    def __init__(self, placeholder: str, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setPlaceholderText(placeholder)
-        self.setTabChangesFocus(True)
-        self.setMinimumHeight(64)
-
-    def keyPressEvent(self, event) -> None:  # noqa: N802
-        if (
-            event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter)
-            and event.modifiers() & Qt.KeyboardModifier.ControlModifier
-        ):
-            event.ignore()  # the window's Generate shortcut takes it
-            return
-        super().keyPressEvent(event)
 
 
 class PromptPanel(QWidget):
