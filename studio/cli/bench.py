@@ -13,39 +13,10 @@ from studio.cli import positive_int, register_from, size8
 BENCH_MODULES = (
     "studio.cli.bench_soak",
     "studio.cli.bench_cluster",
+    "studio.cli.bench_speed",
     "studio.qt.app.window_bench",
     "studio.qt.app.window_soak",
 )
-
-FULL_UNETS = {
-    "sd15": dict(
-        sample_size=64,
-        in_channels=4,
-        out_channels=4,
-        layers_per_block=2,
-        block_out_channels=(320, 640, 1280, 1280),
-        down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
-        cross_attention_dim=768,
-        attention_head_dim=8,
-    ),
-    "sdxl": dict(
-        sample_size=128,
-        in_channels=4,
-        out_channels=4,
-        layers_per_block=2,
-        block_out_channels=(320, 640, 1280),
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-        transformer_layers_per_block=(1, 2, 10),
-        attention_head_dim=(5, 10, 20),
-        use_linear_projection=True,
-        cross_attention_dim=2048,
-        addition_embed_type="text_time",
-        addition_time_embed_dim=256,
-        projection_class_embeddings_input_dim=2816,
-    ),
-}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -62,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     o.set_defaults(func=bench_overhead)
 
     u = bsub.add_parser("unet", help="a full-size randomly initialised UNet: step time and peak memory")
-    u.add_argument("--arch", default="sd15", choices=sorted(FULL_UNETS))
+    u.add_argument("--arch", default="sd15", choices=["sd15", "sdxl"])
     u.add_argument("--size", type=size8, default=512)
     u.add_argument("--steps", type=positive_int, default=3)
     u.add_argument("--device", default=None)
@@ -184,6 +155,7 @@ def bench_unet(args: argparse.Namespace) -> int:
     import torch
     from diffusers import UNet2DConditionModel
 
+    from studio.dev.fullsize import FULL_UNETS
     from studio.engine.devices import choose_device, memory_info
     from studio.engine.loader import quiet_libraries
 

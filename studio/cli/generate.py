@@ -132,7 +132,7 @@ def add_request_options(p: argparse.ArgumentParser) -> None:
         help="a text-encoder file for a FLUX/SD3 file that holds only the transformer (repeatable: "
         "CLIP-L and T5-XXL for FLUX, plus CLIP-G for SD3; any order)",
     )
-    p.add_argument("--device", default=None, help="auto (default), cuda, mps or cpu")
+    p.add_argument("--device", default=None, help="auto (default), cuda, cuda:N (which GPU), mps or cpu")
     p.add_argument("--dtype", default=None, help="auto (default), float16, bfloat16 or float32")
     p.add_argument(
         "--memory",
@@ -144,6 +144,8 @@ def add_request_options(p: argparse.ArgumentParser) -> None:
         "--oom-fallback", action="store_true", help="on out-of-memory, retry once with the next lower preset"
     )
     p.add_argument("--allow-pickle", action="store_true", help="allow pickled .ckpt/.bin models (they can run code)")
+    p.add_argument("--fast", action="store_true", help="the device's fast path (CUDA: compiled blocks, fused QKV, …)")
+    p.add_argument("--draft", action="store_true", help="draft speed: step caching (faster, a slightly other picture)")
     e = p.add_argument_group("image to image, inpainting, outpainting")
     e.add_argument("--init", type=Path, default=None, help="input image (img2img / inpaint / outpaint)")
     e.add_argument(
@@ -447,7 +449,17 @@ def build_request(args: argparse.Namespace, native: Callable[[], int]) -> Genera
         text_encoders=tuple(_existing(p, "--text-encoder") for p in args.text_encoder),
         **edit,
         **hires_fields(args),
+        fast=_fast_path(args),
     )
+
+
+def _fast_path(args: argparse.Namespace) -> dict:
+    """--fast: the fast path the device gains from (part of the recipe; studio.engine.fast); --draft: step caching."""
+    from studio.engine.devices import choose_device
+    from studio.engine.fast import recommended
+
+    speed = recommended(choose_device(args.device, args.dtype)).model_dump() if args.fast else {}
+    return {**speed, "draft": True} if args.draft else speed
 
 
 def preview_writer(folder: Path) -> Callable:

@@ -21,7 +21,8 @@ from studio.core.errors import InvalidRequest
 # 5: text_encoders (separate text-encoder files of a FLUX/SD3 denoiser-only file; without: none)
 # 6: schedule_type (older recipes say it in the scheduler's name: "DPM++ 2M Karras"); prediction_type.
 # 7: hires (hires fix: a second pass at a larger size)
-SCHEMA_VERSION = 7
+# 8: fast (the speed settings that can change pixels; without: the defaults, what ran before)
+SCHEMA_VERSION = 8
 MAX_SEED = 2**32 - 1
 
 # Sampler names as A1111 / ComfyUI users know them (studio.core.samplers; run by studio.engine.schedulers).
@@ -114,6 +115,24 @@ class HiresFix(_Frozen):
         return v.lower() if v.lower() in ("latent", "lanczos") else v
 
 
+class FastPath(_Frozen):
+    """The engine's speed settings that can change the pixels (studio.engine.fast applies them).
+
+    Each is part of the recipe: compiled kernels, fused projections, TF32 matmuls and another memory
+    layout round differently (the image differs in its last bits), and step caching ("draft") skips
+    work (visibly). The defaults are what every run did before the fast path existed, so an older
+    recipe reproduces as it was made. Where a setting does not apply (TF32 and CUDA graphs off
+    CUDA), it is recorded as asked and does nothing."""
+
+    sdpa: bool = True  # SDPA's fused kernels (flash / memory-efficient); off: its plain math kernel
+    channels_last: bool = False  # the UNet's and the VAE's convolutions in NHWC memory layout
+    tf32: bool = False  # TF32 matmuls and convolutions for fp32 work (CUDA, Ampere and newer)
+    fused_qkv: bool = False  # attention's query/key/value projections as one matmul
+    compile: bool = False  # torch.compile of the denoiser's repeated blocks (regional compilation)
+    cuda_graphs: bool = False  # with compile on CUDA: the blocks replayed as CUDA graphs
+    draft: bool = False  # "draft speed": step caching (DeepCache for UNets, first-block cache for transformers)
+
+
 class BranchRef(_Frozen):
     """Continue a kept run from one of its steps: the new run does only the remaining steps."""
 
@@ -169,6 +188,7 @@ class GenerationRequest(_Frozen):
     # height are the output's size, the other fields are the source image's recipe where it had one.
     upscale: UpscaleRef | None = None
     hires: HiresFix | None = None  # hires fix: width × height is the first pass; the image is `scale` times it
+    fast: FastPath = FastPath()  # speed settings that can change pixels (studio.engine.fast)
     plugins: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     @model_validator(mode="before")

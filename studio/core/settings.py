@@ -38,12 +38,19 @@ class Settings:
     default_taesd: dict[str, str] = field(default_factory=dict)  # arch -> tiny autoencoder file or folder
     memory_preset: str = "auto"  # auto | fast | balanced | low memory
     oom_fallback: bool = False  # on out-of-memory, retry once with the next lower preset
+    device: str = "auto"  # the device the window's engine runs on: auto | cuda:N | mps | cpu (from the next start)
+    fast_path: bool = False  # the window's runs use the device's fast path (studio.engine.fast.recommended)
+    draft: bool = False  # "draft speed": step caching on the window's runs
     # model file -> "epsilon" | "v_prediction": the user's answer where an SD 2.x file's own is wrong
     prediction: dict[str, str] = field(default_factory=dict)
     # Where the queue runs (Device dialog ▸ Workers): "local" (this process's engine), "gpus" (one
     # Ray worker per GPU of this machine) or "cluster" (the Ray cluster at `cluster_address`).
     workers: str = "local"
     cluster_address: str = ""
+
+    def engine_device(self) -> str | None:
+        """The device the Device dialog chose for the window's engine (None: automatic, or STUDIO_DEVICE set)."""
+        return None if self.device == "auto" or os.environ.get("STUDIO_DEVICE") else self.device
 
     # -- model folders ----------------------------------------------------------------------------
     def add_folder(self, folder: str | Path) -> bool:

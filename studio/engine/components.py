@@ -5,11 +5,17 @@ Both load from a diffusers folder (`config.json`) or from one `.safetensors` fil
 the original LDM layout (A1111 / Civitai `*.vae.safetensors`) is converted to diffusers' names and
 takes the configuration of the model's own VAE, which it replaces (same shapes; the model's
 latent scaling factor is kept, since the latents are the model's). Pickled files are refused.
+
+fp16 decoding: SDXL's VAE overflows fp16 on real latents (NaN, a black image), so diffusers decodes it
+in fp32 when its config says `force_upcast` — slower. An fp16-safe VAE (madebyollin's "SDXL-VAE-FP16-Fix",
+as a file whose name says fp16-fix, or a folder whose config says no upcast) decodes in fp16 instead.
+Whatever the VAE, `nan_safe_decode` redoes a half-precision decode that produced NaN/inf in fp32.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -19,6 +25,7 @@ from studio.engine.devices import DeviceInfo
 
 log = logging.getLogger(__name__)
 LDM_VAE_MARKERS = ("encoder.down.", "decoder.up.", "first_stage_model.", "vae.encoder.down.")
+FP16_FIX = re.compile(r"fp16[-_ .]?fix", re.IGNORECASE)  # sdxl_vae_fp16_fix.safetensors, sdxl-vae-fp16-fix …
 
 
 def _check_file(path: Path, what: str) -> None:
@@ -61,6 +68,8 @@ def load_vae(path: str | Path, like: Any, info: DeviceInfo) -> Any:
 
                 state = convert_ldm_vae_checkpoint(state, config)
             vae = AutoencoderKL.from_config(config)
+            if FP16_FIX.search(path.name):  # made to decode in fp16 without overflowing: no upcast needed
+                vae.register_to_config(force_upcast=False)
             missing, unexpected = vae.load_state_dict(state, strict=False)
             if missing:
                 raise UnsupportedModel(
@@ -78,6 +87,37 @@ def load_vae(path: str | Path, like: Any, info: DeviceInfo) -> Any:
             "Choose a VAE made for this architecture.",
         )
     return vae.to(info.torch_device, info.torch_dtype).eval()
+
+
+def nan_safe_decode(vae: Any) -> None:
+    """Make `vae.decode` redo, in fp32, a half-precision decode that gave NaN or inf (the black image
+    of an fp16 VAE overflowing), then put the VAE back in its dtype. Idempotent."""
+    import torch
+
+    if getattr(vae, "_studio_nan_safe", False):
+        return
+    original = vae.decode
+
+    def decode(z: Any, *args: Any, **kwargs: Any) -> Any:
+        out = original(z, *args, **kwargs)
+        sample = out[0] if isinstance(out, tuple) else out.sample
+        if sample.dtype not in (torch.float16, torch.bfloat16) or torch.isfinite(sample).all():
+            return out
+        log.warning("the VAE's %s decode overflowed (NaN/inf); decoding again in float32", sample.dtype)
+        dtype = vae.dtype
+        vae.to(torch.float32)
+        try:
+            again = original(z.float(), *args, **kwargs)
+        finally:
+            vae.to(dtype)
+        fixed = (again[0] if isinstance(again, tuple) else again.sample).to(sample.dtype)
+        if isinstance(out, tuple):
+            return (fixed, *out[1:])
+        out.sample = fixed
+        return out
+
+    vae.decode = decode
+    vae._studio_nan_safe = True
 
 
 def load_tiny_vae(path: str | Path, info: DeviceInfo) -> Any:

@@ -49,6 +49,11 @@ def choose_device(device: str | None = None, dtype: str | None = None) -> Device
     kind = device.split(":")[0]
     if kind == "cuda" and not torch.cuda.is_available():
         raise InvalidRequest("CUDA was asked for but no CUDA GPU is available.", "Use --device cpu.")
+    if kind == "cuda" and ":" in device:
+        index, count = device.split(":", 1)[1], torch.cuda.device_count()
+        if not index.isdigit() or int(index) >= count:
+            gpus = ", ".join(f"cuda:{i}" for i in range(count))
+            raise InvalidRequest(f"There is no GPU {device!r} on this machine; it has {gpus}.", "Use one of those.")
     if kind == "mps" and not _mps_available():
         raise InvalidRequest("MPS was asked for but is not available on this machine.", "Use --device cpu.")
     if kind not in ("cuda", "mps", "cpu"):
@@ -66,6 +71,15 @@ def choose_device(device: str | None = None, dtype: str | None = None) -> Device
     else:
         name = f"CPU ({torch.get_num_threads()} threads)"
     return DeviceInfo(device, dtype, name)
+
+
+def available_devices() -> list[tuple[str, str]]:
+    """Every device the studio can run on, as (device, name): each CUDA GPU by index, MPS, the CPU
+    (the Device dialog's choice; `--device cuda:N` on the command line)."""
+    found = [(f"cuda:{i}", torch.cuda.get_device_name(i)) for i in range(torch.cuda.device_count())]
+    if _mps_available():
+        found.append(("mps", "Apple GPU (MPS)"))
+    return [*found, ("cpu", f"CPU ({torch.get_num_threads()} threads)")]
 
 
 def memory_info(info: DeviceInfo) -> dict[str, float | None]:

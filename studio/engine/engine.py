@@ -26,8 +26,8 @@ from PIL import Image
 from studio.core.errors import InvalidRequest, OutOfMemory, PromptTooLong, StudioError
 from studio.core.request import GenerationRequest, PreviewMode
 from studio.core.results import GenerationResult, LoadProgress, StepPreview
-from studio.engine import flow
-from studio.engine.components import VaeSwitch, load_tiny_vae
+from studio.engine import fast, flow
+from studio.engine.components import VaeSwitch, load_tiny_vae, nan_safe_decode
 from studio.engine.devices import (
     DeviceInfo,
     attention_backend,
@@ -127,6 +127,7 @@ class Engine:
             "vae_tiling": opts.vae_tiling,
             "cpu_offload": opts.cpu_offload,
             "torch": torch.__version__,
+            "fast_path": fast.recommended(info).model_dump(),  # what --fast / the window's "Fast path" turn on
         }
 
     def _tiny_vae(self, arch: str):
@@ -159,13 +160,16 @@ class Engine:
         lm = self._reload_if_changed(lm, request, on_progress)
         if self.vae_switch.use(lm, request.vae, self.device_info):
             lm.extra.pop("preset", None)  # VAE slicing/tiling are set on the VAE: apply the preset again
+        nan_safe_decode(lm.pipe.vae)  # an fp16 decode that overflows is done again in fp32
         for attempt in (1, 2):
             lm = self._apply_preset(lm)
             try:
                 if request.hires is not None:  # hires fix: two passes of the same loop (studio.engine.hires)
                     result = run_hires(self, lm, request, on_step, cancel, branch_latent, t0, t_loaded)
                 else:
-                    result = self._generate(lm, request, on_step, cancel, branch_latent, t0, t_loaded)
+                    result = self._generate(
+                        lm, request, on_step, cancel, branch_latent, t0, t_loaded, on_progress=on_progress
+                    )
                 if lm.family.flow and flow_name(request.scheduler) != request.scheduler:
                     said = f"{lm.family.label} runs flow-matching schedulers: {request.scheduler} ran as "
                     notice = f"{notice} {said}{flow_name(request.scheduler)}.".strip()
@@ -238,7 +242,9 @@ class Engine:
                     "Shorten it (the token counter shows the length).",
                 )
 
-    def _generate(self, lm, request, on_step, cancel, branch_latent, t0, t_loaded, plan=None) -> GenerationResult:
+    def _generate(
+        self, lm, request, on_step, cancel, branch_latent, t0, t_loaded, plan=None, on_progress: ProgressFn = None
+    ) -> GenerationResult:
         """One sampling run. `plan`: an edit plan made elsewhere (hires fix's second pass hands its
         upscaled first pass in memory); else the request's own, when it has an input image."""
         if plan is None and request.init_image is not None:
@@ -247,6 +253,9 @@ class Engine:
             plan = plan_edit(request)
             if request.strength == 0:  # nothing to denoise: the input through the VAE and back
                 return self._round_trip(lm, request, plan, t0, t_loaded)
+        speed = fast.effective(request)
+        if fast.apply(lm.pipe, speed, self.device_info) and on_progress is not None:
+            on_progress(LoadProgress("compiling the model's blocks (first run; cached for later starts)…", 1.0))
         pipe = _edit_pipeline(lm, plan)
         ctx = PipelineContext(
             pipe=pipe,
@@ -370,7 +379,7 @@ class Engine:
         status = "done"
         images: list[np.ndarray] = []
         try:
-            with torch.inference_mode(), tap:
+            with torch.inference_mode(), tap, fast.running(lm.pipe, speed, self.device_info):
                 out = pipe(**kwargs)
             images = [(np.asarray(im) * 255).round().clip(0, 255).astype(np.uint8) for im in out.images]
             if plan is not None:

@@ -63,7 +63,8 @@ def lower(preset: str) -> str | None:
 
 
 def apply(pipe, options: MemoryOptions, info: DeviceInfo) -> None:
-    """Set the pipeline's memory options (idempotent: turns off what the options do not ask for)."""
+    """Set the pipeline's memory options (idempotent: turns off what the options do not ask for, CPU
+    offload included; group offloading and fp8 storage cannot be undone in place: the engine reloads)."""
     if options.attention_slicing:
         pipe.enable_attention_slicing()
     else:
@@ -76,10 +77,35 @@ def apply(pipe, options: MemoryOptions, info: DeviceInfo) -> None:
     if options.cpu_offload == "group" and info.device.startswith("cuda"):
         group_offload(pipe, info)
     elif options.cpu_offload != "none" and info.device.startswith("cuda"):
-        if options.cpu_offload == "sequential":
-            pipe.enable_sequential_cpu_offload(device=info.device)
-        else:
-            pipe.enable_model_cpu_offload(device=info.device)
+        if offloaded(pipe) != options.cpu_offload:
+            remove_offload(pipe, info)
+            if options.cpu_offload == "sequential":
+                pipe.enable_sequential_cpu_offload(device=info.device)
+            else:
+                pipe.enable_model_cpu_offload(device=info.device)
+            pipe._studio_offload = options.cpu_offload
+    elif options.cpu_offload == "none":
+        remove_offload(pipe, info)
+
+
+def offloaded(pipe) -> str:
+    """The accelerate CPU offload on the pipeline: "none", "model" or "sequential"."""
+    import torch
+
+    if not any(isinstance(m, torch.nn.Module) and hasattr(m, "_hf_hook") for m in pipe.components.values()):
+        return "none"
+    return getattr(pipe, "_studio_offload", "model")
+
+
+def remove_offload(pipe, info: DeviceInfo) -> bool:
+    """Undo model CPU offload: the hooks off, every component back on the device (switching from
+    "low memory" or a flow model's "balanced" back to "fast"). Returns True when there was one."""
+    if offloaded(pipe) == "none":
+        return False
+    pipe.remove_all_hooks()
+    pipe._studio_offload = "none"
+    pipe.to(info.torch_device)
+    return True
 
 
 def layerwise_fp8(pipe, info: DeviceInfo) -> bool:

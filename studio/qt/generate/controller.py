@@ -14,8 +14,9 @@ from typing import Any
 from PySide6.QtCore import QObject, Signal
 
 from studio.core import library
+from studio.core import settings as core_settings
 from studio.core.errors import StudioError
-from studio.core.request import BranchRef, GenerationRequest
+from studio.core.request import BranchRef, FastPath, GenerationRequest
 from studio.core.results import GenerationResult, StepPreview
 from studio.qt.common.images import to_qimage
 from studio.qt.common.session import MODEL, Session
@@ -98,6 +99,7 @@ class RunController(QObject):
             self.session.say(exc.message, exc.hint or "Fix the highlighted setting and try again.")
             return []
         self.session.withdraw(kind="error")  # this request is fine: the last error no longer holds
+        requests = [self.with_speed(r) for r in requests]
         ids = [self._submit(r) for r in requests]
         if self.edit is not None:
             for run_id, r in zip(ids, requests):
@@ -107,6 +109,15 @@ class RunController(QObject):
         for cb in self.on_request_queued:
             cb(requests[0])
         return ids
+
+    def with_speed(self, request: GenerationRequest) -> GenerationRequest:
+        """The Device dialog's speed settings on a request (part of its recipe): the device's fast
+        path when "Fast path" is ticked, step caching with "Draft speed"."""
+        saved = core_settings.load()
+        recommended = (self.bridge.device or {}).get("fast_path") if saved.fast_path else None
+        speed = FastPath(**recommended) if recommended else FastPath()
+        speed = speed.model_copy(update={"draft": saved.draft})
+        return request if request.fast == speed else request.replace(fast=speed)
 
     def adopt(self, stored: list) -> list[str]:
         """Jobs of the durable queue the window did not queue itself (from before a crash, or added by

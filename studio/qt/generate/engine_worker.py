@@ -132,9 +132,10 @@ class EngineWorker(QObject):
             if self._factory is not None:
                 self.engine = self._factory()
             else:
+                from studio.core import settings as core_settings
                 from studio.engine.engine import Engine
 
-                self.engine = Engine()
+                self.engine = Engine(device=core_settings.load().engine_device())
         except StudioError as exc:
             self.initFailed.emit(exc.message, exc.hint)
             return

@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
 )
 
 from studio.core import settings as core_settings
+from studio.engine.devices import available_devices
 from studio.qt.common.widgets import fmt_mb
 
 WORKER_CHOICES = (
@@ -34,6 +35,15 @@ PRESET_NOTES = {
     "fast": "Everything on the device, no slicing: fastest, most memory.",
     "balanced": "The VAE decodes in slices and tiles, so large images and batches fit.",
     "low memory": "Also attention slicing and, on a GPU, each part of the model moved there only while it runs.",
+}
+
+
+FAST_PARTS = {  # the fast path's parts as the dialog names them (studio.engine.fast)
+    "channels_last": "channels-last convolutions",
+    "tf32": "TF32",
+    "fused_qkv": "fused attention projections",
+    "compile": "compiled blocks (the first run compiles; cached for later starts)",
+    "cuda_graphs": "CUDA graphs",
 }
 
 
@@ -75,9 +85,28 @@ class DeviceDialog(QDialog):
         self.fallback.setChecked(self.settings.oom_fallback)
         self.fallback.toggled.connect(self._fallback_toggled)
         form.addRow("", self.fallback)
+        self.device_choice = QComboBox(objectName="DeviceChoice")
+        self.device_choice.addItem("Automatic (CUDA, then Apple MPS, then the CPU)", "auto")
+        for device, name in available_devices():
+            self.device_choice.addItem(f"{name}  ({device})", device)
+        self.device_choice.setCurrentIndex(max(0, self.device_choice.findData(self.settings.device)))
+        self.device_choice.setToolTip("Which GPU (or the CPU) the studio runs on; used from the next start.")
+        self.device_choice.currentIndexChanged.connect(lambda _i: self._device_chosen())
+        form.addRow("Run on", self.device_choice)
+        self.fast_path = QCheckBox("Fast path", objectName="FastPath")
+        self.fast_path.setChecked(self.settings.fast_path)
+        self.fast_path.toggled.connect(lambda on: self._speed_changed(fast_path=on))
+        form.addRow("Speed", self.fast_path)
+        self.fast_note = QLabel("", wordWrap=True, objectName="Hint")
+        form.addRow("", self.fast_note)
+        self.draft = QCheckBox("Draft speed: reuse work between similar steps (faster, a slightly different picture)")
+        self.draft.setObjectName("DraftSpeed")
+        self.draft.setChecked(self.settings.draft)
+        self.draft.toggled.connect(lambda on: self._speed_changed(draft=on))
+        form.addRow("", self.draft)
         note = QLabel(
-            "The device and number format are chosen when the studio starts (CUDA, then Apple MPS, then the "
-            "CPU; fp16 on GPUs). Override with STUDIO_DEVICE / STUDIO_DTYPE.",
+            "The device and number format are chosen when the studio starts (fp16 on GPUs). Override with "
+            "STUDIO_DEVICE / STUDIO_DTYPE. The speed settings are part of each image's recipe.",
             wordWrap=True,
             objectName="Hint",
         )
@@ -200,6 +229,9 @@ class DeviceDialog(QDialog):
             0, f"Automatic (now {active})" if active and self.preset.currentData() == "auto" else "Automatic"
         )
         self.preset_note.setText(PRESET_NOTES.get(active, ""))
+        parts = [FAST_PARTS[k] for k, on in (info.get("fast_path") or {}).items() if on and k in FAST_PARTS]
+        self.fast_note.setText(f"On this device: {', '.join(parts)}." if parts else "")
+        self.adjustSize()  # the notes' new text gets its height
 
     def show_memory(self, mem: dict) -> None:
         used, peak, total = mem.get("allocated_mb"), mem.get("peak_mb"), mem.get("total_mb")
@@ -220,6 +252,12 @@ class DeviceDialog(QDialog):
         self.settings = core_settings.update(memory_preset=preset)
         self.bridge.configure(preset=preset)
         self.presetChanged.emit(preset)
+
+    def _device_chosen(self) -> None:
+        self.settings = core_settings.update(device=self.device_choice.currentData())
+
+    def _speed_changed(self, **change: bool) -> None:
+        self.settings = core_settings.update(**change)
 
     def _fallback_toggled(self, on: bool) -> None:
         self.settings = core_settings.update(oom_fallback=on)
