@@ -32,6 +32,7 @@ NOT_BUNDLED = {
     "mypy",
     "mypy-extensions",
     "pyright",
+    "ray",  # the cluster extra; the packaged build leaves it out (packaging/studio.spec)
     "nodeenv",
 }
 LICENCE_FILE = re.compile(r"(^|/)(licen[cs]e|copying|notice|authors|copyright|third[-_]party)[^/]*$", re.IGNORECASE)

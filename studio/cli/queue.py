@@ -243,6 +243,21 @@ def _report(args: argparse.Namespace, outcome) -> None:
         print(f"{outcome.job_id[:8]}  {outcome.status}  {what}{by}".rstrip(), flush=True)
 
 
+def _transfer_progress():
+    """A line on stderr as a file goes to a worker (at the start, every quarter, and the end)."""
+    shown: dict[str, int] = {}
+
+    def show(engine, job_id: str, p) -> None:
+        if not p.stage.startswith("sending "):
+            return
+        quarter = int(p.fraction * 4)
+        if shown.get(p.stage) != quarter:
+            shown[p.stage] = quarter
+            print(f"studio: {p.stage}: {p.fraction:.0%}", file=sys.stderr, flush=True)
+
+    return show
+
+
 def _run_on_cluster(args: argparse.Namespace, stop: threading.Event, abandon: threading.Event) -> int:
     """`studio queue run --cluster ADDRESS`: the cluster's workers run the jobs; the images land here."""
     from studio.cli.cluster import connect_from
@@ -259,6 +274,7 @@ def _run_on_cluster(args: argparse.Namespace, stop: threading.Event, abandon: th
                 address=address,
                 keep_every_s=args.keep_every,
                 on_outcome=lambda o: _report(args, o),
+                on_progress=_transfer_progress(),
             )
             print(f"studio: running the queue on {len(pool.engines)} workers at {address}", file=sys.stderr, flush=True)
             restore = _catch_interrupts(stop, abandon)

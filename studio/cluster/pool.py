@@ -39,6 +39,7 @@ class ClusterQueue:
         keep_every_s: float = 10.0,
         on_outcome: Callable[[Outcome], None] | None = None,
         on_step: Callable[[RemoteEngine, str, StepPreview], None] | None = None,
+        on_progress: Callable[[RemoteEngine, str, Any], None] | None = None,
         options: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         self.store = store
@@ -47,6 +48,7 @@ class ClusterQueue:
         self.keep_every_s = keep_every_s
         self.on_outcome = on_outcome
         self.on_step = on_step
+        self.on_progress = on_progress
         self.engines = [RemoteEngine(h, f"worker {i + 1}", lost=self.lost) for i, h in enumerate(handles)]
         self._options = options
         self.outcomes: list[Outcome] = []
@@ -126,7 +128,16 @@ class ClusterQueue:
                     def step(p: StepPreview, job_id: str = job_id, hook: Any = hook) -> None:
                         hook(engine, job_id, p)
 
-                outcome = runner.run_claimed(claim, cancel=abandon, give_back_on_cancel=True, on_step=step)
+                progress = None
+                if self.on_progress is not None:
+                    job_id, report = claim.job.id, self.on_progress
+
+                    def progress(p: Any, job_id: str = job_id, report: Any = report) -> None:
+                        report(engine, job_id, p)  # model loading, and files being sent to the worker
+
+                outcome = runner.run_claimed(
+                    claim, cancel=abandon, give_back_on_cancel=True, on_step=step, on_progress=progress
+                )
             finally:
                 with self._lock:
                     self._active.discard(claim.job.id)

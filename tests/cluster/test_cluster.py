@@ -83,6 +83,7 @@ def test_jobs_run_on_workers_land_here_and_equal_a_local_run(cluster, tiny_model
     address, home = cluster
     model = tiny_models("sd15", "single-file")
     steps: dict[str, list[int]] = {}
+    stages: list[tuple[str, float]] = []
     with JobStore.open(tmp_path / "lib") as store:
         ids = [store.add(request(model, seed)).id for seed in (1, 2, 3)]
         pool = ClusterQueue(
@@ -90,6 +91,7 @@ def test_jobs_run_on_workers_land_here_and_equal_a_local_run(cluster, tiny_model
             cc.workers(2),
             address=address,
             on_step=lambda e, job, p: steps.setdefault(job, []).append(p.step),
+            on_progress=lambda e, job, p: stages.append((p.stage, p.fraction)),
         )
         outcomes = pool.run(timeout_s=240)
         assert sorted(o.status for o in outcomes) == ["done"] * 3
@@ -98,6 +100,8 @@ def test_jobs_run_on_workers_land_here_and_equal_a_local_run(cluster, tiny_model
         sent = [name for e in pool.engines for name in e.sent]
     # the model went by hash: sent once (the other worker on this machine found it in the cache)
     assert sent == [model.name]
+    sending = [f for stage, f in stages if stage.startswith(f"sending {model.name} to worker ")]
+    assert sending[0] == 0.0 and sending[-1] == 1.0  # the transfer's progress, as the window shows it
     assert (home / "cache" / "cluster-files").is_dir()
     # previews streamed back in order, every step
     assert sorted(steps) == sorted(ids) and all(s == [1, 2, 3] for s in steps.values())
