@@ -6,7 +6,7 @@ import argparse
 
 
 def register_dev(dsub: argparse._SubParsersAction) -> None:
-    from studio.dev import eval_adapters, eval_demo, train_adapters, train_demo
+    from studio.dev import eval_adapters, eval_demo, train_adapters, train_demo, train_preview
 
     train = dsub.add_parser(
         "train-demo",
@@ -42,3 +42,12 @@ def register_dev(dsub: argparse._SubParsersAction) -> None:
     )
     eval_adapters.add_arguments(ea)
     ea.set_defaults(func=eval_adapters.run)
+
+    tp = dsub.add_parser(
+        "train-preview-decoder",
+        help="distil a tiny preview decoder (AutoencoderTiny's decoder) from a model's VAE decoder",
+        description=train_preview.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    train_preview.add_arguments(tp)
+    tp.set_defaults(func=train_preview.run)

@@ -34,7 +34,7 @@ def test_folder_is_small_fp16_safetensors():
     files = [f for f in MODEL.rglob("*") if f.is_file()]
     assert sum(f.stat().st_size for f in files) <= 40 * 1024 * 1024
     weights = [f for f in files if f.suffix == ".safetensors"]
-    assert {f.parent.name for f in weights} == {"unet", "vae", "text_encoder"}
+    assert {f.parent.name for f in weights} == {"unet", "vae", "text_encoder", "preview_decoder"}
     assert not [f for f in files if f.suffix in (".bin", ".ckpt", ".pt", ".pth")]
     from safetensors import safe_open
 
