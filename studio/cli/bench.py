@@ -16,6 +16,7 @@ BENCH_MODULES = (
     "studio.cli.bench_speed",
     "studio.qt.app.window_bench",
     "studio.qt.app.window_soak",
+    "studio.cli.bench_previews",
 )
 
 

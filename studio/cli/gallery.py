@@ -40,7 +40,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     show.add_argument("--json", action="store_true")
     show.set_defaults(func=_show)
 
-    chk = gsub.add_parser("check", help="compare files with the database")
+    chk = gsub.add_parser(
+        "check", help="compare files with the database, and the images' kept steps with their manifests"
+    )
     chk.add_argument("--repair", action="store_true", help="fix what can be fixed")
     chk.add_argument("--no-hashes", action="store_true", help="skip re-hashing every file")
     chk.add_argument("--json", action="store_true")
@@ -130,7 +132,8 @@ def _check(args: argparse.Namespace) -> int:
         for label, values in (
             ("missing file", report.missing), ("orphan file", report.orphans),
             ("changed file", report.bad_hashes), ("temp file", report.temp_files),
-            ("unfinished save", report.pending), ("repaired", report.repaired),
+            ("unfinished save", report.pending), ("bad kept step file", report.step_files),
+            ("kept steps without an image", report.step_orphans), ("repaired", report.repaired),
         ):  # fmt: skip
             for v in values:
                 print(f"  {label}: {v}")

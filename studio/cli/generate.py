@@ -106,15 +106,21 @@ def add_request_options(p: argparse.ArgumentParser) -> None:
         help="a ControlNet unit (repeatable); preprocessors: none, canny, hed, …",
     )
     p.add_argument("--guess-mode", action="store_true", help="ControlNet guess mode")
-    p.add_argument("--preview", default="latent2rgb", choices=[m.value for m in PreviewMode])
+    p.add_argument(
+        "--preview",
+        default="x0",
+        choices=[m.value for m in PreviewMode],
+        help="x0: the model's estimate of the finished picture, drawn by a tiny decoder when there is one "
+        "(default); latent2rgb: what the sampler holds (the noisy latent); taesd; vae; none",
+    )
     p.add_argument("--preview-every", type=int, default=1)
     p.add_argument("--previews-dir", type=Path, default=None, help="write every step's preview PNG here")
     p.add_argument(
         "--taesd",
         type=Path,
         default=None,
-        help="tiny autoencoder (folder or .safetensors) for --preview taesd "
-        "(default: the ones set in the Models dialog)",
+        help="tiny autoencoder (folder or .safetensors) for the x0 and taesd previews "
+        "(default: the ones set in the Models dialog, or TAESD/TAESDXL/TAESD3/TAEF1 found in the models folders)",
     )
     p.add_argument(
         "--vae",
@@ -394,11 +400,13 @@ def make_engine(options: dict):
     from studio.core import settings as core_settings
     from studio.engine.engine import Engine
 
-    saved = core_settings.load()
-    if options.get("taesd"):
-        taesd = {arch: options["taesd"] for arch in ("sd1", "sd2", "sdxl")}
+    saved = core_settings.load()  # what the window's Models and Device dialogs saved
+    if options.get("taesd"):  # for every architecture whose latents it reads (the engine checks the channels)
+        taesd: dict[str, str | Path] = {arch: str(options["taesd"]) for arch in core_settings.ARCHES}
     else:
-        taesd = {arch: saved.taesd_for(arch) for arch in core_settings.ARCHES if saved.taesd_for(arch)}
+        from studio.core.library import tiny_autoencoders
+
+        taesd = dict(tiny_autoencoders(saved))
     preset = options.get("memory") or (saved.memory_preset if saved.memory_preset != "auto" else None)
     return Engine(
         device=options.get("device"),
@@ -489,7 +497,10 @@ def run(args: argparse.Namespace) -> int:
     request = build_request(args, lambda: native_size(engine, args.model, parts))
     write_preview = preview_writer(args.previews_dir) if args.previews_dir else None
 
+    made = []  # kept with the gallery images, so they can be scrubbed and branched from in the window
+
     def on_step(p) -> None:
+        made.append(p)
         bar.update(p.step, p.total, p.elapsed_s)
         if write_preview is not None:
             write_preview(p)
@@ -511,7 +522,9 @@ def run(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     complete_model_hash(result)  # the checkpoint's SHA-256, cached by path, size and mtime
-    paths = save_outputs(result, args.out.with_suffix(".png"), gallery=not args.no_gallery, library=args.library)
+    paths = save_outputs(
+        result, args.out.with_suffix(".png"), gallery=not args.no_gallery, library=args.library, steps=made
+    )
     summary = {
         "status": result.status,
         "files": [str(p) for p in paths],
@@ -534,7 +547,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def save_outputs(result, out: Path, *, gallery: bool, library: Path | None) -> list[Path]:
+def save_outputs(result, out: Path, *, gallery: bool, library: Path | None, steps=None) -> list[Path]:
     """Write each image with full provenance to `out` (and into the gallery unless told not to)."""
     from studio.core.gallery import record_result
     from studio.core.gallery.record import out_path_for, result_info
@@ -543,7 +556,7 @@ def save_outputs(result, out: Path, *, gallery: bool, library: Path | None) -> l
     out.parent.mkdir(parents=True, exist_ok=True)
     n = len(result.images)
     if gallery:
-        record_result(result, library=library, out_path=out)
+        record_result(result, library=library, out_path=out, steps=steps)
     else:
         for i, image in enumerate(result.images):
             write_png(out_path_for(out, i, n), image, result.request, result_info(result, i))

@@ -2,7 +2,8 @@
 
 Checks that the studio's own plugins are found (through their entry points), generates with the
 bundled demo model into a temporary library and checks the image and its provenance: the recipe
-read back from the file equals the request, the C2PA manifest validates, the gallery holds the row.
+read back from the file equals the request, the C2PA manifest validates, the gallery holds the row
+and the image's kept steps; the step previews are drawn by the demo model's shipped preview decoder.
 Exit 0, or 1 with the reason.
 """
 
@@ -36,8 +37,10 @@ def _run(t0: float) -> int:
             from studio.core.gallery import Gallery, record_result
             from studio.core.metadata import read_metadata
             from studio.core.metadata.provenance import verify_file
+            from studio.core.paths import demo_model_dir
             from studio.core.request import GenerationRequest
             from studio.engine.engine import Engine
+            from studio.engine.tiny_decoders import OWN_FOLDER  # the demo model's preview decoder, shipped in it
 
             engine = Engine()
             problems = []
@@ -62,10 +65,12 @@ def _run(t0: float) -> int:
                 problems.append(f"generation ended {result.status!r}")
             if len(steps) != request.steps:
                 problems.append(f"{len(steps)} step previews for {request.steps} steps")
+            elif (demo_model_dir() / OWN_FOLDER).is_dir() and steps[0].decoder != "x0 · preview decoder":
+                problems.append(f"the step previews are drawn by {steps[0].decoder!r}, not the preview decoder")
             image = result.images[0] if result.images else np.zeros((1, 1, 3), np.uint8)
             if image.shape != (size, size, 3) or image.std() < 1.0:
                 problems.append(f"image is blank or the wrong size {image.shape}")
-            items = record_result(result)
+            items = record_result(result, steps=steps)
             meta = read_metadata(items[0].path)
             if meta.request != request:
                 problems.append("the recipe read back from the file differs from the request")
@@ -75,6 +80,9 @@ def _run(t0: float) -> int:
             with Gallery() as gallery:
                 if len(gallery.search("circle")) != 1:
                     problems.append("the gallery does not find the image")
+                kept = gallery.kept_steps(items[0].id)
+                if kept is None or sorted(kept.steps) != list(range(1, request.steps + 1)):
+                    problems.append("the image's steps were not kept with it")
                 problems += _queue_round_trip(gallery, engine, request)
         except Exception as exc:  # noqa: BLE001 — the smoke test reports, never crashes
             problems = [f"{exc.__class__.__name__}: {exc}"]

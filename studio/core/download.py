@@ -43,6 +43,8 @@ STARTERS = {
     "SDXL base": "stabilityai/stable-diffusion-xl-base-1.0",
     "TAESD": "madebyollin/taesd",
     "TAESDXL": "madebyollin/taesdxl",
+    "TAESD3": "madebyollin/taesd3",
+    "TAEF1": "madebyollin/taef1",
     "ControlNet Canny (SD 1.5)": "lllyasviel/control_v11p_sd15_canny",
     "ControlNet HED (SD 1.5)": "lllyasviel/control_v11p_sd15_softedge",
 }

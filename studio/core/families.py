@@ -12,6 +12,7 @@ family modules (`studio.engine.flux`, `studio.engine.sd3`) do the torch side by 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from studio.core.samplers import SAMPLERS
 
@@ -46,6 +47,7 @@ class Family:
     encoders: tuple[Encoder, ...] = ()  # what a denoiser-only file needs beside it
     denoiser: str = "unet"  # the pipeline component that denoises: unet | transformer
     t5_limit: int = 0  # T5 tokens the family reads (0: no T5)
+    tiny_autoencoder: str = ""  # the published tiny autoencoder for its latents (TAESD …), for previews
 
     @property
     def negative_prompt(self) -> bool:
@@ -60,17 +62,24 @@ DENOISER_FOLDERS = "models/diffusion_models or models/unet"
 VAE_FOLDERS = "models/vae"
 
 FAMILIES: dict[str, Family] = {
-    "sd1": Family("sd1", "SD 1.x", 4, "sd1", False, "cfg", SD_SCHEDULERS),
-    "sd2": Family("sd2", "SD 2.x", 4, "sd1", False, "cfg", SD_SCHEDULERS),
-    "sdxl": Family("sdxl", "SDXL", 4, "sdxl", False, "cfg", SD_SCHEDULERS),
-    "sdxl-refiner": Family("sdxl-refiner", "SDXL refiner", 4, "sdxl", False, "cfg", SD_SCHEDULERS),
+    "sd1": Family("sd1", "SD 1.x", 4, "sd1", False, "cfg", SD_SCHEDULERS, tiny_autoencoder="TAESD"),
+    "sd2": Family("sd2", "SD 2.x", 4, "sd1", False, "cfg", SD_SCHEDULERS, tiny_autoencoder="TAESD"),
+    "sdxl": Family("sdxl", "SDXL", 4, "sdxl", False, "cfg", SD_SCHEDULERS, tiny_autoencoder="TAESDXL"),
+    "sdxl-refiner": Family(
+        "sdxl-refiner", "SDXL refiner", 4, "sdxl", False, "cfg", SD_SCHEDULERS, tiny_autoencoder="TAESDXL"
+    ),
     "sd3": Family(
-        "sd3", "SD 3 / 3.5", 16, "sd3", True, "cfg", FLOW_SCHEDULERS, (CLIP_L, CLIP_G, T5XXL), "transformer", 256
+        "sd3", "SD 3 / 3.5", 16, "sd3", True, "cfg", FLOW_SCHEDULERS, (CLIP_L, CLIP_G, T5XXL), "transformer", 256,
+        "TAESD3",
     ),
     "flux": Family(
-        "flux", "FLUX.1", 16, "flux", True, "distilled", FLOW_SCHEDULERS, (CLIP_L, T5XXL), "transformer", 512
+        "flux", "FLUX.1", 16, "flux", True, "distilled", FLOW_SCHEDULERS, (CLIP_L, T5XXL), "transformer", 512,
+        "TAEF1",
     ),
-}
+}  # fmt: skip
+# The published tiny autoencoders (madebyollin's), by the names their files and folders carry; the
+# longer names first, so "taesdxl" is not taken for "taesd".
+TINY_AUTOENCODERS = ("TAESDXL", "TAESD3", "TAEF1", "TAESD")
 ARCHES = tuple(FAMILIES)
 ARCH_LABELS = {a: f.label for a, f in FAMILIES.items()} | {"": "unknown"}
 
@@ -81,6 +90,16 @@ SD3_VARIANTS = {"3-medium": "3 medium", "3.5-medium": "3.5 medium", "3.5-large":
 
 def family(arch: str) -> Family | None:
     return FAMILIES.get(arch)
+
+
+def tiny_autoencoder_name(path: str | Path) -> tuple[str, tuple[str, ...]]:
+    """("TAESDXL", the architectures it draws) for a file or folder named like a published tiny
+    autoencoder (`taesdxl/`, `madebyollin--taef1`, `taesd_decoder.safetensors`); ("", ()) otherwise."""
+    name = Path(path).name.lower()
+    for label in TINY_AUTOENCODERS:
+        if label.lower() in name:
+            return label, tuple(a for a, f in FAMILIES.items() if f.tiny_autoencoder == label)
+    return "", ()
 
 
 def guidance_kind(arch: str, variant: str = "", guidance_embeds: bool | None = None) -> str:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from studio.core import embeddings
+from studio.core import embeddings, families
 from studio.core import settings as settings_mod
 from studio.core.catalogue import MODEL_SUFFIXES, CatalogueEntry, identify_file, identify_folder, scan
 from studio.core.errors import StudioError
@@ -303,3 +303,37 @@ def check_model(model: str) -> None:
     path = Path(model).expanduser()
     if not path.exists():
         raise ModelNotFound(f"Model not found: {path}", "Check the path, or pick the model again.")
+
+
+def tiny_autoencoders(settings: settings_mod.Settings | None = None) -> dict[str, str]:
+    """The tiny autoencoder for each architecture's previews: the default set in the Models dialog,
+    else a published one (TAESD, TAESDXL, TAESD3, TAEF1) found by name in the models library or an
+    extra folder (a download lands as `madebyollin--taesd`; ComfyUI keeps them in `vae_approx`,
+    A1111 in `VAE-taesd`)."""
+    s = settings if settings is not None else settings_mod.load()
+    out: dict[str, str] = {}
+    roots = [src.path for src in sources(s)[1:]]
+    for arch in families.ARCHES:
+        chosen = s.taesd_for(arch) or _find_tiny_autoencoder(arch, roots)
+        if chosen:
+            out[arch] = str(chosen)
+    return out
+
+
+def _find_tiny_autoencoder(arch: str, roots: list[Path]) -> Path | None:
+    wanted = families.FAMILIES[arch].tiny_autoencoder
+    for root in roots:
+        for folder in (root, root / "vae_approx", root / "VAE-taesd"):
+            try:
+                entries = sorted(folder.iterdir()) if folder.is_dir() else []
+            except OSError:
+                continue
+            for entry in entries:
+                name = entry.name.lower()
+                if families.tiny_autoencoder_name(entry)[0] != wanted or ("encoder" in name and "decoder" not in name):
+                    continue  # another family's, or taesd_encoder.safetensors
+                if entry.is_file() and entry.suffix.lower() == ".safetensors":
+                    return entry
+                if entry.is_dir() and (any(entry.glob("*.safetensors")) or (entry / "vae").is_dir()):
+                    return entry
+    return None

@@ -22,7 +22,8 @@ from studio.core.errors import InvalidRequest
 # 6: schedule_type (older recipes say it in the scheduler's name: "DPM++ 2M Karras"); prediction_type.
 # 7: hires (hires fix: a second pass at a larger size)
 # 8: fast (the speed settings that can change pixels; without: the defaults, what ran before)
-SCHEMA_VERSION = 8
+# 9: x0 is the default preview (recipes before 9 that do not say were previewed as latent2rgb)
+SCHEMA_VERSION = 9
 MAX_SEED = 2**32 - 1
 
 # Sampler names as A1111 / ComfyUI users know them (studio.core.samplers; run by studio.engine.schedulers).
@@ -159,7 +160,9 @@ class GenerationRequest(_Frozen):
     schedule_type: str = samplers.AUTOMATIC  # A1111's "Schedule type": Automatic, Karras, Exponential, SGM Uniform
     batch_size: int = Field(1, ge=1, le=64)
     clip_skip: int = Field(0, ge=0, le=12)
-    preview: PreviewMode = PreviewMode.LATENT2RGB
+    # How steps are previewed; never changes the pixels. x0 (the model's estimate of the finished
+    # picture) since schema 9; older recipes that do not say were made with latent2rgb.
+    preview: PreviewMode = PreviewMode.X0
     preview_every: int = Field(1, ge=1, le=500)
     vae: str = ""  # a VAE file or folder used instead of the model's own ("": the model's)
     # The text-encoder files a FLUX/SD3 file that holds only the transformer runs with (CLIP-L,
@@ -282,6 +285,8 @@ class GenerationRequest(_Frozen):
             raise InvalidRequest(f"the recipe was written by a newer studio (schema {version}); update the studio")
         if version < 2:  # made before colour correction existed, so made without it
             data = {**data, "color_correction": data.get("color_correction", False)}
+        if version < 9 and "preview" not in data:  # previewed as the sampler held it then
+            data = {**data, "preview": PreviewMode.LATENT2RGB.value}
         return cls.create(**{**data, "schema_version": SCHEMA_VERSION})
 
     @property

@@ -22,8 +22,11 @@ class StepPreview:
     timestep: float  # scheduler timestep of that step
     image: np.ndarray | None  # (H, W, 3) uint8, small; None when preview mode is "none"
     latent: np.ndarray | None = None  # (B, C, h, w) float32 on CPU, for scrubbing and branching
-    mode: str = "latent2rgb"
+    mode: str = "x0"
     elapsed_s: float = 0.0  # since the sampling loop started
+    # What drew `image` (the canvas label): "x0 · preview decoder", "noisy latent · latent→RGB
+    # factors", "the finished picture" (the last step, once the pipeline has decoded it) …
+    decoder: str = ""
 
 
 @dataclass(frozen=True)

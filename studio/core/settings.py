@@ -2,8 +2,8 @@
 
 What lives here is what more than the window needs: the extra model folders the user added
 (their A1111 or ComfyUI `models/`, the Hugging Face cache), the default VAE and tiny autoencoder
-per architecture, and the memory preset. Window layout and the last request stay in the window's
-own `window.ini` (`studio.qt.app.settings`).
+per architecture, the memory preset, and how many gallery images keep the latents of their steps.
+Window layout and the last request stay in the window's own `window.ini` (`studio.qt.app.settings`).
 
 Every change is written at once, atomically (temp file + rename), so a crash never leaves half a
 file; a damaged file is set aside as `studio.json.bad` and the defaults are used.
@@ -47,6 +47,10 @@ class Settings:
     # Ray worker per GPU of this machine) or "cluster" (the Ray cluster at `cluster_address`).
     workers: str = "local"
     cluster_address: str = ""
+    # Steps kept with gallery images (studio.core.gallery.steps): previews always, and the latents
+    # to branch from for the newest images within both of these.
+    steps_keep_images: int = 200
+    steps_keep_gb: float = 2.0
 
     def engine_device(self) -> str | None:
         """The device the Device dialog chose for the window's engine (None: automatic, or STUDIO_DEVICE set)."""
@@ -150,6 +154,10 @@ def load() -> Settings:
         s.memory_preset = "auto"
     if s.workers not in WORKER_MODES:
         s.workers = "local"
+    if isinstance(data.get("steps_keep_gb"), int):  # written as a whole number
+        s.steps_keep_gb = float(data["steps_keep_gb"])
+    s.steps_keep_images = max(0, int(s.steps_keep_images))
+    s.steps_keep_gb = max(0.0, float(s.steps_keep_gb))
     return s
 
 

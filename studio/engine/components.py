@@ -120,33 +120,6 @@ def nan_safe_decode(vae: Any) -> None:
     vae._studio_nan_safe = True
 
 
-def load_tiny_vae(path: str | Path, info: DeviceInfo) -> Any:
-    """An AutoencoderTiny (TAESD / TAESDXL) from a folder, or a `.safetensors` file with its default config."""
-    from diffusers import AutoencoderTiny
-
-    path = Path(path)
-    _check_file(path, "tiny autoencoder")
-    try:
-        if path.is_dir():
-            vae = AutoencoderTiny.from_pretrained(
-                _component_folder(path, "vae"), local_files_only=True, torch_dtype=info.torch_dtype
-            )
-        elif (path.parent / "config.json").is_file():
-            vae = AutoencoderTiny.from_pretrained(path.parent, local_files_only=True, torch_dtype=info.torch_dtype)
-        else:
-            from safetensors.torch import load_file
-
-            vae = AutoencoderTiny()
-            vae.load_state_dict(load_file(str(path)))
-    except UnsupportedModel:
-        raise
-    except Exception as exc:  # noqa: BLE001
-        raise CorruptModel(
-            f"The tiny autoencoder {path.name} cannot be loaded ({type(exc).__name__}: {exc})."
-        ) from None
-    return vae.to(info.torch_device, info.torch_dtype).eval()
-
-
 class VaeSwitch:
     """Puts the request's VAE into a loaded model's pipeline (and its img2img/inpaint views), or
     its own back. Keeps the last few loaded VAEs so switching back and forth costs nothing."""

@@ -11,6 +11,8 @@ scheduler's own convention, so a kept step can be resumed ("branched") with anot
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import inspect
 import math
 import threading
@@ -27,7 +29,7 @@ from studio.core.errors import InvalidRequest, OutOfMemory, PromptTooLong, Studi
 from studio.core.request import GenerationRequest, PreviewMode
 from studio.core.results import GenerationResult, LoadProgress, StepPreview
 from studio.engine import fast, flow
-from studio.engine.components import VaeSwitch, load_tiny_vae, nan_safe_decode
+from studio.engine.components import VaeSwitch, nan_safe_decode
 from studio.engine.devices import (
     DeviceInfo,
     attention_backend,
@@ -45,10 +47,11 @@ from studio.engine.loader import LoadedModel, ModelCache
 from studio.engine.memory import apply as apply_memory
 from studio.engine.memory import auto_preset, lower, options_for
 from studio.engine.plugins import PluginHost
-from studio.engine.previews import latent_rgb_factors
+from studio.engine.previews import latent_rgb_factors, make_drawer
 from studio.engine.prompt_encoder import PromptSchedule, conditioning_for
 from studio.engine.schedulers import flow_name, is_sigma_space, scheduler_for
 from studio.engine.steps import Cancelled, GuidanceCutoff, Previews, SchedulerTap, StepCount, step_callbacks
+from studio.engine.tiny_decoders import TinyDecoders
 from studio.engine.upscale import Upscalers, run_upscale
 from studio.plugin_api import PipelineContext
 
@@ -82,8 +85,9 @@ class Engine:
         self.plugins = plugins
         self.allow_pickle = allow_pickle
         self.cache = ModelCache(cache_size)
-        self.taesd_dirs = {k: Path(v) for k, v in (taesd or {}).items()}  # arch -> AutoencoderTiny folder or file
-        self._taesd: dict[str, Any] = {}
+        # the tiny decoders previews draw with (a model's own, or one per architecture: folder or file)
+        self.tiny = TinyDecoders(self.device_info.torch_device, self.device_info.torch_dtype)
+        self.tiny.set_paths(dict(taesd or {}))
         self.embeddings = EmbeddingLibrary()  # textual-inversion embeddings the prompts may name
         self.vae_switch = VaeSwitch()  # puts a request's `vae` into the pipeline
         self.upscalers = Upscalers()  # upscaler nets (Real-ESRGAN …) for upscale requests and hires fix
@@ -109,9 +113,12 @@ class Engine:
         return memory_info(self.device_info)
 
     def set_taesd(self, taesd: dict[str, str | Path]) -> None:
-        """The tiny autoencoder per architecture for TAESD previews (takes effect on the next run)."""
-        self.taesd_dirs = {k: Path(v) for k, v in taesd.items() if v}
-        self._taesd.clear()
+        """The tiny autoencoder per architecture for x0 and TAESD previews (from the next run)."""
+        self.tiny.set_paths(dict(taesd))
+
+    @property
+    def taesd_dirs(self) -> dict[str, Path]:
+        return self.tiny.paths
 
     def describe(self) -> dict[str, Any]:
         """Device, dtype, memory preset and what it turns on, attention backend (for the Device dialog)."""
@@ -129,18 +136,6 @@ class Engine:
             "torch": torch.__version__,
             "fast_path": fast.recommended(info).model_dump(),  # what --fast / the window's "Fast path" turn on
         }
-
-    def _tiny_vae(self, arch: str):
-        if arch not in self._taesd:
-            folder = self.taesd_dirs.get(arch) or self.taesd_dirs.get(arch.split("-")[0])
-            if folder is None:
-                raise InvalidRequest(
-                    "The tiny-autoencoder preview needs a TAESD model for this architecture.",
-                    "Set one in Models ▸ Models… (select a tiny autoencoder, Set as default), "
-                    "or choose the latent→RGB preview.",
-                )
-            self._taesd[arch] = load_tiny_vae(folder, self.device_info)
-        return self._taesd[arch]
 
     # -- generation -------------------------------------------------------------------------------
     def generate(
@@ -248,8 +243,6 @@ class Engine:
         """One sampling run. `plan`: an edit plan made elsewhere (hires fix's second pass hands its
         upscaled first pass in memory); else the request's own, when it has an input image."""
         if plan is None and request.init_image is not None:
-            if request.branch is not None:
-                raise InvalidRequest("Branching is only available for text-to-image runs so far.")
             plan = plan_edit(request)
             if request.strength == 0:  # nothing to denoise: the input through the VAE and back
                 return self._round_trip(lm, request, plan, t0, t_loaded)
@@ -284,17 +277,24 @@ class Engine:
         generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
         gen_w, gen_h = plan.gen_size if plan is not None else (request.width, request.height)
         start = 0
-        latents_in = None
+        latents_in = swap_in = None
         if request.branch is not None:
             if lm.arch == "flux" and lm.inpaint:
                 raise InvalidRequest(
                     "Branching is not available for FLUX Fill, an inpainting model; "
                     "use it for inpainting and outpainting."
                 )
-            start, latents_in = self._branch_start(
-                lm, request, branch_latent, flow.latent_shape(pipe, request.batch_size, gen_w, gen_h)
-            )
-            latents_in = flow.pack(pipe, latents_in)
+            # An edit's steps start where its strength puts them (`skipped` steps of the schedule in)
+            skipped = request.steps - steps if plan is not None else 0
+            start, branched = self._branch_start(
+                lm, request, branch_latent, (gen_w, gen_h), flow.latent_shape(pipe, request.batch_size, gen_w, gen_h),
+                steps, skipped,
+            )  # fmt: skip
+            branched = flow.pack(pipe, branched)
+            if plan is None:
+                latents_in = branched
+            else:  # the edit pipeline prepares its input as for the parent; the branch's latent replaces it
+                swap_in = branched
         elif plan is None and flow.plugin_pipeline(pipe, lm.pipe):  # e.g. FLUX ControlNet: same noise as without
             latents_in = flow.initial_noise(pipe, generators, request.batch_size, gen_w, gen_h)
         tap = SchedulerTap(scheduler, start, generators)
@@ -308,14 +308,7 @@ class Engine:
         count = StepCount(start, scheduler)
         cutoff = GuidanceCutoff(pipe, count, guided, steps)
         mode = PreviewMode(request.preview)
-        factors, bias = latent_rgb_factors(
-            fam.latent_space, lm.path if lm.path.is_dir() else None, channels=int(pipe.vae.config.latent_channels)
-        )
-        preview_vae = None
-        if mode is PreviewMode.TAESD:
-            preview_vae = self._tiny_vae(lm.arch)
-        elif mode is PreviewMode.VAE:
-            preview_vae = pipe.vae
+        drawer = self._drawer(lm, pipe, mode, request.preview_every)  # says at once when "taesd" has none
         t_sample = time.perf_counter()
         previews = None
         if on_step is not None:
@@ -323,12 +316,9 @@ class Engine:
                 on_step,
                 tap,
                 count,
-                mode=mode,
+                drawer=drawer,
                 steps=steps,
-                every=request.preview_every,
-                factors=factors,
-                bias=bias,
-                vae=preview_vae,
+                mode=mode,
                 unpack=lambda latents: flow.unpack(pipe, latents, gen_w, gen_h),  # FLUX packs its latents
                 finish=plan.preview if plan is not None else None,
             )
@@ -379,13 +369,20 @@ class Engine:
         status = "done"
         images: list[np.ndarray] = []
         try:
-            with torch.inference_mode(), tap, fast.running(lm.pipe, speed, self.device_info):
+            with (
+                torch.inference_mode(),
+                tap,
+                fast.running(lm.pipe, speed, self.device_info),
+                edit_branch(pipe, swap_in),
+            ):
                 out = pipe(**kwargs)
             images = [(np.asarray(im) * 255).round().clip(0, 255).astype(np.uint8) for im in out.images]
             if plan is not None:
                 images = [plan.finish(im) for im in images]
         except Cancelled:
             status = "cancelled"
+        if previews is not None:  # the last step's preview: the finished pictures when there are some
+            previews.final(images) if images else previews.flush()
         t_end = time.perf_counter()
         return GenerationResult(
             model_hash=_model_hash(lm.path),
@@ -444,13 +441,27 @@ class Engine:
             color_correction=_corrections(plan),
         )
 
+    def _drawer(self, lm: LoadedModel, pipe, mode: PreviewMode, every: int):
+        """How this run's step previews are drawn (studio.engine.previews.make_drawer)."""
+        tiny = None
+        if mode in (PreviewMode.X0, PreviewMode.TAESD):
+            tiny = self.tiny.for_model(lm.path, lm.arch, pipe.vae, required=mode is PreviewMode.TAESD)
+        factors, bias = latent_rgb_factors(
+            lm.family.latent_space, lm.path if lm.path.is_dir() else None, channels=int(pipe.vae.config.latent_channels)
+        )
+        return make_drawer(mode, tiny, factors, bias, pipe.vae, every, self.device_info.device)
+
     # -- scheduler plumbing -------------------------------------------------------------------------
-    def _branch_start(self, lm: LoadedModel, request, latent, shape) -> tuple[int, torch.Tensor]:
+    def _branch_start(self, lm: LoadedModel, request, latent, size, shape, steps: int, skipped: int = 0):
+        """(branch step, the kept latent in the scheduler's own form there). `steps`: the steps the
+        run makes; `skipped`: the steps of the schedule before them (an edit's strength skips those),
+        so step k of the run is step skipped + k of the schedule. An edit's pipeline is handed the
+        latent as it holds it; a text-to-image pipeline scales its input by init_noise_sigma itself."""
         k = request.branch.step
         if latent is None:
             raise InvalidRequest("Branching needs the latent of the step to branch from; that step is no longer kept.")
-        if not 0 < k < request.steps:
-            raise InvalidRequest(f"Cannot branch from step {k} of a {request.steps}-step run.")
+        if not 0 < k < steps:
+            raise InvalidRequest(f"Cannot branch from step {k} of a {steps}-step run.")
         lat = torch.as_tensor(np.asarray(latent, dtype=np.float32))
         if tuple(lat.shape) != tuple(shape):
             raise InvalidRequest(
@@ -459,16 +470,42 @@ class Engine:
             )
         probe = scheduler_for(request, lm.base_scheduler_config, lm.family)
         scale = 1.0
+        at = skipped + k
         if lm.family.flow:
-            scale = flow.branch_scale(lm.pipe, probe, request.steps, k, request.width, request.height)
+            scale = flow.branch_scale(lm.pipe, probe, request.steps, at, *size)
             return k, (lat * scale).to(self.device_info.torch_device, self.device_info.torch_dtype)
         probe.set_timesteps(request.steps)
+        own = 1.0 if skipped or request.init_image is not None else float(probe.init_noise_sigma)
         if is_sigma_space(probe):
-            sigma = float(probe.sigmas[k * probe.order])
-            scale = math.sqrt(sigma**2 + 1.0) / float(probe.init_noise_sigma)
+            sigma = float(probe.sigmas[at * probe.order])
+            scale = math.sqrt(sigma**2 + 1.0) / own
         else:
-            scale = 1.0 / float(probe.init_noise_sigma)
+            scale = 1.0 / own
         return k, (lat * scale).to(self.device_info.torch_device, self.device_info.torch_dtype)
+
+
+@contextlib.contextmanager
+def edit_branch(pipe, latents: torch.Tensor | None):
+    """While a branched edit runs: the pipeline prepares its latents as for the parent run (encoding
+    the input, drawing the same noise from the same generators: an inpaint blends the kept area
+    with that noise at every step), and the branch's latent takes the place of the first one."""
+    if latents is None:
+        yield
+        return
+    orig = pipe.prepare_latents
+
+    @functools.wraps(orig)
+    def prepare_latents(*args, **kwargs):
+        out = orig(*args, **kwargs)
+        if isinstance(out, tuple):
+            return (latents.to(out[0].device, out[0].dtype), *out[1:])
+        return latents.to(out.device, out.dtype)
+
+    pipe.prepare_latents = prepare_latents
+    try:
+        yield
+    finally:
+        pipe.__dict__.pop("prepare_latents", None)
 
 
 def _edit_pipeline(lm: LoadedModel, plan):

@@ -28,6 +28,7 @@ one here passes the base a neutral cutoff and keeps its state in plain attribute
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import threading
@@ -35,6 +36,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 
@@ -42,7 +44,7 @@ from studio.core.request import PreviewMode
 from studio.core.results import StepPreview
 from studio.engine import flow
 from studio.engine.guidance import is_fast, stop_guidance, tensor_inputs
-from studio.engine.previews import decode_preview, latent_to_rgb
+from studio.engine.previews import FINAL_LABEL, PreviewDrawer, final_preview
 from studio.engine.schedulers import is_flow, is_sigma_space, step_complete
 
 
@@ -135,6 +137,8 @@ class SchedulerTap:
             self.x0 = flow_x0 if flow_x0 is not None else _predicted_x0(scheduler, out)
             return out
 
+        orig_begin = getattr(scheduler, "set_begin_index", None)
+
         @functools.wraps(orig_set)
         def set_timesteps(*args, **kwargs):
             orig_set(*args, **kwargs)
@@ -145,16 +149,17 @@ class SchedulerTap:
                 k = start * scheduler.order
                 self._full_timesteps = scheduler.timesteps
                 scheduler.timesteps = scheduler.timesteps[k:]
-                if hasattr(scheduler, "set_begin_index"):  # DDIM derives its position from t alone
-                    scheduler.set_begin_index(k)
+                if orig_begin is not None:  # DDIM derives its position from t alone
+                    orig_begin(k)
 
         scheduler.step, scheduler.set_timesteps = step, set_timesteps
-        if start and hasattr(scheduler, "set_begin_index"):
-            orig_begin = scheduler.set_begin_index
+        if start and orig_begin is not None:
 
             @functools.wraps(orig_begin)
-            def set_begin_index(begin_index: int = 0):  # FLUX's pipelines reset it to 0 after set_timesteps
-                orig_begin(begin_index or start * scheduler.order)
+            def set_begin_index(begin_index: int = 0):
+                # Pipelines count from the list set_timesteps left: FLUX's reset the index to 0, an
+                # edit's (img2img, inpaint) to where its strength starts. The branch step comes on top.
+                orig_begin(begin_index + start * scheduler.order)
 
             scheduler.set_begin_index = set_begin_index
         return self
@@ -192,7 +197,11 @@ def to_vp(scheduler: Any, latents: torch.Tensor) -> torch.Tensor:
 
 
 class Previews(StepCallback):
-    """Hands `on_step` a `StepPreview` after every whole step (`preview_s`: the time that took)."""
+    """Hands `on_step` a `StepPreview` after every whole step (`preview_s`: the time that took).
+
+    The last step's preview waits for the pipeline's own decode: `final(images)` sends it with the
+    finished pictures (at the preview's size), so the last step shows exactly what the run made;
+    `flush()` sends it as drawn when the run ends without pictures (cancelled at its last step)."""
 
     tensor_inputs = ["latents"]
 
@@ -202,24 +211,20 @@ class Previews(StepCallback):
         tap: SchedulerTap,
         clock: StepCount,
         *,
-        mode: PreviewMode,
+        drawer: PreviewDrawer,
         steps: int,
-        every: int,
-        factors: Any,
-        bias: Any,
-        vae: Any = None,
+        mode: PreviewMode,
         unpack: Callable[[torch.Tensor], torch.Tensor] | None = None,
         finish: Callable[[Any], Any] | None = None,
     ) -> None:
         super().__init__()
-        self.on_step, self.tap, self.clock, self.mode = on_step, tap, clock, mode
-        self.steps, self.every = steps, every
-        self.factors, self.bias, self.vae = factors, bias, vae
+        self.on_step, self.tap, self.clock, self.drawer = on_step, tap, clock, drawer
+        self.steps, self.mode = steps, mode
         self.unpack = unpack or (lambda latents: latents)
         self.finish = finish
         self.t_sample = time.perf_counter()
         self.preview_s = 0.0
-        self._last_decode = None
+        self._held: StepPreview | None = None
 
     def callback_fn(self, pipeline, step_index, timestep, callback_kwargs) -> dict[str, Any]:
         if not self.clock.whole:
@@ -230,31 +235,40 @@ class Previews(StepCallback):
         x0 = self.tap.x0
         if x0 is not None:
             x0 = self.unpack(x0)
-        mode, image = self.mode, None
-        if mode is PreviewMode.LATENT2RGB:
-            image = latent_to_rgb(vp, self.factors, self.bias)
-        elif mode is PreviewMode.X0:
-            image = latent_to_rgb(x0 if x0 is not None else vp, self.factors, self.bias)
-        elif mode in (PreviewMode.TAESD, PreviewMode.VAE):
-            every = self.every if mode is PreviewMode.VAE else 1
-            if step % every == 0 or step == self.steps or self._last_decode is None:
-                self._last_decode = decode_preview(self.vae, x0 if x0 is not None else vp)
-            image = self._last_decode
+        image = self.drawer.draw(step, self.steps, vp, x0)
         if self.finish is not None and image is not None:
             image = self.finish(image)
-        self.on_step(
-            StepPreview(
-                step=step,
-                total=self.steps,
-                timestep=float(timestep),
-                image=image,
-                latent=vp.detach().to("cpu", torch.float32).numpy(),
-                mode=mode.value,
-                elapsed_s=time.perf_counter() - self.t_sample,
-            )
+        preview = StepPreview(
+            step=step,
+            total=self.steps,
+            timestep=float(timestep),
+            image=image,
+            latent=vp.detach().to("cpu", torch.float32).numpy(),
+            mode=self.mode.value,
+            elapsed_s=time.perf_counter() - self.t_sample,
+            decoder=self.drawer.label,
         )
+        if step == self.steps and image is not None:
+            self._held = preview  # sent with the finished pictures (final())
+        else:
+            self.on_step(preview)
         self.preview_s += time.perf_counter() - tc
         return callback_kwargs
+
+    def final(self, images: list[np.ndarray]) -> None:
+        """The last step's preview, showing the finished pictures the pipeline decoded."""
+        held, self._held = self._held, None
+        if held is None:
+            return
+        if images and held.image is not None:
+            held = dataclasses.replace(held, image=final_preview(images, held.image), decoder=FINAL_LABEL)
+        self.on_step(held)
+
+    def flush(self) -> None:
+        """Send a held last-step preview as drawn (the run ended without pictures)."""
+        held, self._held = self._held, None
+        if held is not None:
+            self.on_step(held)
 
 
 def step_callbacks(

@@ -28,6 +28,7 @@ class KeptStep:
     image: np.ndarray | None
     latent: np.ndarray | None
     elapsed_s: float
+    decoder: str = ""  # what drew the image ("x0 · preview decoder" …), for the canvas label
 
     @property
     def nbytes(self) -> int:
@@ -45,6 +46,7 @@ class RunRecord:
     images: list[np.ndarray] = field(default_factory=list)
     gallery_ids: list[str] = field(default_factory=list)
     error: str = ""
+    restored: bool = False  # brought back from a gallery image's kept steps (studio.session.kept_runs)
 
     @property
     def parent_id(self) -> str | None:
@@ -121,6 +123,7 @@ class StepHistory:
             _own(preview.image),
             _own(preview.latent),
             preview.elapsed_s,
+            preview.decoder,
         )
         old = rec.steps.pop(kept.step, None)
         if old is not None:

@@ -49,7 +49,7 @@ def test_batch_seeds_follow_a1111(engine, tiny_sd15):
 
 @pytest.mark.parametrize(
     "mode, size",
-    [("latent2rgb", (8, 8, 3)), ("x0", (8, 8, 3)), ("vae", (64, 64, 3)), ("taesd", (64, 64, 3)), ("none", None)],
+    [("latent2rgb", (8, 8, 3)), ("x0", (64, 64, 3)), ("vae", (64, 64, 3)), ("taesd", (64, 64, 3)), ("none", None)],
 )
 def test_one_preview_per_step_of_right_size(tiny_sd15, tmp_path, mode, size):
     from diffusers import AutoencoderTiny

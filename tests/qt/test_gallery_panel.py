@@ -124,8 +124,12 @@ def test_details_lineage_and_provenance(panel):
     assert "edited from an input image" in text and "the harbour, repainted" in text and "strength 0.5" in text
     assert panel.path_label.text() == str(child.path)
     assert "valid" in panel.provenance.text()
-    assert [panel.lineage.item(i).text() for i in range(panel.lineage.count())] == ["↑ txt2img: a harbour at night"]
-    panel._jump_to_lineage(panel.lineage.item(0))
+    # the family as a tree: the source image at the top, the selected edit under it (in bold)
+    top = panel.lineage.topLevelItem(0)
+    assert panel.lineage.topLevelItemCount() == 1 and top.text(0) == "txt2img: a harbour at night"
+    assert top.childCount() == 1 and top.child(0).text(0) == "img2img: the harbour, repainted"
+    assert top.child(0).font(0).bold() and not top.font(0).bold()
+    panel._jump_to_lineage(top)
     assert panel.current_item().prompt == "a harbour at night"
 
 

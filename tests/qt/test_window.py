@@ -455,42 +455,6 @@ def test_branch_keeps_the_parent_recipe_and_changes_only_the_branch_fields(qtbot
     assert child.negative_prompt == ""
 
 
-def test_branch_is_disabled_for_edit_runs_and_says_why(qtbot, make_window, fake_engine, tmp_path):
-    from studio.core.request import GenerationRequest, ImageRef
-    from studio.qt.generate.steps_strip import BRANCH_TIP
-
-    w = make_window(engine_factory=fake_engine)
-    base = GenerationRequest.create(model=str(tmp_path / "m"), prompt="a kite", steps=4, width=64, height=64)
-    init, mask = ImageRef(path=str(tmp_path / "in.png")), ImageRef(path=str(tmp_path / "mask.png"))
-    runs = {}
-    for kind, req in [
-        ("txt2img", base),
-        ("img2img", base.replace(init_image=init, strength=0.6)),
-        ("inpaint", base.replace(init_image=init, mask=mask)),
-        ("outpaint", base.replace(init_image=init, outpaint=(16, 0, 0, 0))),
-    ]:
-        assert req.kind == kind
-        with qtbot.waitSignal(w.controller.runFinished, timeout=RUN_TIMEOUT_MS) as blocker:
-            runs[kind] = w.controller._submit(req)
-        assert blocker.args == [runs[kind], "done"]
-
-    asked = []
-    w.strip.branchRequested.connect(lambda rid, step: asked.append((rid, step)))
-    for kind in ("img2img", "inpaint", "outpaint", "txt2img", "outpaint", "txt2img"):
-        w.strip.show_run(runs[kind], follow=False)
-        assert w.strip.select_step(2)
-        if kind == "txt2img":  # enabled again, with the ordinary tooltip
-            assert w.strip.branch.isEnabled() and w.strip.branch.toolTip() == BRANCH_TIP
-        else:
-            assert not w.strip.branch.isEnabled(), kind
-            assert "only available for text-to-image runs" in w.strip.branch.toolTip()
-            w.strip._branch()  # the Generate menu's Ctrl+B does nothing either
-    assert asked == []
-    with qtbot.waitSignal(w.controller.runFinished, timeout=RUN_TIMEOUT_MS):
-        w.strip._branch()
-    assert asked == [(runs["txt2img"], 2)]
-
-
 def test_missing_recorded_vae_that_is_also_the_default_offers_what_the_window_shows(
     qtbot, make_window, fake_engine, tmp_path
 ):

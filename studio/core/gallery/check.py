@@ -22,6 +22,7 @@ from studio.core.errors import StudioError
 from studio.core.files import TEMP_SUFFIX
 from studio.core.gallery.schema import THUMBS_DIR, TRASH_DIR
 from studio.core.gallery.search import index_item
+from studio.core.gallery.steps import STEPS_DIR
 from studio.core.hashing import sha256_file
 
 if TYPE_CHECKING:
@@ -57,12 +58,17 @@ class CheckReport:
     bad_hashes: list[str] = field(default_factory=list)  # item ids whose file changed
     temp_files: list[str] = field(default_factory=list)  # abandoned half-written files
     pending: list[str] = field(default_factory=list)  # saves that never finished
+    step_files: list[str] = field(default_factory=list)  # kept step files missing or changed ("<run>/<file>")
+    step_orphans: list[str] = field(default_factory=list)  # kept steps of runs with no image left (run ids)
     repaired: list[str] = field(default_factory=list)
     checked: int = 0
 
     @property
     def clean(self) -> bool:
-        return not (self.missing or self.orphans or self.bad_hashes or self.temp_files or self.pending)
+        return not (
+            self.missing or self.orphans or self.bad_hashes or self.temp_files or self.pending
+            or self.step_files or self.step_orphans
+        )  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.__dict__, "clean": self.clean}
@@ -79,6 +85,8 @@ class CheckReport:
                     ("files with a changed hash", self.bad_hashes),
                     ("abandoned temp files", self.temp_files),
                     ("unfinished saves", self.pending),
+                    ("bad kept step files", self.step_files),
+                    ("runs with kept steps but no image", self.step_orphans),
                 )
                 if v
             ]
@@ -142,11 +150,12 @@ def temp_files(root: Path, all_writers: bool = False) -> list[Path]:
 
 
 def library_files(root: Path) -> Iterator[str]:
-    """Every image file in the library (trash included, thumbnails not), as "/"-separated relative paths."""
+    """Every image file in the library (trash included; thumbnails and kept step previews not), as
+    "/"-separated relative paths."""
     for dirpath, dirnames, filenames in os.walk(root):
         rel_dir = os.path.relpath(dirpath, root)
         if rel_dir == ".":
-            dirnames[:] = [d for d in dirnames if d != THUMBS_DIR]
+            dirnames[:] = [d for d in dirnames if d not in (THUMBS_DIR, STEPS_DIR)]
         for name in filenames:
             if name.startswith(".") or not name.lower().endswith(IMAGE_SUFFIXES):
                 continue
@@ -183,7 +192,25 @@ def check(g: Gallery, repair: bool = False, verify_hashes: bool = True) -> Check
     report.orphans = sorted(f for f in files if f not in by_path and f not in pending_paths)
     if repair:
         _repair(g, report, {r["id"]: r for r in rows})
+    _check_steps(g, report, repair, verify_hashes)
     return report
+
+
+def _check_steps(g: Gallery, report: CheckReport, repair: bool, verify_hashes: bool) -> None:
+    """The kept steps (studio.core.gallery.steps): files against their manifests, and runs no image owns."""
+    with g._lock:
+        owned = {
+            r[0]
+            for r in g.conn.execute(
+                "SELECT DISTINCT run_id FROM items WHERE run_id != '' AND trashed_at IS NULL AND state = 'ok'"
+            )
+        }
+    found = g.steps.check(owned, repair=repair, verify_hashes=verify_hashes)
+    if repair:
+        report.repaired += found.repaired
+    else:
+        report.step_files = found.bad_files + [f"{r}/manifest.json" for r in found.unreadable]
+        report.step_orphans = found.orphan_runs
 
 
 def _repair(g: Gallery, report: CheckReport, rows: dict[str, sqlite3.Row]) -> None:

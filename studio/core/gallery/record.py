@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from studio.core.gallery.steps import Budget, StepLike
 from studio.core.gallery.store import Gallery, GalleryItem
 from studio.core.results import GenerationResult
+
+log = logging.getLogger(__name__)
 
 
 def result_info(result: GenerationResult, index: int = 0) -> dict[str, Any]:
@@ -63,6 +68,7 @@ def record_result(
     library: Path | None = None,
     out_path: Path | None = None,
     parent_id: str | None = None,
+    steps: Sequence[StepLike] | None = None,
 ) -> list[GalleryItem]:
     """Save every image of `result` once, with all provenance, into the gallery.
 
@@ -70,7 +76,11 @@ def record_result(
     - `out_path`: also write the same file there (a batch writes name-1, name-2, … as
       `studio generate` does; a .jpg/.webp suffix exports with the same infotext, XMP and C2PA);
     - `parent_id`: the gallery item the input image came from (found from the init image's
-      hash or path when not given).
+      hash or path when not given);
+    - `steps`: the run's step previews (with their latents), kept beside the gallery
+      (studio.core.gallery.steps) so the steps can be scrubbed and branched from after a restart; the
+      latents within the budget in the settings, the oldest runs' dropped first. Keeping them never
+      fails the recording: a problem is logged and the images stay.
     Cancelled results with no images record nothing.
     """
     items: list[GalleryItem] = []
@@ -88,4 +98,18 @@ def record_result(
                     out_path=out_path_for(Path(out_path), i, len(result.images)) if out_path else None,
                 )
             )
+        if items and steps:
+            keep_steps(gallery, run_id, result, steps)
     return items
+
+
+def keep_steps(gallery: Gallery, run_id: str, result: GenerationResult, steps: Sequence[StepLike]) -> None:
+    from studio.core import settings
+
+    try:
+        gallery.steps.save_run(
+            run_id, result.request, steps, total=result.total_steps or len(steps), images=len(result.images)
+        )
+        gallery.steps.enforce(Budget.from_settings(settings.load()))
+    except (OSError, ValueError) as exc:
+        log.warning("the steps of run %s were not kept: %s", run_id, exc)

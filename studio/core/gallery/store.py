@@ -39,6 +39,7 @@ from studio.core.gallery.images import make_thumbnail, write_copy
 from studio.core.gallery.items import COLUMNS, GalleryItem, item_from_row, item_json
 from studio.core.gallery.schema import DB_NAME, THUMBS_DIR, TRASH_DIR, connect
 from studio.core.gallery.search import fts_query, index_item, where_clause
+from studio.core.gallery.steps import StepStore, StoredRun
 from studio.core.hashing import sha256_bytes, sha256_file
 from studio.core.metadata import recipe
 from studio.core.metadata.png import encode_png
@@ -64,6 +65,7 @@ class Gallery:
         self.db_path = self.root / DB_NAME
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = connect(str(self.db_path))
+        self.steps = StepStore(self.root)  # the kept steps of its runs (previews, latents to branch from)
         self.recover()
 
     # -- plumbing --------------------------------------------------------------------------------------
@@ -401,6 +403,7 @@ class Gallery:
         item = self.get(item_id)
         if not item.trashed:
             self._move(item, f"{TRASH_DIR}/{item.rel_path}", time.time())
+            self._release_steps(item)
 
     def restore(self, item_id: str) -> None:
         item = self.get(item_id)
@@ -422,12 +425,39 @@ class Gallery:
 
     def _forget(self, item_id: str) -> None:
         with self._tx() as conn:
-            row = conn.execute("SELECT seq FROM items WHERE id = ?", (item_id,)).fetchone()
+            row = conn.execute("SELECT seq, run_id FROM items WHERE id = ?", (item_id,)).fetchone()
             if row:
                 conn.execute("DELETE FROM items_fts WHERE rowid = ?", (row[0],))
                 conn.execute("DELETE FROM items WHERE id = ?", (item_id,))
         thumb = self.root / THUMBS_DIR / f"{item_id}.jpg"
         thumb.unlink(missing_ok=True)
+        if row and row["run_id"]:
+            self._release_steps_of(row["run_id"])
+
+    # -- kept steps (studio.core.gallery.steps) ---------------------------------------------------------
+    def kept_steps(self, item_id: str) -> StoredRun | None:
+        """The kept steps of the run that made an image (None when none are kept)."""
+        item = self.get(item_id)
+        return self.steps.get(item.run_id) if item.run_id else None
+
+    def run_items(self, run_id: str) -> list[GalleryItem]:
+        """The images of one run still in the gallery (not trashed), in batch order."""
+        with self._lock:
+            rows = self.conn.execute(
+                f"SELECT {COLUMNS} FROM items WHERE state = 'ok' AND trashed_at IS NULL AND run_id = ? "
+                "ORDER BY batch_index",
+                (run_id,),
+            ).fetchall()
+        return [self._item(r) for r in rows]
+
+    def _release_steps(self, item: GalleryItem) -> None:
+        if item.run_id:
+            self._release_steps_of(item.run_id)
+
+    def _release_steps_of(self, run_id: str) -> None:
+        """A run's kept steps go with its last image in the gallery (trashed or deleted)."""
+        if not self.run_items(run_id):
+            self.steps.remove(run_id)
 
     # -- lineage ------------------------------------------------------------------------------------------
     def _branch_parent(self, item: GalleryItem) -> GalleryItem | None:
@@ -472,6 +502,24 @@ class Gallery:
                 [item.id, *keys],
             ).fetchall()
         return [self._item(r) for r in rows if r["id"] != item.id]
+
+    def lineage_tree(self, item_id: str, limit: int = 200) -> list[tuple[GalleryItem, int]]:
+        """The whole family an image belongs to, as a tree: (item, depth) from its oldest ancestor
+        down through every descendant (input images, upscales and branches; breadth bounded by `limit`)."""
+        root = self.lineage(item_id)[-1]
+        out: list[tuple[GalleryItem, int]] = []
+        seen: set[str] = set()
+
+        def walk(item: GalleryItem, depth: int) -> None:
+            if item.id in seen or len(out) >= limit:
+                return
+            seen.add(item.id)
+            out.append((item, depth))
+            for child in self.children(item.id):
+                walk(child, depth + 1)
+
+        walk(root, 0)
+        return out
 
     # -- thumbnails ---------------------------------------------------------------------------------------
     def thumbnail(self, item_id: str, size: int = 256) -> Path:

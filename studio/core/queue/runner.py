@@ -20,7 +20,7 @@ from typing import Any
 
 from studio.core import faults
 from studio.core.errors import StudioError
-from studio.core.gallery.record import complete_model_hash, out_path_for, result_info
+from studio.core.gallery.record import complete_model_hash, keep_steps, out_path_for, result_info
 from studio.core.gallery.store import GalleryItem
 from studio.core.queue.jobs import GIVEN_BACK, LEASE_S, Claim, RunnerId, WorkerLost
 from studio.core.queue.store import JobStore
@@ -170,9 +170,11 @@ class QueueRunner:
         else:
             run_request = request
         kept_at = [time.monotonic()]
+        made: list[StepPreview] = []  # kept with the gallery images (studio.core.gallery.steps)
 
         def step(preview: StepPreview) -> None:
             faults.point("job:step")
+            made.append(preview)
             if (
                 resumable(request)
                 and preview.latent is not None
@@ -215,10 +217,15 @@ class QueueRunner:
                 return Outcome(job.id, "requeued", result=result)
             self.store.finish(claim, "cancelled", f"cancelled at step {result.steps_done} of {result.total_steps}")
             return Outcome(job.id, "cancelled", result=result)
-        return self._land(claim, result, landed, resumed_from)
+        return self._land(claim, result, landed, resumed_from, made)
 
     def _land(
-        self, claim: Claim, result: GenerationResult, landed: dict[int, str], resumed_from: int | None
+        self,
+        claim: Claim,
+        result: GenerationResult,
+        landed: dict[int, str],
+        resumed_from: int | None,
+        steps: list[StepPreview] | None = None,
     ) -> Outcome:
         job = claim.job
         complete_model_hash(result)
@@ -248,6 +255,8 @@ class QueueRunner:
             self.store.finish(claim, "failed", "not every image of the batch was saved")
             return Outcome(job.id, "failed", items=items, result=result, error="not every image was saved")
         faults.point("job:done")
+        if steps:  # the steps stay with the images, to scrub and branch from after a restart
+            keep_steps(self.store.gallery, job.id, result, steps)
         return Outcome(job.id, "done", items=items, result=result, resumed_from=resumed_from)
 
 

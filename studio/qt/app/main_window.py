@@ -29,6 +29,7 @@ from studio.core import recommend
 from studio.core.errors import StudioError
 from studio.core.paths import demo_model_dir
 from studio.core.request import GenerationRequest
+from studio.qt.app.kept_steps import KeptSteps
 from studio.qt.app.menus import add_help_extras, build_menus
 from studio.qt.app.settings import StudioSettings
 from studio.qt.app.theme import THEME_KEY, apply_theme
@@ -188,6 +189,7 @@ class MainWindow(QMainWindow):
         build_menus(self)
         self.model_setup = ModelSetup(self)  # Models menu and dialogs, Device dialog, welcome page
         self.session.modelChosen.connect(self._preload)  # after the recommended settings
+        self.kept_steps = KeptSteps(self)  # a gallery image's kept steps in the strip; View ▸ Kept steps…
         self.plugin_docks = PluginDocks(self, self.plugin_host)  # LoRA / ControlNet docks, Plugins and Help menus
         add_help_extras(self)
         self.restore_settings(model)

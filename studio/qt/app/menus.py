@@ -78,7 +78,7 @@ def build_menus(w: Any) -> None:
     for a in (w.generate_action, w.cancel_action):
         a.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
 
-    view = bar.addMenu("&View")
+    view = w.view_menu = bar.addMenu("&View")
     for dock in (w.prompt_dock, w.queue_dock, w.gallery_dock):
         if dock is not None:
             view.addAction(dock.toggleViewAction())

@@ -30,11 +30,11 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QListView,
-    QListWidget,
-    QListWidgetItem,
     QPushButton,
     QScrollArea,
     QSplitter,
+    QTreeWidget,
+    QTreeWidgetItem,
     QVBoxLayout,
     QWidget,
 )
@@ -85,6 +85,7 @@ class GalleryPanel(QWidget):
     useAsInputRequested = Signal(str)  # path
     upscaleRequested = Signal(str)  # path
     statusMessage = Signal(str)
+    itemSelected = Signal(object)  # GalleryItem: the window shows its run's kept steps
 
     def __init__(self, library: str | os.PathLike[str] | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -166,9 +167,12 @@ class GalleryPanel(QWidget):
         self.details.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
         self.provenance = QLabel(wordWrap=True)
         self.path_label = QLabel(wordWrap=True, textInteractionFlags=Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.lineage = QListWidget()
+        self.lineage = QTreeWidget(objectName="Lineage")  # the image's family: inputs, branches, upscales
         self.lineage.setAccessibleName("Lineage")
-        self.lineage.setMaximumHeight(110)
+        self.lineage.setHeaderHidden(True)
+        self.lineage.setIndentation(12)
+        self.lineage.setMaximumHeight(140)
+        self.lineage.setToolTip("Where this image came from and what was made from it. Click one to select it.")
         self.lineage.itemActivated.connect(self._jump_to_lineage)
         self.lineage.itemClicked.connect(self._jump_to_lineage)
         self.buttons: dict[str, QPushButton] = {}
@@ -298,17 +302,31 @@ class GalleryPanel(QWidget):
         tags = f"\nTags: {', '.join(item.tags)}" if item.tags else ""
         self.details.setText(f"{label} · {item.created.astimezone():%Y-%m-%d %H:%M}\n\n{item.describe()}{tags}")
         self.path_label.setText(str(item.path))
-        for ancestor in self.gallery.lineage(item.id)[1:]:
-            entry = QListWidgetItem(f"↑ {ancestor.kind}: {ancestor.prompt[:60] or '(no prompt)'}")
-            entry.setData(IdRole, ancestor.id)
-            self.lineage.addItem(entry)
-        for child in self.gallery.children(item.id):
-            entry = QListWidgetItem(f"↓ {child.kind}: {child.prompt[:60] or '(no prompt)'}")
-            entry.setData(IdRole, child.id)
-            self.lineage.addItem(entry)
+        self._fill_lineage(item)
         self.provenance.setText(self.provenance_text(item))
         self.buttons["favourite"].setText("★ Unfavourite" if item.favourite else "☆ Favourite")
         self.buttons["trash"].setText("Restore" if item.trashed else "Trash")
+        if not item.trashed:
+            self.itemSelected.emit(item)
+
+    def _fill_lineage(self, item: GalleryItem) -> None:
+        """The family tree, the selected image in bold; a lone image shows nothing."""
+        tree = self.gallery.lineage_tree(item.id)
+        if len(tree) <= 1:
+            return
+        parents: list[QTreeWidgetItem] = []
+        for node, depth in tree:
+            branch = f" · branch @ step {node.branch_step}" if node.branch_step is not None else ""
+            entry = QTreeWidgetItem([f"{node.kind}{branch}: {node.prompt[:50] or '(no prompt)'}"])
+            entry.setData(0, IdRole, node.id)
+            if node.id == item.id:
+                font = entry.font(0)
+                font.setBold(True)
+                entry.setFont(0, font)
+            del parents[depth:]
+            (parents[-1].addChild(entry) if parents else self.lineage.addTopLevelItem(entry))
+            parents.append(entry)
+        self.lineage.expandAll()
 
     def provenance_text(self, item: GalleryItem) -> str:
         if not item.path.exists():
@@ -319,8 +337,10 @@ class GalleryPanel(QWidget):
             return f"Content credentials: cannot check ({exc})"
         return f"Content credentials (C2PA): {status.state} — {status.detail}"
 
-    def _jump_to_lineage(self, entry: QListWidgetItem) -> None:
-        item_id = entry.data(IdRole)
+    def _jump_to_lineage(self, entry: QTreeWidgetItem, _column: int = 0) -> None:
+        item_id = entry.data(0, IdRole)
+        if item_id == getattr(self._current, "id", None):
+            return
         if item_id and not self.select(item_id):
             # Not in the current filter: show it anyway.
             try:

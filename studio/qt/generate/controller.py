@@ -42,7 +42,7 @@ BRANCH_FIELDS = (
     "preview_every",
 )
 PREVIEW_NAMES = {
-    "latent2rgb": "latent preview",
+    "latent2rgb": "noisy latent preview",
     "x0": "x0 preview",
     "taesd": "TAESD preview",
     "vae": "VAE preview",
@@ -217,7 +217,7 @@ class RunController(QObject):
             return
         if run_id in self.edit_serials and self.edit is not None:  # composited full-canvas preview
             self.edit.show_step(kept.image, self.edit_serials[run_id], run_id)
-        mode = PREVIEW_NAMES.get(
+        mode = kept.decoder or PREVIEW_NAMES.get(
             rec.request.preview.value if hasattr(rec.request.preview, "value") else str(rec.request.preview), "preview"
         )
         self.canvas.show_image(to_qimage(kept.image), f"#{rec.number} · step {step}/{rec.total} · {mode}", aspect)

@@ -159,8 +159,7 @@ class EngineWorker(QObject):
 
     @Slot(object)
     def configure(self, options: dict) -> None:
-        """Settings that change while the engine runs: memory preset ("auto" = from the device's
-        memory), out-of-memory fallback, tiny autoencoders per architecture. Used from the next run."""
+        """Settings changed while the engine runs (preset, OOM fallback, tiny autoencoders): from the next run."""
         if self.engine is None:
             return
         try:
@@ -229,8 +228,10 @@ class EngineWorker(QObject):
             self.finished.emit(job.job_id, GenerationResult(request=job.request, status="cancelled"), [])
             return
         self.started.emit(job.job_id)
+        made: list[StepPreview] = []  # kept with the gallery images (studio.core.gallery.steps)
 
         def on_step(preview: StepPreview) -> None:
+            made.append(preview)
             if job.post(preview):
                 self.stepsAvailable.emit(job.job_id)
             self._emit_memory()
@@ -268,7 +269,7 @@ class EngineWorker(QObject):
                 from studio.core.gallery.record import record_result
 
                 result.run_id = result.run_id or job.job_id
-                items = record_result(result, parent_id=job.gallery_parent)
+                items = record_result(result, parent_id=job.gallery_parent, steps=made)
             except Exception as exc:  # noqa: BLE001 — the image is still on the canvas; say so, don't lose the run
                 log.warning("could not save to the gallery: %s", exc)
                 result.gallery_error = str(exc)
@@ -399,8 +400,7 @@ class EngineBridge(QObject):
         return self.current is not None or bool(self.pending)
 
     def adopt(self, stored: list[Any]) -> list[Job]:
-        """Take jobs already in the durable queue (from before a crash, or added by `studio queue add`)
-        into the window's queue, after those it has. Returns the new Jobs."""
+        """Take the durable queue's waiting jobs (a crash's, `studio queue add`'s) into this queue; returns them."""
         known = {j.job_id for j in self.jobs()}
         new = []
         for s in stored:

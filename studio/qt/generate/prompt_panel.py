@@ -45,10 +45,10 @@ SIZE_PRESETS: list[tuple[str, int, int]] = [
     ("Tiny 64 (test models)", 64, 64),
 ]
 PREVIEW_LABELS = {
-    PreviewMode.LATENT2RGB: "Latent → RGB (fastest)",
-    PreviewMode.X0: "Predicted clean image (x0)",
-    PreviewMode.TAESD: "Tiny autoencoder",
-    PreviewMode.VAE: "Full VAE every N steps",
+    PreviewMode.X0: "The picture as it will be (x0)",
+    PreviewMode.LATENT2RGB: "What the sampler holds (noisy latent)",
+    PreviewMode.TAESD: "x0, tiny autoencoder only",
+    PreviewMode.VAE: "x0, full VAE every N steps",
     PreviewMode.NONE: "No preview",
 }
 
@@ -268,7 +268,8 @@ class PromptPanel(QWidget):
         for mode, label in PREVIEW_LABELS.items():
             self.preview.addItem(label, mode.value)
         self.preview.setToolTip(
-            "How each step is previewed. Latent → RGB is nearly free; the autoencoders cost time per step."
+            "How each step is previewed: x0 (default) is the model's estimate of the finished picture, drawn by a "
+            "tiny decoder when there is one; the noisy latent is what the sampler holds. Never changes the image."
         )
         self.preview.currentIndexChanged.connect(
             lambda _i: self.preview_every.setEnabled(self.preview.currentData() == PreviewMode.VAE.value)

@@ -26,15 +26,12 @@ THUMB = 52
 BRANCH_TIP = (
     "Start a new run from this step's latent with the Prompt panel's current prompt, guidance, scheduler "
     "and seed: only the remaining steps are made. Everything else stays the parent's: model, size, steps, "
-    "VAE, LoRAs and ControlNet units."
+    "VAE, LoRAs and ControlNet units — and for an edit, its input image, mask and strength."
 )
-# The engine branches text-to-image runs only (an edit's steps start from its input image's latent)
-EDIT_KIND_TEXT = {
-    "img2img": "an image-to-image",
-    "inpaint": "an inpaint",
-    "outpaint": "an outpaint",
-    "upscale": "an upscale",
-}
+NO_LATENT_TIP = (
+    "This step's latent is not kept, so it cannot be branched from: the gallery keeps the latents of its "
+    "newest images within the budget in Gallery ▸ Kept steps…, and the session's memory budget trims old runs."
+)
 STATUS_TEXT = {
     "queued": "queued",
     "loading": "loading",
@@ -49,7 +46,8 @@ def run_label(rec: RunRecord) -> str:
     prompt = rec.request.prompt or "(no prompt)"
     if len(prompt) > 38:
         prompt = prompt[:37] + "…"
-    label = f"#{rec.number}  {prompt}  ·  {STATUS_TEXT.get(rec.status, rec.status)}"
+    status = "from the gallery" if rec.restored else STATUS_TEXT.get(rec.status, rec.status)
+    label = f"#{rec.number}  {prompt}  ·  {status}"
     if rec.branch_step is not None:
         label += f"  ·  branch @ {rec.branch_step}"
     return label
@@ -269,28 +267,32 @@ class StepsStrip(QWidget):
     def _update_buttons(self) -> None:
         rec = self.history.get(self.run_id)
         step = self.selected_step()
-        edit = EDIT_KIND_TEXT.get(rec.request.kind) if rec is not None else None
+        kept = resolve_step(self.history, rec.run_id, step) if rec is not None and step else None
+        upscale = rec is not None and rec.request.upscale is not None
         # a hires fix's second pass starts from the first one, upscaled: branching continues the first pass
         second_pass = bool(rec and rec.request.hires is not None and step and step >= rec.request.steps)
         can = bool(
             rec
-            and not edit
+            and not upscale
             and not second_pass
             and rec.status in ("done", "cancelled")
             and step
             and step < rec.total
-            and (kept := resolve_step(self.history, rec.run_id, step)) is not None
+            and kept is not None
             and kept.latent is not None
         )
         self.branch.setEnabled(can)
-        tip = BRANCH_TIP
-        if edit:
-            tip = f"Branching is only available for text-to-image runs so far: this is {edit} run."
+        if upscale:
+            tip = "An upscale has no steps to branch from: its steps are tiles."
         elif second_pass and rec is not None:
             tip = (
                 f"This step is in the hires fix's second pass (steps {rec.request.steps + 1}–{rec.total}); "
                 f"branching continues the first pass: pick a step before {rec.request.steps}."
             )
+        elif rec is not None and step and step < rec.total and kept is not None and kept.latent is None:
+            tip = NO_LATENT_TIP
+        else:
+            tip = BRANCH_TIP
         self.branch.setToolTip(tip)
         self.use_settings.setEnabled(rec is not None)
 

@@ -131,7 +131,7 @@ class ModelSetup(QObject):
 
     def push_engine_settings(self) -> None:
         s = self.settings
-        taesd = {arch: s.taesd_for(arch) for arch in core_settings.ARCHES}
+        taesd = library.tiny_autoencoders(s)  # the defaults, else TAESD & kin found in the model folders
         self.w.bridge.configure(preset=s.memory_preset, auto_fallback=s.oom_fallback, taesd=taesd)
 
     def reload_settings(self) -> None:
