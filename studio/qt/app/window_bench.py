@@ -54,8 +54,23 @@ def bench_ui(args: argparse.Namespace) -> int:
     return 0
 
 
+def wait_until(pred, timeout_s: float) -> None:
+    """Run the window's event loop until pred() holds (polled every 5 ms), or raise after timeout_s."""
+    from PySide6.QtCore import QEventLoop, QTimer
+
+    loop = QEventLoop()
+    poll = QTimer()
+    poll.timeout.connect(lambda: loop.quit() if pred() else None)
+    poll.start(5)
+    QTimer.singleShot(int(timeout_s * 1000), loop.quit)
+    loop.exec()
+    poll.stop()
+    if not pred():
+        raise TimeoutError("the window did not get there in time")
+
+
 def _run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
-    from PySide6.QtCore import QEventLoop, Qt, QTimer
+    from PySide6.QtCore import Qt, QTimer
 
     from studio.qt.app.app import ensure_app
 
@@ -79,15 +94,7 @@ def _run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     c = window.controller
 
     def wait(pred, timeout_s: float = 300.0) -> None:
-        loop = QEventLoop()
-        poll = QTimer()
-        poll.timeout.connect(lambda: loop.quit() if pred() else None)
-        poll.start(5)
-        QTimer.singleShot(int(timeout_s * 1000), loop.quit)
-        loop.exec()
-        poll.stop()
-        if not pred():
-            raise TimeoutError("the window did not get there in time")
+        wait_until(pred, timeout_s)
 
     def run(steps: int, cancel_after: int | None = None) -> dict:
         p = window.prompt

@@ -52,10 +52,10 @@ def bench_soak_window(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> dict[str, Any]:
     import psutil
-    from PySide6.QtCore import QEventLoop, QTimer
 
     from studio.qt.app.app import ensure_app
     from studio.qt.app.main_window import MainWindow
+    from studio.qt.app.window_bench import wait_until
 
     ensure_app()
     device = args.device
@@ -69,15 +69,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
     window.show()
 
     def wait(pred, timeout_s: float = 600.0) -> None:
-        loop = QEventLoop()
-        poll = QTimer()
-        poll.timeout.connect(lambda: loop.quit() if pred() else None)
-        poll.start(5)
-        QTimer.singleShot(int(timeout_s * 1000), loop.quit)
-        loop.exec()
-        poll.stop()
-        if not pred():
-            raise TimeoutError("the window did not get there in time")
+        wait_until(pred, timeout_s)
 
     done: list[str] = []
     window.controller.runFinished.connect(lambda rid, status: done.append(status))
